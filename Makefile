@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit integration e2e bench schemas clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/leadpipe dev
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q tests/e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/ruff format --check services schemas tests bench
+	$(BIN)/mypy
+
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.generate
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

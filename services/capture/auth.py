@@ -1,0 +1,38 @@
+"""API-key check: keys are compared as SHA-256 hashes, in constant time."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from services.capture.responses import problem
+from services.capture.settings import hash_api_key
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def key_is_valid(presented: str, known_hashes: frozenset[str]) -> bool:
+    digest = hash_api_key(presented)
+    # Compare against every known hash so timing does not reveal which one matched.
+    matched = False
+    for known in known_hashes:
+        matched |= hmac.compare_digest(digest, known)
+    return matched
+
+
+def api_key_middleware(known_hashes: frozenset[str], protected_prefix: str = "/v1/") -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(protected_prefix):
+            return await handler(request)
+        presented = request.headers.get("X-API-Key")
+        if not presented:
+            return problem(401, "missing_api_key", "send your API key in the X-API-Key header")
+        if not key_is_valid(presented, known_hashes):
+            return problem(403, "invalid_api_key", "the API key is not valid")
+        return await handler(request)
+
+    return middleware

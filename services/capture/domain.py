@@ -1,0 +1,53 @@
+"""Capture's rules: who the lead is, and what record goes on leads.interactions. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+
+from schemas.base import new_event_id
+from schemas.interaction import IdentityKind, Interaction, InteractionIn
+
+
+def normalise_email(email: str) -> str:
+    """Same mailbox, same key: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def lead_identity(email: str | None, anonymous_id: str | None) -> tuple[str, IdentityKind]:
+    """A stable, PII-free lead id: from the normalised e-mail when known, else the anonymous id."""
+    if email and email.strip():
+        return "e-" + _digest(normalise_email(email)), IdentityKind.EMAIL
+    if anonymous_id and anonymous_id.strip():
+        return "a-" + _digest(anonymous_id.strip()), IdentityKind.ANONYMOUS
+    raise ValueError("an event needs either anonymous_id or contact.email")
+
+
+def to_interaction(
+    event: InteractionIn,
+    *,
+    received_at: datetime,
+    make_event_id: Callable[[], str] = new_event_id,
+) -> Interaction:
+    lead_id, identity = lead_identity(event.contact.email, event.anonymous_id)
+    contact = event.contact
+    if contact.email:
+        contact = contact.model_copy(update={"email": normalise_email(contact.email)})
+    return Interaction(
+        event_id=event.event_id or make_event_id(),
+        occurred_at=event.occurred_at,
+        lead_id=lead_id,
+        type=event.type,
+        identity=identity,
+        anonymous_id=event.anonymous_id,
+        contact=contact,
+        source=event.source,
+        consent=event.consent,
+        properties=event.properties,
+        received_at=received_at,
+    )

@@ -1,0 +1,46 @@
+"""The `leadpipe` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadpipe", description="Event-driven lead pipeline on Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="run the whole pipeline on an embedded broker, with demo traffic")
+    dev.add_argument("--no-demo", action="store_true", help="start without demo traffic")
+    dev.add_argument("--demo-rate", type=float, default=5.0, help="demo events per second (default 5)")
+    dev.add_argument("--broker-port", type=int, default=9092)
+    dev.add_argument("--port-base", type=int, default=8080, help="capture's port; the others follow (8081..)")
+    dev.add_argument("--partitions", type=int, default=4)
+    dev.add_argument("--api-key", default="dev-key")
+    dev.add_argument("--state-dir", type=Path, default=Path(".leadpipe"), help="where logs go")
+    dev.add_argument("--run-for", type=float, default=None, help="stop after this many seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "dev":
+        from services.devstack.stack import DevOptions, run
+
+        return run(
+            DevOptions(
+                broker_port=args.broker_port,
+                port_base=args.port_base,
+                partitions=args.partitions,
+                api_key=args.api_key,
+                demo=not args.no_demo,
+                demo_rate=args.demo_rate,
+                run_for=args.run_for,
+                state_dir=args.state_dir,
+            )
+        )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

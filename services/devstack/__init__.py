@@ -1,0 +1,1 @@
+"""The embedded dev stack behind `leadpipe dev`: broker, Redis, services, demo traffic."""

@@ -1,0 +1,1 @@
+"""The small shared runtime every service uses: settings, topics, codec, metrics, health, faust app."""

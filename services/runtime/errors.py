@@ -1,0 +1,27 @@
+"""Turn pydantic validation errors into "field: reason" pairs people can act on."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from pydantic import ValidationError
+
+
+class FieldProblem(TypedDict):
+    field: str
+    reason: str
+
+
+def field_problems(exc: ValidationError) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"]) or "(body)"
+        problems.append({"field": location, "reason": error["msg"]})
+    return problems
+
+
+def summarise(problems: list[FieldProblem], *, limit: int = 5) -> str:
+    text = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:limit])
+    if len(problems) > limit:
+        text += f"; and {len(problems) - limit} more"
+    return text

@@ -1,0 +1,57 @@
+"""Prometheus metrics every service shares, on a registry injected per app (never the global one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# Milliseconds to minutes: processing is fast, a stalled dependency is not.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class CommonMetrics:
+    registry: CollectorRegistry
+    events_in: Counter
+    events_out: Counter
+    dead_letters: Counter
+    processing_seconds: Histogram
+    up: Gauge
+
+    def exposition(self) -> bytes:
+        data: bytes = generate_latest(self.registry)
+        return data
+
+
+def common_metrics(service: str, registry: CollectorRegistry | None = None) -> CommonMetrics:
+    registry = registry or CollectorRegistry()
+    up = Gauge("leadpipe_service_up", "1 while the service runs.", ["service"], registry=registry)
+    up.labels(service).set(1)
+    return CommonMetrics(
+        registry=registry,
+        events_in=Counter(
+            "leadpipe_events_in_total", "Records consumed.", ["service", "topic"], registry=registry
+        ),
+        events_out=Counter(
+            "leadpipe_events_out_total", "Records published.", ["service", "topic"], registry=registry
+        ),
+        dead_letters=Counter(
+            "leadpipe_dead_letters_total",
+            "Records sent to leads.dlq.",
+            ["service", "topic", "reason"],
+            registry=registry,
+        ),
+        processing_seconds=Histogram(
+            "leadpipe_processing_seconds",
+            "Time to handle one record.",
+            ["service", "topic"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        up=up,
+    )
+
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST

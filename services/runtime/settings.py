@@ -1,0 +1,64 @@
+"""Settings shared by every service: where the broker and Redis are, and how topics are laid out.
+
+Infrastructure settings use one unprefixed name for all services (``LEADPIPE_BROKER_URL``,
+``REDIS_URL``, ...), so one environment configures the whole pipeline; each service's own
+settings class adds fields under its prefix (``CAPTURE_``, ``SCORE_``, ...).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    """Base class: subclasses set ``env_prefix`` and a default ``web_port``."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    broker_url: str = Field(
+        DEFAULT_BROKER,
+        validation_alias=_env("LEADPIPE_BROKER_URL"),
+        description="kafka://host:port[;host:port]",
+    )
+    redis_url: str = Field(DEFAULT_REDIS, validation_alias=_env("REDIS_URL"))
+    topic_partitions: int = Field(4, ge=1, le=256, validation_alias=_env("LEADPIPE_TOPIC_PARTITIONS"))
+    topic_suffix: str = Field(
+        "",
+        validation_alias=_env("LEADPIPE_TOPIC_SUFFIX"),
+        description="Appended to every topic name; tests use it to keep runs apart.",
+    )
+    broker_session_timeout: float = Field(
+        6.0,
+        gt=0,
+        validation_alias=_env("LEADPIPE_BROKER_SESSION_TIMEOUT"),
+        description="Seconds. Tansu holds a group join for half of it, so keep it short in dev and tests.",
+    )
+    log_level: str = Field("INFO", validation_alias=_env("LEADPIPE_LOG_LEVEL"))
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(0, ge=0, le=65535)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            value = f"kafka://{value}"
+        if not value.startswith("kafka://"):
+            raise ValueError("broker_url must look like kafka://host:port")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """host:port[,host:port] for aiokafka clients."""
+        return self.broker_url.removeprefix("kafka://").replace(";", ",")
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a catalogue name."""
+        return f"{name}{self.topic_suffix}"

@@ -1,0 +1,148 @@
+"""The faust app factory and the glue every stream service shares.
+
+A `StreamService` holds one faust app configured from settings, the service's metrics registry,
+its health checks and its dead-letter path. Services build one per `create_app(settings)` call;
+nothing here is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, TypeVar
+
+import faust
+from faust.web import Request, Response, View
+
+from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.topics import TopicName
+from services.runtime.codec import Decoder, encode, key_text
+from services.runtime.health import Flag, Health
+from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
+from services.runtime.settings import ServiceSettings
+from services.runtime.topics import ensure_pipeline_topics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faust.App:
+    """A faust app with the broker, timeouts and web settings leadpipe runs with everywhere."""
+    options: dict[str, Any] = {
+        "broker": settings.broker_url,
+        "store": "memory://",
+        "autodiscover": False,
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "broker_session_timeout": settings.broker_session_timeout,
+        "broker_heartbeat_interval": max(0.5, settings.broker_session_timeout / 6),
+        "broker_rebalance_timeout": max(10.0, settings.broker_session_timeout * 2),
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": 1,
+        "topic_disable_leader": True,
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        "table_cleanup_interval": 60.0,
+    }
+    options.update(overrides)
+    return faust.App(f"leadpipe-{service}{settings.topic_suffix}", **options)
+
+
+class StreamService:
+    """One faust-based service: app, raw-bytes topics, metrics, health, dead letters."""
+
+    def __init__(self, name: str, settings: ServiceSettings, **app_overrides: Any) -> None:
+        self.name = name
+        self.settings = settings
+        self.metrics: CommonMetrics = common_metrics(name)
+        self.health = Health(name)
+        self.partitions_assigned = Flag()
+        self.health.add("consumer_group", self.partitions_assigned)
+        self.app = faust_app(name, settings, **app_overrides)
+        self.dlq = self.topic(TopicName.DLQ)
+        self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        self._install_pages()
+
+    def topic(self, name: str) -> faust.TopicT:
+        """A catalogue topic carrying raw JSON bytes (decoded by pydantic in the agent, not by faust)."""
+        return self.app.topic(
+            self.settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.settings.topic_partitions,
+        )
+
+    async def decode(self, decoder: Decoder[T], event: faust.EventT[Any]) -> T | None:
+        """Decode one record; unreadable ones go to the dead-letter topic and yield None."""
+        message = event.message
+        self.metrics.events_in.labels(self.name, message.topic).inc()
+        origin = RecordOrigin(
+            topic=message.topic, partition=message.partition, offset=message.offset, key=key_text(event.key)
+        )
+        result = decoder.decode(event.value, origin)
+        if isinstance(result, DeadLetter):
+            await self.dead_letter(result)
+            return None
+        return result
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        key = letter.lead_id.encode() if letter.lead_id else None
+        await self.dlq.send(key=key, value=encode(letter))
+        self.metrics.dead_letters.labels(self.name, letter.origin.topic, letter.reason).inc()
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s",
+            letter.origin.topic,
+            letter.origin.partition,
+            letter.origin.offset,
+            letter.reason,
+        )
+
+    async def send(self, topic: faust.TopicT, key: str, record: Any) -> None:
+        await topic.send(key=key.encode(), value=encode(record))
+        self.metrics.events_out.labels(self.name, topic.get_topic_name()).inc()
+
+    def observe(self, topic: str, started: float) -> None:
+        self.metrics.processing_seconds.labels(self.name, topic).observe(time.perf_counter() - started)
+
+    async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.partitions_assigned.set()
+
+    def _install_pages(self) -> None:
+        service = self
+
+        @self.app.page("/healthz")
+        async def healthz(view: View, request: Request) -> Response:
+            return view.json({"service": service.name, "status": "ok"})
+
+        @self.app.page("/readyz")
+        async def readyz(view: View, request: Request) -> Response:
+            ready, checks = await service.health.report()
+            body = {"service": service.name, "ready": ready, "checks": checks}
+            return view.json(body, status=200 if ready else 503)
+
+        @self.app.page("/metrics")
+        async def metrics(view: View, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type; Prometheus reads the text format without it.
+            content_type = METRICS_CONTENT_TYPE.split(";")[0] + "; version=0.0.4"
+            return view.bytes(service.metrics.exposition(), content_type=content_type)
+
+
+def run_worker(service: StreamService) -> None:
+    """Create missing topics, then run the faust worker until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    from services.runtime import logs
+
+    logs.configure(service.settings.log_level)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_pipeline_topics(service.settings, give_up_after=60))
+    worker = Worker(service.app, loglevel=service.settings.log_level, loop=loop, quiet=True)
+    logs.configure(service.settings.log_level)
+    worker.execute_from_commandline()

