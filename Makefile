@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_PATHS := services schemas tests $(wildcard bench)
 
 .PHONY: run test lint unit integration e2e bench schemas clean
 
@@ -28,8 +29,8 @@ e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
 
 lint: $(STAMP)
-	$(BIN)/ruff check services schemas tests bench
-	$(BIN)/ruff format --check services schemas tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 schemas: $(STAMP)
