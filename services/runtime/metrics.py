@@ -18,6 +18,7 @@ class CommonMetrics:
     events_out: Counter
     dead_letters: Counter
     processing_seconds: Histogram
+    consumer_lag: Gauge
     up: Gauge
 
     def exposition(self) -> bytes:
@@ -48,6 +49,12 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
             "Time to handle one record.",
             ["service", "topic"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "leadpipe_consumer_lag",
+            "Records not yet processed: end offset minus committed offset.",
+            ["service", "topic", "partition"],
             registry=registry,
         ),
         up=up,

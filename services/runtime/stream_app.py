@@ -25,6 +25,8 @@ from services.runtime.topics import ensure_pipeline_topics
 
 log = logging.getLogger(__name__)
 
+LAG_INTERVAL_SECONDS = 5.0
+
 T = TypeVar("T")
 
 
@@ -52,6 +54,12 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
     return faust.App(f"leadpipe-{service}{settings.topic_suffix}", **options)
 
 
+def partition_lag(end_offset: int, last_committed: int | None) -> int:
+    """Records after the last committed one (faust tracks the last processed offset, not the next)."""
+    position = 0 if last_committed is None else last_committed + 1
+    return max(0, end_offset - position)
+
+
 class StreamService:
     """One faust-based service: app, raw-bytes topics, metrics, health, dead letters."""
 
@@ -66,6 +74,7 @@ class StreamService:
         self.dlq = self.topic(TopicName.DLQ)
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
         self._install_pages()
+        self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
 
     def topic(self, name: str) -> faust.TopicT:
         """A catalogue topic carrying raw JSON bytes (decoded by pydantic in the agent, not by faust)."""
@@ -112,6 +121,16 @@ class StreamService:
 
     async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.partitions_assigned.set()
+
+    async def _report_lag(self) -> None:
+        """Consumer lag per assigned partition (end offset minus committed position)."""
+        consumer = self.app.consumer
+        gauge = self.metrics.consumer_lag
+        gauge.clear()
+        committed_offsets = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            lag = partition_lag(consumer.highwater(tp), committed_offsets.get(tp))
+            gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
     def _install_pages(self) -> None:
         service = self

@@ -118,3 +118,31 @@ async def test_health_ready_and_metrics(running: StreamService, broker: Embedded
             text = await response.text()
     assert 'leadpipe_dead_letters_total{reason="empty_value",service="echo"' in text
     assert "leadpipe_events_in_total" in text
+
+
+async def test_consumer_lag_settles_to_zero_once_committed(
+    running: StreamService, broker: EmbeddedBroker
+) -> None:
+    topic = running.settings.topic(TopicName.INTERACTIONS)
+    await produce(broker.bootstrap_servers, topic, [(b"e-1", json.dumps(VALID).encode())] * 3)
+    forwarded = await consume_until(
+        broker.bootstrap_servers, running.settings.topic(TopicName.ENRICHED), lambda r: len(r) >= 3
+    )
+    assert len(forwarded) == 3
+
+    def lags() -> dict[str, float]:
+        return {
+            sample.labels["partition"]: sample.value
+            for metric in running.metrics.registry.collect()
+            if metric.name == "leadpipe_consumer_lag"
+            for sample in metric.samples
+            if sample.labels["topic"] == topic
+        }
+
+    for _ in range(50):  # faust commits every few seconds
+        await running._report_lag()
+        if lags() and all(value == 0 for value in lags().values()):
+            break
+        await asyncio.sleep(0.2)
+    assert sorted(lags()) == ["0", "1", "2", "3"]
+    assert set(lags().values()) == {0}
