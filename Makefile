@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := services schemas tests $(wildcard bench)
 
-.PHONY: run test lint unit integration e2e bench schemas clean
+.PHONY: run test lint unit integration e2e bench schemas tools clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadpipe dev
 
-test: $(STAMP) lint
+# System tools the tests use, from Debian's packages (promtool checks the Prometheus files).
+tools:
+	@command -v promtool >/dev/null || { \
+		echo "installing Debian's prometheus package for promtool"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: $(STAMP) tools lint
 	$(BIN)/pytest -q
 
 unit: $(STAMP)

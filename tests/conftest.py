@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,11 @@ import pytest
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep faust's local files out of the checkout."""
+    os.environ.setdefault("LEADPIPE_DATA_DIR", tempfile.mkdtemp(prefix="leadpipe-test-data-"))
 
 
 @pytest.fixture(scope="session")

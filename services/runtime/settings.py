@@ -42,6 +42,11 @@ class ServiceSettings(BaseSettings):
         description="Seconds. Tansu holds a group join for half of it, so keep it short in dev and tests.",
     )
     log_level: str = Field("INFO", validation_alias=_env("LEADPIPE_LOG_LEVEL"))
+    data_dir: str = Field(
+        ".leadpipe/data",
+        validation_alias=_env("LEADPIPE_DATA_DIR"),
+        description="Where faust keeps its local files (table metadata); nothing here must survive.",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(0, ge=0, le=65535)
 

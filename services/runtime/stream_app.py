@@ -35,6 +35,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
     options: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "memory://",
+        "datadir": f"{settings.data_dir}/{{conf.name}}",
         "autodiscover": False,
         "web_enabled": True,
         "web_bind": settings.web_host,

@@ -1,0 +1,14 @@
+# One image for every leadpipe service; the container's command picks the service.
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+RUN useradd --system --uid 10001 leadpipe
+COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY services ./services
+COPY config ./config
+COPY data ./data
+RUN pip install --no-compile .
+USER leadpipe
+# Services bind all interfaces inside the container; each sets <PREFIX>_WEB_HOST=0.0.0.0.
+CMD ["python", "-m", "services.capture"]
