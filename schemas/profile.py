@@ -17,6 +17,17 @@ class EmailKind(StrEnum):
     UNKNOWN = "unknown"
 
 
+class Seniority(StrEnum):
+    """Seniority levels enrich derives from a job title (``LeadProfile.seniority`` holds the value)."""
+
+    C_LEVEL = "c_level"  # owners, founders, presidents and chief officers
+    VP = "vp"
+    DIRECTOR = "director"
+    MANAGER = "manager"
+    INDIVIDUAL_CONTRIBUTOR = "individual_contributor"
+    STUDENT = "student"
+
+
 class Firmographics(Contract):
     """Company facts looked up by the company's e-mail domain."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 import faust
@@ -52,6 +53,8 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         "table_cleanup_interval": 60.0,
     }
     options.update(overrides)
+    # faust creates its own data directory but not the parents.
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     return faust.App(f"leadpipe-{service}{settings.topic_suffix}", **options)
 
 

@@ -1,0 +1,1 @@
+"""Enrich: turns raw interactions into interactions about one known, clean lead."""

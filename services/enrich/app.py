@@ -1,0 +1,78 @@
+"""`create_app(settings)`: the only place enrich wires Kafka, Redis, the provider and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from services.enrich.agents import INBOX, Enricher, register
+from services.enrich.breaker import CircuitBreaker
+from services.enrich.config import load_config
+from services.enrich.firmographics import (
+    CachedProvider,
+    HttpProvider,
+    LocalProvider,
+    Provider,
+    load_companies,
+)
+from services.enrich.metrics import enrich_metrics
+from services.enrich.settings import EnrichSettings
+from services.runtime.stream_app import StreamService
+
+
+def create_app(settings: EnrichSettings) -> StreamService:
+    config = load_config(settings.config_file)
+    service = StreamService("enrich", settings)
+    metrics = enrich_metrics(service.metrics.registry)
+    http: HttpProvider | None = None
+    inner: Provider
+    if settings.provider == "http":
+        breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
+        inner = http = HttpProvider(settings.provider_url, settings.provider_timeout, breaker, metrics)
+    else:
+        inner = LocalProvider(load_companies(settings.companies_file), metrics)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    provider = CachedProvider(
+        inner,
+        redis,
+        metrics,
+        ttl=settings.cache_ttl_seconds,
+        negative_ttl=settings.negative_cache_ttl_seconds,
+        prefix=f"leadpipe:enrich{settings.topic_suffix}:firmographics:",
+    )
+    app = service.app
+    table_options: dict[str, Any] = {
+        "default": None,
+        "schema": faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        "partitions": settings.topic_partitions,
+    }
+    enricher = Enricher(
+        service=service,
+        settings=settings,
+        config=config,
+        provider=provider,
+        metrics=metrics,
+        leads=app.Table("enrich-leads", help="Lead state by lead id.", **table_options),
+        pending=app.Table("enrich-pending", help="Domains partial records wait for.", **table_options),
+        sink=service.topic("leads.enriched"),
+        inbox=app.topic(
+            settings.topic(INBOX),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+            internal=True,
+        ),
+    )
+    register(enricher)
+
+    async def close_clients(*args: Any, **kwargs: Any) -> None:
+        await redis.aclose()
+        if http is not None:
+            await http.close()
+
+    app.on_before_shutdown.connect(close_clients)
+    return service

@@ -1,0 +1,96 @@
+"""Enrich's business rules from `config/enrich.yaml`, validated at start-up; errors name file and key."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schemas.profile import Seniority
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "enrich.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used; the message names the file, the key and the problem."""
+
+
+def _compile(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return patterns
+
+
+class _Rules(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    patterns: list[str] = Field(min_length=1)
+
+    _check = field_validator("patterns")(_compile)
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile("|".join(f"(?:{p})" for p in self.patterns))
+
+
+class SeniorityRule(_Rules):
+    level: Seniority
+
+
+class DepartmentRule(_Rules):
+    department: str = Field(min_length=1, pattern=r"^[a-z_]+$")
+
+
+class EnrichConfig(BaseModel):
+    """Title rules, country aliases, flagged domains and state bounds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seniority: list[SeniorityRule] = Field(min_length=1)
+    departments: list[DepartmentRule] = Field(default_factory=list)
+    country_aliases: dict[str, str] = Field(default_factory=dict)
+    default_phone_region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    competitor_domains: frozenset[str] = frozenset()
+    customer_domains: frozenset[str] = frozenset()
+    max_history: int = Field(200, ge=0, le=10_000)
+    max_seen_event_ids: int = Field(1000, ge=10, le=100_000)
+
+    @field_validator("country_aliases")
+    @classmethod
+    def _alpha2(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, code in value.items():
+            if not re.fullmatch(r"[A-Z]{2}", code):
+                raise ValueError(f"{name!r}: {code!r} is not an ISO 3166-1 alpha-2 code")
+        return {name.strip().lower(): code for name, code in value.items()}
+
+    @field_validator("competitor_domains", "customer_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(d).strip().lower().lstrip("@") for d in value)
+        return value
+
+
+def load_config(path: Path = DEFAULT_CONFIG) -> EnrichConfig:
+    """Read and validate the file; any problem is a ConfigError naming file, key and reason."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return EnrichConfig.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None

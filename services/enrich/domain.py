@@ -1,0 +1,290 @@
+"""Enrich's rules: identity resolution, dedupe, merges and partial enrichment. No I/O.
+
+Every function takes the current `LeadState` of one lead (from the table partition that owns it) and
+returns what happened: the new state and the records to publish. Identity moves between partitions
+only through records: an e-mail lead that carries an anonymous id asks the anonymous lead (on its own
+partition) to alias itself; the anonymous lead answers with its profile and history, which the e-mail
+lead merges and republishes as its own (`replay_of`), so earlier anonymous activity counts for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.enriched import (
+    AliasRequest,
+    EnrichedInteraction,
+    EnrichmentStatus,
+    FirmographicsResolved,
+    ProfileMerge,
+)
+from schemas.interaction import Interaction
+from schemas.profile import FieldSource, Firmographics, LeadProfile
+from services.capture.domain import lead_identity
+from services.enrich.config import EnrichConfig
+from services.enrich.profile import apply_interaction, apply_values, company_domain, merge_profiles
+
+
+class LeadState(BaseModel):
+    """What enrich keeps per lead in its table (keyed and partitioned by lead id)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    lead_id: str
+    profile: LeadProfile
+    seen: list[str] = Field(default_factory=list, description="Recent event ids, oldest first.")
+    alias_to: str | None = Field(None, description="Anonymous leads: the known lead they became.")
+    history: list[Interaction] = Field(default_factory=list, description="Anonymous leads' interactions.")
+    merged: list[str] = Field(default_factory=list, description="Anonymous lead ids merged into this one.")
+    unannounced: list[str] = Field(default_factory=list, description="Merges not yet put on a record.")
+    pending_domain: str | None = Field(None, description="Firmographics lookup still owed for this domain.")
+    pending_events: list[str] = Field(default_factory=list)
+    pending_interaction: Interaction | None = None
+
+    @classmethod
+    def new(cls, lead_id: str) -> LeadState:
+        return cls(lead_id=lead_id, profile=LeadProfile(lead_id=lead_id))
+
+
+class LookupStatus(StrEnum):
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer of a firmographics lookup for one domain (unavailable: slow, down or circuit open)."""
+
+    domain: str
+    status: LookupStatus
+    firmographics: Firmographics | None = None
+    provider: str = "local"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: LeadState
+    records: list[EnrichedInteraction] = field(default_factory=list)
+    aliases: list[AliasRequest] = field(default_factory=list)
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class AliasOutcome:
+    state: LeadState
+    merge: ProfileMerge | None
+    conflict: bool = False
+
+
+def resolved_lead_id(interaction: Interaction) -> str:
+    """The lead an interaction belongs to by its content: normalised e-mail first, else anonymous id."""
+    lead_id, _ = lead_identity(interaction.contact.email, interaction.anonymous_id)
+    return lead_id
+
+
+def destination(state: LeadState | None, interaction: Interaction) -> str | None:
+    """Where an interaction read from `leads.interactions` must be handled; None: right here."""
+    target = resolved_lead_id(interaction)
+    if target != interaction.lead_id:
+        return target  # same e-mail in other case or with spaces, from a producer that did not normalise
+    if state is not None and state.alias_to:
+        return state.alias_to
+    return None
+
+
+def is_anonymous(lead_id: str) -> bool:
+    return lead_id.startswith("a-")
+
+
+def lookup_needed(
+    state: LeadState | None, lead_id: str, interaction: Interaction, config: EnrichConfig
+) -> str | None:
+    """The company domain to look up before applying this interaction, if any."""
+    profile = (state or LeadState.new(lead_id)).profile
+    domain = company_domain(apply_interaction(profile, interaction, config))
+    if domain is None:
+        return None
+    if profile.firmographics.domain == domain and (state is None or state.pending_domain != domain):
+        return None
+    return domain
+
+
+def _remember(seen: list[str], event_id: str, limit: int) -> list[str]:
+    return [*seen, event_id][-limit:]
+
+
+def completion_id(event_ids: list[str]) -> str:
+    """A deterministic id for the record completing these partial records (idempotent re-emission)."""
+    return "c-" + hashlib.blake2b("\n".join(event_ids).encode(), digest_size=12).hexdigest()
+
+
+def _apply_lookup(
+    state: LeadState, lookup: Lookup | None, at: datetime, event_id: str
+) -> tuple[LeadState, EnrichmentStatus, list[str]]:
+    """Apply a lookup answer; return the state, this record's status and the partial records it completes."""
+    domain = company_domain(state.profile)
+    if domain is None:
+        return (
+            state.model_copy(update={"pending_domain": None, "pending_events": []}),
+            (EnrichmentStatus.COMPLETE),
+            [],
+        )
+    if lookup is not None and lookup.domain == domain and lookup.status is not LookupStatus.UNAVAILABLE:
+        firmographics = (lookup.firmographics or Firmographics()).model_copy(update={"domain": domain})
+        source = FieldSource(source=f"firmographics:{lookup.provider}", event_id=event_id, updated_at=at)
+        profile = apply_values(state.profile, {"firmographics": firmographics}, source)
+        completes = list(state.pending_events)
+        cleared: dict[str, object] = {
+            "profile": profile,
+            "pending_domain": None,
+            "pending_events": [],
+            "pending_interaction": None,
+        }
+        return state.model_copy(update=cleared), EnrichmentStatus.COMPLETE, completes
+    if state.profile.firmographics.domain == domain:
+        return state, EnrichmentStatus.COMPLETE, []
+    return state.model_copy(update={"pending_domain": domain}), EnrichmentStatus.PARTIAL, []
+
+
+def _record(
+    state: LeadState,
+    interaction: Interaction,
+    status: EnrichmentStatus,
+    *,
+    replay_of: str | None = None,
+    completes: list[str] | None = None,
+    event_id: str | None = None,
+) -> tuple[LeadState, EnrichedInteraction]:
+    """The record for one interaction; it also announces merges not yet announced."""
+    record = EnrichedInteraction(
+        event_id=event_id or interaction.event_id,
+        occurred_at=interaction.occurred_at,
+        lead_id=state.lead_id,
+        interaction=interaction,
+        profile=state.profile,
+        enrichment=status,
+        merged_from=list(state.unannounced),
+        replay_of=replay_of,
+        completes=completes or [],
+    )
+    return state.model_copy(update={"unannounced": []}), record
+
+
+def enrich(
+    state: LeadState | None,
+    lead_id: str,
+    interaction: Interaction,
+    lookup: Lookup | None,
+    config: EnrichConfig,
+) -> Outcome:
+    """Apply one interaction to the lead `lead_id` (already resolved) and say what to publish."""
+    current = state or LeadState.new(lead_id)
+    if interaction.event_id in current.seen:
+        return Outcome(current, duplicate=True)
+    profile = apply_interaction(current.profile, interaction, config)
+    updates: dict[str, object] = {
+        "profile": profile,
+        "seen": _remember(current.seen, interaction.event_id, config.max_seen_event_ids),
+    }
+    if is_anonymous(lead_id) and config.max_history:
+        updates["history"] = [*current.history, interaction][-config.max_history :]
+    current = current.model_copy(update=updates)
+    current, status, completes = _apply_lookup(current, lookup, interaction.occurred_at, interaction.event_id)
+    if status is EnrichmentStatus.PARTIAL:
+        current = current.model_copy(
+            update={
+                "pending_events": [*current.pending_events, interaction.event_id][-config.max_history :],
+                "pending_interaction": interaction,
+            }
+        )
+    current, record = _record(current, interaction, status, completes=completes)
+    return Outcome(current, [record], _alias_requests(current, interaction))
+
+
+def _alias_requests(state: LeadState, interaction: Interaction) -> list[AliasRequest]:
+    if is_anonymous(state.lead_id) or not interaction.anonymous_id:
+        return []
+    anonymous_lead, _ = lead_identity(None, interaction.anonymous_id)
+    if anonymous_lead in state.merged:
+        return []
+    return [
+        AliasRequest(
+            event_id=f"alias-{interaction.event_id}"[:128],
+            occurred_at=interaction.occurred_at,
+            lead_id=anonymous_lead,
+            target_lead_id=state.lead_id,
+        )
+    ]
+
+
+def alias(state: LeadState | None, request: AliasRequest) -> AliasOutcome:
+    """On the anonymous lead's partition: point it at the known lead and hand over profile and history.
+
+    The first known lead wins; a later, different one is a conflict and is ignored (shared browser).
+    A repeated request re-sends the merge, which the known lead dedupes, so a lost merge is recovered.
+    """
+    current = state or LeadState.new(request.lead_id)
+    if current.alias_to not in (None, request.target_lead_id):
+        return AliasOutcome(current, None, conflict=True)
+    current = current.model_copy(update={"alias_to": request.target_lead_id})
+    merge = ProfileMerge(
+        event_id=f"merge-{request.lead_id}-{request.target_lead_id}"[:128],
+        occurred_at=request.occurred_at,
+        lead_id=request.target_lead_id,
+        from_lead_id=request.lead_id,
+        profile=current.profile,
+        history=current.history,
+    )
+    return AliasOutcome(current, merge)
+
+
+def merge(state: LeadState | None, request: ProfileMerge, config: EnrichConfig) -> Outcome:
+    """On the known lead's partition: merge the anonymous profile and republish its unseen history."""
+    current = state or LeadState.new(request.lead_id)
+    first_time = request.from_lead_id not in current.merged
+    profile = merge_profiles(current.profile, request.profile, config)
+    current = current.model_copy(update={"profile": profile})
+    if first_time:
+        current = current.model_copy(
+            update={
+                "merged": [*current.merged, request.from_lead_id],
+                "unannounced": [*current.unannounced, request.from_lead_id],
+            }
+        )
+    fresh = [i for i in request.history if i.event_id not in current.seen]
+    if not fresh:
+        return Outcome(current, duplicate=not first_time)
+    seen = current.seen
+    for interaction in fresh:
+        seen = _remember(seen, interaction.event_id, config.max_seen_event_ids)
+    current = current.model_copy(update={"seen": seen})
+    status = EnrichmentStatus.PARTIAL if current.pending_domain else EnrichmentStatus.COMPLETE
+    records = []
+    for interaction in sorted(fresh, key=lambda i: i.occurred_at):
+        current, record = _record(current, interaction, status, replay_of=request.from_lead_id)
+        records.append(record)
+    return Outcome(current, records)
+
+
+def firmographics_resolved(state: LeadState | None, answer: FirmographicsResolved) -> Outcome:
+    """A late lookup answered: complete the profile and re-emit the latest partial interaction."""
+    if state is None or state.pending_domain != answer.domain or state.pending_interaction is None:
+        return Outcome(state or LeadState.new(answer.lead_id), duplicate=True)
+    status = LookupStatus.FOUND if answer.firmographics else LookupStatus.NOT_FOUND
+    lookup = Lookup(answer.domain, status, answer.firmographics, provider="retry")
+    interaction = state.pending_interaction
+    current, _, completes = _apply_lookup(state, lookup, answer.occurred_at, answer.event_id)
+    current, record = _record(
+        current,
+        interaction,
+        EnrichmentStatus.COMPLETE,
+        completes=completes,
+        event_id=completion_id(completes),
+    )
+    return Outcome(current, [record])

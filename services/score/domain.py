@@ -1,0 +1,392 @@
+"""Score rules: (state, event, rules) -> (new state, stage changes). No I/O.
+
+Engagement is kept per rule, decayed to the lead's newest event time `engagement_at`. An event at
+time te contributes points * 2^-((engagement_at - te) / half_life) whether it arrives in order or
+late, so the score does not depend on arrival order. Daily caps keep the earliest `cap` events of
+a rule per UTC day, which is also order-independent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import JsonValue
+
+from schemas.enriched import EnrichedInteraction
+from schemas.interaction import Interaction
+from schemas.profile import LeadProfile
+from schemas.sales import SalesActivity, SalesActivityKind
+from schemas.stage import Bant, LifecycleStage, Reason, Scores, StageChange, StageKind, Temperature, Trigger
+from services.score import decay
+from services.score.fit import bant_from_properties, bant_from_sales, disqualifier, fit_reasons
+from services.score.rules import EngagementRule, ScoringRules
+from services.score.state import CapSlot, LeadState
+
+L = LifecycleStage
+SALES_READY = frozenset({L.MQL, L.PQL})
+WITH_SALES = frozenset({L.SQL, L.OPPORTUNITY, L.CUSTOMER})
+RANK = {L.RAW: 0, L.IQL: 1, L.RECYCLED: 1, L.MQL: 2, L.PQL: 2, L.SQL: 3, L.OPPORTUNITY: 4, L.CUSTOMER: 5}
+DUE_MARGIN = 0.001  # seconds past the computed crossing, so the check sees the score below the line
+
+
+@dataclass(frozen=True)
+class ScoreUpdate:
+    """What applying one record did."""
+
+    state: LeadState
+    changes: list[StageChange] = field(default_factory=list)
+    duplicate: bool = False
+    rule: str | None = None
+    outcome: str = "scored"  # scored | capped | stale | unscored | duplicate | checked
+
+
+def epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+# --- engagement -------------------------------------------------------------------------------
+
+
+def match_rule(interaction: Interaction, rules: ScoringRules) -> EngagementRule | None:
+    """The first engagement rule for the interaction's type whose conditions hold."""
+    for rule in rules.engagement:
+        if rule.type != interaction.type:
+            continue
+        if all(_text(interaction.properties.get(k)) == v.lower() for k, v in rule.when.items()) and all(
+            v.lower() in (_text(interaction.properties.get(k)) or "") for k, v in rule.when_contains.items()
+        ):
+            return rule
+    return None
+
+
+def _text(value: JsonValue) -> str | None:
+    return None if value is None or isinstance(value, dict | list) else str(value).lower()
+
+
+def raw_engagement(state: LeadState) -> float:
+    """Engagement at `engagement_at`, before the floor at zero."""
+    return sum(state.engagement_by_rule.values())
+
+
+def engagement_at(state: LeadState, at: float, rules: ScoringRules) -> float:
+    """Engagement decayed to `at`, never below zero (negative points cannot make it negative)."""
+    if state.engagement_at is None:
+        return 0.0
+    value = decay.decayed(raw_engagement(state), at - state.engagement_at, rules.half_life_seconds)
+    return max(0.0, value)
+
+
+def _advance(state: LeadState, to: float, rules: ScoringRules) -> LeadState:
+    """Decay every rule's contribution to time `to` (no-op when `to` is not newer)."""
+    if state.engagement_at is not None and to <= state.engagement_at:
+        return state
+    f = (
+        1.0
+        if state.engagement_at is None
+        else decay.factor(to - state.engagement_at, rules.half_life_seconds)
+    )
+    horizon = _day(to - rules.late_event_window.total_seconds())
+    slots = {k: v for k, v in state.cap_slots.items() if k.rsplit("|", 1)[1] >= horizon}
+    by_rule = {k: v * f for k, v in state.engagement_by_rule.items()}
+    update = {
+        "engagement_at": to,
+        "engagement_by_rule": by_rule,
+        "cap_slots": slots,
+        "recycled_engagement": state.recycled_engagement * f,
+    }
+    return state.model_copy(update=update)
+
+
+def _day(seconds: float) -> str:
+    return from_epoch(seconds).strftime("%Y-%m-%d")
+
+
+def _add_points(
+    state: LeadState, rule: EngagementRule, at: float, event_id: str, rules: ScoringRules
+) -> tuple[LeadState, str]:
+    """Apply one scored event at its own time, respecting the rule's daily cap."""
+    if state.engagement_at is not None and at < state.engagement_at - rules.late_event_window.total_seconds():
+        return state, "stale"
+    state = _advance(state, at, rules)
+    assert state.engagement_at is not None
+    half_life = rules.half_life_seconds
+    delta = rule.points * decay.factor(state.engagement_at - at, half_life)
+    raw = rule.points
+    slots = dict(state.cap_slots)
+    if rule.daily_cap is not None:
+        key = f"{rule.name}|{_day(at)}"
+        slot = slots.get(key, CapSlot())
+        entries = list(zip(slot.times, slot.event_ids, strict=True))
+        entry = (at, event_id)
+        if len(entries) >= rule.daily_cap:
+            if entry >= entries[-1]:
+                return state, "capped"
+            evicted_at, _ = entries.pop()  # the latest counted event gives its place to an earlier one
+            delta -= rule.points * decay.factor(state.engagement_at - evicted_at, half_life)
+            raw = 0.0
+        bisect.insort(entries, entry)
+        slots[key] = CapSlot(times=tuple(e[0] for e in entries), event_ids=tuple(e[1] for e in entries))
+    by_rule = dict(state.engagement_by_rule)
+    by_rule[rule.name] = by_rule.get(rule.name, 0.0) + delta
+    points = dict(state.points_by_rule)
+    points[rule.name] = points.get(rule.name, 0.0) + raw
+    update = {"engagement_by_rule": by_rule, "points_by_rule": points, "cap_slots": slots}
+    return state.model_copy(update=update), "scored"
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+
+def fit_score(state: LeadState, rules: ScoringRules) -> tuple[float, list[Reason]]:
+    reasons = fit_reasons(state.profile, state.bant, rules.fit)
+    return sum(r.points for r in reasons), reasons
+
+
+def _hand_raise_active(state: LeadState, at: float, rules: ScoringRules) -> bool:
+    return (
+        state.hand_raised_at is not None
+        and at < state.hand_raised_at + rules.hand_raisers.hot_for.total_seconds()
+    )
+
+
+def temperature_of(state: LeadState, fit: float, at: float, rules: ScoringRules) -> Temperature:
+    if state.lifecycle == L.DISQUALIFIED:
+        return Temperature.COLD
+    if _hand_raise_active(state, at, rules):
+        return Temperature.HOT
+    total = fit + engagement_at(state, at, rules)
+    if total >= rules.thresholds.hot:
+        return Temperature.HOT
+    if total >= rules.thresholds.warm:
+        return Temperature.WARM
+    return Temperature.COLD
+
+
+def marketing_lifecycle(
+    state: LeadState, fit: float, engagement: float, rules: ScoringRules
+) -> tuple[LifecycleStage, str | None]:
+    """`engagement` is decayed to the evaluation time (for a recycled lead: earned since recycling)."""
+    """Forward moves from scores and product usage; disqualification. Returns (stage, rule)."""
+    current = state.lifecycle
+    reason = disqualifier(state.profile, rules.fit)
+    if reason is not None and current not in (L.CUSTOMER, L.DISQUALIFIED):
+        return L.DISQUALIFIED, f"disqualified:{reason}"
+    if current in WITH_SALES or current in (L.DISQUALIFIED, L.PQL):
+        return current, None
+    if state.trial and state.usage >= rules.product_qualified.min_usage:
+        return L.PQL, "product_qualified"
+    if current == L.MQL:
+        return current, None
+    if state.hand_raised_at is not None and fit >= rules.hand_raisers.min_fit:
+        return L.MQL, "hand_raiser"
+    if fit >= rules.thresholds.mql_fit and engagement >= rules.thresholds.mql_engagement:
+        return L.MQL, "mql_thresholds"
+    if current == L.RAW and state.profile is not None and state.profile.email:
+        return L.IQL, "identified"
+    return current, None
+
+
+def next_due(state: LeadState, fit: float, rules: ScoringRules) -> float | None:
+    """When the temperature will next drop without new events (None: it will not)."""
+    if state.temperature == Temperature.COLD or state.lifecycle == L.DISQUALIFIED:
+        return None
+    limit = rules.thresholds.hot if state.temperature == Temperature.HOT else rules.thresholds.warm
+    start = state.engagement_at if state.engagement_at is not None else (state.evaluated_at or 0.0)
+    if fit >= limit:
+        crossing = None
+    else:
+        after = decay.crossing_after(max(0.0, raw_engagement(state)), limit - fit, rules.half_life_seconds)
+        crossing = None if after is None else start + after
+    if crossing is None:
+        return None
+    if state.temperature == Temperature.HOT and state.hand_raised_at is not None:
+        crossing = max(crossing, state.hand_raised_at + rules.hand_raisers.hot_for.total_seconds())
+    return crossing + DUE_MARGIN
+
+
+def reasons_at(state: LeadState, at: float, fit_list: list[Reason], rules: ScoringRules) -> list[Reason]:
+    """Top contributions by size: fit rules, engagement rules (undecayed) and the decay so far."""
+    reasons = list(fit_list)
+    reasons.extend(Reason(rule=name, points=round(p, 2)) for name, p in state.points_by_rule.items() if p)
+    decayed_by = engagement_at(state, at, rules) - sum(state.points_by_rule.values())
+    if round(decayed_by, 2) != 0:
+        reasons.append(Reason(rule="decay", points=round(decayed_by, 2)))
+    reasons.sort(key=lambda r: (-abs(r.points), r.rule))
+    return reasons[: rules.top_reasons]
+
+
+def change_id(lead_id: str, trigger_id: str, kind: StageKind, to_stage: str) -> str:
+    """Deterministic, so a replay after a crash publishes the same event id (consumers dedupe)."""
+    return hashlib.sha256(f"{lead_id}|{trigger_id}|{kind.value}|{to_stage}".encode()).hexdigest()[:32]
+
+
+def _changes(
+    old: LeadState, new: LeadState, trigger: Trigger, at: float, rules: ScoringRules, *, rule: str | None
+) -> list[StageChange]:
+    fit, fit_list = fit_score(new, rules)
+    engagement = engagement_at(new, at, rules)
+    scores = Scores(fit=round(fit, 2), engagement=round(engagement, 2), total=round(fit + engagement, 2))
+    reasons = reasons_at(new, at, fit_list, rules)
+    if rule and rule.startswith(("disqualified:", "product_qualified", "hand_raiser", "sales:")):
+        reasons = [Reason(rule=rule, points=0.0, detail="stage rule"), *reasons][: rules.top_reasons]
+    bant = Bant(**new.bant.model_dump())
+    profile = new.profile or LeadProfile(lead_id=new.lead_id)
+    moves = []
+    if old.temperature != new.temperature:
+        moves.append((StageKind.TEMPERATURE, old.temperature.value, new.temperature.value))
+    if old.lifecycle != new.lifecycle:
+        moves.append((StageKind.LIFECYCLE, old.lifecycle.value, new.lifecycle.value))
+    return [
+        StageChange(
+            event_id=change_id(new.lead_id, trigger.event_id, kind, to_stage),
+            occurred_at=trigger.occurred_at,
+            lead_id=new.lead_id,
+            kind=kind,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            temperature=new.temperature,
+            lifecycle=new.lifecycle,
+            sales_ready=new.lifecycle in SALES_READY,
+            scores=scores,
+            reasons=reasons,
+            bant=bant,
+            trigger=trigger,
+            profile=profile,
+            source=new.source,
+        )
+        for kind, from_stage, to_stage in moves
+    ]
+
+
+def _settle(
+    old: LeadState, state: LeadState, trigger: Trigger, at: float, rules: ScoringRules, *, rule: str | None
+) -> tuple[LeadState, list[StageChange], str | None]:
+    """Re-evaluate both stages at `at` and report the moves."""
+    at = max(at, state.evaluated_at or at)
+    fit, _ = fit_score(state, rules)
+    engagement = engagement_at(state, at, rules)
+    if state.lifecycle == L.RECYCLED and state.engagement_at is not None:
+        # recycled_engagement decays like the rest, so the difference is what was earned since
+        since = raw_engagement(state) - state.recycled_engagement
+        engagement = max(0.0, decay.decayed(since, at - state.engagement_at, rules.half_life_seconds))
+    lifecycle, stage_rule = marketing_lifecycle(state, fit, engagement, rules)
+    state = state.model_copy(update={"lifecycle": lifecycle, "evaluated_at": at})
+    state = state.model_copy(update={"temperature": temperature_of(state, fit, at, rules)})
+    state = state.model_copy(update={"next_due": next_due(state, fit, rules)})
+    return state, _changes(old, state, trigger, at, rules, rule=stage_rule or rule), stage_rule
+
+
+def _remember(state: LeadState, event_id: str, rules: ScoringRules) -> LeadState:
+    ids = (*state.recent_event_ids, event_id)[-rules.recent_event_ids :]
+    return state.model_copy(update={"recent_event_ids": ids})
+
+
+# --- entry points -----------------------------------------------------------------------------
+
+
+def apply_interaction(
+    state: LeadState | None, event: EnrichedInteraction, rules: ScoringRules
+) -> ScoreUpdate:
+    """Decay engagement to the event's time, add its points, report any stage change."""
+    old = state or LeadState.new(event.lead_id)
+    if event.event_id in old.recent_event_ids:
+        return ScoreUpdate(old, duplicate=True, outcome="duplicate")
+    interaction = event.interaction
+    at = epoch(event.occurred_at)
+    state = _remember(old, event.event_id, rules)
+    source = interaction.source if interaction.source.channel else state.source
+    bant = bant_from_properties(state.bant, interaction.properties, event.profile, rules.fit)
+    state = state.model_copy(update={"profile": event.profile, "source": source, "bant": bant})
+    if interaction.type == interaction.type.TRIAL_SIGNUP:
+        state = state.model_copy(update={"trial": True})
+    usage = _number(interaction.properties.get(rules.product_qualified.usage_property))
+    if usage is not None and usage > state.usage:
+        state = state.model_copy(update={"usage": usage})
+    rule = match_rule(interaction, rules)
+    outcome = "unscored"
+    if rule is not None:
+        state, outcome = _add_points(state, rule, at, event.event_id, rules)
+    if interaction.type in rules.hand_raisers.types and outcome != "stale":
+        fit, _ = fit_score(state, rules)
+        if fit >= rules.hand_raisers.min_fit and state.lifecycle not in (L.DISQUALIFIED, *WITH_SALES):
+            raised = max(at, state.hand_raised_at or at)
+            need = state.bant.need if state.bant.need is not None else True
+            bant = state.bant.model_copy(update={"need": need})
+            state = state.model_copy(update={"hand_raised_at": raised, "bant": bant})
+    trigger = Trigger(event_id=event.event_id, type=interaction.type.value, occurred_at=event.occurred_at)
+    evaluate_at = max(at, state.engagement_at or at)
+    state, changes, _ = _settle(old, state, trigger, evaluate_at, rules, rule=rule.name if rule else None)
+    return ScoreUpdate(state, changes, rule=rule.name if rule else None, outcome=outcome)
+
+
+def _number(value: JsonValue) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+SALES_MOVES: dict[SalesActivityKind, tuple[LifecycleStage, frozenset[LifecycleStage]]] = {
+    # activity -> (target, stages it may move from); forward moves only, plus the two recycles
+    SalesActivityKind.ACCEPTED: (L.SQL, frozenset({L.RAW, L.IQL, L.MQL, L.PQL, L.RECYCLED, L.DISQUALIFIED})),
+    SalesActivityKind.MEETING_BOOKED: (
+        L.OPPORTUNITY,
+        frozenset({L.RAW, L.IQL, L.MQL, L.PQL, L.SQL, L.RECYCLED, L.DISQUALIFIED}),
+    ),
+    SalesActivityKind.OPPORTUNITY_CREATED: (
+        L.OPPORTUNITY,
+        frozenset({L.RAW, L.IQL, L.MQL, L.PQL, L.SQL, L.RECYCLED, L.DISQUALIFIED}),
+    ),
+    SalesActivityKind.WON: (L.CUSTOMER, frozenset(set(L) - {L.CUSTOMER})),
+    SalesActivityKind.REJECTED: (L.RECYCLED, frozenset({L.RAW, L.IQL, L.MQL, L.PQL, L.SQL})),
+    SalesActivityKind.LOST: (L.RECYCLED, frozenset({L.MQL, L.PQL, L.SQL, L.OPPORTUNITY})),
+}
+
+
+def apply_sales_activity(state: LeadState | None, event: SalesActivity, rules: ScoringRules) -> ScoreUpdate:
+    """Sales moves: accepted -> SQL, meeting/opportunity -> opportunity, won -> customer,
+    rejected/lost -> recycled (the only backward moves besides disqualification)."""
+    old = state or LeadState.new(event.lead_id)
+    if event.event_id in old.recent_event_ids:
+        return ScoreUpdate(old, duplicate=True, outcome="duplicate")
+    state = _remember(old, event.event_id, rules)
+    at = epoch(event.occurred_at)
+    rule: str | None = None
+    if event.activity == SalesActivityKind.BANT_UPDATED:
+        state = state.model_copy(update={"bant": bant_from_sales(state.bant, event.properties)})
+    move = SALES_MOVES.get(event.activity)
+    if move is not None and state.lifecycle in move[1]:
+        rule = f"sales:{event.activity.value}"
+        update: dict[str, object] = {"lifecycle": move[0]}
+        if move[0] == L.RECYCLED:
+            update["hand_raised_at"] = None  # a rejected hand-raise no longer keeps the lead hot
+            update["recycled_engagement"] = max(0.0, raw_engagement(state))
+        state = state.model_copy(update=update)
+    trigger = Trigger(
+        event_id=event.event_id, type=f"sales:{event.activity.value}", occurred_at=event.occurred_at
+    )
+    state, changes, _ = _settle(old, state, trigger, max(at, state.engagement_at or at), rules, rule=rule)
+    return ScoreUpdate(state, changes, rule=rule, outcome="scored" if rule else "unscored")
+
+
+def apply_decay_check(state: LeadState, at: datetime, rules: ScoringRules) -> ScoreUpdate:
+    """The timer's check: has the decayed score crossed a threshold downward by `at`?"""
+    when = epoch(at)
+    if state.next_due is None or when < state.next_due - DUE_MARGIN / 2:  # datetimes hold microseconds
+        return ScoreUpdate(state, outcome="unscored")
+    trigger = Trigger(event_id=f"decay:{state.lead_id}:{round(when * 1000)}", type="decay", occurred_at=at)
+    new, changes, _ = _settle(state, state, trigger, when, rules, rule="decay")
+    return ScoreUpdate(new, changes, outcome="checked")

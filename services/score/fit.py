@@ -1,0 +1,119 @@
+"""Fit points from the profile and BANT, and the hard disqualifiers. Pure functions."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import JsonValue
+
+from schemas.profile import LeadProfile
+from schemas.stage import Reason
+from services.score.rules import BantCriterion, FitRules
+from services.score.state import BantState
+
+_RANGE = re.compile(r"(\d[\d,.]*)")
+BANT_FIELDS = ("budget", "authority", "need", "timing")
+
+
+def employees_of(profile: LeadProfile) -> int | None:
+    """Employee count, or the lower bound of the employee range ("201-500", "1000+")."""
+    firm = profile.firmographics
+    if firm.employees is not None:
+        return firm.employees
+    if firm.employee_range:
+        match = _RANGE.search(firm.employee_range)
+        if match:
+            return int(match.group(1).replace(",", "").replace(".", ""))
+    return None
+
+
+def _lookup(table: dict[str, float], value: str | None, label: str) -> Reason | None:
+    if not value:
+        return None
+    points = table.get(value.lower())
+    return None if points is None else Reason(rule=f"{label}:{value.lower()}", points=points)
+
+
+def fit_reasons(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> list[Reason]:
+    """Every fit rule that applies, with its points."""
+    reasons: list[Reason] = []
+    if profile is not None:
+        country = (profile.country or profile.firmographics.country or "").upper()
+        candidates = [
+            _lookup(rules.seniority, profile.seniority, "seniority"),
+            _lookup(rules.department, profile.department, "department"),
+            _lookup(rules.industry, profile.firmographics.industry, "industry"),
+        ]
+        reasons.extend(r for r in candidates if r is not None)
+        employees = employees_of(profile)
+        if employees is not None:
+            for band in rules.company_size:
+                if band.contains(employees):
+                    reasons.append(Reason(rule="company_size", points=band.points, detail=str(employees)))
+                    break
+        if country and country in rules.territories.countries:
+            reasons.append(Reason(rule="territory", points=rules.territories.points, detail=country))
+        email_points = rules.email_kind.get(profile.email_kind)
+        if email_points is not None:
+            reasons.append(Reason(rule=f"email:{profile.email_kind.value}", points=email_points))
+        if profile.is_competitor:
+            reasons.append(Reason(rule="competitor", points=rules.competitor))
+    for name in BANT_FIELDS:
+        criterion: BantCriterion = getattr(rules.bant, name)
+        if getattr(bant, name) is True and criterion.points:
+            reasons.append(Reason(rule=f"bant:{name}", points=criterion.points))
+    return [r for r in reasons if r.points != 0]
+
+
+def disqualifier(profile: LeadProfile | None, rules: FitRules) -> str | None:
+    """The name of the first hard disqualifier the profile matches, if any."""
+    if profile is None:
+        return None
+    rule = rules.disqualify
+    if rule.competitor and profile.is_competitor:
+        return "competitor"
+    if profile.email_kind in rule.email_kinds:
+        return f"email:{profile.email_kind.value}"
+    country = (profile.country or "").upper()
+    if country and country in {c.upper() for c in rule.countries}:
+        return f"country:{country}"
+    if profile.seniority and profile.seniority.lower() in rule.seniorities:
+        return f"seniority:{profile.seniority.lower()}"
+    return None
+
+
+def _answer(value: JsonValue) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip().lower()
+    return text or None
+
+
+def bant_from_properties(
+    bant: BantState, properties: dict[str, JsonValue], profile: LeadProfile | None, rules: FitRules
+) -> BantState:
+    """BANT answers from form fields (and authority from seniority); later answers win."""
+    updates: dict[str, bool] = {}
+    for name in BANT_FIELDS:
+        criterion: BantCriterion = getattr(rules.bant, name)
+        for prop in criterion.properties:
+            answer = _answer(properties.get(prop))
+            if answer is not None:
+                updates[name] = answer not in criterion.unmet_values
+                break
+    seniority = (profile.seniority or "").lower() if profile else ""
+    if "authority" not in updates and seniority in rules.bant.authority_seniorities:
+        updates["authority"] = True
+    return bant.model_copy(update=updates) if updates else bant
+
+
+def bant_from_sales(bant: BantState, properties: dict[str, JsonValue]) -> BantState:
+    """A rep's BANT assessment: true/false (or yes/no) per criterion."""
+    updates: dict[str, bool] = {}
+    for name in BANT_FIELDS:
+        value = properties.get(name)
+        if isinstance(value, bool):
+            updates[name] = value
+        elif isinstance(value, str) and value.lower() in {"yes", "no", "true", "false", "met", "unmet"}:
+            updates[name] = value.lower() in {"yes", "true", "met"}
+    return bant.model_copy(update=updates) if updates else bant

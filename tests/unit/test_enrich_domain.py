@@ -1,0 +1,288 @@
+"""Enrich's pure rules: progressive profiling, identity resolution, merges, dedupe, partial enrichment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.enriched import EnrichmentStatus, FirmographicsResolved
+from schemas.interaction import Interaction, InteractionIn
+from schemas.profile import Firmographics, LeadProfile
+from services.capture.domain import lead_identity, to_interaction
+from services.enrich import domain
+from services.enrich.config import ConfigError, load_config
+from services.enrich.domain import LeadState, Lookup, LookupStatus
+from services.enrich.profile import TRACKED, apply_interaction, merge_profiles
+
+CONFIG = load_config()
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+ACME = Firmographics(company_name="Acme GmbH", domain="acme.de", employee_range="51-200", industry="Software")
+
+
+def interaction(event_id: str, minutes: int = 0, **fields: Any) -> Interaction:
+    fields.setdefault("type", "page_view")
+    fields["occurred_at"] = T0 + timedelta(minutes=minutes)
+    return to_interaction(InteractionIn.model_validate({"event_id": event_id, **fields}), received_at=T0)
+
+
+def found(company_domain: str = "acme.de") -> Lookup:
+    return Lookup(company_domain, LookupStatus.FOUND, ACME)
+
+
+# --- progressive profiling -------------------------------------------------------------------------
+
+names = st.one_of(st.none(), st.just(""), st.sampled_from(["Ann", "Bea", "Cem", "Dana"]))
+titles = st.one_of(st.none(), st.sampled_from(["CEO", "VP Sales", "Engineer", "Student"]))
+contacts = st.fixed_dictionaries(
+    {
+        "first_name": names,
+        "last_name": names,
+        "job_title": titles,
+        "company": names,
+        "country": st.sampled_from([None, "DE", "France"]),
+    }
+)
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(st.tuples(contacts, st.integers(0, 10_000)), min_size=1, max_size=8, unique_by=lambda c: c[1])
+)
+def test_newest_non_empty_value_wins_whatever_the_arrival_order(
+    steps: list[tuple[dict[str, Any], int]],
+) -> None:
+    events = [
+        interaction(f"ev-{i}", minute, anonymous_id="anon-1", contact=contact)
+        for i, (contact, minute) in enumerate(steps)
+    ]
+    forward = LeadProfile(lead_id="a-1")
+    backward = LeadProfile(lead_id="a-1")
+    for event in events:
+        forward = apply_interaction(forward, event, CONFIG)
+    for event in reversed(events):
+        backward = apply_interaction(backward, event, CONFIG)
+    newest_first = sorted(events, key=lambda e: e.occurred_at, reverse=True)
+    for field in ("first_name", "last_name", "job_title", "company"):
+        expected = next((getattr(e.contact, field) for e in newest_first if getattr(e.contact, field)), None)
+        assert getattr(forward, field) == getattr(backward, field) == expected
+        if expected is not None:
+            source = forward.field_sources[field]
+            owner = next(e for e in newest_first if getattr(e.contact, field))
+            assert (source.event_id, source.updated_at) == (owner.event_id, owner.occurred_at)
+
+
+@given(st.lists(contacts, min_size=1, max_size=8))
+def test_a_later_empty_value_never_erases_a_known_one(steps: list[dict[str, Any]]) -> None:
+    profile = LeadProfile(lead_id="a-1")
+    for minute, contact in enumerate(steps):
+        before = {f: getattr(profile, f) for f in TRACKED}
+        profile = apply_interaction(
+            profile, interaction(f"e{minute}", minute, anonymous_id="x", contact=contact), CONFIG
+        )
+        for field, value in before.items():
+            if value:
+                assert getattr(profile, field), field
+
+
+def test_derived_fields_follow_the_stored_values() -> None:
+    event = interaction(
+        "f",
+        type="form_submit",
+        contact={
+            "email": "cto@rivalfunnel.com",
+            "job_title": "CTO",
+            "phone": "030 1234567",
+            "country": "germany",
+        },
+    )
+    profile = apply_interaction(LeadProfile(lead_id=event.lead_id), event, CONFIG)
+    assert (profile.seniority, profile.department) == ("c_level", "engineering")
+    assert profile.email_kind == "business"
+    assert profile.is_competitor and not profile.is_customer
+    assert (profile.phone, profile.country, profile.timezone) == ("+49301234567", "DE", "Europe/Berlin")
+
+
+def test_phone_country_fills_an_unknown_country_only() -> None:
+    event = interaction("f", type="form_submit", contact={"email": "a@acme.de", "phone": "+33 1 42 68 53 00"})
+    assert apply_interaction(LeadProfile(lead_id="x"), event, CONFIG).country == "FR"
+
+
+@settings(max_examples=60)
+@given(contacts, contacts, st.integers(0, 100), st.integers(101, 200))
+def test_merge_keeps_the_newest_value_of_each_field(
+    old: dict[str, Any], new: dict[str, Any], t_old: int, t_new: int
+) -> None:
+    anonymous = apply_interaction(
+        LeadProfile(lead_id="a-1"), interaction("a", t_old, anonymous_id="anon", contact=old), CONFIG
+    )
+    known = apply_interaction(
+        LeadProfile(lead_id="e-1"), interaction("k", t_new, contact={**new, "email": "k@acme.de"}), CONFIG
+    )
+    for into, other in ((known, anonymous), (anonymous, known)):
+        merged = merge_profiles(into, other, CONFIG)
+        assert merged.lead_id == into.lead_id
+        for field in ("first_name", "last_name", "job_title", "company"):
+            assert getattr(merged, field) == (getattr(known, field) or getattr(anonymous, field))
+    assert merge_profiles(known, anonymous, CONFIG).anonymous_ids == ["anon"]
+
+
+# --- identity resolution -----------------------------------------------------------------------------
+
+
+def test_events_are_handled_where_their_identity_lives() -> None:
+    pv = interaction("pv", anonymous_id="anon-1")
+    assert domain.destination(None, pv) is None
+    aliased = LeadState.new(pv.lead_id).model_copy(update={"alias_to": "e-known"})
+    assert domain.destination(aliased, pv) == "e-known"
+    messy = pv.model_copy(
+        update={
+            "contact": pv.contact.model_copy(update={"email": " Ann@Acme.DE "}),
+            "lead_id": "e-not-normalised",
+        }
+    )
+    assert domain.destination(None, messy) == lead_identity("ann@acme.de", None)[0]
+
+
+def test_duplicate_events_are_applied_once() -> None:
+    event = interaction("ev-1", type="form_submit", contact={"email": "a@acme.de"})
+    first = domain.enrich(None, event.lead_id, event, found(), CONFIG)
+    again = domain.enrich(first.state, event.lead_id, event, found(), CONFIG)
+    assert len(first.records) == 1 and not first.duplicate
+    assert again.duplicate and again.records == [] and again.state == first.state
+
+
+def test_anonymous_history_moves_to_the_known_lead_once() -> None:
+    anon = "anon-7"
+    anon_lead = lead_identity(None, anon)[0]
+    state_a = None
+    for i in range(3):
+        view = interaction(f"pv-{i}", i, anonymous_id=anon, contact={"first_name": "Ann"} if i == 0 else {})
+        state_a = domain.enrich(state_a, anon_lead, view, None, CONFIG).state
+    assert state_a is not None and [i.event_id for i in state_a.history] == ["pv-0", "pv-1", "pv-2"]
+
+    form = interaction(
+        "form",
+        10,
+        type="form_submit",
+        anonymous_id=anon,
+        contact={"email": "ann@acme.de", "job_title": "VP Sales"},
+    )
+    known = domain.enrich(None, form.lead_id, form, found(), CONFIG)
+    assert [r.lead_id for r in known.aliases] == [anon_lead]
+    assert known.aliases[0].target_lead_id == form.lead_id
+
+    aliased = domain.alias(state_a, known.aliases[0])
+    assert aliased.state.alias_to == form.lead_id and aliased.merge is not None
+    merged = domain.merge(known.state, aliased.merge, CONFIG)
+    assert [r.event_id for r in merged.records] == ["pv-0", "pv-1", "pv-2"]
+    assert all(r.lead_id == form.lead_id and r.replay_of == anon_lead for r in merged.records)
+    assert [r.merged_from for r in merged.records] == [[anon_lead], [], []]
+    assert merged.records[-1].profile.first_name == "Ann"
+    assert merged.records[-1].profile.firmographics == ACME
+    assert merged.state.profile.anonymous_ids == [anon]
+
+    # at-least-once: the alias request and the merge arrive again; nothing is republished
+    again = domain.alias(aliased.state, known.aliases[0])
+    assert again.merge is not None
+    repeat = domain.merge(merged.state, again.merge, CONFIG)
+    assert repeat.records == [] and repeat.duplicate
+    # once merged, the known lead stops asking
+    later = interaction("form-2", 20, type="form_submit", anonymous_id=anon, contact={"email": "ann@acme.de"})
+    assert domain.enrich(merged.state, form.lead_id, later, None, CONFIG).aliases == []
+
+
+def test_a_second_known_lead_cannot_take_an_aliased_anonymous_id() -> None:
+    state = LeadState.new("a-1").model_copy(update={"alias_to": "e-first"})
+    request = interaction("f", type="form_submit", anonymous_id="x", contact={"email": "b@acme.de"})
+    outcome = domain.enrich(None, request.lead_id, request, found(), CONFIG)
+    answer = domain.alias(state, outcome.aliases[0].model_copy(update={"lead_id": "a-1"}))
+    assert answer.conflict and answer.merge is None and answer.state.alias_to == "e-first"
+
+
+def test_a_merge_with_no_history_is_announced_on_the_next_record() -> None:
+    form = interaction("form", type="form_submit", anonymous_id="anon", contact={"email": "c@acme.de"})
+    known = domain.enrich(None, form.lead_id, form, found(), CONFIG)
+    answer = domain.alias(None, known.aliases[0])
+    assert answer.merge is not None
+    merged = domain.merge(known.state, answer.merge, CONFIG)
+    assert merged.records == []
+    nxt = domain.enrich(merged.state, form.lead_id, interaction("pv", 5, anonymous_id="anon"), None, CONFIG)
+    assert nxt.records[0].merged_from == [known.aliases[0].lead_id]
+
+
+# --- firmographics -------------------------------------------------------------------------------------
+
+
+def test_free_mail_needs_no_lookup_and_is_complete() -> None:
+    event = interaction("f", type="form_submit", contact={"email": "ann@gmail.com"})
+    assert domain.lookup_needed(None, event.lead_id, event, CONFIG) is None
+    outcome = domain.enrich(None, event.lead_id, event, None, CONFIG)
+    assert outcome.records[0].enrichment is EnrichmentStatus.COMPLETE
+
+
+def test_unavailable_provider_marks_partial_and_a_late_answer_completes() -> None:
+    first = interaction("f1", type="form_submit", contact={"email": "ann@acme.de"})
+    second = interaction("f2", 1, type="demo_request", contact={"email": "ann@acme.de"})
+    assert domain.lookup_needed(None, first.lead_id, first, CONFIG) == "acme.de"
+    down = Lookup("acme.de", LookupStatus.UNAVAILABLE)
+    one = domain.enrich(None, first.lead_id, first, down, CONFIG)
+    assert domain.lookup_needed(one.state, first.lead_id, second, CONFIG) == "acme.de"
+    two = domain.enrich(one.state, first.lead_id, second, down, CONFIG)
+    assert [r.enrichment for r in (*one.records, *two.records)] == [EnrichmentStatus.PARTIAL] * 2
+    assert two.state.pending_domain == "acme.de" and two.state.pending_events == ["f1", "f2"]
+
+    answer = FirmographicsResolved(
+        event_id="r", occurred_at=T0, lead_id=first.lead_id, domain="acme.de", firmographics=ACME
+    )
+    done = domain.firmographics_resolved(two.state, answer)
+    (record,) = done.records
+    assert record.enrichment is EnrichmentStatus.COMPLETE and record.completes == ["f1", "f2"]
+    assert record.event_id == domain.completion_id(["f1", "f2"]) and record.interaction.event_id == "f2"
+    assert record.profile.firmographics == ACME and done.state.pending_domain is None
+    assert domain.firmographics_resolved(done.state, answer).duplicate  # a repeated answer is ignored
+    assert domain.lookup_needed(done.state, first.lead_id, second, CONFIG) is None
+
+
+def test_a_live_answer_completes_earlier_partial_records() -> None:
+    first = interaction("f1", type="form_submit", contact={"email": "ann@acme.de"})
+    second = interaction("f2", 1, type="demo_request", contact={"email": "ann@acme.de"})
+    one = domain.enrich(None, first.lead_id, first, Lookup("acme.de", LookupStatus.UNAVAILABLE), CONFIG)
+    two = domain.enrich(one.state, first.lead_id, second, found(), CONFIG)
+    assert two.records[0].enrichment is EnrichmentStatus.COMPLETE and two.records[0].completes == ["f1"]
+
+
+def test_unknown_company_is_a_complete_answer() -> None:
+    event = interaction("f", type="form_submit", contact={"email": "ann@tiny.example"})
+    outcome = domain.enrich(
+        None, event.lead_id, event, Lookup("tiny.example", LookupStatus.NOT_FOUND), CONFIG
+    )
+    assert outcome.records[0].enrichment is EnrichmentStatus.COMPLETE
+    assert outcome.state.profile.firmographics.domain == "tiny.example"
+    assert domain.lookup_needed(outcome.state, event.lead_id, event, CONFIG) is None
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("seniority: [{level: boss, patterns: [x]}]", "seniority.0.level"),
+        ("seniority: [{level: vp, patterns: ['(']}]", "invalid regular expression"),
+        ("seniority: [{level: vp, patterns: [x]}]\ncountry_aliases: {uk: gbr}", "country_aliases"),
+        ("seniority: [{level: vp, patterns: [x]}]\nmax_histroy: 3", "max_histroy"),
+        ("seniority: [", "not valid YAML"),
+        ("{}", "seniority"),
+    ],
+)
+def test_config_errors_name_file_key_and_problem(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "enrich.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value) and problem in str(error.value)

@@ -1,0 +1,306 @@
+"""Score rules by example: fit, caps, stages, BANT, sales moves, decay demotion, reasons."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from schemas.profile import EmailKind, Firmographics, LeadProfile
+from schemas.stage import LifecycleStage, StageKind, Temperature
+from services.score import decay, domain
+from services.score.rules import ScoringRules
+from services.score.state import LeadState
+from tests.unit.test_score_helpers import LEAD, T0, enriched, rules, sales, vp_profile
+
+R = rules()
+DAY = 86400.0
+
+
+def run(events: list, state: LeadState | None = None, r: ScoringRules = R) -> tuple[LeadState, list]:
+    changes = []
+    for event in events:
+        if hasattr(event, "interaction"):
+            update = domain.apply_interaction(state, event, r)
+        else:
+            update = domain.apply_sales_activity(state, event, r)
+        state = update.state
+        changes.extend(update.changes)
+    assert state is not None
+    return state, changes
+
+
+def labels(change) -> list[str]:  # type: ignore[no-untyped-def]
+    return [f"{r.rule} {r.points:+g}" for r in change.reasons]
+
+
+def test_fit_points_from_profile() -> None:
+    state, _ = run([enriched("page_view", profile=vp_profile())])
+    fit, reasons = domain.fit_score(state, R)
+    names = {r.rule: r.points for r in reasons}
+    assert names == {
+        "seniority:vp": 15,
+        "department:marketing": 10,
+        "company_size": 10,
+        "industry:software": 10,
+        "territory": 5,
+        "email:business": 10,
+        "bant:authority": 5,
+    }
+    assert fit == 65
+
+
+def test_negative_fit_and_employee_range() -> None:
+    profile = LeadProfile(
+        lead_id=LEAD,
+        email_kind=EmailKind.FREE,
+        seniority="student",
+        firmographics=Firmographics(employee_range="1,000-5,000"),
+    )
+    state, _ = run([enriched("page_view", profile=profile)])
+    fit, reasons = domain.fit_score(state, R)
+    assert {r.rule: r.points for r in reasons} == {
+        "seniority:student": -20,
+        "email:free": -5,
+        "company_size": 15,
+    }
+    assert fit == -10
+
+
+def test_page_views_keep_a_lead_cold_and_caps_hold() -> None:
+    events = [
+        enriched("page_view", i * 60.0, properties={"url": f"/p{i}"}, profile=vp_profile()) for i in range(20)
+    ]
+    state, changes = run(events)
+    assert state.temperature == Temperature.COLD
+    assert state.points_by_rule == {"page_view": 10.0}  # cap 5 a day at 2 points
+    assert [c.kind for c in changes] == [StageKind.LIFECYCLE]  # raw -> iql only
+    assert changes[0].to_stage == "iql"
+
+
+def test_cap_resets_next_day() -> None:
+    events = [enriched("page_view", d * DAY + i, profile=vp_profile()) for d in range(2) for i in range(7)]
+    state, _ = run(events)
+    assert state.points_by_rule == {"page_view": 20.0}
+
+
+def test_the_done_when_story() -> None:
+    profile = vp_profile()
+    state, changes = run(
+        [enriched("page_view", i * 60.0, properties={"url": "/blog"}, profile=profile) for i in range(3)]
+    )
+    assert state.temperature == Temperature.COLD and state.lifecycle == LifecycleStage.IQL
+    state, changes = run(
+        [
+            enriched("content_download", 600, properties={"asset_type": "whitepaper"}, profile=profile),
+            enriched("page_view", 700, properties={"url": "https://x.io/pricing"}, profile=profile),
+        ],
+        state,
+    )
+    assert state.lifecycle == LifecycleStage.MQL
+    assert state.temperature == Temperature.WARM
+    mql = next(c for c in changes if c.kind == StageKind.LIFECYCLE)
+    assert mql.sales_ready and mql.from_stage == "iql" and mql.to_stage == "mql"
+    assert "whitepaper +20" in labels(mql) and "seniority:vp +15" in labels(mql)
+    assert mql.bant.authority is True and mql.bant.budget is None
+
+    state, changes = run([enriched("demo_request", 800, profile=profile)], state)
+    assert [(c.kind, c.from_stage, c.to_stage) for c in changes] == [(StageKind.TEMPERATURE, "warm", "hot")]
+    assert labels(changes[0])[0] == "demo_request +50"
+    assert changes[0].trigger.type == "demo_request"
+    assert changes[0].bant.need is True
+
+    # quiet: the timer's check before the due time does nothing, at the due time demotes once
+    assert state.next_due is not None
+    before = domain.apply_decay_check(state, domain.from_epoch(state.next_due - 1), R)
+    assert before.changes == [] and before.state == state
+    due = domain.apply_decay_check(state, domain.from_epoch(state.next_due), R)
+    assert [(c.kind, c.from_stage, c.to_stage) for c in due.changes] == [
+        (StageKind.TEMPERATURE, "hot", "warm")
+    ]
+    assert any(label.startswith("decay -") for label in labels(due.changes[0]))
+    assert due.changes[0].trigger.type == "decay"
+    fit, _ = domain.fit_score(due.state, R)
+    assert fit + domain.engagement_at(due.state, state.next_due, R) < R.thresholds.hot
+    again = domain.apply_decay_check(due.state, domain.from_epoch(state.next_due + 1), R)
+    assert again.changes == []
+    # and later it goes cold
+    assert due.state.next_due is not None and due.state.next_due > state.next_due
+    cold = domain.apply_decay_check(due.state, domain.from_epoch(due.state.next_due), R)
+    assert [c.to_stage for c in cold.changes] == ["cold"]
+    assert cold.state.next_due is None
+
+
+def test_hand_raiser_is_hot_at_once_even_with_a_low_score() -> None:
+    profile = LeadProfile(lead_id=LEAD, email="a@b.io", email_kind=EmailKind.BUSINESS)
+    state, changes = run([enriched("demo_request", profile=profile)])
+    assert state.temperature == Temperature.HOT and state.lifecycle == LifecycleStage.MQL
+    assert {(c.kind, c.to_stage) for c in changes} == {
+        (StageKind.TEMPERATURE, "hot"),
+        (StageKind.LIFECYCLE, "mql"),
+    }
+    assert all(c.sales_ready for c in changes)
+    # hot only while the hand-raise window lasts
+    assert state.next_due == pytest.approx(T0.timestamp() + R.hand_raisers.hot_for.total_seconds(), abs=0.01)
+
+
+def test_hand_raiser_with_unacceptable_fit_is_not_fast_tracked() -> None:
+    r = rules(hand_raisers=R.hand_raisers.model_copy(update={"min_fit": 50}))
+    profile = LeadProfile(lead_id=LEAD, email="a@gmail.com", email_kind=EmailKind.FREE)
+    state, _ = run([enriched("demo_request", profile=profile)], r=r)
+    assert state.temperature == Temperature.COLD
+    assert state.lifecycle == LifecycleStage.IQL
+
+
+def test_mql_needs_fit_and_engagement() -> None:
+    weak = LeadProfile(lead_id=LEAD, email="x@gmail.com", email_kind=EmailKind.FREE)
+    events = [
+        enriched("webinar_attended", 0, profile=weak),
+        enriched("content_download", 10, properties={"asset_type": "whitepaper"}, profile=weak),
+    ]
+    state, _ = run(events)
+    assert domain.raw_engagement(state) > R.thresholds.mql_engagement
+    assert state.lifecycle == LifecycleStage.IQL
+    state, _ = run([enriched("page_view", 20, profile=vp_profile())], state)
+    assert state.lifecycle == LifecycleStage.MQL
+
+
+def test_pql_from_trial_and_usage() -> None:
+    weak = LeadProfile(lead_id=LEAD, email="x@gmail.com", email_kind=EmailKind.FREE)
+    state, _ = run(
+        [
+            enriched("trial_signup", 0, profile=weak),
+            enriched("product_usage", 10, properties={"usage": 4}, profile=weak),
+        ]
+    )
+    assert state.lifecycle == LifecycleStage.IQL
+    state, changes = run([enriched("product_usage", 20, properties={"usage": "12"}, profile=weak)], state)
+    assert state.lifecycle == LifecycleStage.PQL
+    assert changes[-1].sales_ready and changes[-1].reasons[0].rule == "product_qualified"
+
+
+def test_usage_without_trial_is_not_pql() -> None:
+    state, _ = run([enriched("product_usage", 0, properties={"usage": 99}, profile=vp_profile())])
+    assert state.lifecycle != LifecycleStage.PQL
+
+
+def test_competitor_is_disqualified_and_stays_cold() -> None:
+    state, changes = run([enriched("demo_request", profile=vp_profile(is_competitor=True))])
+    assert state.lifecycle == LifecycleStage.DISQUALIFIED
+    assert state.temperature == Temperature.COLD
+    assert changes[0].reasons[0].rule == "disqualified:competitor"
+    state, changes = run([enriched("demo_request", 60, profile=vp_profile())], state)
+    assert state.lifecycle == LifecycleStage.DISQUALIFIED and changes == []
+
+
+def test_sales_moves_and_recycling() -> None:
+    state, _ = run([enriched("demo_request", profile=vp_profile())])
+    state, changes = run([sales("accepted", 10)], state)
+    assert [(c.from_stage, c.to_stage) for c in changes] == [("mql", "sql")]
+    assert not changes[0].sales_ready and changes[0].trigger.type == "sales:accepted"
+    state, changes = run([sales("meeting_booked", 20)], state)
+    assert state.lifecycle == LifecycleStage.OPPORTUNITY
+    # a page view never moves it backwards
+    state, changes = run([enriched("page_view", 30, profile=vp_profile())], state)
+    assert state.lifecycle == LifecycleStage.OPPORTUNITY
+    state, changes = run([sales("lost", 40)], state)
+    assert state.lifecycle == LifecycleStage.RECYCLED
+    assert state.hand_raised_at is None
+    # recycled leads requalify as MQL only with engagement earned after recycling
+    state, changes = run([enriched("webinar_attended", 50, profile=vp_profile())], state)
+    assert state.lifecycle == LifecycleStage.RECYCLED
+    state, changes = run([enriched("webinar_registered", 60, profile=vp_profile())], state)
+    assert state.lifecycle == LifecycleStage.MQL
+    state, _ = run([sales("won", 60)], state)
+    assert state.lifecycle == LifecycleStage.CUSTOMER
+    state, changes = run([sales("rejected", 70)], state)
+    assert state.lifecycle == LifecycleStage.CUSTOMER and changes == []
+
+
+def test_rejected_mql_is_recycled() -> None:
+    state, _ = run([enriched("demo_request", profile=vp_profile())])
+    state, changes = run([sales("rejected", 10)], state)
+    assert state.lifecycle == LifecycleStage.RECYCLED
+    assert any(c.kind == StageKind.LIFECYCLE and c.to_stage == "recycled" for c in changes)
+
+
+def test_bant_from_form_and_sales() -> None:
+    props = {"budget_range": "10k-50k", "purchase_timeline": "next year"}
+    state, _ = run([enriched("form_submit", properties=props, profile=vp_profile())])
+    assert state.bant.budget is True and state.bant.timing is False and state.bant.authority is True
+    fit_before, _ = domain.fit_score(state, R)
+    state, _ = run([sales("bant_updated", 10, properties={"timing": True, "need": "yes"})], state)
+    assert state.bant.timing is True and state.bant.need is True
+    fit_after, _ = domain.fit_score(state, R)
+    assert fit_after == fit_before + 10
+
+
+def test_unsubscribe_never_makes_engagement_negative() -> None:
+    state, _ = run([enriched("unsubscribe", profile=vp_profile())])
+    assert domain.raw_engagement(state) == -20
+    assert domain.engagement_at(state, T0.timestamp() + 5, R) == 0
+
+
+def test_duplicate_event_changes_nothing() -> None:
+    event = enriched("demo_request", profile=vp_profile())
+    state, _ = run([event])
+    update = domain.apply_interaction(state, event, R)
+    assert update.duplicate and update.state == state and update.changes == []
+    sale = sales("accepted", 5)
+    state, _ = run([sale], state)
+    again = domain.apply_sales_activity(state, sale, R)
+    assert again.duplicate and again.state == state
+
+
+def test_recent_event_ids_are_bounded() -> None:
+    r = rules(recent_event_ids=16)
+    state, _ = run([enriched("email_open", float(i), event_id=f"e{i}") for i in range(40)], r=r)
+    assert len(state.recent_event_ids) == 16 and state.recent_event_ids[-1] == "e39"
+
+
+def test_late_event_is_applied_at_its_own_time() -> None:
+    h = R.half_life_seconds
+    state, _ = run([enriched("webinar_attended", h, profile=vp_profile())])
+    state, _ = run([enriched("demo_request", 0.0, profile=vp_profile())], state)
+    assert domain.raw_engagement(state) == pytest.approx(25 + 50 * 0.5)
+    assert state.engagement_at == T0.timestamp() + h
+
+
+def test_event_beyond_the_late_window_is_ignored() -> None:
+    state, _ = run([enriched("webinar_attended", 40 * DAY)])
+    update = domain.apply_interaction(state, enriched("demo_request", 0.0), R)
+    assert update.outcome == "stale"
+    assert domain.raw_engagement(update.state) == domain.raw_engagement(state)
+
+
+def test_stage_change_ids_are_deterministic() -> None:
+    a = run([enriched("demo_request", profile=vp_profile())])[1]
+    b = run([enriched("demo_request", profile=vp_profile())])[1]
+    assert [c.event_id for c in a] == [c.event_id for c in b]
+    assert len({c.event_id for c in a}) == len(a)
+
+
+def test_state_round_trips_as_json() -> None:
+    state, _ = run(
+        [
+            enriched("demo_request", profile=vp_profile()),
+            sales("bant_updated", 1, properties={"budget": True}),
+        ]
+    )
+    assert LeadState.loads(state.dumps()) == state
+
+
+def test_decay_crossing_matches_decay() -> None:
+    after = decay.crossing_after(100.0, 25.0, 10.0)
+    assert after == pytest.approx(20.0)
+    assert decay.crossing_after(10.0, 25.0, 10.0) == 0.0
+    assert decay.crossing_after(10.0, 0.0, 10.0) is None
+
+
+def test_next_due_none_when_fit_alone_keeps_it_warm() -> None:
+    profile = vp_profile()
+    r = rules(thresholds=R.thresholds.model_copy(update={"warm": 50}))
+    state, _ = run([enriched("page_view", profile=profile)], r=r)
+    assert state.temperature == Temperature.WARM and state.next_due is None
+    later = domain.apply_decay_check(state, T0 + timedelta(days=365), r)
+    assert later.changes == []

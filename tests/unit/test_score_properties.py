@@ -1,0 +1,153 @@
+"""Invariants of the score rules, checked with generated event histories (hypothesis)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.enriched import EnrichedInteraction
+from services.score import decay, domain
+from services.score.state import LeadState
+from tests.unit.test_score_helpers import enriched, rules, vp_profile
+
+R = rules()
+H = R.half_life_seconds
+TYPES = ["page_view", "email_open", "content_download", "demo_request", "unsubscribe", "webinar_attended"]
+SPAN = 10 * 86400  # inside the late-event window, so every event is scored wherever it arrives
+
+
+@st.composite
+def histories(draw: st.DrawFn, max_size: int = 25) -> list[EnrichedInteraction]:
+    raw = draw(
+        st.lists(
+            st.tuples(st.sampled_from(TYPES), st.integers(0, SPAN), st.sampled_from(["/a", "/pricing"])),
+            min_size=1,
+            max_size=max_size,
+        )
+    )
+    return [
+        enriched(t, float(at), event_id=f"ev{i}", properties={"url": url}, profile=vp_profile())
+        for i, (t, at, url) in enumerate(raw)
+    ]
+
+
+def apply_all(events: list[EnrichedInteraction]) -> LeadState:
+    state: LeadState | None = None
+    for event in events:
+        state = domain.apply_interaction(state, event, R).state
+    assert state is not None
+    return state
+
+
+def close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+
+
+@given(st.floats(0, 1e6), st.floats(0, 1e7), st.floats(0, 1e7), st.floats(1, 1e7))
+def test_decay_is_monotone_and_never_negative(score: float, t1: float, t2: float, half_life: float) -> None:
+    early, late = sorted((t1, t2))
+    a, b = decay.decayed(score, early, half_life), decay.decayed(score, late, half_life)
+    assert 0 <= b <= a <= score
+
+
+@given(histories(), st.lists(st.integers(0, 400 * 86400), min_size=2, max_size=6))
+def test_engagement_cools_monotonically_and_never_goes_negative(
+    events: list[EnrichedInteraction], offsets: list[int]
+) -> None:
+    state = apply_all(events)
+    assert state.engagement_at is not None
+    values = [domain.engagement_at(state, state.engagement_at + o, R) for o in sorted(offsets)]
+    assert all(v >= 0 for v in values)
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(values))
+
+
+@settings(max_examples=150)
+@given(histories(), st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_same_score(
+    events: list[EnrichedInteraction], rnd: random.Random
+) -> None:
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    a, b = apply_all(events), apply_all(shuffled)
+    assert a.engagement_at == b.engagement_at
+    assert close(domain.raw_engagement(a), domain.raw_engagement(b))
+    assert a.points_by_rule.keys() == b.points_by_rule.keys()
+    assert all(close(a.points_by_rule[k], b.points_by_rule[k]) for k in a.points_by_rule)
+    assert a.cap_slots == b.cap_slots
+
+
+@settings(max_examples=150)
+@given(histories())
+def test_late_events_contribute_points_decayed_from_their_own_time(events: list[EnrichedInteraction]) -> None:
+    """Oracle: per rule and day the earliest `cap` events count, each as points * 2^-((t_max - t)/h)."""
+    state = apply_all(events)
+    newest = max(e.occurred_at.timestamp() for e in events)
+    counted: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
+    expected = 0.0
+    for event in events:
+        rule = domain.match_rule(event.interaction, R)
+        assert rule is not None
+        counted[(rule.name, event.occurred_at.strftime("%Y-%m-%d"))].append(
+            (event.occurred_at.timestamp(), event.event_id)
+        )
+    for (name, _), entries in counted.items():
+        rule = next(r for r in R.engagement if r.name == name)
+        for at, _ in sorted(entries)[: rule.daily_cap or len(entries)]:
+            expected += rule.points * 2 ** (-(newest - at) / H)
+    assert close(domain.raw_engagement(state), expected)
+
+
+@settings(max_examples=100)
+@given(histories(), st.data())
+def test_a_duplicate_never_changes_state(events: list[EnrichedInteraction], data: st.DataObject) -> None:
+    state = apply_all(events)
+    replay = data.draw(st.sampled_from(events))
+    update = domain.apply_interaction(state, replay, R)
+    assert update.duplicate
+    assert update.state == state
+    assert update.changes == []
+
+
+@settings(max_examples=100)
+@given(histories(max_size=40))
+def test_caps_hold(events: list[EnrichedInteraction]) -> None:
+    state = apply_all(events)
+    caps = {r.name: r for r in R.engagement}
+    for key, slot in state.cap_slots.items():
+        name, day = key.rsplit("|", 1)
+        cap = caps[name].daily_cap
+        assert cap is not None and len(slot.times) <= cap
+        assert all(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d") == day for t in slot.times)
+    days_by_rule: dict[str, set[str]] = defaultdict(set)
+    for key in state.cap_slots:
+        name, day = key.rsplit("|", 1)
+        days_by_rule[name].add(day)
+    for name, total in state.points_by_rule.items():
+        rule = caps[name]
+        assert rule.daily_cap is not None
+        assert abs(total) <= abs(rule.points) * rule.daily_cap * len(days_by_rule[name])
+
+
+@settings(max_examples=100)
+@given(histories(), st.integers(0, 60 * 86400))
+def test_timer_due_time_is_exactly_when_temperature_drops(
+    events: list[EnrichedInteraction], later: int
+) -> None:
+    state = apply_all(events)
+    at = (state.evaluated_at or 0) + later
+    update = domain.apply_decay_check(state, domain.from_epoch(at), R)
+    fit, _ = domain.fit_score(state, R)
+    now_temp = domain.temperature_of(state, fit, at, R)
+    if state.next_due is None or at < state.next_due - 0.001:
+        assert update.changes == []
+        assert now_temp == state.temperature  # never drops before the due time
+    else:
+        assert update.state.temperature == now_temp
+        assert [c.to_stage for c in update.changes] == (
+            [now_temp.value] if now_temp != state.temperature else []
+        )

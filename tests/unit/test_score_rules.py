@@ -1,0 +1,50 @@
+"""Scoring rules file: the shipped one is valid, broken ones fail with file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.score.rules import DEFAULT_RULES_FILE, RulesError, load_rules
+
+
+def test_shipped_rules_are_valid() -> None:
+    rules = load_rules(DEFAULT_RULES_FILE)
+    assert rules.half_life_seconds == 14 * 86400
+    assert rules.thresholds.hot > rules.thresholds.warm
+    assert {r.name for r in rules.engagement} >= {"demo_request", "whitepaper", "pricing_page", "unsubscribe"}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("half_life: P1D\nthresholds: {warm: 50, hot: 40, mql_fit: 1, mql_engagement: 1}\n", "thresholds"),
+        ("half_life: PT0S\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n", "half_life"),
+        ("thresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n", "half_life: Field required"),
+        (
+            "half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n"
+            "engagement: [{name: x, type: no_such_type, points: 1}]\n",
+            "engagement.0.type",
+        ),
+        (
+            "half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n"
+            "engagement: [{name: x, type: page_view, points: 1}, {name: x, type: email_open, points: 1}]\n",
+            "duplicate engagement rule name 'x'",
+        ),
+        ("half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\nfitt: {}\n", "fitt"),
+        ("half_life: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_rules_name_file_key_and_problem(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "scoring.yaml"
+    path.write_text(text)
+    with pytest.raises(RulesError) as raised:
+        load_rules(path)
+    assert str(path) in str(raised.value)
+    assert needle in str(raised.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read scoring rules"):
+        load_rules(tmp_path / "nope.yaml")
