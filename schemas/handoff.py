@@ -55,4 +55,9 @@ class SlaEvent(LeadEvent):
     breach_count: int = Field(0, ge=0)
     escalation_level: int = Field(0, ge=0)
     reason: str | None = None
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Who should be told: the team lead on a breach, more people as it escalates.",
+        examples=[["lead-emea@example.com"]],
+    )
     record_type: Literal["sla_event"] = "sla_event"

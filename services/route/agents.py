@@ -1,0 +1,106 @@
+"""Route's faust agents and SLA timer: decode, ask the router, publish what it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
+
+import faust
+from redis.exceptions import RedisError
+
+from schemas.base import utcnow
+from schemas.handoff import Handoff, SlaEvent, SlaEventKind
+from schemas.sales import RepStatusUpdate, SalesRecord
+from schemas.stage import StageChange
+from schemas.topics import TopicName
+from services.route.metrics import RouteMetrics
+from services.route.router import Outcome, Router
+from services.route.settings import RouteSettings
+from services.runtime.codec import Decoder
+from services.runtime.stream_app import StreamService
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def retrying(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """Hold the partition while Redis is away instead of dropping the record (at-least-once)."""
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            log.warning("%s: Redis unavailable (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def install(service: StreamService, router: Router, metrics: RouteMetrics, settings: RouteSettings) -> None:
+    stage_topic = service.topic(TopicName.STAGE_CHANGES)
+    activity_topic = service.topic(TopicName.SALES_ACTIVITY)
+    handoffs = service.topic(TopicName.HANDOFFS)
+    sla = service.topic(TopicName.SLA)
+    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name)
+    sales_decoder: Decoder[SalesRecord] = Decoder(SalesRecord, service.name)
+
+    async def publish(outcome: Outcome) -> None:
+        for record in outcome.records:
+            if isinstance(record, Handoff):
+                await service.send(handoffs, record.lead_id, record)
+                await retrying(partial(router.published, record), "mark published")
+                metrics.handoffs.labels(record.assignee.team, record.sla.tier).inc()
+                lag = (record.handed_off_at - record.trigger.occurred_at).total_seconds()
+                metrics.speed_to_lead.labels(record.sla.tier).observe(max(0.0, lag))
+                continue
+            await service.send(sla, record.lead_id, record)
+            if record.kind == SlaEventKind.BREACHED:
+                metrics.breaches.labels(record.assignee.team, record.tier).inc()
+            elif record.kind == SlaEventKind.REASSIGNED:
+                metrics.reassignments.labels(record.assignee.team).inc()
+
+    @service.app.agent(stage_topic)
+    async def route_stage_changes(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            change = await service.decode(stage_decoder, event)
+            if change is not None:
+                outcome = await retrying(partial(router.on_stage_change, change), "stage change")
+                await publish(outcome)
+            service.observe(stage_topic.get_topic_name(), started)
+
+    @service.app.agent(activity_topic)
+    async def track_sales_activity(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            record = await service.decode(sales_decoder, event)
+            if isinstance(record, RepStatusUpdate):
+                await retrying(partial(router.on_rep_status, record), "rep status")
+            elif record is not None:
+                outcome = await retrying(partial(router.on_activity, record), "activity")
+                await publish(outcome)
+                if outcome.first_contact_seconds is not None:
+                    first = outcome.records[0] if outcome.records else None
+                    tier = first.tier if isinstance(first, SlaEvent) else "unknown"
+                    metrics.first_contact.labels(tier).observe(outcome.first_contact_seconds)
+            service.observe(activity_topic.get_topic_name(), started)
+
+    @service.app.timer(settings.sla_check_interval)  # type: ignore[untyped-decorator]
+    async def check_sla_deadlines() -> None:
+        """Every worker checks; the claim script hands each due deadline to exactly one of them."""
+        try:
+            outcome = await router.on_due(utcnow(), settings.sla_claim_seconds)
+            await publish(outcome)
+            await update_open_leads(router, metrics)
+        except (RedisError, OSError) as exc:
+            log.warning("SLA check skipped: Redis unavailable (%s)", exc)
+
+
+async def update_open_leads(router: Router, metrics: RouteMetrics) -> None:
+    loads = await router.store.loads()
+    for team in router.config.teams:
+        metrics.open_leads.labels(team.name).set(sum(loads.get(rep.id, 0) for rep in team.reps))

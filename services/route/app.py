@@ -1,0 +1,41 @@
+"""create_app(settings) -> RouteService: the only place route wires Kafka, Redis, config and metrics."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from services.route import agents, api
+from services.route.config import load_config
+from services.route.metrics import RouteMetrics, route_metrics
+from services.route.router import Router
+from services.route.settings import RouteSettings
+from services.route.store import RedisStore
+from services.runtime.stream_app import StreamService
+
+
+class RouteService(StreamService):
+    """The route worker: a StreamService plus its router and Redis client (closed by `close`)."""
+
+    def __init__(self, settings: RouteSettings) -> None:
+        super().__init__("route", settings)
+        self.route_settings = settings
+        self.config = load_config(settings.rules_file)
+        self.redis: Redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+        )
+        self.store = RedisStore(self.redis, settings.redis_prefix)
+        self.router = Router(self.config, self.store)
+        self.route_metrics: RouteMetrics = route_metrics(self.metrics.registry)
+        self.health.add("redis", self.store.ping)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def create_app(settings: RouteSettings) -> RouteService:
+    service = RouteService(settings)
+    agents.install(service, service.router, service.route_metrics, settings)
+    api.install(service, service.router)
+    return service

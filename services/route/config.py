@@ -1,0 +1,236 @@
+"""The routing configuration (`config/routing.yaml`): teams, reps, rules, ownership and SLA tiers.
+
+Validated once at start-up so a typo stops the service with the file, key and problem named,
+instead of silently routing every lead to the fallback queue.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.stage import LifecycleStage, Temperature
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+class WorkingHours(_Model):
+    """Local working days and hours; a missing block in YAML means available around the clock."""
+
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    start: time = time(9, 0)
+    end: time = time(17, 0)
+
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        days = tuple(day.lower()[:3] for day in value)
+        unknown = [day for day in days if day not in DAYS]
+        if unknown or not days:
+            raise ValueError(f"days must be a non-empty subset of {list(DAYS)}, got {list(value)}")
+        return days
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> WorkingHours:
+        if self.start >= self.end:
+            raise ValueError("start must be before end (overnight shifts are two teams)")
+        return self
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(DAYS.index(day) for day in self.days)
+
+
+class Absence(_Model):
+    start: datetime
+    end: datetime
+
+
+class Rep(_Model):
+    id: str = Field(min_length=1)
+    name: str | None = None
+    weight: int = Field(1, ge=1, le=1000, description="Relative share of the team's leads.")
+    capacity: int = Field(20, ge=0, description="Most open leads at once.")
+    timezone: str = "UTC"
+    working_hours: WorkingHours | None = Field(None, description="None: the team's hours.")
+    out_of_office: tuple[Absence, ...] = ()
+    available: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        return _zone(value)
+
+
+class Team(_Model):
+    name: str = Field(min_length=1)
+    lead: str | None = Field(None, description="Team lead notified of SLA breaches (e-mail or rep id).")
+    timezone: str = Field("UTC", description="For business-hour SLA tiers.")
+    working_hours: WorkingHours | None = Field(
+        default_factory=WorkingHours, description="Business hours; null for around the clock."
+    )
+    reps: tuple[Rep, ...] = ()
+    crm_webhook_url: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        return _zone(value)
+
+
+class Match(_Model):
+    """Every given criterion must hold; an empty list means "any"."""
+
+    countries: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    employee_ranges: tuple[str, ...] = ()
+    min_employees: int | None = Field(None, ge=0)
+    max_employees: int | None = Field(None, ge=0)
+    industries: tuple[str, ...] = ()
+    sources: tuple[str, ...] = Field((), description="Source channels (web, meta_ads, ...).")
+    lifecycle: tuple[LifecycleStage, ...] = ()
+    temperatures: tuple[Temperature, ...] = ()
+
+    @field_validator("countries")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.upper() for v in value)
+
+    @field_validator("industries", "sources", "employee_ranges", "regions")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.lower() for v in value)
+
+
+class Rule(_Model):
+    name: str = Field(min_length=1)
+    team: str
+    match: Match = Field(default_factory=Match)
+
+
+class SlaTier(_Model):
+    """First matching tier sets the contact deadline."""
+
+    name: str = Field(min_length=1)
+    minutes: float = Field(gt=0)
+    business_hours: bool = Field(False, description="Count only the team's business hours.")
+    temperatures: tuple[Temperature, ...] = ()
+    lifecycle: tuple[LifecycleStage, ...] = ()
+
+
+class SlaPolicy(_Model):
+    tiers: tuple[SlaTier, ...] = (
+        SlaTier(name="hot", minutes=5, temperatures=(Temperature.HOT,)),
+        SlaTier(
+            name="mql",
+            minutes=240,
+            business_hours=True,
+            lifecycle=(LifecycleStage.MQL, LifecycleStage.PQL, LifecycleStage.SQL),
+        ),
+    )
+    default_tier: str = Field("mql", description="Tier for a sales-ready lead no tier matches.")
+    reassign_on_breach: bool = True
+    max_reassignments: int = Field(3, ge=0, description="After this many breaches the lead stays put.")
+    escalation: tuple[str, ...] = Field(
+        (), description="Who is told on the 2nd, 3rd, ... breach, beyond the team lead."
+    )
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> SlaPolicy:
+        if self.default_tier not in {tier.name for tier in self.tiers}:
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+        return self
+
+
+class RoutingConfig(_Model):
+    teams: tuple[Team, ...] = Field(min_length=1)
+    regions: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="region -> countries")
+    rules: tuple[Rule, ...] = ()
+    account_owners: dict[str, str] = Field(default_factory=dict, description="company domain -> rep id")
+    fallback_team: str
+    sla: SlaPolicy = Field(default_factory=SlaPolicy)
+
+    @field_validator("regions")
+    @classmethod
+    def _normalise_regions(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {name.lower(): tuple(c.upper() for c in countries) for name, countries in value.items()}
+
+    @field_validator("account_owners")
+    @classmethod
+    def _normalise_domains(cls, value: dict[str, str]) -> dict[str, str]:
+        return {domain.lower().strip(): rep for domain, rep in value.items()}
+
+    @model_validator(mode="after")
+    def _references(self) -> RoutingConfig:
+        teams = [team.name for team in self.teams]
+        if len(set(teams)) != len(teams):
+            raise ValueError("team names must be unique")
+        reps = [rep.id for team in self.teams for rep in team.reps]
+        if len(set(reps)) != len(reps):
+            raise ValueError("a rep belongs to exactly one team (rep ids must be unique)")
+        if self.fallback_team not in teams:
+            raise ValueError(f"fallback_team {self.fallback_team!r} is not a team")
+        for rule in self.rules:
+            if rule.team not in teams:
+                raise ValueError(f"rule {rule.name!r}: team {rule.team!r} is not a team")
+            for region in rule.match.regions:
+                if region not in self.regions:
+                    raise ValueError(f"rule {rule.name!r}: region {region!r} is not defined under regions")
+        for domain, rep in self.account_owners.items():
+            if rep not in reps:
+                raise ValueError(f"account_owners[{domain!r}]: rep {rep!r} is not in any team")
+        return self
+
+    def team(self, name: str) -> Team:
+        for team in self.teams:
+            if team.name == name:
+                return team
+        raise KeyError(name)
+
+    def rep(self, rep_id: str) -> tuple[Team, Rep] | None:
+        for team in self.teams:
+            for rep in team.reps:
+                if rep.id == rep_id:
+                    return team, rep
+        return None
+
+
+class ConfigError(ValueError):
+    """The routing file is missing or wrong; the message names the file, key and problem."""
+
+
+def parse_config(data: Any, source: str = "<routing>") -> RoutingConfig:
+    try:
+        return RoutingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: Path) -> RoutingConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,488 @@
+"""Route's pure rules: which team, which rep, which SLA, and what a breach or an activity means.
+
+No I/O here. The rotation is modelled in memory by `Rotation`; the Redis store runs the same
+algorithm in one Lua script so several workers agree (tests check both give the same picks).
+
+Fair rotation is start-time fair queueing (stride scheduling): every rep has a virtual time `vft`;
+the eligible rep with the lowest one, clamped up to the team's virtual clock, gets the lead and
+moves on by `stride = SCALE // weight` (ties: smaller next finish, i.e. the heavier rep, then
+config order). The clock is the start of the last pick, the lowest start among eligible reps, so
+the clamp puts a rep who returns from leave, or joins, level with the others instead of far behind:
+no flood of "catch-up" leads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from schemas.handoff import Assignee, Handoff, SlaEvent, SlaEventKind, SlaTerms
+from schemas.interaction import Contact
+from schemas.sales import RepStatusUpdate, SalesActivity, SalesActivityKind
+from schemas.stage import StageChange
+from services.route.config import Match, Rep, RoutingConfig, SlaPolicy, SlaTier, Team, WorkingHours
+
+SCALE = 720_720_000
+"""Divisible by every weight 1..16, so common weights share exactly; integers keep Lua and Python equal."""
+
+
+def stride(weight: int) -> int:
+    return SCALE // weight
+
+
+# --- availability -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepStatus:
+    """What sales tools changed at run time; None leaves the configured value."""
+
+    available: bool | None = None
+    capacity: int | None = None
+    out_of_office_until: datetime | None = None
+
+    def updated(self, update: RepStatusUpdate) -> RepStatus:
+        return RepStatus(
+            available=update.available if update.available is not None else self.available,
+            capacity=update.capacity if update.capacity is not None else self.capacity,
+            out_of_office_until=update.out_of_office_until or self.out_of_office_until,
+        )
+
+
+class Unavailable(StrEnum):
+    UNAVAILABLE = "unavailable"
+    OUT_OF_OFFICE = "out_of_office"
+    OFF_HOURS = "off_hours"
+
+
+def is_working(hours: WorkingHours | None, zone: str, now: datetime) -> bool:
+    if hours is None:
+        return True
+    local = now.astimezone(ZoneInfo(zone))
+    return local.weekday() in hours.weekdays and hours.start <= local.time() < hours.end
+
+
+def unavailable_reason(rep: Rep, team: Team, status: RepStatus, now: datetime) -> Unavailable | None:
+    """Why the rep cannot take a lead now (capacity is checked atomically at pick time)."""
+    available = status.available if status.available is not None else rep.available
+    if not available:
+        return Unavailable.UNAVAILABLE
+    if status.out_of_office_until is not None and now < status.out_of_office_until:
+        return Unavailable.OUT_OF_OFFICE
+    if any(absence.start <= now < absence.end for absence in rep.out_of_office):
+        return Unavailable.OUT_OF_OFFICE
+    hours = rep.working_hours if rep.working_hours is not None else team.working_hours
+    if not is_working(hours, rep.timezone, now):
+        return Unavailable.OFF_HOURS
+    return None
+
+
+def capacity(rep: Rep, status: RepStatus) -> int:
+    return status.capacity if status.capacity is not None else rep.capacity
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rep_id: str
+    stride: int
+    capacity: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """Reps of one team that may take the lead, tried in order after the groups before it."""
+
+    team: str
+    candidates: tuple[Candidate, ...]
+
+
+def eligible(
+    team: Team,
+    statuses: dict[str, RepStatus],
+    now: datetime,
+    exclude: Iterable[str] = (),
+    only: str | None = None,
+) -> Group:
+    skip = set(exclude)
+    chosen = tuple(
+        Candidate(rep.id, stride(rep.weight), capacity(rep, statuses.get(rep.id, RepStatus())))
+        for rep in team.reps
+        if rep.id not in skip
+        and (only is None or rep.id == only)
+        and unavailable_reason(rep, team, statuses.get(rep.id, RepStatus()), now) is None
+    )
+    return Group(team.name, chosen)
+
+
+# --- matching -----------------------------------------------------------------------------------
+
+
+def company_domain(change: StageChange) -> str | None:
+    profile = change.profile
+    if profile.firmographics.domain:
+        return profile.firmographics.domain.lower()
+    if profile.email and "@" in profile.email and profile.email_kind == "business":
+        return profile.email.rsplit("@", 1)[1].lower()
+    return None
+
+
+def _country(change: StageChange) -> str | None:
+    country = change.profile.country or change.profile.firmographics.country
+    return country.upper() if country else None
+
+
+def matches(match: Match, change: StageChange, regions: dict[str, tuple[str, ...]]) -> bool:
+    """True when every criterion the rule sets holds; unknown data never matches a set criterion."""
+    firmo = change.profile.firmographics
+    country = _country(change)
+    checks: list[bool] = []
+    if match.countries:
+        checks.append(country in match.countries)
+    if match.regions:
+        checks.append(any(country in regions.get(region, ()) for region in match.regions))
+    if match.employee_ranges:
+        checks.append((firmo.employee_range or "").lower() in match.employee_ranges)
+    if match.min_employees is not None:
+        checks.append(firmo.employees is not None and firmo.employees >= match.min_employees)
+    if match.max_employees is not None:
+        checks.append(firmo.employees is not None and firmo.employees <= match.max_employees)
+    if match.industries:
+        checks.append((firmo.industry or "").lower() in match.industries)
+    if match.sources:
+        checks.append((change.source.channel or "").lower() in match.sources)
+    if match.lifecycle:
+        checks.append(change.lifecycle in match.lifecycle)
+    if match.temperatures:
+        checks.append(change.temperature in match.temperatures)
+    return all(checks)
+
+
+@dataclass(frozen=True)
+class Route:
+    team: str
+    rule: str
+    owner: str | None = None
+
+
+def route(change: StageChange, config: RoutingConfig) -> Route:
+    """Account owner first, then the first matching rule, then the fallback queue."""
+    domain = company_domain(change)
+    owner = config.account_owners.get(domain) if domain else None
+    if owner is not None:
+        found = config.rep(owner)
+        if found is not None:
+            return Route(found[0].name, "account_owner", owner)
+    for rule in config.rules:
+        if matches(rule.match, change, config.regions):
+            return Route(rule.team, rule.name)
+    return Route(config.fallback_team, "fallback")
+
+
+def groups(
+    decision: Route,
+    config: RoutingConfig,
+    statuses: dict[str, RepStatus],
+    now: datetime,
+    exclude: Iterable[str] = (),
+) -> tuple[Group, ...]:
+    """Candidate groups in order: the account owner alone, the team's rotation, the fallback team."""
+    exclude = tuple(exclude)
+    team = config.team(decision.team)
+    result: list[Group] = []
+    if decision.owner is not None and decision.owner not in exclude:
+        result.append(eligible(team, statuses, now, exclude, only=decision.owner))
+    result.append(eligible(team, statuses, now, exclude))
+    if config.fallback_team != team.name:
+        result.append(eligible(config.team(config.fallback_team), statuses, now, exclude))
+    return tuple(group for group in result if group.candidates)
+
+
+# --- rotation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pick:
+    team: str
+    rep_id: str
+
+
+@dataclass
+class Rotation:
+    """The rotation and load state; `RedisStore` keeps the same in Redis and must agree with this."""
+
+    load: dict[str, int] = field(default_factory=dict)
+    vft: dict[str, dict[str, int]] = field(default_factory=dict)
+    clock: dict[str, int] = field(default_factory=dict)
+
+    def pick(self, candidate_groups: Sequence[Group]) -> Pick | None:
+        """Lowest clamped start among reps under capacity; ties go to the heavier, then the earlier rep."""
+        for group in candidate_groups:
+            team_vft = self.vft.setdefault(group.team, {})
+            clock = self.clock.get(group.team, 0)
+            best: tuple[int, Candidate] | None = None
+            for candidate in group.candidates:
+                if self.load.get(candidate.rep_id, 0) >= candidate.capacity:
+                    continue
+                start = max(team_vft.get(candidate.rep_id, 0), clock)
+                if best is None or (start, start + candidate.stride) < (best[0], best[0] + best[1].stride):
+                    best = (start, candidate)
+            if best is not None:
+                start, chosen = best
+                self.clock[group.team] = start
+                team_vft[chosen.rep_id] = start + chosen.stride
+                self.load[chosen.rep_id] = self.load.get(chosen.rep_id, 0) + 1
+                return Pick(group.team, chosen.rep_id)
+        return None
+
+    def release(self, rep_id: str) -> None:
+        self.load[rep_id] = max(0, self.load.get(rep_id, 0) - 1)
+
+
+# --- SLA ----------------------------------------------------------------------------------------
+
+
+def sla_tier(change: StageChange, policy: SlaPolicy) -> SlaTier:
+    for tier in policy.tiers:
+        if tier.temperatures and change.temperature not in tier.temperatures:
+            continue
+        if tier.lifecycle and change.lifecycle not in tier.lifecycle:
+            continue
+        return tier
+    return next(tier for tier in policy.tiers if tier.name == policy.default_tier)
+
+
+def tier_named(policy: SlaPolicy, name: str) -> SlaTier:
+    """The tier a hand-off was made under, or the default when the config no longer has it."""
+    for tier in policy.tiers:
+        if tier.name == name:
+            return tier
+    return next(tier for tier in policy.tiers if tier.name == policy.default_tier)
+
+
+def add_business_time(start: datetime, minutes: float, hours: WorkingHours | None, zone: str) -> datetime:
+    """`start` plus `minutes` counted only inside the working hours (in `zone`)."""
+    remaining = timedelta(minutes=minutes)
+    if hours is None:
+        return start + remaining
+    tz = ZoneInfo(zone)
+    cursor = start.astimezone(UTC)
+    day: date = start.astimezone(tz).date()
+    for _ in range(366 * 10):
+        if day.weekday() in hours.weekdays:
+            opens = datetime.combine(day, hours.start, tzinfo=tz).astimezone(UTC)
+            closes = datetime.combine(day, hours.end, tzinfo=tz).astimezone(UTC)
+            begin = max(cursor, opens)
+            if begin < closes:
+                if remaining <= closes - begin:
+                    return begin + remaining
+                remaining -= closes - begin
+        day += timedelta(days=1)
+    raise ValueError("SLA does not fit in ten years of working hours")
+
+
+def due_at(start: datetime, tier: SlaTier, team: Team) -> datetime:
+    hours = team.working_hours if tier.business_hours else None
+    return add_business_time(start, tier.minutes, hours, team.timezone)
+
+
+# --- hand-offs ----------------------------------------------------------------------------------
+
+
+def handoff_id(lead_id: str, trigger_event_id: str, attempt: int = 0) -> str:
+    """Deterministic, so a replayed stage change maps to the hand-off it already made."""
+    return hashlib.sha256(f"{lead_id}|{trigger_event_id}|{attempt}".encode()).hexdigest()[:32]
+
+
+def contact_of(change: StageChange) -> Contact:
+    profile = change.profile
+    fields = {
+        "email": profile.email,
+        "first_name": profile.first_name,
+        "last_name": profile.last_name,
+        "phone": profile.phone,
+        "company": profile.company or profile.firmographics.company_name,
+        "job_title": profile.job_title,
+        "country": profile.country or profile.firmographics.country,
+    }
+    try:
+        return Contact.model_validate(fields)
+    except ValidationError:
+        return Contact.model_validate({**fields, "email": None})
+
+
+def build_handoff(
+    change: StageChange, assignee: Assignee, tier: SlaTier, *, due: datetime, now: datetime, hid: str
+) -> Handoff:
+    return Handoff(
+        event_id=hid,
+        occurred_at=now,
+        lead_id=change.lead_id,
+        handoff_id=hid,
+        assignee=assignee,
+        stage=change.lifecycle,
+        temperature=change.temperature,
+        scores=change.scores,
+        reasons=change.reasons,
+        contact=contact_of(change),
+        source=change.source,
+        trigger=change.trigger,
+        handed_off_at=now,
+        sla=SlaTerms(tier=tier.name, due_at=due),
+    )
+
+
+def sla_event(
+    handoff: Handoff,
+    kind: SlaEventKind,
+    now: datetime,
+    *,
+    breach_count: int = 0,
+    escalation_level: int = 0,
+    reason: str | None = None,
+    notify: Sequence[str] = (),
+) -> SlaEvent:
+    eid = hashlib.sha256(f"{handoff.handoff_id}|{kind}|{breach_count}".encode()).hexdigest()[:32]
+    return SlaEvent(
+        event_id=eid,
+        occurred_at=now,
+        lead_id=handoff.lead_id,
+        kind=kind,
+        handoff_id=handoff.handoff_id,
+        assignee=handoff.assignee,
+        tier=handoff.sla.tier,
+        due_at=handoff.sla.due_at,
+        breach_count=breach_count,
+        escalation_level=escalation_level,
+        reason=reason,
+        notify=list(notify),
+    )
+
+
+# --- the lead's routing state and what happens to it ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadState:
+    """One lead's open hand-off, as the store keeps it."""
+
+    handoff: Handoff
+    breach_count: int = 0
+    contacted: bool = False
+    previous_reps: tuple[str, ...] = ()
+
+    @property
+    def rep_id(self) -> str | None:
+        return self.handoff.assignee.rep_id
+
+
+def wants_handoff(change: StageChange) -> bool:
+    return change.sales_ready
+
+
+@dataclass(frozen=True)
+class BreachPlan:
+    breach_count: int
+    escalation_level: int
+    notify: tuple[str, ...]
+    reassign: bool
+    exclude: tuple[str, ...]
+
+
+def plan_breach(state: LeadState, policy: SlaPolicy, team: Team) -> BreachPlan:
+    """A breach tells the team lead; each further one escalates a level; reassign while allowed."""
+    count = state.breach_count + 1
+    level = count - 1
+    notify = tuple(n for n in (team.lead, *policy.escalation[:level]) if n)
+    exclude = tuple(dict.fromkeys((*state.previous_reps, *([state.rep_id] if state.rep_id else []))))
+    reassign = policy.reassign_on_breach and count <= policy.max_reassignments
+    return BreachPlan(count, level, notify, reassign, exclude)
+
+
+def breach_events(state: LeadState, plan: BreachPlan, now: datetime) -> list[SlaEvent]:
+    events = [
+        sla_event(
+            state.handoff,
+            SlaEventKind.BREACHED,
+            now,
+            breach_count=plan.breach_count,
+            escalation_level=plan.escalation_level,
+            reason="no contact before the deadline",
+            notify=plan.notify,
+        )
+    ]
+    if plan.escalation_level > 0:
+        events.append(
+            sla_event(
+                state.handoff,
+                SlaEventKind.ESCALATED,
+                now,
+                breach_count=plan.breach_count,
+                escalation_level=plan.escalation_level,
+                reason=f"breach {plan.breach_count}",
+                notify=plan.notify,
+            )
+        )
+    return events
+
+
+def reassigned(
+    state: LeadState, plan: BreachPlan, pick: Pick | None, *, hid: str, now: datetime, due: datetime
+) -> LeadState:
+    """The lead's new hand-off after a breach: the next rep, or the team queue when none is free."""
+    previous = state.handoff
+    team = pick.team if pick else previous.assignee.team
+    assignee = Assignee(rep_id=pick.rep_id if pick else None, team=team)
+    handoff = previous.model_copy(
+        update={
+            "event_id": hid,
+            "occurred_at": now,
+            "handoff_id": hid,
+            "assignee": assignee,
+            "handed_off_at": now,
+            "sla": SlaTerms(tier=previous.sla.tier, due_at=due),
+        }
+    )
+    return replace(state, handoff=handoff, breach_count=plan.breach_count, previous_reps=plan.exclude)
+
+
+CONTACT_KINDS = frozenset(
+    {
+        SalesActivityKind.CONTACTED,
+        SalesActivityKind.ACCEPTED,
+        SalesActivityKind.MEETING_BOOKED,
+        SalesActivityKind.OPPORTUNITY_CREATED,
+    }
+)
+CLOSING_KINDS = frozenset({SalesActivityKind.REJECTED, SalesActivityKind.WON, SalesActivityKind.LOST})
+
+
+class ActivityEffect(StrEnum):
+    IGNORE = "ignore"
+    SLA_MET = "sla_met"
+    RELEASE = "release"
+
+
+def activity_effect(state: LeadState | None, activity: SalesActivity) -> ActivityEffect:
+    """Contact stops the clock once; rejected, won or lost free the rep (rejected recycles the lead)."""
+    if state is None:
+        return ActivityEffect.IGNORE
+    if activity.activity in CLOSING_KINDS:
+        return ActivityEffect.RELEASE
+    if activity.activity in CONTACT_KINDS and not state.contacted:
+        return ActivityEffect.SLA_MET
+    return ActivityEffect.IGNORE
+
+
+def release_event(state: LeadState, activity: SalesActivity, now: datetime) -> SlaEvent | None:
+    """Rejected goes back to the pool with the reason; a running clock is cancelled."""
+    if activity.activity != SalesActivityKind.REJECTED and state.contacted:
+        return None
+    reason = f"{activity.activity.value}: {activity.reason}" if activity.reason else activity.activity.value
+    count = state.breach_count
+    return sla_event(state.handoff, SlaEventKind.CANCELLED, now, breach_count=count, reason=reason)

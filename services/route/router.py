@@ -1,0 +1,136 @@
+"""Route's service layer: domain rules plus the Redis store; returns the records to publish.
+
+Agents and the SLA timer call these methods and only send what comes back, so the ordering
+rules (state in Redis first, then publish, then mark published) live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from schemas.base import utcnow
+from schemas.handoff import Assignee, Handoff, SlaEvent, SlaEventKind
+from schemas.sales import RepStatusUpdate, SalesActivity
+from schemas.stage import StageChange
+from services.route import domain
+from services.route.config import RoutingConfig
+from services.route.store import RedisStore
+
+Output = Handoff | SlaEvent
+
+
+@dataclass
+class Outcome:
+    records: list[Output] = field(default_factory=list)
+    first_contact_seconds: float | None = None
+
+
+class Router:
+    def __init__(self, config: RoutingConfig, store: RedisStore) -> None:
+        self.config = config
+        self.store = store
+
+    async def on_stage_change(self, change: StageChange, now: datetime | None = None) -> Outcome:
+        """A sales-ready lead gets one hand-off and a running SLA clock; replays get nothing new."""
+        if not domain.wants_handoff(change):
+            return Outcome()
+        now = now or utcnow()
+        hid = domain.handoff_id(change.lead_id, change.event_id)
+        decision = domain.route(change, self.config)
+        candidate_groups = domain.groups(decision, self.config, await self.store.statuses(), now)
+        tier = domain.sla_tier(change, self.config.sla)
+        due = domain.due_at(now, tier, self.config.team(decision.team))
+        result = await self.store.assign(change.lead_id, hid, decision.team, candidate_groups, due)
+        if result.outcome == "existing":
+            # Assigned before but maybe never published (a crash in between): publish the same hand-off.
+            state = await self.store.state(change.lead_id)
+            if result.handoff_id == hid and not result.published and state is not None:
+                return Outcome([state.handoff, domain.sla_event(state.handoff, SlaEventKind.STARTED, now)])
+            return Outcome()
+        if result.outcome != "assigned":
+            return Outcome()
+        rep_id = result.pick.rep_id if result.pick else None
+        assignee = Assignee(rep_id=rep_id, team=result.team or decision.team)
+        handoff = domain.build_handoff(change, assignee, tier, due=due, now=now, hid=hid)
+        await self.store.save_state(domain.LeadState(handoff=handoff))
+        return Outcome([handoff, domain.sla_event(handoff, SlaEventKind.STARTED, now)])
+
+    async def published(self, handoff: Handoff) -> None:
+        await self.store.mark_published(handoff.lead_id, handoff.handoff_id)
+
+    async def on_activity(self, activity: SalesActivity, now: datetime | None = None) -> Outcome:
+        now = now or utcnow()
+        state = await self.store.state(activity.lead_id)
+        effect = domain.activity_effect(state, activity)
+        if state is None or effect is domain.ActivityEffect.IGNORE:
+            return Outcome()
+        if effect is domain.ActivityEffect.SLA_MET:
+            stopped = await self.store.stop_clock(activity.lead_id)
+            await self.store.save_state(replace(state, contacted=True))
+            if not stopped:
+                return Outcome()
+            elapsed = (activity.occurred_at - state.handoff.handed_off_at).total_seconds()
+            met = domain.sla_event(state.handoff, SlaEventKind.MET, now, breach_count=state.breach_count)
+            return Outcome([met], first_contact_seconds=max(0.0, elapsed))
+        if not await self.store.release(activity.lead_id, state.handoff.handoff_id):
+            return Outcome()
+        event = domain.release_event(state, activity, now)
+        return Outcome([event] if event else [])
+
+    async def on_rep_status(self, update: RepStatusUpdate) -> domain.RepStatus:
+        current = (await self.store.statuses()).get(update.rep_id, domain.RepStatus())
+        status = current.updated(update)
+        await self.store.set_status(update.rep_id, status)
+        return status
+
+    async def on_due(self, now: datetime, lease_seconds: float) -> Outcome:
+        """Breach every claimed deadline: tell people, reassign or keep, and re-arm the clock."""
+        outcome = Outcome()
+        for lead_id in await self.store.claim_due(now, lease_seconds):
+            state = await self.store.state(lead_id)
+            if state is None or state.contacted:
+                continue
+            outcome.records += await self._breach(state, now)
+        return outcome
+
+    async def _breach(self, state: domain.LeadState, now: datetime) -> list[Output]:
+        previous = state.handoff
+        team = self.config.team(previous.assignee.team)
+        plan = domain.plan_breach(state, self.config.sla, team)
+        decision = domain.Route(team.name, "reassignment")
+        statuses = await self.store.statuses()
+        candidate_groups = domain.groups(decision, self.config, statuses, now, exclude=plan.exclude)
+        tier = domain.tier_named(self.config.sla, previous.sla.tier)
+        due = domain.due_at(now, tier, team)
+        hid = domain.handoff_id(previous.lead_id, previous.handoff_id, plan.breach_count)
+        result = await self.store.breach(
+            previous.lead_id,
+            previous.handoff_id,
+            hid,
+            reassign=plan.reassign,
+            team=team.name,
+            groups=candidate_groups,
+            due=due,
+        )
+        if result.outcome == "stale":
+            return []
+        events: list[Output] = list(domain.breach_events(state, plan, now))
+        if result.outcome == "kept":
+            await self.store.save_state(replace(state, breach_count=plan.breach_count))
+            return events
+        new_state = domain.reassigned(state, plan, result.pick, hid=hid, now=now, due=due)
+        await self.store.save_state(new_state)
+        events.append(new_state.handoff)
+        events.append(
+            domain.sla_event(
+                new_state.handoff,
+                SlaEventKind.REASSIGNED,
+                now,
+                breach_count=plan.breach_count,
+                escalation_level=plan.escalation_level,
+                reason=f"from {previous.assignee.rep_id or 'queue'}",
+                notify=plan.notify,
+            )
+        )
+        return events

@@ -1,0 +1,271 @@
+"""Rep load, rotation, lead assignments and SLA deadlines in Redis, changed by Lua scripts.
+
+Each script runs atomically in Redis, so several route workers (on different partitions) pick
+reps from one rotation, never push a rep past capacity and never give one lead to two reps.
+The pick in `_PICK` is `domain.Rotation.pick` written in Lua; a test checks they agree.
+
+Keys (all under the configured prefix; not cluster-safe, the scripts build key names):
+  load              hash  rep -> open leads
+  vft:<team>        hash  rep -> virtual finish time
+  clock:<team>      str   the team's virtual clock
+  lead:<lead_id>    hash  rep, team, handoff_id, published, state (JSON of the open hand-off)
+  seen:<handoff_id> str   a hand-off id already made (replays are dropped)
+  sla               zset  lead_id -> deadline in epoch ms (durable timers)
+  status            hash  rep -> JSON of run-time availability, capacity and out-of-office
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from schemas.handoff import Handoff
+from services.route.domain import Group, LeadState, Pick, RepStatus
+
+_PICK = """
+local function pick(prefix, argv, i)
+  local ngroups = tonumber(argv[i]); i = i + 1
+  for _ = 1, ngroups do
+    local team = argv[i]; local n = tonumber(argv[i + 1]); i = i + 2
+    local vft_key = prefix .. 'vft:' .. team
+    local clock = tonumber(redis.call('GET', prefix .. 'clock:' .. team) or '0')
+    local best_start, best_rep, best_stride = nil, nil, nil
+    for _ = 1, n do
+      local rep = argv[i]; local stride = tonumber(argv[i + 1]); local cap = tonumber(argv[i + 2]); i = i + 3
+      local load = tonumber(redis.call('HGET', prefix .. 'load', rep) or '0')
+      if load < cap then
+        local start = math.max(tonumber(redis.call('HGET', vft_key, rep) or '0'), clock)
+        if best_start == nil or start < best_start or (start == best_start and stride < best_stride) then
+          best_start, best_rep, best_stride = start, rep, stride
+        end
+      end
+    end
+    if best_rep ~= nil then
+      redis.call('SET', prefix .. 'clock:' .. team, string.format('%.0f', best_start))
+      redis.call('HSET', vft_key, best_rep, string.format('%.0f', best_start + best_stride))
+      redis.call('HINCRBY', prefix .. 'load', best_rep, 1)
+      return team, best_rep
+    end
+  end
+  return nil, nil
+end
+
+local function release(prefix, rep)
+  if rep ~= nil and rep ~= '' then
+    local load = tonumber(redis.call('HGET', prefix .. 'load', rep) or '0')
+    if load > 0 then redis.call('HINCRBY', prefix .. 'load', rep, -1) end
+  end
+end
+"""
+
+# ARGV: prefix, lead_id, handoff_id, primary team, due_ms, seen_ttl, groups...
+_ASSIGN = (
+    _PICK
+    + """
+local prefix, lead, hid = ARGV[1], ARGV[2], ARGV[3]
+local lead_key = prefix .. 'lead:' .. lead
+if redis.call('EXISTS', lead_key) == 1 then
+  local cur = redis.call('HMGET', lead_key, 'handoff_id', 'published')
+  return {'existing', cur[1], cur[2]}
+end
+if redis.call('EXISTS', prefix .. 'seen:' .. hid) == 1 then return {'duplicate'} end
+redis.call('SET', prefix .. 'seen:' .. hid, '1', 'EX', tonumber(ARGV[6]))
+local team, rep = pick(prefix, ARGV, 7)
+if team == nil then team, rep = ARGV[4], '' end
+redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
+redis.call('ZADD', prefix .. 'sla', tonumber(ARGV[5]), lead)
+return {'assigned', team, rep}
+"""
+)
+
+# ARGV: prefix, lead_id, expected handoff_id, new handoff_id, reassign (1/0), primary team, due_ms, groups...
+_BREACH = (
+    _PICK
+    + """
+local prefix, lead, expected, hid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local lead_key = prefix .. 'lead:' .. lead
+if redis.call('HGET', lead_key, 'handoff_id') ~= expected then return {'stale'} end
+if redis.call('ZREM', prefix .. 'sla', lead) == 0 then return {'stale'} end
+if ARGV[5] ~= '1' then return {'kept'} end
+release(prefix, redis.call('HGET', lead_key, 'rep'))
+local team, rep = pick(prefix, ARGV, 8)
+if team == nil then team, rep = ARGV[6], '' end
+redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
+redis.call('ZADD', prefix .. 'sla', tonumber(ARGV[7]), lead)
+return {'assigned', team, rep}
+"""
+)
+
+# ARGV: prefix, lead_id, expected handoff_id
+_RELEASE = (
+    _PICK
+    + """
+local prefix, lead = ARGV[1], ARGV[2]
+local lead_key = prefix .. 'lead:' .. lead
+if redis.call('HGET', lead_key, 'handoff_id') ~= ARGV[3] then return {'stale'} end
+release(prefix, redis.call('HGET', lead_key, 'rep'))
+redis.call('DEL', lead_key)
+redis.call('ZREM', prefix .. 'sla', lead)
+return {'released'}
+"""
+)
+
+# ARGV: prefix, now_ms, lease_ms, limit. Claimed deadlines move out by the lease, so a worker that
+# dies while handling one only delays it.
+_CLAIM = """
+local key = ARGV[1] .. 'sla'
+local due = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+for _, lead in ipairs(due) do redis.call('ZADD', key, tonumber(ARGV[2]) + tonumber(ARGV[3]), lead) end
+return due
+"""
+
+
+def _group_args(groups: Sequence[Group]) -> list[str | int]:
+    args: list[str | int] = [len(groups)]
+    for group in groups:
+        args += [group.team, len(group.candidates)]
+        for candidate in group.candidates:
+            args += [candidate.rep_id, candidate.stride, candidate.capacity]
+    return args
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What the assign or breach script did."""
+
+    outcome: str  # assigned | existing | duplicate | stale | kept
+    pick: Pick | None = None
+    team: str | None = None
+    handoff_id: str | None = None
+    published: bool = False
+
+
+def _assignment(reply: list[Any]) -> Assignment:
+    outcome = _text(reply[0])
+    if outcome == "assigned":
+        team, rep = _text(reply[1]), _text(reply[2])
+        return Assignment(outcome, Pick(team, rep) if rep else None, team)
+    if outcome == "existing":
+        return Assignment(outcome, handoff_id=_text(reply[1]), published=_text(reply[2]) == "1")
+    return Assignment(outcome)
+
+
+class RedisStore:
+    def __init__(self, redis: Redis, prefix: str, *, seen_ttl_seconds: int = 90 * 24 * 3600) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.seen_ttl = seen_ttl_seconds
+        self._assign = redis.register_script(_ASSIGN)
+        self._breach = redis.register_script(_BREACH)
+        self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(_CLAIM)
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def assign(
+        self, lead_id: str, hid: str, team: str, groups: Sequence[Group], due: datetime
+    ) -> Assignment:
+        """Pick-and-increment in one step, unless the lead already has an open hand-off."""
+        args: list[str | int] = [self.prefix, lead_id, hid, team, _ms(due), self.seen_ttl]
+        args += _group_args(groups)
+        return _assignment(cast(list[Any], await self._assign(keys=[], args=args)))
+
+    async def breach(
+        self,
+        lead_id: str,
+        expected: str,
+        hid: str,
+        *,
+        reassign: bool,
+        team: str,
+        groups: Sequence[Group],
+        due: datetime,
+    ) -> Assignment:
+        """Stop the breached clock and, if asked, move the lead to the next rep with a new deadline."""
+        args: list[str | int] = [self.prefix, lead_id, expected, hid, "1" if reassign else "0", team]
+        args.append(_ms(due))
+        args += _group_args(groups)
+        return _assignment(cast(list[Any], await self._breach(keys=[], args=args)))
+
+    async def release(self, lead_id: str, hid: str) -> bool:
+        reply = cast(list[Any], await self._release(keys=[], args=[self.prefix, lead_id, hid]))
+        return _text(reply[0]) == "released"
+
+    async def stop_clock(self, lead_id: str) -> bool:
+        """True when this call stopped a running SLA clock (a racing breach then sees it stopped)."""
+        return bool(await self.redis.zrem(self._key("sla"), lead_id))
+
+    async def claim_due(self, now: datetime, lease_seconds: float, limit: int = 100) -> list[str]:
+        args: list[str | int] = [self.prefix, _ms(now), int(lease_seconds * 1000), limit]
+        return [_text(lead) for lead in cast(list[Any], await self._claim(keys=[], args=args))]
+
+    async def save_state(self, state: LeadState) -> None:
+        data = {
+            "handoff": state.handoff.model_dump(mode="json"),
+            "breach_count": state.breach_count,
+            "contacted": state.contacted,
+            "previous_reps": list(state.previous_reps),
+        }
+        await self.redis.hset(self._key("lead", state.handoff.lead_id), "state", json.dumps(data))
+
+    async def state(self, lead_id: str) -> LeadState | None:
+        raw = await self.redis.hget(self._key("lead", lead_id), "state")
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return LeadState(
+            handoff=Handoff.model_validate(data["handoff"]),
+            breach_count=data["breach_count"],
+            contacted=data["contacted"],
+            previous_reps=tuple(data["previous_reps"]),
+        )
+
+    async def mark_published(self, lead_id: str, hid: str) -> None:
+        key = self._key("lead", lead_id)
+        current = await self.redis.hget(key, "handoff_id")
+        if current is not None and _text(current) == hid:
+            await self.redis.hset(key, "published", "1")
+
+    async def loads(self) -> dict[str, int]:
+        raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("load")))
+        return {_text(rep): int(count) for rep, count in raw.items()}
+
+    async def statuses(self) -> dict[str, RepStatus]:
+        raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("status")))
+        result: dict[str, RepStatus] = {}
+        for rep, value in raw.items():
+            data = json.loads(value)
+            until = data.get("out_of_office_until")
+            result[_text(rep)] = RepStatus(
+                available=data.get("available"),
+                capacity=data.get("capacity"),
+                out_of_office_until=datetime.fromisoformat(until) if until else None,
+            )
+        return result
+
+    async def set_status(self, rep_id: str, status: RepStatus) -> None:
+        data = {
+            "available": status.available,
+            "capacity": status.capacity,
+            "out_of_office_until": status.out_of_office_until.isoformat()
+            if status.out_of_office_until
+            else None,
+        }
+        await self.redis.hset(self._key("status"), rep_id, json.dumps(data))
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())

@@ -1,0 +1,168 @@
+"""The Redis store against a real Redis: Lua agrees with the pure rotation, and stays atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from services.route import domain
+from services.route.store import RedisStore
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: Redis) -> RedisStore:
+    return RedisStore(redis, f"test:{uuid.uuid4().hex}:")
+
+
+def groups_for(rng: random.Random) -> list[domain.Group]:
+    teams = []
+    for team in ("a", "b"):
+        cands = tuple(
+            domain.Candidate(f"{team}{i}", domain.stride(rng.randint(1, 4)), rng.randint(0, 4))
+            for i in range(4)
+            if rng.random() < 0.8
+        )
+        teams.append(domain.Group(team, cands))
+    return teams
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_lua_picks_exactly_what_the_pure_rotation_picks(store: RedisStore, seed: int) -> None:
+    rng = random.Random(seed)
+    model = domain.Rotation()
+    open_leads: dict[str, tuple[str, str]] = {}
+    weights = {f"{t}{i}": rng.randint(1, 4) for t in "ab" for i in range(4)}
+    caps = {rep: rng.randint(1, 5) for rep in weights}
+    for step in range(150):
+        if open_leads and rng.random() < 0.35:
+            lead = rng.choice(sorted(open_leads))
+            hid, rep = open_leads.pop(lead)
+            assert await store.release(lead, hid)
+            if rep:
+                model.release(rep)
+            continue
+        present = [rep for rep in weights if rng.random() < 0.75]
+        groups = [
+            domain.Group(
+                t,
+                tuple(
+                    domain.Candidate(r, domain.stride(weights[r]), caps[r])
+                    for r in present
+                    if r.startswith(t)
+                ),
+            )
+            for t in rng.sample(["a", "b"], 2)
+        ]
+        expected = model.pick(groups)
+        lead = f"lead-{step}"
+        result = await store.assign(lead, f"h-{step}", "a", groups, NOW)
+        assert result.outcome == "assigned"
+        assert result.pick == expected, f"step {step}"
+        open_leads[lead] = (f"h-{step}", expected.rep_id if expected else "")
+    assert {k: v for k, v in (await store.loads()).items() if v} == {k: v for k, v in model.load.items() if v}
+
+
+async def test_a_replayed_assignment_changes_nothing(store: RedisStore) -> None:
+    group = [
+        domain.Group(
+            "a", (domain.Candidate("x", domain.stride(1), 5), domain.Candidate("y", domain.stride(1), 5))
+        )
+    ]
+    first = await store.assign("lead-1", "h1", "a", group, NOW)
+    assert first.outcome == "assigned" and first.pick == domain.Pick("a", "x")
+    again = await store.assign("lead-1", "h1", "a", group, NOW)
+    assert (again.outcome, again.handoff_id, again.published) == ("existing", "h1", False)
+    await store.mark_published("lead-1", "h1")
+    assert (await store.assign("lead-1", "h1", "a", group, NOW)).published is True
+    other = await store.assign("lead-1", "h-other", "a", group, NOW)
+    assert other.outcome == "existing" and other.handoff_id == "h1"  # one lead, one rep at a time
+    assert await store.loads() == {"x": 1}
+    assert await store.release("lead-1", "h1")
+    assert not await store.release("lead-1", "h1")
+    assert await store.loads() == {"x": 0}
+    # Replaying the stage change after the lead was closed does not hand it off again.
+    assert (await store.assign("lead-1", "h1", "a", group, NOW)).outcome == "duplicate"
+    # A new sales-ready moment (new id) does: the lead was recycled.
+    assert (await store.assign("lead-1", "h2", "a", group, NOW)).outcome == "assigned"
+
+
+async def test_concurrent_workers_never_double_assign_or_overfill(redis_url: str) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    clients = [Redis.from_url(redis_url) for _ in range(4)]
+    stores = [RedisStore(client, prefix) for client in clients]
+    group = [domain.Group("a", tuple(domain.Candidate(f"r{i}", domain.stride(i + 1), 7) for i in range(4)))]
+    try:
+        # 60 leads, each delivered to every worker (as after a rebalance): 240 racing calls.
+        calls = [
+            stores[w].assign(f"lead-{n}", f"h-{n}", "a", group, NOW) for n in range(60) for w in range(4)
+        ]
+        random.Random(1).shuffle(calls)
+        results = await asyncio.gather(*calls)
+        assigned = [r for r in results if r.outcome == "assigned"]
+        assert len(assigned) == 60
+        assert all(r.outcome == "existing" for r in results if r.outcome != "assigned")
+        with_rep = [r for r in assigned if r.pick]
+        assert len(with_rep) == 28  # total capacity 4 x 7; the rest wait in the team queue
+        loads = await stores[0].loads()
+        assert loads == {f"r{i}": 7 for i in range(4)}
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_claims_lease_deadlines_and_breach_checks_the_clock(store: RedisStore) -> None:
+    group = [
+        domain.Group(
+            "a", (domain.Candidate("x", domain.stride(1), 5), domain.Candidate("y", domain.stride(1), 5))
+        )
+    ]
+    await store.assign("lead-1", "h1", "a", group, NOW)
+    await store.assign("lead-2", "h2", "a", group, NOW + timedelta(minutes=10))
+    assert await store.claim_due(NOW, lease_seconds=30) == ["lead-1"]
+    assert await store.claim_due(NOW, lease_seconds=30) == []  # leased to the first claimer
+    assert await store.claim_due(NOW + timedelta(seconds=31), lease_seconds=30) == ["lead-1"]
+    assert (
+        await store.breach("lead-1", "wrong", "h1b", reassign=True, team="a", groups=group, due=NOW)
+    ).outcome == ("stale")
+    moved = await store.breach(
+        "lead-1",
+        "h1",
+        "h1b",
+        reassign=True,
+        team="a",
+        groups=[domain.Group("a", group[0].candidates[1:])],
+        due=NOW,
+    )
+    assert moved.outcome == "assigned" and moved.pick == domain.Pick("a", "y")
+    assert await store.loads() == {"x": 0, "y": 2}  # lead-1 moved from x to y, lead-2 was already on y
+    # The contact stops the clock; a racing breach then sees it stopped.
+    assert await store.stop_clock("lead-1")
+    assert (
+        await store.breach("lead-1", "h1b", "h1c", reassign=True, team="a", groups=group, due=NOW)
+    ).outcome == ("stale")
+    kept = await store.breach("lead-2", "h2", "h2b", reassign=False, team="a", groups=group, due=NOW)
+    assert kept.outcome == "kept"
+    assert await store.claim_due(NOW + timedelta(hours=1), lease_seconds=30) == []
+
+
+async def test_rep_status_round_trip(store: RedisStore) -> None:
+    until = NOW + timedelta(days=3)
+    await store.set_status("x", domain.RepStatus(available=False, capacity=3, out_of_office_until=until))
+    assert await store.statuses() == {"x": domain.RepStatus(False, 3, until)}

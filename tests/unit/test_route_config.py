@@ -1,0 +1,68 @@
+"""The routing file is validated at start-up with errors naming the file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.route.config import ConfigError, load_config, parse_config
+from tests.unit.test_route_domain import CONFIG
+
+ROUTING = Path(__file__).resolve().parents[2] / "config" / "routing.yaml"
+
+
+def test_the_shipped_routing_file_is_valid() -> None:
+    config = load_config(ROUTING)
+    assert config.team(config.fallback_team).reps
+    assert {tier.name: tier.minutes for tier in config.sla.tiers} == {"hot": 5, "mql": 240}
+    assert "NO" in config.regions["emea"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fallback_team": "nobody"}, "fallback_team 'nobody' is not a team"),
+        ({"rules": [{"name": "r", "team": "ghost"}]}, "rule 'r': team 'ghost' is not a team"),
+        ({"rules": [{"name": "r", "team": "dach", "match": {"regions": ["mars"]}}]}, "region 'mars'"),
+        ({"account_owners": {"x.com": "nobody"}}, "account_owners['x.com']: rep 'nobody'"),
+        ({"rules": [{"name": "r", "team": "dach", "match": {"colour": "red"}}]}, "rules.0.match.colour"),
+        ({"sla": {"default_tier": "gold"}}, "default_tier 'gold'"),
+        ({"sla": {"tiers": [{"name": "hot", "minutes": 0}], "default_tier": "hot"}}, "sla.tiers.0.minutes"),
+    ],
+)
+def test_errors_name_the_key_and_problem(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**CONFIG, **change}, "routing.yaml")
+    assert str(caught.value).startswith("routing.yaml: ")
+    assert message in str(caught.value)
+
+
+def test_rep_errors() -> None:
+    teams = [{"name": "dach", "reps": [{"id": "a", "weight": 0, "timezone": "Mars/Olympus"}]}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**CONFIG, "teams": teams, "rules": [], "account_owners": {}, "fallback_team": "dach"})
+    text = str(caught.value)
+    assert "teams.0.reps.0.weight" in text and "unknown time zone 'Mars/Olympus'" in text
+
+
+def test_duplicate_reps_and_bad_hours() -> None:
+    twice = [{"name": "a", "reps": [{"id": "x"}]}, {"name": "b", "reps": [{"id": "x"}]}]
+    with pytest.raises(ConfigError, match="rep ids must be unique"):
+        parse_config({"teams": twice, "fallback_team": "a"})
+    hours = [{"name": "a", "working_hours": {"start": "18:00", "end": "09:00"}}]
+    with pytest.raises(ConfigError, match="start must be before end"):
+        parse_config({"teams": hours, "fallback_team": "a"})
+    days = [{"name": "a", "working_hours": {"days": ["funday"]}}]
+    with pytest.raises(ConfigError, match="days must be"):
+        parse_config({"teams": days, "fallback_team": "a"})
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("teams: [\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML"):
+        load_config(broken)

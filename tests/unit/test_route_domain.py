@@ -1,0 +1,371 @@
+"""Route's pure rules: matching, ownership, availability, SLA deadlines, breaches and activity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.handoff import Assignee, SlaEventKind
+from schemas.sales import RepStatusUpdate, SalesActivity, SalesActivityKind
+from schemas.stage import StageChange
+from services.route import domain
+from services.route.config import RoutingConfig, SlaPolicy, SlaTier, Team, WorkingHours, parse_config
+
+# A Wednesday, 10:00 UTC (11:00 in Berlin).
+WED = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+CONFIG: dict[str, Any] = {
+    "regions": {"dach": ["DE", "AT", "CH"], "na": ["US", "CA"]},
+    "teams": [
+        {
+            "name": "dach",
+            "lead": "lead-dach@example.com",
+            "timezone": "Europe/Berlin",
+            "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
+            "reps": [
+                {"id": "anna", "weight": 2, "capacity": 3, "timezone": "Europe/Berlin"},
+                {"id": "jonas", "weight": 1, "capacity": 3, "timezone": "Europe/Berlin"},
+            ],
+        },
+        {
+            "name": "na",
+            "timezone": "America/New_York",
+            "reps": [{"id": "mia", "timezone": "America/New_York"}],
+        },
+        {"name": "queue", "working_hours": None, "reps": [{"id": "sdr", "capacity": 100}]},
+    ],
+    "rules": [
+        {"name": "dach-big-software", "team": "dach", "match": {"regions": ["dach"], "min_employees": 200}},
+        {"name": "na-hot-ads", "team": "na", "match": {"countries": ["us"], "sources": ["Meta_Ads"]}},
+        {"name": "fintech", "team": "na", "match": {"industries": ["FinTech"], "temperatures": ["hot"]}},
+        {"name": "smb-range", "team": "dach", "match": {"employee_ranges": ["11-50"], "lifecycle": ["mql"]}},
+    ],
+    "account_owners": {"Owned.example": "jonas"},
+    "fallback_team": "queue",
+}
+
+
+def config(**overrides: Any) -> RoutingConfig:
+    return parse_config({**CONFIG, **overrides})
+
+
+def make_change(
+    lead_id: str = "lead-1",
+    *,
+    event_id: str | None = None,
+    temperature: str = "hot",
+    lifecycle: str = "mql",
+    sales_ready: bool = True,
+    country: str | None = "DE",
+    employees: int | None = 500,
+    employee_range: str | None = None,
+    industry: str | None = "Software",
+    channel: str | None = "web",
+    domain_name: str | None = None,
+    email: str | None = "jane@acme.example",
+    occurred_at: datetime = WED,
+) -> StageChange:
+    return StageChange.model_validate(
+        {
+            "event_id": event_id or f"sc-{lead_id}",
+            "occurred_at": occurred_at.isoformat(),
+            "lead_id": lead_id,
+            "kind": "temperature",
+            "from_stage": "warm",
+            "to_stage": temperature,
+            "temperature": temperature,
+            "lifecycle": lifecycle,
+            "sales_ready": sales_ready,
+            "scores": {"fit": 40, "engagement": 60, "total": 100},
+            "reasons": [{"rule": "demo_request", "points": 50}],
+            "trigger": {
+                "event_id": f"tr-{lead_id}",
+                "type": "demo_request",
+                "occurred_at": occurred_at.isoformat(),
+            },
+            "profile": {
+                "lead_id": lead_id,
+                "email": email,
+                "email_kind": "business",
+                "first_name": "Jane",
+                "last_name": "Doe",
+                "phone": "+49301234567",
+                "company": "Acme",
+                "job_title": "VP Marketing",
+                "country": country,
+                "firmographics": {
+                    "domain": domain_name,
+                    "employees": employees,
+                    "employee_range": employee_range,
+                    "industry": industry,
+                },
+            },
+            "source": {"channel": channel, "utm_campaign": "spring-launch"},
+        }
+    )
+
+
+# --- routing ------------------------------------------------------------------------------------
+
+
+def test_first_matching_rule_wins() -> None:
+    assert domain.route(make_change(), config()) == domain.Route("dach", "dach-big-software")
+
+
+def test_every_criterion_must_hold_and_unknown_data_does_not_match() -> None:
+    assert domain.route(make_change(employees=50), config()).team == "queue"
+    assert domain.route(make_change(employees=None), config()).team == "queue"
+    assert domain.route(make_change(country=None), config()).team == "queue"
+
+
+def test_country_source_and_case_insensitive_values() -> None:
+    change = make_change(country="us", channel="META_ADS", employees=None)
+    assert domain.route(change, config()) == domain.Route("na", "na-hot-ads")
+
+
+def test_industry_and_temperature_rule() -> None:
+    hot = make_change(country="FR", industry="fintech")
+    assert domain.route(hot, config()).rule == "fintech"
+    warm = make_change(country="FR", industry="fintech", temperature="warm")
+    assert domain.route(warm, config()).team == "queue"
+
+
+def test_segment_by_employee_range_and_lifecycle() -> None:
+    change = make_change(country="FR", employees=None, employee_range="11-50", industry=None)
+    assert domain.route(change, config()).rule == "smb-range"
+    pql = make_change(country="FR", employees=None, employee_range="11-50", industry=None, lifecycle="pql")
+    assert domain.route(pql, config()).rule == "fallback"
+
+
+def test_account_owner_beats_rules_by_firmographic_or_email_domain() -> None:
+    assert domain.route(make_change(domain_name="owned.example"), config()) == domain.Route(
+        "dach", "account_owner", "jonas"
+    )
+    assert domain.route(make_change(email="boss@OWNED.example"), config()).owner == "jonas"
+
+
+def test_free_mail_domain_is_not_an_account() -> None:
+    change = make_change(email="x@owned.example").model_copy(
+        update={
+            "profile": make_change(email="x@owned.example").profile.model_copy(update={"email_kind": "free"})
+        }
+    )
+    assert domain.company_domain(change) is None
+
+
+def test_owner_comes_first_then_team_then_fallback() -> None:
+    cfg = config()
+    decision = domain.route(make_change(domain_name="owned.example"), cfg)
+    groups = domain.groups(decision, cfg, {}, WED)
+    assert [(g.team, [c.rep_id for c in g.candidates]) for g in groups] == [
+        ("dach", ["jonas"]),
+        ("dach", ["anna", "jonas"]),
+        ("queue", ["sdr"]),
+    ]
+
+
+def test_unavailable_owner_falls_back_to_the_team_rotation() -> None:
+    cfg = config()
+    decision = domain.route(make_change(domain_name="owned.example"), cfg)
+    groups = domain.groups(decision, cfg, {"jonas": domain.RepStatus(available=False)}, WED)
+    assert [g.team for g in groups] == ["dach", "queue"]
+    assert [c.rep_id for c in groups[0].candidates] == ["anna"]
+
+
+# --- availability -------------------------------------------------------------------------------
+
+
+def test_working_hours_are_in_the_reps_time_zone() -> None:
+    cfg = config()
+    team = cfg.team("dach")
+    anna = team.reps[0]
+    ok = domain.RepStatus()
+    assert domain.unavailable_reason(anna, team, ok, WED) is None
+    # 16:30 UTC is 17:30 in Berlin: after hours.
+    assert domain.unavailable_reason(anna, team, ok, WED.replace(hour=16, minute=30)) == "off_hours"
+    saturday = WED + timedelta(days=3)
+    assert domain.unavailable_reason(anna, team, ok, saturday) == "off_hours"
+
+
+def test_out_of_office_and_unavailable() -> None:
+    cfg = config()
+    team = cfg.team("dach")
+    anna = team.reps[0]
+    away = domain.RepStatus(out_of_office_until=WED + timedelta(hours=1))
+    assert domain.unavailable_reason(anna, team, away, WED) == "out_of_office"
+    assert domain.unavailable_reason(anna, team, away, WED + timedelta(hours=1)) is None
+    off = domain.RepStatus(available=False)
+    assert domain.unavailable_reason(anna, team, off, WED) == "unavailable"
+
+
+def test_configured_absence() -> None:
+    cfg = config()
+    teams = cfg.model_dump(mode="json")["teams"]
+    teams[0]["reps"][0]["out_of_office"] = [{"start": "2026-11-20T00:00:00Z", "end": "2026-11-27T00:00:00Z"}]
+    cfg = config(teams=teams)
+    team = cfg.team("dach")
+    assert domain.unavailable_reason(team.reps[0], team, domain.RepStatus(), WED) == "out_of_office"
+
+
+def test_rep_status_update_overrides_only_what_it_sets() -> None:
+    status = domain.RepStatus(available=False, capacity=5)
+    update = RepStatusUpdate(event_id="e", occurred_at=WED, rep_id="anna", capacity=9)
+    assert status.updated(update) == domain.RepStatus(available=False, capacity=9)
+    capacity = domain.capacity(config().team("dach").reps[0], domain.RepStatus(capacity=7))
+    assert capacity == 7
+
+
+# --- SLA ----------------------------------------------------------------------------------------
+
+
+def test_hot_tier_is_five_wall_clock_minutes() -> None:
+    policy = SlaPolicy()
+    tier = domain.sla_tier(make_change(), policy)
+    assert tier.name == "hot"
+    saturday_night = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+    assert domain.due_at(saturday_night, tier, config().team("dach")) == saturday_night + timedelta(minutes=5)
+
+
+def test_mql_tier_counts_four_business_hours() -> None:
+    policy = SlaPolicy()
+    tier = domain.sla_tier(make_change(temperature="warm"), policy)
+    assert tier.name == "mql"
+    team = config().team("dach")  # 09:00-17:00 Europe/Berlin, Mon-Fri
+    # Wed 11:00 Berlin + 4h = 15:00 Berlin = 14:00 UTC.
+    assert domain.due_at(WED, tier, team) == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    # Fri 15:00 Berlin: 2h on Friday, 2h on Monday -> Mon 11:00 Berlin = 10:00 UTC.
+    friday = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
+    assert domain.due_at(friday, tier, team) == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    # Saturday: the clock starts Monday 09:00 Berlin.
+    saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert domain.due_at(saturday, tier, team) == datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def test_business_time_across_a_dst_change() -> None:
+    hours = WorkingHours(days=("mon", "tue", "wed", "thu", "fri", "sat", "sun"), start="09:00", end="17:00")
+    # Europe/Berlin leaves DST on 2026-10-25 (Sunday). Sat 16:00 local + 2h -> Sun 10:00 local (09:00 UTC).
+    start = datetime(2026, 10, 24, 14, 0, tzinfo=UTC)
+    assert domain.add_business_time(start, 120, hours, "Europe/Berlin") == datetime(
+        2026, 10, 25, 9, 0, tzinfo=UTC
+    )
+
+
+def test_unmatched_lead_gets_the_default_tier() -> None:
+    policy = SlaPolicy()
+    assert domain.sla_tier(make_change(temperature="warm", lifecycle="iql"), policy).name == "mql"
+    assert domain.tier_named(policy, "gone").name == "mql"
+
+
+# --- hand-offs, breaches, activity --------------------------------------------------------------
+
+
+def handoff(rep: str | None = "anna") -> Any:
+    tier = SlaTier(name="hot", minutes=5, temperatures=("hot",))
+    hid = domain.handoff_id("lead-1", "sc-lead-1")
+    return domain.build_handoff(
+        make_change(),
+        Assignee(rep_id=rep, team="dach"),
+        tier,
+        due=WED + timedelta(minutes=5),
+        now=WED,
+        hid=hid,
+    )
+
+
+def test_handoff_carries_contact_scores_source_trigger_and_sla() -> None:
+    made = handoff()
+    assert made.handoff_id == made.event_id == domain.handoff_id("lead-1", "sc-lead-1")
+    assert made.contact.email == "jane@acme.example"
+    assert made.contact.job_title == "VP Marketing"
+    assert made.source.utm_campaign == "spring-launch"
+    assert made.trigger.type == "demo_request"
+    assert made.sla.due_at == WED + timedelta(minutes=5)
+    assert made.assignee == Assignee(rep_id="anna", team="dach")
+
+
+def test_handoff_ids_are_deterministic_and_distinct() -> None:
+    assert domain.handoff_id("a", "e") == domain.handoff_id("a", "e")
+    assert (
+        len({domain.handoff_id("a", "e"), domain.handoff_id("a", "e", 1), domain.handoff_id("b", "e")}) == 3
+    )
+
+
+def test_only_sales_ready_changes_are_handed_off() -> None:
+    assert domain.wants_handoff(make_change())
+    assert not domain.wants_handoff(make_change(sales_ready=False))
+
+
+def test_breaches_notify_the_team_lead_then_escalate() -> None:
+    team = config().team("dach")
+    policy = SlaPolicy(escalation=("head@example.com", "vp@example.com"), max_reassignments=2)
+    state = domain.LeadState(handoff=handoff())
+    first = domain.plan_breach(state, policy, team)
+    assert (first.breach_count, first.escalation_level, first.notify) == (1, 0, ("lead-dach@example.com",))
+    assert first.reassign and first.exclude == ("anna",)
+    events = domain.breach_events(state, first, WED)
+    assert [e.kind for e in events] == [SlaEventKind.BREACHED]
+    moved = domain.reassigned(
+        state, first, domain.Pick("dach", "jonas"), hid="h2", now=WED, due=WED + timedelta(minutes=5)
+    )
+    assert moved.handoff.assignee.rep_id == "jonas" and moved.handoff.handoff_id == "h2"
+    second = domain.plan_breach(moved, policy, team)
+    assert second.escalation_level == 1
+    assert second.notify == ("lead-dach@example.com", "head@example.com")
+    assert second.exclude == ("anna", "jonas")
+    assert [e.kind for e in domain.breach_events(moved, second, WED)] == [
+        SlaEventKind.BREACHED,
+        SlaEventKind.ESCALATED,
+    ]
+    third = domain.plan_breach(
+        domain.reassigned(moved, second, None, hid="h3", now=WED, due=WED), policy, team
+    )
+    assert not third.reassign  # max_reassignments=2
+
+
+def test_breach_without_free_rep_goes_to_the_team_queue() -> None:
+    state = domain.LeadState(handoff=handoff())
+    plan = domain.plan_breach(state, SlaPolicy(), config().team("dach"))
+    moved = domain.reassigned(state, plan, None, hid="h2", now=WED, due=WED)
+    assert moved.handoff.assignee == Assignee(rep_id=None, team="dach")
+
+
+def activity(kind: SalesActivityKind, reason: str | None = None) -> SalesActivity:
+    return SalesActivity(
+        event_id=f"act-{kind}", occurred_at=WED, lead_id="lead-1", activity=kind, rep_id="anna", reason=reason
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "contacted", "effect"),
+    [
+        (SalesActivityKind.CONTACTED, False, domain.ActivityEffect.SLA_MET),
+        (SalesActivityKind.ACCEPTED, False, domain.ActivityEffect.SLA_MET),
+        (SalesActivityKind.CONTACTED, True, domain.ActivityEffect.IGNORE),
+        (SalesActivityKind.REJECTED, False, domain.ActivityEffect.RELEASE),
+        (SalesActivityKind.WON, True, domain.ActivityEffect.RELEASE),
+        (SalesActivityKind.LOST, True, domain.ActivityEffect.RELEASE),
+        (SalesActivityKind.BANT_UPDATED, False, domain.ActivityEffect.IGNORE),
+    ],
+)
+def test_activity_effects(kind: SalesActivityKind, contacted: bool, effect: domain.ActivityEffect) -> None:
+    state = domain.LeadState(handoff=handoff(), contacted=contacted)
+    assert domain.activity_effect(state, activity(kind)) == effect
+
+
+def test_activity_for_an_unknown_lead_is_ignored() -> None:
+    assert domain.activity_effect(None, activity(SalesActivityKind.CONTACTED)) == domain.ActivityEffect.IGNORE
+
+
+def test_rejected_returns_the_lead_with_the_reason() -> None:
+    state = domain.LeadState(handoff=handoff(), contacted=True)
+    event = domain.release_event(state, activity(SalesActivityKind.REJECTED, "wrong territory"), WED)
+    assert event is not None
+    assert event.kind == SlaEventKind.CANCELLED and event.reason == "rejected: wrong territory"
+    assert domain.release_event(state, activity(SalesActivityKind.WON), WED) is None
+
+
+def test_team_without_hours_is_always_working() -> None:
+    team = Team(name="t", working_hours=None, reps=())
+    assert domain.is_working(team.working_hours, "UTC", WED + timedelta(days=3, hours=13))
