@@ -117,6 +117,13 @@ class InteractionIn(Contract):
         default_factory=dict, description="Free-form details (page URL, asset id, usage figure, ...)."
     )
 
+    @field_validator("anonymous_id", mode="before")
+    @classmethod
+    def _blank_id_is_missing(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
     @model_validator(mode="after")
     def _needs_identity(self) -> InteractionIn:
         if not self.anonymous_id and not self.contact.email:

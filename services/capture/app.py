@@ -5,52 +5,85 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
+from redis.asyncio import Redis
 
-from schemas.base import utcnow
-from schemas.interaction import InteractionIn
-from schemas.topics import TopicName
-from services.capture import domain
-from services.capture.auth import Handler, api_key_middleware
-from services.capture.metrics import CaptureMetrics, capture_metrics
-from services.capture.publisher import BrokerUnavailable, KafkaPublisher, Publisher
-from services.capture.responses import problem
+from services.capture import routes, webhooks
+from services.capture.auth import api_key_middleware
+from services.capture.forms import load_forms
+from services.capture.guard import Deduplicator, RateLimiter
+from services.capture.ingest import Ingestor
+from services.capture.keys import (
+    CAPTURE_METRICS,
+    FORMS,
+    HEALTH,
+    HTTP,
+    INGESTOR,
+    METRICS,
+    PUBLISHER,
+    RATE_LIMITER,
+    REDIS,
+    SETTINGS,
+    TASKS,
+)
+from services.capture.metrics import capture_metrics
+from services.capture.middleware import cors_middleware, errors_and_metrics, rate_limit_middleware
+from services.capture.openapi import openapi_view
+from services.capture.publisher import KafkaPublisher, Publisher
 from services.capture.settings import CaptureSettings
-from services.runtime.codec import encode
-from services.runtime.errors import field_problems
 from services.runtime.health import Health, peers_ready
-from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
+from services.runtime.metrics import METRICS_CONTENT_TYPE, common_metrics
 from services.runtime.topics import ensure_pipeline_topics
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", CaptureSettings)
-PUBLISHER = web.AppKey("publisher", Publisher)
-METRICS = web.AppKey("metrics", CommonMetrics)
-CAPTURE_METRICS = web.AppKey("capture_metrics", CaptureMetrics)
-HEALTH = web.AppKey("health", Health)
+# Senders that prove themselves another way (signatures, form honeypots, signed links).
+PUBLIC_PREFIXES = ("/v1/webhooks/", "/v1/forms/", "/v1/consent/confirm")
 
 
 def create_app(settings: CaptureSettings, publisher: Publisher | None = None) -> web.Application:
     metrics = common_metrics("capture")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[_errors_and_metrics, api_key_middleware(settings.api_key_hashes)],
+        middlewares=[
+            errors_and_metrics,
+            cors_middleware(settings.cors_origins),
+            api_key_middleware(settings.api_key_hashes, public_prefixes=PUBLIC_PREFIXES),
+            rate_limit_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[PUBLISHER] = publisher or KafkaPublisher(settings.bootstrap_servers, settings.publish_timeout)
     app[METRICS] = metrics
     app[CAPTURE_METRICS] = capture_metrics(metrics.registry)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    app[REDIS] = redis
+    dedupe = Deduplicator(
+        redis,
+        window_seconds=settings.dedupe_window_seconds,
+        pending_seconds=int(settings.publish_timeout * 2) + 5,
+        namespace=settings.topic_suffix,
+    )
+    app[INGESTOR] = Ingestor(app[PUBLISHER], dedupe, app[CAPTURE_METRICS], metrics)
+    app[RATE_LIMITER] = RateLimiter(
+        redis, per_minute=settings.rate_limit_per_minute, namespace=settings.topic_suffix
+    )
+    app[FORMS] = load_forms(settings.forms_file)
+    app[TASKS] = set()
     health = Health("capture")
     health.add("broker", app[PUBLISHER].reachable)
     health.add("peers", peers_ready(settings.ready_peers, aiohttp.ClientSession))
     app[HEALTH] = health
-    app.router.add_post("/v1/events", post_event)
+    routes.add_routes(app)
+    webhooks.add_routes(app)
+    app.router.add_get("/openapi.json", openapi_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -59,13 +92,20 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Create missing topics in the background (the broker may come up later), close the producer."""
+    """Create missing topics in the background (the broker may come up later); close clients."""
     task = asyncio.create_task(_ensure_topics_until_done(app[SETTINGS]))
+    app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     yield
     task.cancel()
+    background: list[asyncio.Task[None]] = [*app[TASKS]]
+    for pending in background:
+        pending.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await asyncio.gather(*background, return_exceptions=True)
+    await app[HTTP].close()
     await app[PUBLISHER].close()
+    await app[REDIS].aclose()
 
 
 async def _ensure_topics_until_done(settings: CaptureSettings) -> None:
@@ -76,64 +116,6 @@ async def _ensure_topics_until_done(settings: CaptureSettings) -> None:
         except Exception as exc:
             log.warning("topics not ensured yet (%s); retrying", exc)
             await asyncio.sleep(2)
-
-
-@web.middleware
-async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    try:
-        response = await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_body_bytes
-        response = problem(413, "body_too_large", f"the request body exceeds {limit} bytes")
-    except web.HTTPException as exc:
-        response = problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
-    request.app[CAPTURE_METRICS].requests.labels(route, str(response.status)).inc()
-    return response
-
-
-async def post_event(request: web.Request) -> web.Response:
-    started = time.perf_counter()
-    metrics = request.app[CAPTURE_METRICS]
-    raw = await request.read()
-    try:
-        event = InteractionIn.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = field_problems(exc)
-        if any(p["reason"].startswith("Invalid JSON") for p in problems):
-            metrics.rejected.labels("invalid_json").inc()
-            return problem(400, "invalid_json", "the body is not valid JSON", fields=problems)
-        metrics.rejected.labels("validation_failed").inc()
-        return problem(422, "validation_failed", "the event is not valid", fields=problems)
-
-    interaction = domain.to_interaction(event, received_at=utcnow())
-    settings = request.app[SETTINGS]
-    topic = settings.topic(TopicName.INTERACTIONS)
-    try:
-        ack = await request.app[PUBLISHER].publish(topic, interaction.lead_id.encode(), encode(interaction))
-    except BrokerUnavailable as exc:
-        metrics.rejected.labels("broker_unavailable").inc()
-        log.warning("broker unavailable, answering 503: %s", exc)
-        return problem(
-            503,
-            "broker_unavailable",
-            "the event was not stored; retry later with the same event_id",
-            headers={"Retry-After": str(settings.retry_after_seconds)},
-        )
-    metrics.published.labels(interaction.type.value, interaction.source.channel or "unknown").inc()
-    metrics.publish_seconds.observe(time.perf_counter() - started)
-    request.app[METRICS].events_out.labels("capture", topic).inc()
-    return web.json_response(
-        {
-            "status": "accepted",
-            "event_id": interaction.event_id,
-            "lead_id": interaction.lead_id,
-            "identity": interaction.identity.value,
-            "partition": ack.partition,
-            "offset": ack.offset,
-        },
-        status=202,
-    )
 
 
 async def healthz(request: web.Request) -> web.Response:

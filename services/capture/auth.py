@@ -12,6 +12,7 @@ from services.capture.responses import problem
 from services.capture.settings import hash_api_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLIENT = web.RequestKey("client", str)
 
 
 def key_is_valid(presented: str, known_hashes: frozenset[str]) -> bool:
@@ -23,16 +24,23 @@ def key_is_valid(presented: str, known_hashes: frozenset[str]) -> bool:
     return matched
 
 
-def api_key_middleware(known_hashes: frozenset[str], protected_prefix: str = "/v1/") -> Middleware:
+def api_key_middleware(
+    known_hashes: frozenset[str],
+    protected_prefix: str = "/v1/",
+    public_prefixes: tuple[str, ...] = (),
+) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(protected_prefix):
+        if not request.path.startswith(protected_prefix) or request.path.startswith(public_prefixes):
+            return await handler(request)
+        if request.method == "OPTIONS":  # CORS preflight carries no key
             return await handler(request)
         presented = request.headers.get("X-API-Key")
         if not presented:
             return problem(401, "missing_api_key", "send your API key in the X-API-Key header")
         if not key_is_valid(presented, known_hashes):
             return problem(403, "invalid_api_key", "the API key is not valid")
+        request[CLIENT] = hash_api_key(presented)[7:23]
         return await handler(request)
 
     return middleware

@@ -51,3 +51,21 @@ def to_interaction(
         properties=event.properties,
         received_at=received_at,
     )
+
+
+def sender_id(event: InteractionIn) -> str | None:
+    """The idempotency key of a `POST /v1/events` event: the sender's own event id, if any."""
+    return f"event:{event.event_id}" if event.event_id else None
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0, `[]` is 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -15,6 +15,10 @@ class CaptureMetrics:
     published: Counter
     rejected: Counter
     publish_seconds: Histogram
+    duplicates: Counter
+    dedupe_unavailable: Counter
+    rate_limit_unavailable: Counter
+    graph_fetches: Counter
 
 
 def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
@@ -35,6 +39,28 @@ def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
             "leadpipe_capture_publish_seconds",
             "Time from request to broker acknowledgement.",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        duplicates=Counter(
+            "leadpipe_capture_duplicates_total",
+            "Repeated sender ids acknowledged without publishing.",
+            ["record"],
+            registry=registry,
+        ),
+        dedupe_unavailable=Counter(
+            "leadpipe_capture_dedupe_unavailable_total",
+            "Events published without the idempotency check because Redis did not answer.",
+            registry=registry,
+        ),
+        rate_limit_unavailable=Counter(
+            "leadpipe_capture_rate_limit_unavailable_total",
+            "Requests let through unchecked because Redis did not answer.",
+            registry=registry,
+        ),
+        graph_fetches=Counter(
+            "leadpipe_capture_graph_fetches_total",
+            "Meta Graph API lead fetches by outcome.",
+            ["outcome"],
             registry=registry,
         ),
     )

@@ -81,7 +81,9 @@ def test_public_event_needs_an_identity() -> None:
     with pytest.raises(ValidationError) as info:
         InteractionIn.model_validate(_event())
     assert "anonymous_id or contact.email" in str(info.value)
-    assert InteractionIn.model_validate(_event(anonymous_id="anon-1")).anonymous_id == "anon-1"
+    assert InteractionIn.model_validate(_event(anonymous_id=" anon-1 ")).anonymous_id == "anon-1"
+    with pytest.raises(ValidationError, match=r"anonymous_id or contact\.email"):
+        InteractionIn.model_validate(_event(anonymous_id="   "))
 
 
 @pytest.mark.parametrize(

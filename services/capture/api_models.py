@@ -1,0 +1,79 @@
+"""Request and answer bodies of capture's HTTP API; /openapi.json is generated from these."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from schemas.interaction import InteractionIn
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    event_id: str
+    lead_id: str
+    identity: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    duplicate: bool = Field(False, description="True when the sender id was already published.")
+
+
+class FieldProblemOut(BaseModel):
+    field: str
+    reason: str
+
+
+class Problem(BaseModel):
+    error: str = Field(examples=["validation_failed"])
+    message: str
+    fields: list[FieldProblemOut] | None = None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[InteractionIn] = Field(max_length=500, description="Up to 500 events.")
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: Literal["accepted", "duplicate", "rejected", "unavailable", "in_flight"]
+    event_id: str | None = None
+    lead_id: str | None = None
+    error: str | None = None
+    fields: list[FieldProblemOut] | None = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    refused: int
+    results: list[BatchItem]
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(None, max_length=320, examples=["jane.doe@example.com"])
+    anonymous_id: str | None = Field(None, min_length=1, max_length=128)
+    source: str = Field("api", max_length=64, description="Where the withdrawal was made.")
+    text_version: str | None = Field(None, max_length=64)
+
+
+class Confirmed(BaseModel):
+    status: Literal["confirmed"] = "confirmed"
+    lead_id: str
+
+
+class Withdrawn(BaseModel):
+    status: Literal["withdrawn"] = "withdrawn"
+    lead_id: str
+
+
+class WebhookAck(BaseModel):
+    status: Literal["ok"] = "ok"
+    published: int = 0
+    duplicates: int = 0
+
+
+FormBody = dict[str, JsonValue]

@@ -1,0 +1,311 @@
+"""Ad-platform webhooks: verification and payload mapping for Meta, Google and LinkedIn. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.interaction import Contact, IdentityKind, Interaction, InteractionType, Source
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from services.capture.domain import lead_identity, normalise_email
+
+
+def _hmac_hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def meta_signature_ok(raw_body: bytes, header: str | None, app_secret: str) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`."""
+    if not header or not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(header.removeprefix("sha256=").lower(), _hmac_hex(app_secret, raw_body))
+
+
+def linkedin_challenge_response(challenge_code: str, client_secret: str) -> str:
+    """Hex HMAC-SHA256 of the challenge code with the client secret."""
+    return _hmac_hex(client_secret, challenge_code.encode())
+
+
+def linkedin_signature_ok(raw_body: bytes, header: str | None, client_secret: str) -> bool:
+    """`X-LI-Signature`: hex HMAC-SHA256 of "hmacsha256=" + raw body with the client secret."""
+    if not header:
+        return False
+    expected = _hmac_hex(client_secret, b"hmacsha256=" + raw_body)
+    return hmac.compare_digest(header.removeprefix("hmacsha256=").lower(), expected)
+
+
+def google_key_ok(presented: str | None, configured: str) -> bool:
+    return presented is not None and hmac.compare_digest(presented.encode(), configured.encode())
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MetaLeadgen(_Payload):
+    leadgen_id: str = Field(min_length=1, max_length=64)
+    page_id: str | None = None
+    form_id: str | None = None
+    ad_id: str | None = None
+    adgroup_id: str | None = None
+    created_time: int | None = None
+
+
+class MetaChange(_Payload):
+    field: str
+    value: dict[str, object]
+
+
+class MetaEntry(_Payload):
+    id: str | None = None
+    time: int | None = None
+    changes: list[MetaChange] = Field(default_factory=list)
+
+
+class MetaWebhook(_Payload):
+    """`{"object": "page", "entry": [{"changes": [{"field": "leadgen", "value": {...}}]}]}`."""
+
+    object: str
+    entry: list[MetaEntry]
+
+
+def meta_leads(payload: MetaWebhook) -> list[MetaLeadgen]:
+    """The leadgen changes of a page webhook; other fields and objects are ignored."""
+    if payload.object != "page":
+        return []
+    leads: list[MetaLeadgen] = []
+    for entry in payload.entry:
+        for change in entry.changes:
+            if change.field == "leadgen":
+                leads.append(MetaLeadgen.model_validate(_stringify_ids(change.value)))
+    return leads
+
+
+def _stringify_ids(value: Mapping[str, object]) -> dict[str, object]:
+    """Meta sends ids as strings, but some tools send numbers; ids are opaque strings to us."""
+    return {k: str(v) if k.endswith("_id") and isinstance(v, int) else v for k, v in value.items()}
+
+
+def _time(seconds: int | None, fallback: datetime) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else fallback
+
+
+def meta_lead_interaction(lead: MetaLeadgen, received_at: datetime) -> Interaction:
+    """Published at once, before the contact is fetched: the lead id is never lost."""
+    anonymous_id = f"meta:{lead.leadgen_id}"
+    lead_id, identity = lead_identity(None, anonymous_id)
+    ids = {k: v for k, v in lead.model_dump().items() if k.endswith("_id") and v}
+    return Interaction(
+        event_id=f"meta-lead-{lead.leadgen_id}",
+        occurred_at=_time(lead.created_time, received_at),
+        lead_id=lead_id,
+        type=InteractionType.AD_LEAD,
+        identity=identity,
+        anonymous_id=anonymous_id,
+        source=Source(channel="meta_ads", utm_source="facebook", utm_medium="paid_social"),
+        properties={"platform": "meta", **ids},
+        received_at=received_at,
+    )
+
+
+META_FIELDS = {
+    "email": "email",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "phone_number": "phone",
+    "company_name": "company",
+    "job_title": "job_title",
+    "country": "country",
+}
+
+
+def meta_contact_interaction(
+    lead: MetaLeadgen, field_data: Iterable[Mapping[str, object]], received_at: datetime
+) -> Interaction:
+    """The identify event linking `meta:<leadgen_id>` to the contact from the Graph API."""
+    values: dict[str, str] = {}
+    for item in field_data:
+        name, answers = item.get("name"), item.get("values")
+        if isinstance(name, str) and isinstance(answers, list) and answers:
+            values[name] = str(answers[0])
+    mapped = {META_FIELDS[k]: v for k, v in values.items() if k in META_FIELDS}
+    if "full_name" in values and "first_name" not in mapped:
+        mapped.update(_split_name(values["full_name"]))
+    extra = {k: v for k, v in values.items() if k not in META_FIELDS and k != "full_name"}
+    return _ad_contact_event(
+        event_id=f"meta-contact-{lead.leadgen_id}",
+        anonymous_id=f"meta:{lead.leadgen_id}",
+        mapped=mapped,
+        properties={"platform": "meta", "leadgen_id": lead.leadgen_id, "answers": extra},
+        source=Source(channel="meta_ads", utm_source="facebook", utm_medium="paid_social"),
+        interaction_type=InteractionType.IDENTIFY,
+        occurred_at=_time(lead.created_time, received_at),
+        received_at=received_at,
+    )
+
+
+def _split_name(full_name: str) -> dict[str, str]:
+    first, _, last = full_name.strip().partition(" ")
+    return {"first_name": first, **({"last_name": last.strip()} if last.strip() else {})}
+
+
+def _ad_contact_event(
+    *,
+    event_id: str,
+    anonymous_id: str,
+    mapped: dict[str, str],
+    properties: dict[str, object],
+    source: Source,
+    interaction_type: InteractionType,
+    occurred_at: datetime,
+    received_at: datetime,
+    is_test: bool = False,
+) -> Interaction:
+    """An ad lead is never refused for a bad field: unusable values move to properties."""
+    try:
+        contact = Contact.model_validate(mapped)
+    except ValidationError as exc:
+        bad = {str(error["loc"][0]) for error in exc.errors()}
+        contact = Contact.model_validate({k: v for k, v in mapped.items() if k not in bad})
+        properties = {**properties, "invalid_fields": {k: mapped[k] for k in sorted(bad)}}
+    if contact.email:
+        contact = contact.model_copy(update={"email": normalise_email(contact.email)})
+    lead_id, identity = lead_identity(contact.email, anonymous_id)
+    return Interaction(
+        event_id=event_id,
+        occurred_at=occurred_at,
+        lead_id=lead_id,
+        type=interaction_type,
+        identity=identity,
+        anonymous_id=anonymous_id,
+        contact=contact,
+        source=source,
+        properties=properties,
+        received_at=received_at,
+        is_test=is_test,
+    )
+
+
+class GoogleColumn(_Payload):
+    column_id: str = Field(max_length=128)
+    string_value: str | None = Field(None, max_length=4096)
+    column_name: str | None = None
+
+
+class GoogleLead(_Payload):
+    """Google Ads lead form webhook body."""
+
+    lead_id: str = Field(min_length=1, max_length=128)
+    google_key: str | None = None
+    user_column_data: list[GoogleColumn] = Field(default_factory=list, max_length=200)
+    api_version: str | None = None
+    form_id: int | str | None = None
+    campaign_id: int | str | None = None
+    adgroup_id: int | str | None = None
+    creative_id: int | str | None = None
+    gcl_id: str | None = None
+    is_test: bool = False
+
+
+GOOGLE_COLUMNS = {
+    "EMAIL": "email",
+    "WORK_EMAIL": "email",
+    "FIRST_NAME": "first_name",
+    "LAST_NAME": "last_name",
+    "PHONE_NUMBER": "phone",
+    "WORK_PHONE": "phone",
+    "COMPANY_NAME": "company",
+    "JOB_TITLE": "job_title",
+    "COUNTRY": "country",
+}
+
+
+def google_interaction(lead: GoogleLead, received_at: datetime) -> Interaction:
+    mapped: dict[str, str] = {}
+    extra: dict[str, str] = {}
+    for column in lead.user_column_data:
+        if column.string_value is None:
+            continue
+        target = GOOGLE_COLUMNS.get(column.column_id)
+        if target and target not in mapped:
+            mapped[target] = column.string_value
+        elif column.column_id == "FULL_NAME":
+            extra["FULL_NAME"] = column.string_value
+        else:
+            extra[column.column_id] = column.string_value
+    if "FULL_NAME" in extra and "first_name" not in mapped:
+        mapped.update(_split_name(extra.pop("FULL_NAME")))
+    ids = {
+        k: str(v)
+        for k, v in lead.model_dump(
+            include={"form_id", "campaign_id", "adgroup_id", "creative_id", "gcl_id"}
+        ).items()
+        if v is not None
+    }
+    return _ad_contact_event(
+        event_id=f"google-lead-{lead.lead_id}",
+        anonymous_id=f"google:{lead.lead_id}",
+        mapped=mapped,
+        properties={"platform": "google", "google_lead_id": lead.lead_id, **ids, "answers": extra},
+        source=Source(channel="google_ads", utm_source="google", utm_medium="cpc"),
+        interaction_type=InteractionType.AD_LEAD,
+        occurred_at=received_at,
+        received_at=received_at,
+        is_test=lead.is_test,
+    )
+
+
+class LinkedInNotification(_Payload):
+    """Lead Sync notification: `leadAction` CREATED or DELETED for a form response URN."""
+
+    type: str = "LEAD_ACTION"
+    # camelCase as LinkedIn sends it.
+    leadGenFormResponse: str = Field(min_length=1, max_length=256)
+    leadGenForm: str | None = None
+    owner: dict[str, str] = Field(default_factory=dict)
+    associatedEntity: dict[str, str] = Field(default_factory=dict)
+    leadAction: str
+    occuredAt: int | None = None  # sic: LinkedIn's spelling
+    leadType: str | None = None
+
+
+def linkedin_record(note: LinkedInNotification, received_at: datetime) -> Interaction | PrivacyRecord:
+    """CREATED is an ad lead (contact fetched later by Lead Sync); DELETED is an erasure request."""
+    anonymous_id = f"linkedin:{note.leadGenFormResponse}"
+    lead_id, identity = lead_identity(None, anonymous_id)
+    occurred_at = datetime.fromtimestamp(note.occuredAt / 1000, UTC) if note.occuredAt else received_at
+    digest = hashlib.blake2b(note.leadGenFormResponse.encode(), digest_size=12).hexdigest()
+    if note.leadAction.upper() == "DELETED":
+        return PrivacyRecord(
+            event_id=f"linkedin-erase-{digest}",
+            occurred_at=occurred_at,
+            lead_id=lead_id,
+            kind=PrivacyRequestKind.ERASE,
+            requested_by="linkedin",
+            reason="lead deleted on LinkedIn (leadAction DELETED)",
+        )
+    return Interaction(
+        event_id=f"linkedin-lead-{digest}",
+        occurred_at=occurred_at,
+        lead_id=lead_id,
+        type=InteractionType.AD_LEAD,
+        identity=identity if identity is IdentityKind.ANONYMOUS else IdentityKind.ANONYMOUS,
+        anonymous_id=anonymous_id,
+        source=Source(channel="linkedin_ads", utm_source="linkedin", utm_medium="paid_social"),
+        properties={
+            "platform": "linkedin",
+            "lead_action": note.leadAction,
+            "form_response_urn": note.leadGenFormResponse,
+            **({"form_urn": note.leadGenForm} if note.leadGenForm else {}),
+            **({"lead_type": note.leadType} if note.leadType else {}),
+        },
+        received_at=received_at,
+    )
+
+
+def linkedin_sender_id(note: LinkedInNotification) -> str:
+    return f"linkedin:{note.leadGenFormResponse}:{note.leadAction.upper()}"

@@ -1,0 +1,241 @@
+"""Capture's own API: events, batches, web forms and consent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from schemas.base import utcnow
+from schemas.interaction import InteractionIn
+from schemas.topics import TopicName
+from services.capture import consent, domain, forms
+from services.capture.api_models import WithdrawIn
+from services.capture.ingest import Outcome, Status
+from services.capture.keys import CAPTURE_METRICS, FORMS, INGESTOR, SETTINGS
+from services.capture.pipeline import accept
+from services.capture.responses import problem
+from services.runtime.errors import FieldProblem, field_problems
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/events", post_event)
+    app.router.add_post("/v1/events:batch", post_batch)
+    app.router.add_post("/v1/forms/{form_id}", post_form)
+    app.router.add_get("/v1/consent/confirm", confirm_consent)
+    app.router.add_post("/v1/consent/withdraw", withdraw_consent)
+
+
+def parse_json(request: web.Request, raw: bytes) -> object | web.Response:
+    """Decoded JSON within the depth limit, or the 400 answer saying why not."""
+    metrics = request.app[CAPTURE_METRICS]
+    try:
+        data: object = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        metrics.rejected.labels("invalid_json").inc()
+        return problem(400, "invalid_json", "the body is not valid JSON", fields=[_body_problem(str(exc))])
+    limit = request.app[SETTINGS].max_json_depth
+    if domain.json_depth(data) > limit:
+        metrics.rejected.labels("json_too_deep").inc()
+        return problem(400, "json_too_deep", f"the JSON body is nested deeper than {limit} levels")
+    return data
+
+
+def _body_problem(reason: str) -> FieldProblem:
+    return {"field": "(body)", "reason": reason}
+
+
+def validate_event(request: web.Request, data: object) -> InteractionIn | list[FieldProblem]:
+    try:
+        event = InteractionIn.model_validate(data)
+    except ValidationError as exc:
+        return field_problems(exc)
+    limit = request.app[SETTINGS].max_properties
+    if len(event.properties) > limit:
+        return [{"field": "properties", "reason": f"more than {limit} keys"}]
+    return event
+
+
+def unavailable(request: web.Request) -> web.Response:
+    return problem(
+        503,
+        "broker_unavailable",
+        "the event was not stored; retry later with the same event_id",
+        headers={"Retry-After": str(request.app[SETTINGS].retry_after_seconds)},
+    )
+
+
+def in_flight() -> web.Response:
+    return problem(
+        409, "in_flight", "the same id is being published right now; retry", headers={"Retry-After": "1"}
+    )
+
+
+def answer(request: web.Request, outcome: Outcome, status: int = 202) -> web.Response:
+    if outcome.status is Status.UNAVAILABLE:
+        return unavailable(request)
+    if outcome.status is Status.IN_FLIGHT:
+        return in_flight()
+    return web.json_response(outcome.answer, status=status)
+
+
+async def post_event(request: web.Request) -> web.Response:
+    data = parse_json(request, await request.read())
+    if isinstance(data, web.Response):
+        return data
+    event = validate_event(request, data)
+    if isinstance(event, list):
+        request.app[CAPTURE_METRICS].rejected.labels("validation_failed").inc()
+        return problem(422, "validation_failed", "the event is not valid", fields=event)
+    outcome = await accept(request.app[INGESTOR], request.app[SETTINGS], event, utcnow())
+    return answer(request, outcome)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """Each event stands alone: accepted ones are published even when others are refused."""
+    settings = request.app[SETTINGS]
+    metrics = request.app[CAPTURE_METRICS]
+    data = parse_json(request, await request.read())
+    if isinstance(data, web.Response):
+        return data
+    items = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(items, list) or set(data) - {"events"}:
+        metrics.rejected.labels("validation_failed").inc()
+        reason = 'send {"events": [...]} and nothing else'
+        return problem(
+            422, "validation_failed", "not a batch", fields=[{"field": "events", "reason": reason}]
+        )
+    if len(items) > settings.max_batch:
+        metrics.rejected.labels("batch_too_large").inc()
+        return problem(413, "batch_too_large", f"a batch holds at most {settings.max_batch} events")
+    received_at = utcnow()
+    results: list[dict[str, object] | None] = [None] * len(items)
+    pending: list[tuple[int, InteractionIn]] = []
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        event = validate_event(request, item)
+        if isinstance(event, list):
+            metrics.rejected.labels("validation_failed").inc()
+            results[index] = {
+                "index": index,
+                "status": "rejected",
+                "error": "validation_failed",
+                "fields": event,
+            }
+        elif event.event_id and event.event_id in first_index:
+            results[index] = {"index": index, "status": "duplicate", "event_id": event.event_id}
+        else:
+            if event.event_id:
+                first_index[event.event_id] = index
+            pending.append((index, event))
+    outcomes = await asyncio.gather(
+        *(accept(request.app[INGESTOR], settings, event, received_at) for _, event in pending)
+    )
+    for (index, _), outcome in zip(pending, outcomes, strict=True):
+        status = "duplicate" if outcome.answer.get("duplicate") else outcome.status.value
+        results[index] = {
+            "index": index,
+            "status": status,
+            **{k: v for k, v in outcome.answer.items() if k in ("event_id", "lead_id")},
+        }
+    done = [r for r in results if r is not None]
+    accepted = sum(1 for r in done if r["status"] in ("accepted", "duplicate"))
+    if pending and all(o.status is Status.UNAVAILABLE for o in outcomes) and accepted == 0:
+        return unavailable(request)
+    return web.json_response(
+        {"accepted": accepted, "refused": len(done) - accepted, "results": done}, status=200
+    )
+
+
+async def _form_fields(request: web.Request) -> Mapping[str, str] | web.Response:
+    if request.content_type == "application/json":
+        data = parse_json(request, await request.read())
+        if isinstance(data, web.Response):
+            return data
+        if not isinstance(data, dict):
+            return problem(422, "validation_failed", "send the form fields as a JSON object")
+        return {
+            str(k): "" if v is None else str(v) for k, v in data.items() if not isinstance(v, dict | list)
+        }
+    posted = await request.post()
+    return {k: v for k, v in posted.items() if isinstance(v, str)}
+
+
+async def post_form(request: web.Request) -> web.StreamResponse:
+    metrics = request.app[CAPTURE_METRICS]
+    form_id = request.match_info["form_id"]
+    form = request.app[FORMS].get(form_id)
+    if form is None:
+        return problem(404, "unknown_form", f"no form {form_id!r} is configured")
+    submitted = await _form_fields(request)
+    if isinstance(submitted, web.Response):
+        return submitted
+    wants_json = request.content_type == "application/json" or "json" in request.headers.get("Accept", "")
+    if forms.is_bot(form, submitted):
+        metrics.rejected.labels("honeypot").inc()
+        return _form_done(form.redirect, wants_json, {"status": "accepted"})
+    try:
+        event = forms.form_event(form_id, form, submitted, utcnow())
+    except ValidationError as exc:
+        metrics.rejected.labels("validation_failed").inc()
+        return problem(422, "validation_failed", "the form is not valid", fields=field_problems(exc))
+    problems = validate_event(request, event.model_dump(mode="json"))
+    if isinstance(problems, list):
+        metrics.rejected.labels("validation_failed").inc()
+        return problem(422, "validation_failed", "the form is not valid", fields=problems)
+    # A form resubmitted within seconds (double click) is one lead: the sender id is the content.
+    sender = "form:" + domain._digest(form_id + "|" + orjson.dumps(dict(sorted(submitted.items()))).decode())
+    outcome = await accept(request.app[INGESTOR], request.app[SETTINGS], event, utcnow(), sender)
+    if not outcome.ok:
+        return answer(request, outcome)
+    return _form_done(form.redirect, wants_json, outcome.answer)
+
+
+def _form_done(redirect: str | None, wants_json: bool, body: dict[str, object]) -> web.StreamResponse:
+    if redirect and not wants_json:
+        return web.Response(status=303, headers={"Location": redirect})
+    return web.json_response(body, status=202)
+
+
+async def confirm_consent(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    token = request.query.get("token", "")
+    now = utcnow()
+    try:
+        claim = consent.read_token(token, settings.consent_secret.get_secret_value(), now)
+    except consent.TokenError as exc:
+        request.app[CAPTURE_METRICS].rejected.labels(f"consent_token_{exc}").inc()
+        status = 410 if str(exc) == "expired" else 400
+        return problem(status, f"token_{exc}", "the confirmation link is not valid")
+    record = consent.consent_confirmed(claim, token, now)
+    outcome = await request.app[INGESTOR].submit(
+        settings.topic(TopicName.PRIVACY), record, f"consent-confirm:{consent.token_id(token)}"
+    )
+    if not outcome.ok:
+        return answer(request, outcome)
+    return web.json_response({"status": "confirmed", "lead_id": claim.lead_id})
+
+
+async def withdraw_consent(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    data = parse_json(request, await request.read())
+    if isinstance(data, web.Response):
+        return data
+    try:
+        body = WithdrawIn.model_validate(data)
+        lead_id, _ = domain.lead_identity(body.email, body.anonymous_id)
+    except ValidationError as exc:
+        return problem(422, "validation_failed", "not a withdrawal", fields=field_problems(exc))
+    except ValueError as exc:
+        return problem(422, "validation_failed", str(exc), fields=[_body_problem(str(exc))])
+    record = consent.consent_withdrawn(
+        lead_id, body.source, utcnow(), f"consent-withdrawn-{uuid.uuid4().hex}", body.text_version
+    )
+    outcome = await request.app[INGESTOR].submit(settings.topic(TopicName.PRIVACY), record, None)
+    if not outcome.ok:
+        return answer(request, outcome)
+    return web.json_response({"status": "withdrawn", "lead_id": lead_id}, status=202)

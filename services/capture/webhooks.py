@@ -1,0 +1,203 @@
+"""Ad-platform webhooks: Meta Lead Ads, Google Ads lead forms, LinkedIn Lead Sync."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from schemas.base import utcnow
+from schemas.topics import TopicName
+from services.capture import platforms
+from services.capture.ingest import Outcome, Status
+from services.capture.keys import CAPTURE_METRICS, HTTP, INGESTOR, SETTINGS, TASKS
+from services.capture.responses import problem
+from services.capture.routes import answer, parse_json
+from services.capture.settings import CaptureSettings
+from services.runtime.errors import field_problems
+
+log = logging.getLogger(__name__)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/webhooks/meta", meta_handshake)
+    app.router.add_post("/v1/webhooks/meta", meta_webhook)
+    app.router.add_post("/v1/webhooks/google", google_webhook)
+    app.router.add_get("/v1/webhooks/linkedin", linkedin_challenge)
+    app.router.add_post("/v1/webhooks/linkedin", linkedin_webhook)
+
+
+def _not_configured(platform: str) -> web.Response:
+    return problem(503, "not_configured", f"the {platform} webhook secret is not configured")
+
+
+def _refuse(request: web.Request, platform: str, reason: str = "invalid_signature") -> web.Response:
+    request.app[CAPTURE_METRICS].rejected.labels(f"{platform}_{reason}").inc()
+    return problem(401 if reason == "invalid_signature" else 403, reason, "the request is not verified")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _payload(model: type[M], data: object) -> M | web.Response:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return problem(422, "validation_failed", "unexpected payload shape", fields=field_problems(exc))
+
+
+def _ack(outcomes: list[Outcome]) -> web.Response:
+    published = sum(1 for o in outcomes if o.status is Status.ACCEPTED)
+    return web.json_response(
+        {"status": "ok", "published": published, "duplicates": len(outcomes) - published}
+    )
+
+
+async def meta_handshake(request: web.Request) -> web.Response:
+    token = request.app[SETTINGS].meta_verify_token
+    if token is None:
+        return _not_configured("meta")
+    query = request.query
+    if query.get("hub.mode") == "subscribe" and platforms.google_key_ok(
+        query.get("hub.verify_token"), token.get_secret_value()
+    ):
+        return web.Response(text=query.get("hub.challenge", ""))
+    return _refuse(request, "meta", "invalid_verify_token")
+
+
+async def meta_webhook(request: web.Request) -> web.Response:
+    """Publish each lead id at once, then fetch its contact from the Graph API in the background."""
+    settings = request.app[SETTINGS]
+    if settings.meta_app_secret is None:
+        return _not_configured("meta")
+    raw = await request.read()
+    header = request.headers.get("X-Hub-Signature-256")
+    if not platforms.meta_signature_ok(raw, header, settings.meta_app_secret.get_secret_value()):
+        return _refuse(request, "meta")
+    data = parse_json(request, raw)
+    if isinstance(data, web.Response):
+        return data
+    payload = _payload(platforms.MetaWebhook, data)
+    if isinstance(payload, web.Response):
+        return payload
+    try:
+        leads = platforms.meta_leads(payload)
+    except ValidationError as exc:
+        return problem(422, "validation_failed", "unexpected leadgen value", fields=field_problems(exc))
+    outcomes: list[Outcome] = []
+    for lead in leads:
+        record = platforms.meta_lead_interaction(lead, utcnow())
+        outcome = await request.app[INGESTOR].submit(
+            settings.topic(TopicName.INTERACTIONS), record, f"meta:{lead.leadgen_id}"
+        )
+        if not outcome.ok:
+            return answer(request, outcome)  # Meta retries; leads published so far are deduplicated
+        if outcome.status is Status.ACCEPTED:
+            _spawn(request.app, _fetch_meta_contact(request.app, lead))
+        outcomes.append(outcome)
+    return _ack(outcomes)
+
+
+def _spawn(app: web.Application, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    app[TASKS].add(task)
+    task.add_done_callback(app[TASKS].discard)
+
+
+async def _fetch_meta_contact(app: web.Application, lead: platforms.MetaLeadgen) -> None:
+    """Retry with doubling backoff; the lead id is already published, so giving up loses no lead."""
+    settings: CaptureSettings = app[SETTINGS]
+    metrics = app[CAPTURE_METRICS]
+    url = f"{settings.graph_url.rstrip('/')}/{lead.leadgen_id}"
+    params = {"fields": "field_data,created_time"}
+    if settings.meta_access_token is not None:
+        params["access_token"] = settings.meta_access_token.get_secret_value()
+    delay = settings.graph_backoff_seconds
+    for attempt in range(1, settings.graph_attempts + 1):
+        try:
+            async with app[HTTP].get(url, params=params) as response:
+                response.raise_for_status()
+                body = await response.json()
+            field_data = body.get("field_data", []) if isinstance(body, dict) else []
+            record = platforms.meta_contact_interaction(lead, field_data, utcnow())
+            outcome = await app[INGESTOR].submit(
+                settings.topic(TopicName.INTERACTIONS), record, f"meta-contact:{lead.leadgen_id}"
+            )
+            if outcome.ok:
+                metrics.graph_fetches.labels("published").inc()
+                return
+            metrics.graph_fetches.labels("broker_unavailable").inc()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            metrics.graph_fetches.labels("failed").inc()
+            log.warning("graph fetch %d for lead %s failed: %s", attempt, lead.leadgen_id, exc)
+        if attempt < settings.graph_attempts:
+            await asyncio.sleep(delay)
+            delay *= 2
+    metrics.graph_fetches.labels("gave_up").inc()
+    log.error("gave up fetching Meta lead %s; its ad_lead event is published", lead.leadgen_id)
+
+
+async def google_webhook(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    if settings.google_key is None:
+        return _not_configured("google")
+    data = parse_json(request, await request.read())
+    if isinstance(data, web.Response):
+        return data
+    presented = data.get("google_key") if isinstance(data, dict) else None
+    if not platforms.google_key_ok(
+        presented if isinstance(presented, str) else None, settings.google_key.get_secret_value()
+    ):
+        return _refuse(request, "google", "invalid_google_key")
+    lead = _payload(platforms.GoogleLead, data)
+    if isinstance(lead, web.Response):
+        return lead
+    record = platforms.google_interaction(lead, utcnow())
+    outcome = await request.app[INGESTOR].submit(
+        settings.topic(TopicName.INTERACTIONS), record, f"google:{lead.lead_id}"
+    )
+    if not outcome.ok:
+        return answer(request, outcome)
+    return _ack([outcome])
+
+
+async def linkedin_challenge(request: web.Request) -> web.Response:
+    secret = request.app[SETTINGS].linkedin_client_secret
+    if secret is None:
+        return _not_configured("linkedin")
+    code = request.query.get("challengeCode")
+    if not code:
+        return problem(400, "missing_challenge", "challengeCode is required")
+    response = platforms.linkedin_challenge_response(code, secret.get_secret_value())
+    return web.json_response({"challengeCode": code, "challengeResponse": response})
+
+
+async def linkedin_webhook(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    secret = settings.linkedin_client_secret
+    if secret is None:
+        return _not_configured("linkedin")
+    raw = await request.read()
+    if not platforms.linkedin_signature_ok(
+        raw, request.headers.get("X-LI-Signature"), secret.get_secret_value()
+    ):
+        return _refuse(request, "linkedin")
+    data = parse_json(request, raw)
+    if isinstance(data, web.Response):
+        return data
+    note = _payload(platforms.LinkedInNotification, data)
+    if isinstance(note, web.Response):
+        return note
+    record = platforms.linkedin_record(note, utcnow())
+    topic = TopicName.PRIVACY if record.record_type == "privacy" else TopicName.INTERACTIONS
+    outcome = await request.app[INGESTOR].submit(
+        settings.topic(topic), record, platforms.linkedin_sender_id(note)
+    )
+    if not outcome.ok:
+        return answer(request, outcome)
+    return _ack([outcome])

@@ -1,0 +1,121 @@
+"""Web forms (urlencoded and JSON, honeypot, redirect) and double opt-in consent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from schemas import Interaction, PrivacyRecord, TopicName
+from schemas.base import utcnow
+from services.capture.app import create_app
+from services.capture.consent import make_token
+from services.capture.settings import CaptureSettings
+from services.devstack.broker import EmbeddedBroker
+from services.runtime.topics import ensure_pipeline_topics
+from tests.kafka import consume_until
+
+pytestmark = pytest.mark.integration
+Client = TestClient[object, object]
+SECRET = "consent-secret"
+
+
+@pytest.fixture
+async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str) -> CaptureSettings:
+    settings = CaptureSettings(
+        broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="k", consent_secret=SECRET
+    )
+    await ensure_pipeline_topics(settings)
+    return settings
+
+
+@pytest.fixture
+async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+async def _values(broker: EmbeddedBroker, topic: str, at_least: int) -> list[bytes]:
+    records = await consume_until(broker.bootstrap_servers, topic, lambda r: len(r) >= at_least, within=2)
+    return [r.value for r in records if r.value]
+
+
+async def test_forms_map_fields_trap_bots_and_record_consent(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    urlencoded = {
+        "email": "Ann@Example.com",
+        "firstname": "Ann",
+        "company": "Acme",
+        "newsletter": "on",
+        "utm_campaign": "fair-2026",
+        "message": "call me",
+    }
+    response = await client.post("/v1/forms/contact-us", data=urlencoded)
+    assert response.status == 202, await response.text()
+    demo = await client.post(
+        "/v1/forms/demo", data={"work_email": "bob@example.com", "role": "CEO"}, allow_redirects=False
+    )
+    assert demo.status == 303
+    assert demo.headers["Location"] == "/thanks"
+    as_json = await client.post("/v1/forms/demo", json={"work_email": "cy@example.com", "organisation": "C"})
+    assert as_json.status == 202
+    bot = await client.post("/v1/forms/contact-us", data={**urlencoded, "website": "http://spam"})
+    assert bot.status == 202  # answered like a person, so the bot learns nothing
+    invalid = await client.post("/v1/forms/contact-us", data={"email": "nope"})
+    assert invalid.status == 422
+    assert (await client.post("/v1/forms/nope", data=urlencoded)).status == 404
+
+    stored = [
+        Interaction.model_validate_json(v)
+        for v in await _values(broker, settings.topic(TopicName.INTERACTIONS), 4)
+    ]
+    assert len(stored) == 3
+    ann = next(i for i in stored if i.contact.email == "ann@example.com")
+    assert (ann.type.value, ann.contact.company, ann.source.utm_campaign) == (
+        "form_submit",
+        "Acme",
+        "fair-2026",
+    )
+    assert ann.consent.marketing_email is True
+    assert ann.properties["fields"] == {"message": "call me"}
+    assert {i.type.value for i in stored} == {"form_submit", "demo_request"}
+
+    privacy = [
+        PrivacyRecord.model_validate_json(v)
+        for v in await _values(broker, settings.topic(TopicName.PRIVACY), 2)
+    ]
+    assert [(p.kind.value, p.lead_id, p.consent_text_version, p.consent_source) for p in privacy] == [
+        ("consent_given", ann.lead_id, "2026-01", "form")
+    ]
+
+
+async def test_double_opt_in_confirm_and_withdraw(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    token = make_token("e-lead1", "2026-01", utcnow() + timedelta(days=1), SECRET)
+    ok = await client.get("/v1/consent/confirm", params={"token": token})
+    assert await ok.json() == {"status": "confirmed", "lead_id": "e-lead1"}
+    again = await client.get("/v1/consent/confirm", params={"token": token})
+    assert again.status == 200
+    forged = make_token("e-lead2", "2026-01", utcnow() + timedelta(days=1), "other-secret")
+    assert (await client.get("/v1/consent/confirm", params={"token": forged})).status == 400
+    expired = make_token("e-lead1", "2026-01", utcnow() - timedelta(seconds=1), SECRET)
+    assert (await client.get("/v1/consent/confirm", params={"token": expired})).status == 410
+    withdraw = await client.post(
+        "/v1/consent/withdraw",
+        json={"email": "Ann@example.com", "source": "preference_center"},
+        headers={"X-API-Key": "k"},
+    )
+    assert withdraw.status == 202
+    privacy = [
+        PrivacyRecord.model_validate_json(v)
+        for v in await _values(broker, settings.topic(TopicName.PRIVACY), 3)
+    ]
+    privacy.sort(key=lambda p: p.kind.value)  # two leads, so maybe two partitions
+    assert [p.kind.value for p in privacy] == ["consent_confirmed", "consent_withdrawn"]
+    assert privacy[0].consent_text_version == "2026-01"
+    assert privacy[1].lead_id == (await withdraw.json())["lead_id"]
+    assert privacy[1].consent_source == "preference_center"

@@ -1,0 +1,200 @@
+"""Idempotency, batches, rate limits and limits against the real broker and the real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from schemas import Interaction, TopicName
+from services.capture.app import create_app
+from services.capture.settings import CaptureSettings
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.runtime.topics import ensure_pipeline_topics
+from tests.kafka import consume_until
+
+pytestmark = pytest.mark.integration
+
+KEY = {"X-API-Key": "test-key"}
+EVENT = {
+    "type": "page_view",
+    "occurred_at": "2026-11-21T09:30:00Z",
+    "anonymous_id": "anon-1",
+    "source": {"channel": "web"},
+}
+Client = TestClient[object, object]
+
+
+async def _client(settings: CaptureSettings) -> TestClient[object, object]:
+    await ensure_pipeline_topics(settings)
+    client: Client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str) -> CaptureSettings:
+    return CaptureSettings(
+        broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys=f"test-key{suffix}"
+    )
+
+
+@pytest.fixture
+async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
+    client = await _client(settings)
+    yield client
+    await client.close()
+
+
+def _key(settings: CaptureSettings) -> dict[str, str]:
+    return {"X-API-Key": f"test-key{settings.topic_suffix}"}
+
+
+async def _interactions(
+    broker: EmbeddedBroker, settings: CaptureSettings, at_least: int
+) -> list[Interaction]:
+    topic = settings.topic(TopicName.INTERACTIONS)
+    records = await consume_until(broker.bootstrap_servers, topic, lambda r: len(r) >= at_least, within=3)
+    return [Interaction.model_validate_json(r.value) for r in records]
+
+
+async def test_a_repeated_event_id_is_acknowledged_but_published_once(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    event_id = f"ev{settings.topic_suffix}"
+    first = await client.post("/v1/events", json={**EVENT, "event_id": event_id}, headers=_key(settings))
+    second = await client.post("/v1/events", json={**EVENT, "event_id": event_id}, headers=_key(settings))
+    assert first.status == second.status == 202
+    one, two = await first.json(), await second.json()
+    assert one["duplicate"] is False
+    assert two["duplicate"] is True
+    assert (two["partition"], two["offset"], two["lead_id"]) == (
+        one["partition"],
+        one["offset"],
+        one["lead_id"],
+    )
+    other = await client.post(
+        "/v1/events", json={**EVENT, "event_id": event_id + "-2"}, headers=_key(settings)
+    )
+    assert (await other.json())["duplicate"] is False
+    stored = await _interactions(broker, settings, 3)
+    assert sorted(i.event_id for i in stored) == [event_id, event_id + "-2"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'leadpipe_capture_duplicates_total{record="interaction"} 1.0' in metrics
+
+
+async def test_a_503_does_not_swallow_the_retry(redis_url: str, suffix: str, broker: EmbeddedBroker) -> None:
+    """The id is marked only after the broker acknowledged: a retry after a 503 is published."""
+    event = {**EVENT, "event_id": f"retry{suffix}"}
+    down = CaptureSettings(
+        broker_url=f"127.0.0.1:{free_port()}", redis_url=redis_url, api_keys="test-key", publish_timeout=0.5
+    )
+    async with TestClient(TestServer(create_app(down))) as dead:
+        assert (await dead.post("/v1/events", json=event, headers=KEY)).status == 503
+    up = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="test-key")
+    client = await _client(up)
+    try:
+        response = await client.post("/v1/events", json=event, headers=KEY)
+        assert response.status == 202
+        assert (await response.json())["duplicate"] is False
+    finally:
+        await client.close()
+    assert [i.event_id for i in await _interactions(broker, up, 1)] == [f"retry{suffix}"]
+
+
+async def test_redis_down_fails_open_and_counts_it(broker: EmbeddedBroker, suffix: str) -> None:
+    settings = CaptureSettings(
+        broker_url=broker.url,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        topic_suffix=suffix,
+        api_keys="test-key",
+    )
+    client = await _client(settings)
+    try:
+        for _ in range(2):
+            response = await client.post("/v1/events", json={**EVENT, "event_id": "same"}, headers=KEY)
+            assert response.status == 202
+        metrics = await (await client.get("/metrics")).text()
+    finally:
+        await client.close()
+    assert "leadpipe_capture_dedupe_unavailable_total 2.0" in metrics
+    assert "leadpipe_capture_rate_limit_unavailable_total 2.0" in metrics
+    assert len(await _interactions(broker, settings, 2)) == 2  # consumers dedupe by event_id
+
+
+async def test_batch_reports_each_event_and_publishes_the_valid_ones(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    events = [
+        {**EVENT, "event_id": f"b0{settings.topic_suffix}"},
+        {**EVENT, "type": "teleport"},
+        {**EVENT, "event_id": f"b0{settings.topic_suffix}"},
+        {**EVENT, "anonymous_id": "anon-2", "contact": {"email": "Jo@Example.com"}},
+    ]
+    response = await client.post("/v1/events:batch", json={"events": events}, headers=_key(settings))
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "duplicate", "accepted"]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3]
+    assert body["results"][1]["fields"][0]["field"] == "type"
+    assert (body["accepted"], body["refused"]) == (3, 1)
+    stored = await _interactions(broker, settings, 3)
+    assert len(stored) == 2
+    assert {i.lead_id for i in stored} == {body["results"][0]["lead_id"], body["results"][3]["lead_id"]}
+
+
+async def test_batch_of_more_than_500_is_refused(client: Client, settings: CaptureSettings) -> None:
+    response = await client.post("/v1/events:batch", json={"events": [EVENT] * 501}, headers=_key(settings))
+    assert response.status == 413
+    assert (await response.json())["error"] == "batch_too_large"
+
+
+async def test_rate_limit_per_key_answers_429_with_retry_after(
+    broker: EmbeddedBroker, redis_url: str, suffix: str
+) -> None:
+    settings = CaptureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        api_keys=f"a{suffix},b{suffix}",
+        rate_limit_per_minute=2,
+    )
+    client = await _client(settings)
+    try:
+        statuses = [
+            (await client.post("/v1/events", json=EVENT, headers={"X-API-Key": f"a{suffix}"})).status
+            for _ in range(3)
+        ]
+        limited = await client.post("/v1/events", json=EVENT, headers={"X-API-Key": f"a{suffix}"})
+        other = await client.post("/v1/events", json=EVENT, headers={"X-API-Key": f"b{suffix}"})
+    finally:
+        await client.close()
+    assert statuses == [202, 202, 429]
+    assert limited.status == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert other.status == 202
+
+
+async def test_deep_json_is_refused(client: Client, settings: CaptureSettings) -> None:
+    deep: object = "x"
+    for _ in range(20):
+        deep = {"a": deep}
+    response = await client.post("/v1/events", json={**EVENT, "properties": deep}, headers=_key(settings))
+    assert response.status == 400
+    assert (await response.json())["error"] == "json_too_deep"
+
+
+async def test_cors_allows_only_configured_origins(broker: EmbeddedBroker, redis_url: str) -> None:
+    settings = CaptureSettings(
+        broker_url=broker.url, redis_url=redis_url, api_keys="k", cors_origins="https://shop.example"
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        preflight = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+        ok = await client.options("/v1/events", headers=preflight)
+        assert ok.status == 204
+        assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        assert "X-API-Key" in ok.headers["Access-Control-Allow-Headers"]
+        evil = await client.options("/v1/events", headers={**preflight, "Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in evil.headers

@@ -1,0 +1,150 @@
+"""Capture's pure rules: signatures, payload mapping, consent tokens, forms, JSON depth."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import PrivacyRecord
+from services.capture import consent, platforms
+from services.capture.domain import json_depth
+from services.capture.forms import FormConfig, FormsConfigError, form_event, is_bot, load_forms
+
+NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+FORMS_YAML = Path(__file__).resolve().parents[2] / "config" / "forms.yaml"
+
+
+@given(st.binary(max_size=500), st.text(min_size=1, max_size=40))
+def test_meta_signature_accepts_exactly_the_right_hmac(body: bytes, secret: str) -> None:
+    good = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert platforms.meta_signature_ok(body, good, secret)
+    assert platforms.meta_signature_ok(body, good.upper().replace("SHA256=", "sha256="), secret)
+    assert not platforms.meta_signature_ok(body + b"x", good, secret)
+    assert not platforms.meta_signature_ok(body, good, secret + "x")
+    assert not platforms.meta_signature_ok(body, None, secret)
+    assert not platforms.meta_signature_ok(body, good.removeprefix("sha256="), secret)
+
+
+@given(st.binary(max_size=500), st.text(min_size=1, max_size=40))
+def test_linkedin_signature_covers_prefix_and_body(body: bytes, secret: str) -> None:
+    good = hmac.new(secret.encode(), b"hmacsha256=" + body, hashlib.sha256).hexdigest()
+    assert platforms.linkedin_signature_ok(body, good, secret)
+    assert platforms.linkedin_signature_ok(body, "hmacsha256=" + good, secret)
+    assert not platforms.linkedin_signature_ok(body + b" ", good, secret)
+    assert not platforms.linkedin_signature_ok(body, "", secret)
+
+
+def test_linkedin_challenge_response_is_hex_hmac_of_the_code() -> None:
+    code = "890e4665-4dfe-4ab1-b689-ed553bceeed0"
+    expected = hmac.new(b"s", code.encode(), hashlib.sha256).hexdigest()
+    assert platforms.linkedin_challenge_response(code, "s") == expected
+
+
+def test_meta_ignores_other_objects_and_fields() -> None:
+    change = {"field": "feed", "value": {"leadgen_id": "1"}}
+    assert (
+        platforms.meta_leads(
+            platforms.MetaWebhook.model_validate({"object": "page", "entry": [{"changes": [change]}]})
+        )
+        == []
+    )
+    user = {"object": "user", "entry": [{"changes": [{"field": "leadgen", "value": {"leadgen_id": "1"}}]}]}
+    assert platforms.meta_leads(platforms.MetaWebhook.model_validate(user)) == []
+    numeric = {"object": "page", "entry": [{"changes": [{"field": "leadgen", "value": {"leadgen_id": 77}}]}]}
+    assert platforms.meta_leads(platforms.MetaWebhook.model_validate(numeric))[0].leadgen_id == "77"
+
+
+def test_meta_contact_links_the_anonymous_lead_and_keeps_bad_emails_out() -> None:
+    lead = platforms.MetaLeadgen(leadgen_id="9", created_time=1732181400)
+    first = platforms.meta_lead_interaction(lead, NOW)
+    contact = platforms.meta_contact_interaction(lead, [{"name": "email", "values": ["not-an-email"]}], NOW)
+    assert first.lead_id == contact.lead_id  # no usable email: same anonymous lead
+    assert contact.contact.email is None
+    assert contact.properties["invalid_fields"] == {"email": "not-an-email"}
+    assert first.occurred_at == datetime.fromtimestamp(1732181400, UTC)
+
+
+@given(st.booleans())
+def test_google_is_test_is_kept(is_test: bool) -> None:
+    lead = platforms.GoogleLead(lead_id="L1", is_test=is_test, user_column_data=[])
+    record = platforms.google_interaction(lead, NOW)
+    assert record.is_test is is_test
+    assert record.anonymous_id == "google:L1"
+
+
+@pytest.mark.parametrize("action", ["DELETED", "deleted"])
+def test_linkedin_deleted_is_an_erasure_request(action: str) -> None:
+    note = platforms.LinkedInNotification(
+        leadGenFormResponse="urn:li:leadGenFormResponse:1", leadAction=action
+    )
+    created = platforms.LinkedInNotification(
+        leadGenFormResponse="urn:li:leadGenFormResponse:1", leadAction="CREATED"
+    )
+    record = platforms.linkedin_record(note, NOW)
+    assert isinstance(record, PrivacyRecord)
+    assert record.kind.value == "erase"
+    assert record.lead_id == platforms.linkedin_record(created, NOW).lead_id
+    assert platforms.linkedin_sender_id(note) != platforms.linkedin_sender_id(created)
+
+
+@given(
+    st.text(min_size=1, max_size=60).filter(lambda s: "|" not in s),
+    st.text(min_size=1, max_size=20).filter(lambda s: "|" not in s),
+)
+def test_consent_token_round_trips_and_detects_tampering(lead_id: str, version: str) -> None:
+    token = consent.make_token(lead_id, version, NOW + timedelta(hours=1), "secret")
+    claim = consent.read_token(token, "secret", NOW)
+    assert (claim.lead_id, claim.text_version) == (lead_id, version)
+    with pytest.raises(consent.TokenError, match="bad_signature"):
+        consent.read_token(token, "other", NOW)
+    with pytest.raises(consent.TokenError, match="expired"):
+        consent.read_token(token, "secret", NOW + timedelta(hours=2))
+    with pytest.raises(consent.TokenError):
+        consent.read_token(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"), "secret", NOW)
+
+
+def test_shipped_forms_file_is_valid_and_errors_name_the_key(tmp_path: Path) -> None:
+    assert {"contact-us", "demo"} <= set(load_forms(FORMS_YAML))
+    bad = tmp_path / "forms.yaml"
+    bad.write_text("forms:\n  x:\n    fields: {mail: e_mail}\n")
+    with pytest.raises(FormsConfigError, match=r"forms\.yaml: forms\.x.*fields\.mail"):
+        load_forms(bad)
+
+
+def test_form_mapping_consent_and_honeypot() -> None:
+    form = FormConfig(
+        fields={"mail": "email"},
+        consent_field="ok",
+        consent_text_version="v1",
+        hidden={"c": "utm_campaign"},
+        honeypot="hp",
+    )
+    event = form_event("f", form, {"mail": "a@b.de", "ok": "on", "c": "camp", "note": "hi"}, NOW)
+    assert (event.contact.email, event.source.utm_campaign, event.consent.marketing_email) == (
+        "a@b.de",
+        "camp",
+        True,
+    )
+    assert event.properties == {"form_id": "f", "fields": {"note": "hi"}}
+    assert form_event("f", form, {"mail": "a@b.de"}, NOW).consent.marketing_email is False
+    assert is_bot(form, {"hp": "x"}) and not is_bot(form, {"hp": " "})
+
+
+@given(
+    st.recursive(
+        st.integers(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    )
+)
+def test_json_depth_matches_a_recursive_definition(value: object) -> None:
+    def depth(v: object) -> int:
+        children = list(v.values()) if isinstance(v, dict) else v if isinstance(v, list) else []
+        return 1 + max((depth(c) for c in children), default=0) if isinstance(v, dict | list) else 0
+
+    assert json_depth(value) == depth(value)
