@@ -16,12 +16,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadpipe dev
 
-# System tools the tests use, from Debian's packages (promtool checks the Prometheus files).
+# System tools the tests use, from Debian's packages: promtool checks the Prometheus files,
+# chromium runs the website snippet in a real browser.
 tools:
 	@command -v promtool >/dev/null || { \
 		echo "installing Debian's prometheus package for promtool"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the website snippet test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test: $(STAMP) tools lint
 	$(BIN)/pytest -q

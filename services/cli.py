@@ -19,6 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--api-key", default="dev-key")
     dev.add_argument("--state-dir", type=Path, default=Path(".leadpipe"), help="where logs go")
     dev.add_argument("--run-for", type=float, default=None, help="stop after this many seconds")
+    imp = commands.add_parser("import", help="publish a CSV lead list (trade fair, export) through capture")
+    imp.add_argument("file", type=Path, help="CSV with a header row (comma, semicolon or tab separated)")
+    imp.add_argument("--source", default="import", help="channel: event, import, partner, ...")
+    imp.add_argument("--campaign", required=True, help="campaign the leads are attributed to")
+    imp.add_argument("--url", default="http://127.0.0.1:8080", help="capture's base URL")
+    imp.add_argument("--api-key", default="dev-key")
     return parser
 
 
@@ -38,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_for=args.run_for,
                 state_dir=args.state_dir,
             )
+        )
+    if args.command == "import":
+        from services.capture.importer import import_file
+
+        return import_file(
+            args.file, source=args.source, campaign=args.campaign, url=args.url, api_key=args.api_key
         )
     return 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -28,6 +29,15 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/forms/{form_id}", post_form)
     app.router.add_get("/v1/consent/confirm", confirm_consent)
     app.router.add_post("/v1/consent/withdraw", withdraw_consent)
+    app.router.add_get("/static/leadpipe.js", snippet)
+
+
+SNIPPET = Path(__file__).with_name("static") / "leadpipe.js"
+
+
+async def snippet(request: web.Request) -> web.FileResponse:
+    """The website snippet; public (outside /v1/), cached briefly so fixes reach sites soon."""
+    return web.FileResponse(SNIPPET, headers={"Cache-Control": "public, max-age=300"})
 
 
 def parse_json(request: web.Request, raw: bytes) -> object | web.Response:

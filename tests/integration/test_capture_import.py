@@ -1,0 +1,125 @@
+"""`leadpipe import` against a real capture (real port, real broker and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from schemas import Interaction, PrivacyRecord, TopicName
+from services.capture.app import create_app
+from services.capture.importer import read_rows
+from services.capture.settings import CaptureSettings
+from services.cli import main
+from services.devstack.broker import EmbeddedBroker
+from services.runtime.topics import ensure_pipeline_topics
+from tests.kafka import consume_until
+
+pytestmark = pytest.mark.integration
+
+# Semicolons, a BOM, odd headers, a quoted multi-line cell, a blank line, a bad e-mail and a
+# row without any identity: the kind of list a trade-fair badge scanner exports.
+MESSY = (
+    "\ufeffE-Mail;First Name;LASTNAME;Company;Title;Consent;Booth Notes\n"
+    "ann@example.com;Ann;Lee;Acme;CTO;yes;wants a demo\n"
+    'BOB@Example.com ;Bob;Roe;Globex;;no;"line one\nline two"\n'
+    "\n"
+    "not-an-email;Carl;Doe;Initech;;;\n"
+    ";Dana;Poe;Hooli;;;no card\n"
+    "eve@example.com;Eve;;;;;\n"
+)
+
+
+@pytest.fixture
+async def capture(broker: EmbeddedBroker, redis_url: str, suffix: str) -> AsyncIterator[tuple[str, str]]:
+    settings = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="k")
+    await ensure_pipeline_topics(settings)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/")).rstrip("/"), settings.topic(TopicName.INTERACTIONS)
+    finally:
+        await server.close()
+
+
+async def _run(*argv: str) -> tuple[int, str, str]:
+    """The real CLI in a thread (it runs its own event loop), output captured."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def call() -> int:
+        with redirect_stdout(out), redirect_stderr(err):
+            return main(list(argv))
+
+    code = await asyncio.to_thread(call)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_import_publishes_good_rows_reports_bad_ones_and_is_idempotent(
+    capture: tuple[str, str], broker: EmbeddedBroker, tmp_path: Path, suffix: str
+) -> None:
+    url, topic = capture
+    leads = tmp_path / "leads.csv"
+    leads.write_text(MESSY, encoding="utf-8")
+    argv = ("import", str(leads), "--source", "event", "--campaign", "fair-2026", "--url", url)
+
+    code, out, err = await _run(*argv, "--api-key", "k")
+
+    assert code == 1, out + err
+    assert "3 published, 0 already imported, 2 refused" in out
+    assert "line 6: contact.email: " in out and "not a valid email address" in out
+    assert "line 7: (body): " in out and "needs either anonymous_id or contact.email" in out
+    assert "sent 5/5 rows" in err  # not a TTY: plain counts
+    records = await consume_until(broker.bootstrap_servers, topic, lambda r: len(r) >= 3, within=5)
+    events = sorted((Interaction.model_validate_json(r.value) for r in records), key=lambda e: e.event_id)
+    assert len(events) == 3
+    by_email = {e.contact.email: e for e in events}
+    assert set(by_email) == {"ann@example.com", "bob@example.com", "eve@example.com"}
+    ann = by_email["ann@example.com"]
+    assert ann.type == "event_badge_scan"
+    assert (ann.contact.first_name, ann.contact.last_name, ann.contact.company) == ("Ann", "Lee", "Acme")
+    assert ann.contact.job_title == "CTO"
+    assert ann.consent.marketing_email is True
+    assert (ann.source.channel, ann.source.utm_campaign) == ("event", "fair-2026")
+    assert ann.properties["booth_notes"] == "wants a demo"
+    assert by_email["bob@example.com"].properties["booth_notes"] == "line one\nline two"
+    assert by_email["bob@example.com"].consent.marketing_email is False
+    assert sorted(r.key for r in records) == sorted(e.lead_id.encode() for e in events)
+
+    again, out, _ = await _run(*argv, "--api-key", "k")
+
+    assert again == 1
+    assert "0 published, 3 already imported, 2 refused" in out
+    await asyncio.sleep(0.5)
+    after = await consume_until(broker.bootstrap_servers, topic, lambda r: len(r) > 3, within=1.5)
+    assert len(after) == 3
+    privacy_topic = f"{TopicName.PRIVACY.value}{suffix}"
+    privacy = await consume_until(broker.bootstrap_servers, privacy_topic, lambda r: len(r) > 1, within=1.5)
+    assert [PrivacyRecord.model_validate_json(r.value).lead_id for r in privacy] == [ann.lead_id]
+
+
+async def test_clean_import_exits_zero_and_wrong_key_exits_two(
+    capture: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = capture
+    leads = tmp_path / "clean.csv"
+    leads.write_text("email,firstname\nzoe@example.com,Zoe\n", encoding="utf-8")
+    base = ("import", str(leads), "--campaign", "partner-q1", "--url", url)
+    assert (await _run(*base, "--api-key", "k"))[0] == 0
+    code, _, err = await _run(*base, "--api-key", "wrong")
+    assert code == 2
+    assert "capture answered 403" in err
+
+
+def test_rows_keep_their_file_line_numbers() -> None:
+    rows, refused = read_rows('a,b\n1,2\n\n"x\ny",3\n4,5,6\n7,8\n')
+    assert [(r.line, r.values) for r in rows] == [
+        (2, {"a": "1", "b": "2"}),
+        (4, {"a": "x\ny", "b": "3"}),
+        (7, {"a": "7", "b": "8"}),
+    ]
+    assert [r.line for r in refused] == [6]
