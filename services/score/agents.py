@@ -19,6 +19,7 @@ from services.runtime.stream_app import StreamService
 from services.score import domain
 from services.score.due import DueIndex
 from services.score.metrics import ScoreMetrics
+from services.score.recovery_tail import RecoveryTail
 from services.score.rules import RulesError, RulesFile
 from services.score.state import LeadState
 
@@ -32,6 +33,7 @@ class ScoreWiring:
     rules: RulesFile
     metrics: ScoreMetrics
     index: DueIndex
+    tail: RecoveryTail
     enriched: str
     sales: str
     privacy: str
@@ -66,9 +68,7 @@ def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reloa
             elif topic == w.privacy:
                 request = await service.decode(privacy, event)
                 if request is not None and request.kind == PrivacyRequestKind.ERASE:
-                    w.table.pop(request.lead_id.encode(), None)
-                    w.index.set(request.lead_id, None)
-                    w.metrics.events_scored.labels("privacy", "erased").inc()
+                    _erase(w, request.lead_id)
             elif topic == w.decay and event.key:
                 state = _load(w, bytes(event.key).decode())
                 if state is not None:
@@ -107,6 +107,13 @@ def _load(w: ScoreWiring, lead_id: str) -> LeadState | None:
     return None if raw is None else LeadState.loads(raw)
 
 
+def _erase(w: ScoreWiring, lead_id: str) -> None:
+    w.table.pop(lead_id.encode(), None)
+    w.tail.wrote(lead_id.encode())
+    w.index.set(lead_id, None)
+    w.metrics.events_scored.labels("privacy", "erased").inc()
+
+
 def _count(w: ScoreWiring, kind: str, update: domain.ScoreUpdate) -> None:
     w.metrics.events_scored.labels(kind, update.outcome).inc()
     if kind == "interaction" and not update.duplicate:
@@ -122,6 +129,7 @@ async def _publish(w: ScoreWiring, update: domain.ScoreUpdate) -> None:
         w.metrics.stage_changes.labels(change.kind.value, change.from_stage, change.to_stage).inc()
         w.metrics.stage_change_latency.observe(max(0.0, time.time() - change.trigger.occurred_at.timestamp()))
     w.table[update.state.lead_id.encode()] = update.state.dumps()
+    w.tail.wrote(update.state.lead_id.encode())
     w.index.set(update.state.lead_id, update.state.next_due)
 
 
