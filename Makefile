@@ -49,6 +49,7 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.generate
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -1,0 +1,65 @@
+"""Broker chores for the harness: topics, preloading the input, and counting what reached a sink."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.workload import events
+from services.runtime.topics import ensure_topics
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    await ensure_topics(bootstrap, names, partitions, give_up_after=30)
+
+
+async def preload(bootstrap: str, topic: str, count: int) -> None:
+    """Write the workload once; every case reads it with its own consumer group."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        pending: list[asyncio.Future[object]] = []
+        for key, value in events(count):
+            pending.append(await producer.send(topic, value=value, key=key))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+class SinkCounter:
+    """How many records reached a topic, by reading it (with no group, from the beginning).
+
+    End offsets would be cheaper, but Tansu reports the base offset of a partition's last batch as
+    its end offset, which undercounts by up to a whole batch; the records themselves are the truth.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_bytes=8 * 1024 * 1024,
+        )
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._seen = 0
+
+    async def __aenter__(self) -> SinkCounter:
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_beginning(*self._partitions)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def count(self, wait_seconds: float = 0.02) -> int:
+        """Records seen so far, after fetching what arrived within `wait_seconds`."""
+        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=100_000)
+        self._seen += sum(len(records) for records in batches.values())
+        return self._seen

@@ -1,0 +1,55 @@
+"""The raw aiokafka passthrough worker: the client's limit, with no framework in between."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench import worker_args
+from bench.workload import transform
+
+DEFAULTS: dict[str, Any] = {"max_records": 2000, "linger_ms": 5, "max_batch_size": 256 * 1024}
+
+
+async def passthrough(args: worker_args.WorkerArgs) -> None:
+    """Consume a batch, send every transformed record, wait for the batch's acks, let offsets commit."""
+    options = {**DEFAULTS, **args.options}
+    consumer = AIOKafkaConsumer(
+        args.source,
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        auto_offset_reset="earliest",
+        max_poll_records=options["max_records"],
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap,
+        acks="all",
+        linger_ms=options["linger_ms"],
+        max_batch_size=options["max_batch_size"],
+    )
+    await consumer.start()
+    await producer.start()
+    in_flight: list[asyncio.Future[Any]] = []
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100, max_records=options["max_records"])
+            acks = []
+            for records in batches.values():
+                for record in records:
+                    value = transform(record.value)
+                    acks.append(await producer.send(args.sink, value=value, key=record.key))
+            # One batch in flight: wait for the previous batch's acks while this one is on the wire.
+            if in_flight:
+                await asyncio.gather(*in_flight)
+            in_flight = acks
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(passthrough(worker_args.parse()))
