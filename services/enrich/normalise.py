@@ -177,9 +177,10 @@ def _title_text(title: str) -> str:
 
 def classify_title(title: str | None, config: EnrichConfig) -> TitleFacts:
     """Seniority and department by the configured rules; first matching rule wins."""
-    text = _title_text(title) if title else ""
-    if not text or not any(ch.isalpha() for ch in text):
+    # Judge what the person typed: normalising turns symbols into letters ("&" -> "and", "₨" -> "rs").
+    if not title or not any(ch.isalpha() for ch in title):
         return TitleFacts(None, None)
+    text = _title_text(title)
     seniority = next(
         (rule.level for rule in config.seniority if rule.regex.search(text)), Seniority.INDIVIDUAL_CONTRIBUTOR
     )

@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
-SERVICES = {"capture": 8080, "enrich": 8081, "score": 8082, "route": 8083}
+SERVICES = {"capture": 8080, "enrich": 8081, "score": 8082, "route": 8083, "nurture": 8084}
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,1 @@
+"""Nurture: sequences that warm leads up and respect consent."""

@@ -1,0 +1,165 @@
+"""Thin faust agents: decode, call the domain, store the lead, publish commands, tick due steps.
+
+State lives in two changelog-backed tables keyed by lead id: `leads` (the domain's LeadState)
+and `due` (when the lead's next step is due, and on which partition). A timer scans `due` for the
+partitions this worker owns and publishes a tick keyed by the lead; the tick agent runs the domain
+clock inside stream iteration, so table writes go to the right changelog partition. Commands are
+acknowledged by the broker before the state moves on: a crash repeats a command (same id, the
+mailer drops it), never loses one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import faust
+from faust.types import TP
+
+from schemas.base import utcnow
+from schemas.enriched import EnrichedInteraction
+from schemas.privacy import PrivacyRecord
+from schemas.sales import SalesActivity, SalesRecord
+from schemas.stage import StageChange
+from schemas.topics import TopicName
+from services.nurture import domain
+from services.nurture.ledger import DeliveryLedger
+from services.nurture.metrics import NurtureMetrics
+from services.nurture.rules import NurtureRules
+from services.nurture.settings import NurtureSettings
+from services.runtime.codec import Decoder, encode
+from services.runtime.stream_app import StreamService
+
+T = TypeVar("T")
+Step = Callable[..., domain.Outcome]
+
+
+@dataclass
+class Nurture:
+    """The nurture worker's parts, built by `create_app` and shared by its agents."""
+
+    service: StreamService
+    settings: NurtureSettings
+    rules: NurtureRules
+    metrics: NurtureMetrics
+    ledger: DeliveryLedger
+    leads: Any = None
+    due: Any = None
+    outbox: Any = None
+    ticks: Any = None
+    _announced: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
+
+    async def apply(self, event: faust.EventT[Any], lead_id: str, step: Step) -> None:
+        """Read-modify-write one lead (no await in between), then perform the outcome's effects."""
+        key = lead_id.encode()
+        raw = self.leads.get(key)
+        state = domain.LeadState.model_validate_json(raw) if raw else domain.LeadState(lead_id=lead_id)
+        now = utcnow()
+        out = step(state, now=now)
+        if out.duplicate:
+            self.metrics.duplicates.labels("event").inc()
+            return
+        for command in out.commands:  # acknowledged before the state that says "sent" is stored
+            await self._publish(command.lead_id, command)
+            self.metrics.queued.labels(command.sequence).inc()
+        if out.stopped:
+            await self.ledger.mark_stopped(lead_id, now)
+        self.leads[key] = out.state.model_dump_json().encode()
+        next_due = out.state.next_due
+        if next_due is not None:
+            self.due[key] = f"{next_due.timestamp()!r}|{event.message.partition}".encode()
+        elif key in self.due:
+            del self.due[key]
+        self._count(out)
+
+    async def _publish(self, key: str, record: Any) -> None:
+        pending = await self.outbox.send(key=key.encode(), value=encode(record))
+        await pending
+        self.service.metrics.events_out.labels(self.service.name, self.outbox.get_topic_name()).inc()
+
+    def _count(self, out: domain.Outcome) -> None:
+        m = self.metrics
+        for name in out.enrolled:
+            m.enrolments.labels(name).inc()
+        for name, reason in out.exits:
+            m.exits.labels(name, reason.value).inc()
+        for _, suppression in out.suppressed:
+            m.suppressed.labels(suppression.value).inc()
+        for name in out.skipped:
+            m.skipped.labels(name).inc()
+
+    async def announce_due(self) -> int:
+        """Publish a tick for each lead due on a partition this worker owns; returns how many."""
+        actives = self.service.app.assignor.assigned_actives()
+        source = self.settings.topic(TopicName.STAGE_CHANGES)
+        now, clock = utcnow().timestamp(), time.monotonic()
+        sent = 0
+        for key, value in list(self.due.items()):
+            at, _, partition = value.partition(b"|")
+            if float(at) > now or TP(source, int(partition)) not in actives:
+                continue
+            last = self._announced.get(key)
+            if last is not None and last[0] == value and clock - last[1] < self.settings.retick_seconds:
+                continue
+            self._announced[key] = (value, clock)
+            await self.ticks.send(key=key, value=b"{}")
+            sent += 1
+        for key in [k for k in self._announced if k not in self.due]:
+            del self._announced[key]
+        return sent
+
+
+def install_agents(n: Nurture) -> None:
+    service, app, rules = n.service, n.service.app, n.rules
+    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name)
+    enriched_decoder: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, service.name)
+    sales_decoder: Decoder[SalesActivity | Any] = Decoder(SalesRecord, service.name)
+    privacy_decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
+
+    @app.agent(service.topic(TopicName.STAGE_CHANGES), name="nurture-stage-changes")
+    async def stage_changes(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            change = await service.decode(stage_decoder, event)
+            if change is not None:
+                await n.apply(
+                    event, change.lead_id, partial(domain.on_stage_change, rules=rules, change=change)
+                )
+
+    @app.agent(service.topic(TopicName.ENRICHED), name="nurture-enriched")
+    async def enriched(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            record = await service.decode(enriched_decoder, event)
+            if record is not None:
+                await n.apply(
+                    event, record.lead_id, partial(domain.on_interaction, rules=rules, event=record)
+                )
+
+    @app.agent(service.topic(TopicName.SALES_ACTIVITY), name="nurture-sales-activity")
+    async def sales(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            record = await service.decode(sales_decoder, event)
+            if isinstance(record, SalesActivity):  # rep status updates are not about a lead
+                await n.apply(
+                    event, record.lead_id, partial(domain.on_sales_activity, rules=rules, event=record)
+                )
+
+    @app.agent(service.topic(TopicName.PRIVACY), name="nurture-privacy")
+    async def privacy(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            record = await service.decode(privacy_decoder, event)
+            if record is not None:
+                await n.apply(event, record.lead_id, partial(domain.on_privacy, rules=rules, record=record))
+
+    @app.agent(n.ticks, name="nurture-ticks")
+    async def ticks(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            if event.key:
+                lead_id = event.key.decode()
+                await n.apply(event, lead_id, partial(domain.due, rules=rules))
+
+    @app.timer(n.settings.tick_seconds, name="nurture-scheduler")  # type: ignore[untyped-decorator]
+    async def scheduler() -> None:
+        await n.announce_due()

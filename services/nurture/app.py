@@ -1,0 +1,40 @@
+"""create_app(settings) -> StreamService: the only place nurture is wired together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.topics import TopicName
+from services.nurture.agents import Nurture, install_agents
+from services.nurture.mailer import Mailer, SmtpTransport, install_mailer, ledger_for
+from services.nurture.metrics import nurture_metrics
+from services.nurture.rules import load_rules
+from services.nurture.settings import NurtureSettings
+from services.runtime.stream_app import StreamService
+
+
+def create_app(settings: NurtureSettings) -> StreamService:
+    rules = load_rules(settings.rules_file)  # fails start-up with file, key and problem
+    service = StreamService("nurture", settings)
+    app = service.app
+    ledger = ledger_for(settings)
+    metrics = nurture_metrics(service.metrics.registry)
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    nurture = Nurture(service=service, settings=settings, rules=rules, metrics=metrics, ledger=ledger)
+    # bytes keys and values: faust picks the raw codec for the changelog (recovery decodes the same way)
+    table: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
+    nurture.leads = app.Table("leads", **table)
+    nurture.due = app.Table("due", **table)
+    nurture.outbox = service.topic(TopicName.NURTURE_OUTBOX)
+    nurture.ticks = app.topic(
+        f"{app.conf.id}-ticks", partitions=settings.topic_partitions, internal=True, **raw
+    )
+    install_agents(nurture)
+    if settings.mailer_enabled:
+        install_mailer(service, Mailer(settings, ledger, SmtpTransport(settings), metrics))
+    return service

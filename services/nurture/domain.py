@@ -1,0 +1,427 @@
+"""Pure nurture rules: (lead state, event, rules, now) -> (new state, commands, what happened).
+
+No Kafka, Redis or clocks here: the agent passes `now` and performs what the outcome lists.
+Consent first: a step is only sent with confirmed double opt-in (a `consent_confirmed` privacy
+record, whose event id is the proof reference); withdrawal, unsubscribe, bounce and erasure end
+every enrolment at once, so steps that were already due are never emitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from schemas.enriched import EnrichedInteraction
+from schemas.interaction import InteractionType
+from schemas.nurture import NurtureCommand
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from schemas.profile import LeadProfile
+from schemas.sales import SalesActivity, SalesActivityKind
+from schemas.stage import LifecycleStage, StageChange, Temperature
+from services.nurture.rules import NurtureRules, QuietHours, Sequence
+
+SALES_OWNED = frozenset(
+    {
+        SalesActivityKind.ACCEPTED,
+        SalesActivityKind.CONTACTED,
+        SalesActivityKind.MEETING_BOOKED,
+        SalesActivityKind.OPPORTUNITY_CREATED,
+        SalesActivityKind.WON,
+    }
+)
+SALES_RELEASED = frozenset({SalesActivityKind.REJECTED, SalesActivityKind.LOST})
+
+
+class ExitReason(StrEnum):
+    SALES_READY = "sales_ready"
+    HANDED_OFF = "handed_off"
+    STAGE = "stage"
+    SUPERSEDED = "superseded"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    ERASED = "erased"
+    FINISHED = "finished"
+
+
+class Suppression(StrEnum):
+    NO_CONSENT = "no_consent"
+    CAP = "cap"
+    QUIET_HOURS = "quiet_hours"
+    NO_ADDRESS = "no_address"
+
+
+STOPPING = frozenset(
+    {ExitReason.UNSUBSCRIBED, ExitReason.BOUNCED, ExitReason.CONSENT_WITHDRAWN, ExitReason.ERASED}
+)
+
+
+class Enrolment(BaseModel):
+    """One lead's current (or last) run through one sequence."""
+
+    number: int = Field(ge=1, description="1 for the first enrolment, 2 after a re-enrolment, ...")
+    enrolled_at: AwareDatetime
+    next_step: int = 0
+    due_at: AwareDatetime | None = Field(None, description="When the next step is due; None once ended.")
+    ended_at: AwareDatetime | None = None
+    exit_reason: ExitReason | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+class LeadState(BaseModel):
+    """What nurture keeps per lead (a changelog-backed table row)."""
+
+    lead_id: str
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    timezone: str | None = None
+    segment: dict[str, str] = Field(default_factory=dict)
+    source: str | None = None
+    lifecycle: LifecycleStage | None = None
+    temperature: Temperature | None = None
+    sales_owned: bool = False
+    last_sales_activity: SalesActivityKind | None = None
+    consent_proof: str | None = Field(None, description="Id of the confirming record; None: no consent.")
+    unsubscribed: bool = False
+    bounced: bool = False
+    erased: bool = False
+    facts: list[str] = Field(default_factory=list, description="Engagement facts for conditions.")
+    enrolments: dict[str, Enrolment] = Field(default_factory=dict)
+    sent_at: list[AwareDatetime] = Field(default_factory=list, description="Sends inside the cap window.")
+    seen: list[str] = Field(default_factory=list, description="Recent event ids, oldest first.")
+
+    @property
+    def next_due(self) -> datetime | None:
+        dues = [e.due_at for e in self.enrolments.values() if e.active and e.due_at is not None]
+        return min(dues) if dues else None
+
+
+@dataclass
+class Outcome:
+    """What one call decided; the agent stores `state` and performs the rest."""
+
+    state: LeadState
+    commands: list[NurtureCommand] = field(default_factory=list)
+    enrolled: list[str] = field(default_factory=list)
+    exits: list[tuple[str, ExitReason]] = field(default_factory=list)
+    suppressed: list[tuple[str, Suppression]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    duplicate: bool = False
+
+    @property
+    def stopped(self) -> bool:
+        """True when the lead said no (or was erased): queued commands must not be delivered."""
+        return any(reason in STOPPING for _, reason in self.exits)
+
+
+def command_id(lead_id: str, sequence: str, enrolment: int, step: int) -> str:
+    """The same step of the same enrolment always has the same id, across restarts and replays."""
+    return hashlib.sha256(f"{lead_id}|{sequence}|{enrolment}|{step}".encode()).hexdigest()[:32]
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+
+def on_stage_change(state: LeadState, change: StageChange, rules: NurtureRules, now: datetime) -> Outcome:
+    out = _begin(state, change.event_id, rules)
+    if out.duplicate:
+        return out
+    s = out.state
+    _absorb_profile(s, change.profile)
+    s.lifecycle, s.temperature = change.lifecycle, change.temperature
+    s.source = change.source.channel or change.source.utm_source or s.source
+    if change.sales_ready or change.lifecycle in (LifecycleStage.SQL, LifecycleStage.OPPORTUNITY):
+        s.sales_owned = True
+        _exit_all(out, ExitReason.SALES_READY, now)
+    elif change.lifecycle == LifecycleStage.RECYCLED:
+        s.sales_owned = False
+    _apply_sequence_exits(out, rules, now)
+    _enrol_matching(out, rules, now)
+    return out
+
+
+def on_interaction(
+    state: LeadState, event: EnrichedInteraction, rules: NurtureRules, now: datetime
+) -> Outcome:
+    out = _begin(state, event.event_id, rules)
+    if out.duplicate:
+        return out
+    s = out.state
+    _absorb_profile(s, event.profile)
+    kind = event.interaction.type
+    if kind == InteractionType.UNSUBSCRIBE:
+        s.unsubscribed = True
+        _exit_all(out, ExitReason.UNSUBSCRIBED, now)
+        return out
+    if kind == InteractionType.EMAIL_BOUNCE:
+        s.bounced = True
+        _exit_all(out, ExitReason.BOUNCED, now)
+        return out
+    _add_fact(s, kind.value)
+    asset = event.interaction.properties.get("asset_id")
+    if kind == InteractionType.CONTENT_DOWNLOAD and isinstance(asset, str) and asset:
+        _add_fact(s, f"content:{asset}")
+    _enrol_matching(out, rules, now)
+    return out
+
+
+def on_sales_activity(state: LeadState, event: SalesActivity, rules: NurtureRules, now: datetime) -> Outcome:
+    out = _begin(state, event.event_id, rules)
+    if out.duplicate:
+        return out
+    s = out.state
+    s.last_sales_activity = event.activity
+    if event.activity in SALES_OWNED:
+        s.sales_owned = True
+        _exit_all(out, ExitReason.HANDED_OFF, now)
+    elif event.activity in SALES_RELEASED:
+        s.sales_owned = False
+        _enrol_matching(out, rules, now)
+    return out
+
+
+def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now: datetime) -> Outcome:
+    out = _begin(state, record.event_id, rules)
+    if out.duplicate:
+        return out
+    s = out.state
+    if record.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not s.erased:
+        s.consent_proof = record.event_id
+    elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
+        s.consent_proof = None
+        _exit_all(out, ExitReason.CONSENT_WITHDRAWN, now)
+    elif record.kind == PrivacyRequestKind.ERASE:
+        _exit_all(out, ExitReason.ERASED, now)
+        out.state = erased(s)
+    return out
+
+
+def erased(state: LeadState) -> LeadState:
+    """A tombstone without personal data that keeps the lead out of every sequence."""
+    enrolments = {
+        name: Enrolment(
+            number=e.number,
+            enrolled_at=e.enrolled_at,
+            next_step=e.next_step,
+            ended_at=e.ended_at,
+            exit_reason=e.exit_reason,
+        )
+        for name, e in state.enrolments.items()
+    }
+    return LeadState(lead_id=state.lead_id, erased=True, enrolments=enrolments, seen=state.seen)
+
+
+# --- the clock ----------------------------------------------------------------------------------
+
+
+def due(state: LeadState, rules: NurtureRules, now: datetime) -> Outcome:
+    """Send, skip or defer every step due by `now`; at most one step per enrolment per call."""
+    out = Outcome(state=state.model_copy(deep=True))
+    s = out.state
+    window_start = now - rules.frequency_cap.window
+    s.sent_at = [t for t in s.sent_at if t > window_start]
+    for name in sorted(s.enrolments):
+        enrolment = s.enrolments[name]
+        sequence = rules.sequences.get(name)
+        if not enrolment.active or enrolment.due_at is None or enrolment.due_at > now:
+            continue
+        if sequence is None or enrolment.next_step >= len(sequence.steps):
+            _end(out, name, ExitReason.FINISHED, now)
+            continue
+        _run_step(out, name, sequence, rules, now)
+    return out
+
+
+def _run_step(out: Outcome, name: str, sequence: Sequence, rules: NurtureRules, now: datetime) -> None:
+    s, enrolment = out.state, out.state.enrolments[name]
+    step = sequence.steps[enrolment.next_step]
+    if any(fact in s.facts for fact in step.skip_if):
+        out.skipped.append(name)
+        _advance(out, name, sequence, now)
+        return
+    if s.consent_proof is None or s.email is None:
+        reason = Suppression.NO_CONSENT if s.consent_proof is None else Suppression.NO_ADDRESS
+        out.suppressed.append((name, reason))
+        _advance(out, name, sequence, now)
+        return
+    quiet_end = quiet_until(rules.quiet_hours, s.timezone, now)
+    if quiet_end is not None:
+        out.suppressed.append((name, Suppression.QUIET_HOURS))
+        enrolment.due_at = quiet_end
+        return
+    cap = rules.frequency_cap
+    if len(s.sent_at) >= cap.max_messages:
+        out.suppressed.append((name, Suppression.CAP))
+        enrolment.due_at = min(s.sent_at) + cap.window + timedelta(microseconds=1)
+        return
+    out.commands.append(
+        NurtureCommand(
+            event_id=command_id(s.lead_id, name, enrolment.number, enrolment.next_step),
+            occurred_at=now,
+            lead_id=s.lead_id,
+            sequence=name,
+            step=enrolment.next_step,
+            template_id=step.template_id,
+            channel=step.channel,
+            recipient=s.email,
+            personalisation=_personalisation(s),
+            consent_proof_ref=s.consent_proof,
+            send_after=now,
+        )
+    )
+    s.sent_at.append(now)
+    _advance(out, name, sequence, now)
+
+
+def _advance(out: Outcome, name: str, sequence: Sequence, now: datetime) -> None:
+    enrolment = out.state.enrolments[name]
+    enrolment.next_step += 1
+    if enrolment.next_step >= len(sequence.steps):
+        _end(out, name, ExitReason.FINISHED, now)
+        return
+    step = sequence.steps[enrolment.next_step]
+    base = enrolment.enrolled_at if step.after == "enrolment" else now
+    enrolment.due_at = max(base + step.delay, now)
+
+
+def quiet_until(quiet: QuietHours | None, timezone: str | None, now: datetime) -> datetime | None:
+    """The end of the quiet period `now` falls in (lead's local time), or None when sending is fine."""
+    if quiet is None or quiet.start == quiet.end:
+        return None
+    zone = _zone(timezone, quiet.default_timezone)
+    local = now.astimezone(zone)
+    t = local.time().replace(tzinfo=None)
+    wraps = quiet.start > quiet.end
+    inside = (t >= quiet.start or t < quiet.end) if wraps else (quiet.start <= t < quiet.end)
+    if not inside:
+        return None
+    day = local.date() + timedelta(days=1) if wraps and t >= quiet.start else local.date()
+    end = datetime.combine(day, quiet.end, tzinfo=zone)
+    # A DST gap can map the local end to an instant before now; never return the past.
+    return max(end.astimezone(now.tzinfo), now + timedelta(minutes=1))
+
+
+def _zone(name: str | None, default: str) -> ZoneInfo:
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo(default)
+
+
+# --- enrolment and exits ------------------------------------------------------------------------
+
+
+def _enrol_matching(out: Outcome, rules: NurtureRules, now: datetime) -> None:
+    s = out.state
+    if s.erased or s.unsubscribed or s.bounced or s.sales_owned or s.lifecycle is None:
+        return
+    for name, sequence in rules.sequences.items():
+        current = s.enrolments.get(name)
+        if current is not None and (current.active or not _may_reenrol(sequence, current, now)):
+            continue
+        if not _matches(s, sequence):
+            continue
+        first = sequence.steps[0]
+        s.enrolments[name] = Enrolment(
+            number=(current.number + 1) if current else 1,
+            enrolled_at=now,
+            due_at=now + first.delay,
+        )
+        out.enrolled.append(name)
+        for other, other_sequence in rules.sequences.items():
+            if name in other_sequence.exit.superseded_by:
+                _end(out, other, ExitReason.SUPERSEDED, now)
+
+
+def _may_reenrol(sequence: Sequence, last: Enrolment, now: datetime) -> bool:
+    policy = sequence.reenrolment
+    return policy.allowed and last.ended_at is not None and now - last.ended_at >= policy.cooldown
+
+
+def _matches(s: LeadState, sequence: Sequence) -> bool:
+    rule = sequence.enrol
+    if rule.stages and s.lifecycle not in rule.stages:
+        return False
+    if rule.temperatures and s.temperature not in rule.temperatures:
+        return False
+    if rule.sources and s.source not in rule.sources:
+        return False
+    if rule.content_consumed and not any(fact in s.facts for fact in rule.content_consumed):
+        return False
+    if rule.sales_activities and s.last_sales_activity not in rule.sales_activities:
+        return False
+    return all(s.segment.get(key) in values for key, values in rule.segment.items())
+
+
+def _apply_sequence_exits(out: Outcome, rules: NurtureRules, now: datetime) -> None:
+    s = out.state
+    for name, enrolment in s.enrolments.items():
+        sequence = rules.sequences.get(name)
+        if not enrolment.active or sequence is None:
+            continue
+        if s.lifecycle in sequence.exit.stages or s.temperature in sequence.exit.temperatures:
+            _end(out, name, ExitReason.STAGE, now)
+
+
+def _exit_all(out: Outcome, reason: ExitReason, now: datetime) -> None:
+    for name in list(out.state.enrolments):
+        _end(out, name, reason, now)
+
+
+def _end(out: Outcome, name: str, reason: ExitReason, now: datetime) -> None:
+    enrolment = out.state.enrolments.get(name)
+    if enrolment is None or not enrolment.active:
+        return
+    enrolment.ended_at, enrolment.exit_reason, enrolment.due_at = now, reason, None
+    out.exits.append((name, reason))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _begin(state: LeadState, event_id: str, rules: NurtureRules) -> Outcome:
+    if event_id in state.seen:
+        return Outcome(state=state, duplicate=True)
+    s = state.model_copy(deep=True)
+    s.seen = [*s.seen, event_id][-rules.recent_event_ids :]
+    return Outcome(state=s)
+
+
+def _absorb_profile(s: LeadState, profile: LeadProfile) -> None:
+    if s.erased:
+        return
+    s.email = profile.email or s.email
+    s.first_name = profile.first_name or s.first_name
+    s.last_name = profile.last_name or s.last_name
+    s.company = profile.company or profile.firmographics.company_name or s.company
+    s.timezone = profile.timezone or s.timezone
+    values = {
+        "industry": profile.firmographics.industry,
+        "employee_range": profile.firmographics.employee_range,
+        "country": profile.country or profile.firmographics.country,
+        "department": profile.department,
+        "seniority": profile.seniority,
+        "email_kind": profile.email_kind.value,
+    }
+    s.segment |= {k: v.lower() for k, v in values.items() if v}
+
+
+def _add_fact(s: LeadState, fact: str) -> None:
+    if fact not in s.facts:
+        s.facts.append(fact)
+
+
+def _personalisation(s: LeadState) -> dict[str, str | None]:
+    return {"first_name": s.first_name, "last_name": s.last_name, "company": s.company}

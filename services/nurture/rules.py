@@ -1,0 +1,142 @@
+"""Nurture sequences from `config/nurture.yaml`, validated at start-up with errors naming file and key."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.sales import SalesActivityKind
+from schemas.stage import LifecycleStage, Temperature
+
+SEGMENT_FIELDS = ("industry", "employee_range", "country", "department", "seniority", "email_kind")
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Enrolment(_Rule):
+    """Who enters a sequence; every listed criterion must match (an empty list matches anyone)."""
+
+    stages: tuple[LifecycleStage, ...] = ()
+    temperatures: tuple[Temperature, ...] = ()
+    segment: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description=f"Profile field -> accepted values; fields: {SEGMENT_FIELDS}"
+    )
+    sources: tuple[str, ...] = Field((), description="Source channel or utm_source of the stage change.")
+    content_consumed: tuple[str, ...] = Field(
+        (), description="Any of these engagement facts (interaction type or content:<asset id>)."
+    )
+    sales_activities: tuple[SalesActivityKind, ...] = Field(
+        (), description="Enrol when sales reported one of these (e.g. rejected) since the last enrolment."
+    )
+
+    @field_validator("segment")
+    @classmethod
+    def _known_fields(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = sorted(set(value) - set(SEGMENT_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown segment field(s) {unknown}; use {', '.join(SEGMENT_FIELDS)}")
+        return {k: tuple(v.lower() for v in values) for k, values in value.items()}
+
+
+class Step(_Rule):
+    template_id: str = Field(min_length=1)
+    channel: Literal["email"] = "email"
+    delay: timedelta = Field(description="ISO 8601 duration or seconds, counted from `after`.")
+    after: Literal["enrolment", "previous"] = "previous"
+    skip_if: tuple[str, ...] = Field((), description="Skip the step when any of these facts is known.")
+
+    @field_validator("delay")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("delay must not be negative")
+        return value
+
+
+class Exit(_Rule):
+    """Per-sequence exits; sales-ready, hand-off, unsubscribe, bounce, withdrawal, erasure always exit."""
+
+    stages: tuple[LifecycleStage, ...] = ()
+    temperatures: tuple[Temperature, ...] = ()
+    superseded_by: tuple[str, ...] = Field((), description="Leave when enrolled in one of these sequences.")
+
+
+class Reenrolment(_Rule):
+    allowed: bool = False
+    cooldown: timedelta = Field(timedelta(days=90), description="Time after the last enrolment ended.")
+
+
+class Sequence(_Rule):
+    description: str = ""
+    enrol: Enrolment
+    steps: tuple[Step, ...] = Field(min_length=1)
+    exit: Exit = Field(default_factory=Exit)
+    reenrolment: Reenrolment = Field(default_factory=Reenrolment)
+
+
+class FrequencyCap(_Rule):
+    """At most `max_messages` to one lead within any `window`, across all sequences."""
+
+    max_messages: int = Field(ge=1)
+    window: timedelta = Field(gt=timedelta(0))
+
+
+class QuietHours(_Rule):
+    """No sends from `start` to `end` (may wrap midnight) in the lead's own time zone."""
+
+    start: time
+    end: time
+    default_timezone: str = "Europe/Berlin"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class NurtureRules(_Rule):
+    sequences: dict[str, Sequence] = Field(min_length=1)
+    frequency_cap: FrequencyCap
+    quiet_hours: QuietHours | None = None
+    recent_event_ids: int = Field(64, ge=1, description="Per-lead memory of event ids for duplicates.")
+
+    @model_validator(mode="after")
+    def _superseders_exist(self) -> NurtureRules:
+        for name, sequence in self.sequences.items():
+            for other in sequence.exit.superseded_by:
+                if other not in self.sequences:
+                    raise ValueError(f"sequences.{name}.exit.superseded_by: no sequence {other!r}")
+        return self
+
+
+class NurtureConfigError(ValueError):
+    pass
+
+
+def load_rules(path: Path) -> NurtureRules:
+    """The validated rules; the error names the file, the key and the problem."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise NurtureConfigError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise NurtureConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return NurtureRules.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise NurtureConfigError(f"{path}: {problems}") from exc

@@ -1,0 +1,40 @@
+"""Nurture settings, from `NURTURE_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.settings import ServiceSettings
+
+_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "nurture.yaml"
+
+
+class NurtureSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NURTURE_", frozen=True, populate_by_name=True, extra="ignore"
+    )
+
+    web_port: int = Field(8084, ge=0, le=65535)
+    rules_file: Path = Field(_RULES_FILE, description="Sequences, cap and quiet hours (YAML).")
+    tick_seconds: float = Field(5.0, gt=0, description="How often the scheduler looks for due steps.")
+    retick_seconds: float = Field(30.0, gt=0, description="Re-announce a due step not handled by then.")
+    # The e-mail adapter (services/nurture/mailer.py).
+    mailer_enabled: bool = Field(True, description="Run the mailer agent inside the nurture worker.")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(10.0, gt=0)
+    smtp_retry_max_seconds: float = Field(60.0, gt=0, description="Longest back-off while SMTP is down.")
+    mail_from: str = "Leadpipe <hello@leadpipe.example>"
+    tracking_base_url: str = Field(
+        "http://127.0.0.1:8080", description="Public base URL of the tracking redirects (capture)."
+    )
+    tracking_secret: SecretStr = Field(SecretStr("dev-tracking-secret-change-me"))
+    sent_ttl_seconds: int = Field(60 * 24 * 3600, ge=60, description="How long a sent command id is kept.")
+    stop_ttl_seconds: int = Field(400 * 24 * 3600, ge=60, description="How long a stop marker is kept.")
+    redis_timeout: float = Field(2.0, gt=0)

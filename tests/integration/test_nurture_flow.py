@@ -1,0 +1,275 @@
+"""Nurture against the real broker, Redis and a real SMTP server (aiosmtpd), with shortened delays."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from prometheus_client import CollectorRegistry
+
+from schemas.base import utcnow
+from schemas.nurture import NurtureCommand
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from schemas.profile import LeadProfile
+from schemas.stage import LifecycleStage, Scores, StageChange, StageKind, Temperature, Trigger
+from schemas.topics import TopicName
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.nurture.app import create_app
+from services.nurture.mailer import create_mailer_app
+from services.nurture.settings import NurtureSettings
+from services.runtime.codec import encode
+from services.runtime.stream_app import StreamService
+from services.runtime.topics import ensure_pipeline_topics
+from tests.kafka import consume_until, produce
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+frequency_cap: {max_messages: 10, window: PT1M}
+sequences:
+  welcome:
+    enrol: {stages: [iql], temperatures: [cold, warm]}
+    steps:
+      - {template_id: welcome-1, delay: 1, after: enrolment}
+      - {template_id: welcome-2, delay: 3}
+      - {template_id: welcome-3, delay: 2}
+    exit: {temperatures: [hot]}
+"""
+DELAYS = (1.0, 3.0, 2.0)
+
+
+@dataclass
+class Mailbox:
+    """What the SMTP server received: (monotonic arrival, recipient, message)."""
+
+    received: list[tuple[float, str, Message]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        for rcpt in envelope.rcpt_tos:
+            self.received.append(
+                (time.monotonic(), rcpt, message_from_bytes(envelope.content, policy=policy.default))
+            )
+        return "250 OK"
+
+    def to(self, address: str) -> list[tuple[float, Message]]:
+        return [(at, msg) for at, rcpt, msg in self.received if rcpt == address]
+
+    async def wait_for(self, check: Callable[[], bool], within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        while not check():
+            assert time.monotonic() < deadline, f"timed out; mailbox has {len(self.received)} messages"
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def settings(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, mailbox: tuple[Mailbox, int]
+) -> NurtureSettings:
+    rules = tmp_path / "nurture.yaml"
+    rules.write_text(RULES)
+    built = NurtureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        web_port=free_port(),
+        broker_session_timeout=6,
+        rules_file=rules,
+        tick_seconds=0.2,
+        smtp_port=mailbox[1],
+        smtp_retry_max_seconds=1,
+    )
+    await ensure_pipeline_topics(built)
+    return built
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[StreamService]]:
+    """Apps started by a test; all stopped at the end."""
+    apps: list[StreamService] = []
+    yield apps
+    for app in reversed(apps):
+        await app.app.stop()
+
+
+async def start(apps: list[StreamService], service: StreamService) -> StreamService:
+    await service.app.start()
+    apps.append(service)
+    return service
+
+
+def stage(lead: str, lifecycle: LifecycleStage, temperature: Temperature, n: int = 1) -> bytes:
+    now = utcnow()
+    return encode(
+        StageChange(
+            event_id=f"{lead}-stage-{n}",
+            occurred_at=now,
+            lead_id=lead,
+            kind=StageKind.LIFECYCLE,
+            from_stage="raw",
+            to_stage=lifecycle.value,
+            temperature=temperature,
+            lifecycle=lifecycle,
+            scores=Scores(fit=10, engagement=10, total=20),
+            trigger=Trigger(event_id=f"{lead}-t{n}", type="form_submit", occurred_at=now),
+            profile=LeadProfile(lead_id=lead, email=f"{lead}@example.com", first_name="Jo", timezone="UTC"),
+        )
+    )
+
+
+def privacy(lead: str, kind: PrivacyRequestKind) -> bytes:
+    return encode(
+        PrivacyRecord(event_id=f"{lead}-{kind.value}", occurred_at=utcnow(), lead_id=lead, kind=kind)
+    )
+
+
+async def send(settings: NurtureSettings, topic: TopicName, lead: str, value: bytes) -> None:
+    await produce(settings.bootstrap_servers, settings.topic(topic), [(lead.encode(), value)])
+
+
+def metric(service: StreamService, name: str, labels: dict[str, str]) -> float:
+    registry: CollectorRegistry = service.metrics.registry
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_welcome_series_consent_exit_on_hot(
+    settings: NurtureSettings, mailbox: tuple[Mailbox, int], started: list[StreamService]
+) -> None:
+    box, _ = mailbox
+    service = await start(started, create_app(settings))
+    for lead in ("consented", "hot-later"):
+        await send(settings, TopicName.PRIVACY, lead, privacy(lead, PrivacyRequestKind.CONSENT_CONFIRMED))
+    await send(
+        settings, TopicName.PRIVACY, "unconfirmed", privacy("unconfirmed", PrivacyRequestKind.CONSENT_GIVEN)
+    )
+    await asyncio.sleep(0.5)  # consent first; the stage changes arrive on another topic
+    for lead in ("consented", "unconfirmed", "hot-later"):
+        await send(settings, TopicName.STAGE_CHANGES, lead, stage(lead, LifecycleStage.IQL, Temperature.WARM))
+
+    await box.wait_for(lambda: len(box.to("hot-later@example.com")) == 1)
+    await send(
+        settings,
+        TopicName.STAGE_CHANGES,
+        "hot-later",
+        stage("hot-later", LifecycleStage.IQL, Temperature.HOT, 2),
+    )
+
+    await box.wait_for(lambda: len(box.to("consented@example.com")) == 3)
+    got = box.to("consented@example.com")
+    assert [m["X-Leadpipe-Template"] for _, m in got] == ["welcome-1", "welcome-2", "welcome-3"]
+    for (earlier, _), (later, _), delay in zip(got[:-1], got[1:], DELAYS[1:], strict=True):
+        assert later - earlier >= delay - 0.3, "a step went out before its delay"
+    first = got[0][1]
+    assert isinstance(first, EmailMessage)
+    body = first.get_body(("plain",))
+    assert body is not None
+    assert "/v1/track/click?" in body.get_content()
+    assert got[0][1]["List-Unsubscribe"].startswith("<http")
+
+    await asyncio.sleep(1.0)  # hot-later's step 2 was due ~2 s before consented's step 3
+    assert [m["X-Leadpipe-Template"] for _, m in box.to("hot-later@example.com")] == ["welcome-1"]
+    assert box.to("unconfirmed@example.com") == []
+    assert metric(service, "leadpipe_nurture_exits_total", {"sequence": "welcome", "reason": "stage"}) == 1
+    assert metric(service, "leadpipe_nurture_suppressed_total", {"reason": "no_consent"}) == 3
+    assert metric(service, "leadpipe_nurture_enrolments_total", {"sequence": "welcome"}) == 3
+    assert metric(service, "leadpipe_nurture_messages_sent_total", {"sequence": "welcome"}) == 4
+
+
+async def test_withdrawal_stops_a_step_already_due(
+    settings: NurtureSettings, mailbox: tuple[Mailbox, int], started: list[StreamService]
+) -> None:
+    """The step is due and queued on the outbox; the withdrawal still keeps it from being sent."""
+    box, _ = mailbox
+    worker_settings = settings.model_copy(update={"mailer_enabled": False})
+    worker = await start(started, create_app(worker_settings))
+    for lead in ("withdraws", "stays"):
+        await send(settings, TopicName.PRIVACY, lead, privacy(lead, PrivacyRequestKind.CONSENT_CONFIRMED))
+    await asyncio.sleep(0.5)
+    for lead in ("withdraws", "stays"):
+        await send(settings, TopicName.STAGE_CHANGES, lead, stage(lead, LifecycleStage.IQL, Temperature.COLD))
+    queued = await consume_until(
+        settings.bootstrap_servers, settings.topic(TopicName.NURTURE_OUTBOX), lambda r: len(r) >= 2
+    )
+    assert sorted(NurtureCommand.model_validate_json(r.value).lead_id for r in queued) == [
+        "stays",
+        "withdraws",
+    ]
+
+    await send(
+        settings, TopicName.PRIVACY, "withdraws", privacy("withdraws", PrivacyRequestKind.CONSENT_WITHDRAWN)
+    )
+    labels = {"sequence": "welcome", "reason": "consent_withdrawn"}
+    await box.wait_for(lambda: metric(worker, "leadpipe_nurture_exits_total", labels) == 1)
+
+    mailer = await start(started, create_mailer_app(settings.model_copy(update={"web_port": free_port()})))
+    await box.wait_for(lambda: len(box.to("stays@example.com")) >= 1)
+    await box.wait_for(
+        lambda: metric(mailer, "leadpipe_nurture_suppressed_total", {"reason": "stopped"}) == 1
+    )
+    assert box.to("withdraws@example.com") == []
+
+
+async def test_restart_between_steps_neither_loses_nor_repeats(
+    settings: NurtureSettings, mailbox: tuple[Mailbox, int], started: list[StreamService]
+) -> None:
+    box, _ = mailbox
+    lead, address = "restarts", "restarts@example.com"
+    first = create_app(settings)
+    await first.app.start()
+    await send(settings, TopicName.PRIVACY, lead, privacy(lead, PrivacyRequestKind.CONSENT_CONFIRMED))
+    await asyncio.sleep(0.5)
+    await send(settings, TopicName.STAGE_CHANGES, lead, stage(lead, LifecycleStage.IQL, Temperature.WARM))
+    await box.wait_for(lambda: len(box.to(address)) == 1)
+    await first.app.stop()
+
+    await start(started, create_app(settings.model_copy(update={"web_port": free_port()})))
+    await box.wait_for(lambda: len(box.to(address)) == 3, within=45)
+    await asyncio.sleep(1.5)
+    assert [m["X-Leadpipe-Template"] for _, m in box.to(address)] == ["welcome-1", "welcome-2", "welcome-3"]
+    outbox = await consume_until(
+        settings.bootstrap_servers, settings.topic(TopicName.NURTURE_OUTBOX), lambda r: len(r) >= 4, within=2
+    )
+    ids = [NurtureCommand.model_validate_json(r.value).event_id for r in outbox]
+    assert len(set(ids)) == 3
+
+
+async def test_redelivered_command_sends_one_email(
+    settings: NurtureSettings, mailbox: tuple[Mailbox, int], started: list[StreamService]
+) -> None:
+    box, _ = mailbox
+    now = utcnow()
+    command = NurtureCommand(
+        event_id="cmd-1",
+        occurred_at=now,
+        lead_id="dup",
+        sequence="welcome",
+        step=0,
+        template_id="welcome-1",
+        recipient="dup@example.com",
+        consent_proof_ref="consent-1",
+        send_after=now,
+    )
+    mailer = await start(started, create_mailer_app(settings))
+    await send(settings, TopicName.NURTURE_OUTBOX, "dup", encode(command))
+    await send(settings, TopicName.NURTURE_OUTBOX, "dup", encode(command))
+    await box.wait_for(lambda: metric(mailer, "leadpipe_nurture_duplicates_total", {"kind": "command"}) == 1)
+    assert len(box.to("dup@example.com")) == 1

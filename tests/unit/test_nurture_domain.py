@@ -1,0 +1,459 @@
+"""Nurture's pure rules, walked through simulated time, plus hypothesis properties."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.enriched import EnrichedInteraction
+from schemas.interaction import IdentityKind, Interaction, InteractionType
+from schemas.nurture import NurtureCommand
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from schemas.profile import LeadProfile
+from schemas.sales import SalesActivity, SalesActivityKind
+from schemas.stage import LifecycleStage, Scores, StageChange, StageKind, Temperature, Trigger
+from services.nurture import domain
+from services.nurture.domain import ExitReason, LeadState, Outcome, Suppression
+from services.nurture.rules import NurtureConfigError, NurtureRules, load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = load_rules(ROOT / "config" / "nurture.yaml")
+LEAD = "e-lead"
+# Tuesday 10:00 in Berlin (CET, UTC+1).
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+_counter = iter(range(10**9))
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}"
+
+
+def profile(timezone: str | None = "Europe/Berlin") -> LeadProfile:
+    return LeadProfile(
+        lead_id=LEAD, email="jo@example.com", first_name="Jo", company="Acme", timezone=timezone
+    )
+
+
+def stage(
+    lifecycle: LifecycleStage,
+    temperature: Temperature = Temperature.WARM,
+    *,
+    sales_ready: bool = False,
+    tz: str | None = "Europe/Berlin",
+) -> StageChange:
+    return StageChange(
+        event_id=_id("stage"),
+        occurred_at=T0,
+        lead_id=LEAD,
+        kind=StageKind.LIFECYCLE,
+        from_stage="raw",
+        to_stage=lifecycle.value,
+        temperature=temperature,
+        lifecycle=lifecycle,
+        sales_ready=sales_ready,
+        scores=Scores(fit=1, engagement=1, total=2),
+        trigger=Trigger(event_id="t", type="form_submit", occurred_at=T0),
+        profile=profile(tz),
+    )
+
+
+def privacy(kind: PrivacyRequestKind) -> PrivacyRecord:
+    return PrivacyRecord(event_id=_id(kind.value), occurred_at=T0, lead_id=LEAD, kind=kind)
+
+
+def interaction(kind: InteractionType, **properties: str) -> EnrichedInteraction:
+    event_id = _id(kind.value)
+    return EnrichedInteraction(
+        event_id=event_id,
+        occurred_at=T0,
+        lead_id=LEAD,
+        interaction=Interaction(
+            event_id=event_id,
+            occurred_at=T0,
+            lead_id=LEAD,
+            type=kind,
+            identity=IdentityKind.EMAIL,
+            received_at=T0,
+            properties=dict(properties),
+        ),
+        profile=profile(),
+    )
+
+
+def sales(kind: SalesActivityKind) -> SalesActivity:
+    return SalesActivity(event_id=_id("sales"), occurred_at=T0, lead_id=LEAD, activity=kind)
+
+
+Event = StageChange | PrivacyRecord | EnrichedInteraction | SalesActivity
+
+
+def apply(state: LeadState, event: Event, rules: NurtureRules, now: datetime) -> Outcome:
+    if isinstance(event, StageChange):
+        return domain.on_stage_change(state, event, rules, now)
+    if isinstance(event, PrivacyRecord):
+        return domain.on_privacy(state, event, rules, now)
+    if isinstance(event, EnrichedInteraction):
+        return domain.on_interaction(state, event, rules, now)
+    return domain.on_sales_activity(state, event, rules, now)
+
+
+class Sim:
+    """A lead and a clock: apply events, advance time in ticks, record everything sent."""
+
+    def __init__(self, rules: NurtureRules = RULES, now: datetime = T0) -> None:
+        self.rules, self.now, self.state = rules, now, LeadState(lead_id=LEAD)
+        self.sent: list[NurtureCommand] = []
+        self.outcomes: list[Outcome] = []
+
+    def event(self, event: Event) -> Outcome:
+        out = apply(self.state, event, self.rules, self.now)
+        self.state = out.state
+        self.outcomes.append(out)
+        return out
+
+    def advance(self, by: timedelta, tick: timedelta = timedelta(minutes=1)) -> list[NurtureCommand]:
+        """Run the scheduler at every due time (and every `tick`) until now + by."""
+        end, before = self.now + by, len(self.sent)
+        while self.now < end:
+            due = self.state.next_due
+            self.now = min(end, max(due, self.now) if due and due <= end else self.now + tick)
+            out = domain.due(self.state, self.rules, self.now)
+            self.state = out.state
+            self.outcomes.append(out)
+            self.sent.extend(out.commands)
+            if due is None or due > end:
+                self.now = min(end, self.now + tick)
+        return self.sent[before:]
+
+    def exits(self) -> list[tuple[str, ExitReason]]:
+        return [e for out in self.outcomes for e in out.exits]
+
+    def suppressed(self) -> list[Suppression]:
+        return [reason for out in self.outcomes for _, reason in out.suppressed]
+
+
+def consented_iql(sim: Sim) -> None:
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+
+
+# --- walking sequences through time ------------------------------------------------------------
+
+
+def test_welcome_series_at_configured_delays_within_cap() -> None:
+    sim = Sim()
+    consented_iql(sim)
+    assert sim.state.enrolments["welcome"].due_at == T0 + timedelta(minutes=5)
+    sent = sim.advance(timedelta(days=30), tick=timedelta(hours=1))
+    assert [c.template_id for c in sent] == [
+        "welcome-1-hello",
+        "welcome-2-best-content",
+        "welcome-3-webinar-invite",
+        "welcome-4-case-study",
+    ]
+    assert sent[0].occurred_at == T0 + timedelta(minutes=5)
+    assert sent[1].occurred_at == sent[0].occurred_at + timedelta(days=2)
+    assert sent[2].occurred_at == sent[1].occurred_at + timedelta(days=3)
+    assert sent[0].recipient == "jo@example.com"
+    assert sent[0].personalisation == {"first_name": "Jo", "last_name": None, "company": "Acme"}
+    assert sent[0].consent_proof_ref is not None and sent[0].consent_proof_ref.startswith("consent_confirmed")
+    assert sent[0].event_id == domain.command_id(LEAD, "welcome", 1, 0)
+    assert ("welcome", ExitReason.FINISHED) in sim.exits()
+    assert sim.state.next_due is None
+
+
+def test_lead_that_becomes_hot_leaves_before_the_next_step() -> None:
+    sim = Sim()
+    consented_iql(sim)
+    assert len(sim.advance(timedelta(hours=1))) == 1
+    sim.event(stage(LifecycleStage.IQL, Temperature.HOT))
+    assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+    assert sim.exits() == [("welcome", ExitReason.STAGE)]
+
+
+def test_sales_ready_and_handoff_exit_every_sequence() -> None:
+    sim = Sim()
+    consented_iql(sim)
+    sim.event(stage(LifecycleStage.MQL, Temperature.WARM, sales_ready=True))
+    assert ("welcome", ExitReason.SALES_READY) in sim.exits()
+    assert "accelerator" not in sim.state.enrolments, "a sales-ready lead is not enrolled"
+
+    other = Sim()
+    consented_iql(other)
+    other.event(sales(SalesActivityKind.ACCEPTED))
+    assert other.exits() == [("welcome", ExitReason.HANDED_OFF)]
+    assert other.advance(timedelta(days=10), tick=timedelta(hours=6)) == []
+
+
+def test_warm_mql_moves_from_welcome_to_accelerator() -> None:
+    sim = Sim()
+    consented_iql(sim)
+    out = sim.event(stage(LifecycleStage.MQL, Temperature.WARM))
+    assert out.enrolled == ["accelerator"]
+    assert out.exits == [("welcome", ExitReason.SUPERSEDED)]
+    sent = sim.advance(timedelta(hours=2))
+    assert [c.sequence for c in sent] == ["accelerator"]
+
+
+def test_recycled_lead_gets_recycle_series_after_rejection() -> None:
+    sim = Sim()
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    sim.event(stage(LifecycleStage.SQL, Temperature.HOT, sales_ready=True))
+    sim.event(sales(SalesActivityKind.REJECTED))
+    out = sim.event(stage(LifecycleStage.RECYCLED, Temperature.COLD))
+    assert out.enrolled == ["recycle"]
+    assert [c.template_id for c in sim.advance(timedelta(days=8), tick=timedelta(hours=6))] == [
+        "recycle-1-still-relevant"
+    ]
+
+
+def test_quiet_hours_defer_to_the_morning_in_the_leads_zone() -> None:
+    evening = datetime(2026, 11, 24, 18, 58, tzinfo=UTC)  # 19:58 Berlin; step due 20:03
+    sim = Sim(now=evening)
+    consented_iql(sim)
+    sent = sim.advance(timedelta(hours=14))
+    assert len(sent) == 1
+    assert sent[0].occurred_at.astimezone(ZoneInfo("Europe/Berlin")).hour == 8
+    assert Suppression.QUIET_HOURS in sim.suppressed()
+
+    # The same instant is 11:58 in Los Angeles: no quiet hours there.
+    west = Sim(now=evening)
+    west.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    west.event(stage(LifecycleStage.IQL, Temperature.COLD, tz="America/Los_Angeles"))
+    assert [c.occurred_at for c in west.advance(timedelta(hours=1))] == [evening + timedelta(minutes=5)]
+
+
+def test_skip_condition_webinar_attended() -> None:
+    sim = Sim()
+    consented_iql(sim)
+    sim.event(interaction(InteractionType.WEBINAR_ATTENDED))
+    sent = sim.advance(timedelta(days=30), tick=timedelta(hours=6))
+    assert "welcome-3-webinar-invite" not in [c.template_id for c in sent]
+    assert len(sent) == 3
+    assert [o.skipped for o in sim.outcomes if o.skipped] == [["welcome"]]
+
+
+def test_no_confirmed_consent_sends_nothing() -> None:
+    sim = Sim()
+    sim.event(privacy(PrivacyRequestKind.CONSENT_GIVEN))  # not yet confirmed (double opt-in)
+    sim.event(stage(LifecycleStage.IQL))
+    assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+    assert sim.suppressed().count(Suppression.NO_CONSENT) == 4
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (lambda: privacy(PrivacyRequestKind.CONSENT_WITHDRAWN), ExitReason.CONSENT_WITHDRAWN),
+        (lambda: interaction(InteractionType.UNSUBSCRIBE), ExitReason.UNSUBSCRIBED),
+        (lambda: interaction(InteractionType.EMAIL_BOUNCE), ExitReason.BOUNCED),
+        (lambda: privacy(PrivacyRequestKind.ERASE), ExitReason.ERASED),
+    ],
+)
+def test_saying_no_stops_a_step_that_is_already_due(event: object, reason: ExitReason) -> None:
+    sim = Sim()
+    consented_iql(sim)
+    sim.now += timedelta(hours=1)  # step 1 is overdue, the scheduler has not run yet
+    assert sim.state.next_due is not None and sim.state.next_due < sim.now
+    out = sim.event(event())  # type: ignore[operator]
+    assert out.exits == [("welcome", reason)]
+    assert out.stopped
+    assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+    sim.event(stage(LifecycleStage.MQL, Temperature.WARM))
+    if reason == ExitReason.CONSENT_WITHDRAWN:  # may re-enrol, but nothing goes out without consent
+        assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+    else:
+        assert "accelerator" not in sim.state.enrolments
+
+
+def test_erasure_keeps_no_personal_data() -> None:
+    sim = Sim()
+    consented_iql(sim)
+    sim.event(privacy(PrivacyRequestKind.ERASE))
+    dumped = sim.state.model_dump_json()
+    assert "jo@example.com" not in dumped and "Jo" not in dumped and "Acme" not in dumped
+    assert sim.state.erased and sim.state.consent_proof is None
+
+
+def test_duplicate_event_is_ignored() -> None:
+    sim = Sim()
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    change = stage(LifecycleStage.IQL)
+    sim.event(change)
+    assert sim.event(change).duplicate
+
+
+def test_reenrolment_after_cooldown_only() -> None:
+    sim = Sim()
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    sim.event(stage(LifecycleStage.MQL, Temperature.WARM))
+    sim.advance(timedelta(days=10), tick=timedelta(hours=6))
+    assert sim.state.enrolments["accelerator"].exit_reason == ExitReason.FINISHED
+    assert sim.event(stage(LifecycleStage.MQL, Temperature.WARM)).enrolled == []
+    sim.advance(timedelta(days=60), tick=timedelta(days=1))
+    assert sim.event(stage(LifecycleStage.MQL, Temperature.WARM)).enrolled == ["accelerator"]
+    assert sim.state.enrolments["accelerator"].number == 2
+    second = sim.advance(timedelta(hours=2))
+    assert second[0].event_id == domain.command_id(LEAD, "accelerator", 2, 0)
+
+
+def test_frequency_cap_across_sequences_defers() -> None:
+    rules = RULES.model_copy(
+        update={"frequency_cap": RULES.frequency_cap.model_copy(update={"max_messages": 1})}
+    )
+    sim = Sim(rules=rules)
+    consented_iql(sim)
+    sim.advance(timedelta(hours=1))
+    sim.event(stage(LifecycleStage.MQL, Temperature.WARM))  # accelerator step 1 due in an hour
+    assert sim.advance(timedelta(days=6), tick=timedelta(hours=1)) == []
+    assert Suppression.CAP in sim.suppressed()
+    later = sim.advance(timedelta(days=2), tick=timedelta(hours=1))
+    assert [c.template_id for c in later] == ["accelerator-1-roi-guide"]
+
+
+def test_quiet_until_handles_windows() -> None:
+    quiet = RULES.quiet_hours
+    berlin_21h = datetime(2026, 7, 1, 19, 0, tzinfo=UTC)  # CEST
+    end = domain.quiet_until(quiet, "Europe/Berlin", berlin_21h)
+    assert end == datetime(2026, 7, 2, 6, 0, tzinfo=UTC)
+    assert domain.quiet_until(quiet, "Europe/Berlin", datetime(2026, 7, 1, 8, 0, tzinfo=UTC)) is None
+    assert domain.quiet_until(quiet, "Not/AZone", berlin_21h) == end  # falls back to the default zone
+    assert domain.quiet_until(None, "Europe/Berlin", berlin_21h) is None
+
+
+def test_rules_errors_name_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "nurture.yaml"
+    bad.write_text(
+        "frequency_cap: {max_messages: 0, window: P1D}\n"
+        "sequences:\n  s: {enrol: {segment: {shoe_size: [42]}}, steps: [{template_id: a, delay: P1D}]}\n"
+    )
+    with pytest.raises(NurtureConfigError) as error:
+        load_rules(bad)
+    text = str(error.value)
+    assert str(bad) in text
+    assert "frequency_cap.max_messages" in text
+    assert "sequences.s.enrol.segment" in text and "shoe_size" in text
+    with pytest.raises(NurtureConfigError, match="not valid YAML"):
+        bad.write_text("sequences: [")
+        load_rules(bad)
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Pacific/Auckland", None]
+event_kinds = st.one_of(
+    st.tuples(
+        st.just("stage"),
+        st.sampled_from(list(LifecycleStage)),
+        st.sampled_from(list(Temperature)),
+        st.booleans(),
+        st.sampled_from(ZONES),
+    ),
+    st.tuples(st.just("privacy"), st.sampled_from(list(PrivacyRequestKind))),
+    st.tuples(st.just("interaction"), st.sampled_from(list(InteractionType))),
+    st.tuples(st.just("sales"), st.sampled_from(list(SalesActivityKind))),
+)
+# Mostly quiet stretches (a page view), so that sequences run long enough to meet cap and quiet hours.
+waits = st.just(("interaction", InteractionType.PAGE_VIEW))
+steps = st.lists(
+    st.tuples(st.one_of(waits, waits, waits, event_kinds), st.integers(min_value=0, max_value=4 * 24 * 60)),
+    min_size=1,
+    max_size=25,
+)
+
+
+def build(kind: tuple[object, ...]) -> Event:
+    match kind:
+        case ("stage", lifecycle, temperature, ready, tz):
+            return stage(lifecycle, temperature, sales_ready=ready, tz=tz)  # type: ignore[arg-type]
+        case ("privacy", k):
+            return privacy(k)  # type: ignore[arg-type]
+        case ("interaction", k):
+            return interaction(k)  # type: ignore[arg-type]
+        case ("sales", k):
+            return sales(k)  # type: ignore[arg-type]
+    raise AssertionError(kind)
+
+
+Sent = tuple[NurtureCommand, bool, bool, str | None]
+
+
+# A tight cap so that properties meet it; quiet hours as shipped.
+TIGHT = RULES.model_copy(
+    update={
+        "frequency_cap": RULES.frequency_cap.model_copy(
+            update={"max_messages": 2, "window": timedelta(days=7)}
+        )
+    }
+)
+
+
+def simulate(script: Iterable[tuple[Event, int]], start: datetime = T0) -> tuple[Sim, list[Sent]]:
+    """Run a script; for each send note, from the inputs alone: consent confirmed? said no? time zone."""
+    sim = Sim(rules=TIGHT, now=start)
+    consent: str | None = None
+    said_no = False
+    zone: str | None = None
+    log: list[Sent] = []
+    for event, minutes in script:
+        if isinstance(event, PrivacyRecord):
+            if event.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not said_no:
+                consent = event.event_id
+            elif event.kind in (PrivacyRequestKind.CONSENT_WITHDRAWN, PrivacyRequestKind.ERASE):
+                consent = None
+            said_no = said_no or event.kind == PrivacyRequestKind.ERASE
+        if isinstance(event, EnrichedInteraction) and event.interaction.type in (
+            InteractionType.UNSUBSCRIBE,
+            InteractionType.EMAIL_BOUNCE,
+        ):
+            said_no = True
+        if isinstance(event, StageChange | EnrichedInteraction):
+            zone = event.profile.timezone or zone
+        sim.event(event)
+        for command in sim.advance(timedelta(minutes=minutes), tick=timedelta(minutes=30)):
+            confirmed = consent is not None and command.consent_proof_ref == consent
+            log.append((command, confirmed, said_no, zone))
+    return sim, log
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.integers(min_value=0, max_value=24 * 60 - 1))
+def test_properties_consent_cap_quiet_hours_ids(
+    raw: list[tuple[tuple[object, ...], int]], offset: int
+) -> None:
+    begin = T0 + timedelta(minutes=offset)
+    start: list[tuple[Event, int]] = [
+        (privacy(PrivacyRequestKind.CONSENT_CONFIRMED), 0),
+        (stage(LifecycleStage.IQL, Temperature.COLD), 0),
+    ]
+    script = start + [(build(kind), minutes) for kind, minutes in raw]
+    sim, log = simulate(script, begin)
+    commands = [c for c, _, _, _ in log]
+    # Never without confirmed consent; never after unsubscribe, bounce or erasure.
+    assert all(with_consent for _, with_consent, _, _ in log)
+    assert not any(said_no for _, _, said_no, _ in log)
+    # Never over the cap in any window.
+    cap = TIGHT.frequency_cap
+    times = sorted(c.occurred_at for c in commands)
+    for i, t in enumerate(times):
+        assert sum(1 for u in times[i:] if u - t < cap.window) <= cap.max_messages
+    # Never in quiet hours, in the zone the lead had when it was sent.
+    quiet = RULES.quiet_hours
+    assert quiet is not None
+    for command, _, _, zone in log:
+        local = command.occurred_at.astimezone(ZoneInfo(zone or quiet.default_timezone)).time()
+        assert quiet.end <= local < quiet.start, f"sent at {local} local time"
+    # Deterministic, unique ids: the same step is never sent twice, and a replay yields the same ids.
+    ids = [c.event_id for c in commands]
+    assert len(ids) == len(set(ids))
+    for c in commands:
+        number = next(e.number for n, e in sim.state.enrolments.items() if n == c.sequence)
+        assert c.event_id in {domain.command_id(LEAD, c.sequence, k, c.step) for k in range(1, number + 1)}
+    _, replay = simulate(script, begin)
+    assert [c.event_id for c, _, _, _ in replay] == ids
