@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := services schemas tests $(wildcard bench)
 
-.PHONY: run test lint unit integration e2e bench schemas tools clean
+.PHONY: run test lint unit integration e2e faults bench schemas tools clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
+
+# Crash tests that are not yet reliable on the dev broker (see each test's note).
+faults: $(STAMP)
+	LEADPIPE_FAULT_TESTS=1 $(BIN)/pytest -q tests/integration/test_score_recovery.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

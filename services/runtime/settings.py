@@ -42,6 +42,13 @@ class ServiceSettings(BaseSettings):
         description="Seconds. Tansu holds a group join for half of it, so keep it short in dev and tests.",
     )
     log_level: str = Field("INFO", validation_alias=_env("LEADPIPE_LOG_LEVEL"))
+    producer_max_batch_bytes: int = Field(
+        16384,
+        ge=1,
+        validation_alias=_env("LEADPIPE_PRODUCER_MAX_BATCH_BYTES"),
+        description="Producer batch size. Set 1 on Tansu: it under-reports a partition's end offset after a "
+        "multi-record batch, and faust then ends changelog recovery early and loses table state.",
+    )
     data_dir: str = Field(
         ".leadpipe/data",
         validation_alias=_env("LEADPIPE_DATA_DIR"),

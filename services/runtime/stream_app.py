@@ -49,6 +49,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         "topic_replication_factor": 1,
         "topic_disable_leader": True,
         "producer_acks": -1,
+        "producer_max_batch_size": settings.producer_max_batch_bytes,
         "consumer_auto_offset_reset": "earliest",
         "table_cleanup_interval": 60.0,
     }
@@ -117,7 +118,9 @@ class StreamService:
         )
 
     async def send(self, topic: faust.TopicT, key: str, record: Any) -> None:
-        await topic.send(key=key.encode(), value=encode(record))
+        """Publish and wait for the broker's acknowledgement: an effect is durable before state moves on."""
+        pending = await topic.send(key=key.encode(), value=encode(record))
+        await pending
         self.metrics.events_out.labels(self.name, topic.get_topic_name()).inc()
 
     def observe(self, topic: str, started: float) -> None:
