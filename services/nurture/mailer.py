@@ -123,6 +123,7 @@ def build_message(command: NurtureCommand, sender: str, tracking: Tracking) -> E
     message["Message-ID"] = f"<{command.event_id}@leadpipe.nurture>"
     message["X-Leadpipe-Command"] = command.event_id
     message["X-Leadpipe-Template"] = command.template_id
+    message["X-Leadpipe-Send-After"] = command.send_after.isoformat()
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(f"Hi {name},\n\nRead more: {read_more}\n\nUnsubscribe: {unsubscribe}\n")
