@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.devstack.processes import free_port
+from services.devstack.processes import port_is_free
+
+# Below Linux's ephemeral range (32768+), so client sockets of earlier tests cannot hold these ports.
+_PORT_RANGE = (20000, 32000)
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free ports (the dev stack puts its services at base, base+1, ...)."""
+    for _ in range(200):
+        base = random.randrange(_PORT_RANGE[0], _PORT_RANGE[1] - size)
+        if all(port_is_free(base + offset) for offset in range(size)):
+            return base
+    raise RuntimeError("no block of free ports found")
 
 
 @dataclass
@@ -52,7 +65,8 @@ class Stack:
 
 def start_stack(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> Stack:
     """Start `leadpipe dev` on free ports with its own embedded Redis (REDIS_URL is dropped)."""
-    broker_port, port_base = free_port(), free_port()
+    port_base = free_port_block(6)
+    broker_port = port_base + 5
     output = tmp_path / "dev.out"
     child_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     child_env.update(env or {})
