@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.interaction import InteractionIn, InteractionType
+from services.runtime.errors import describe
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "phone", "company", "job_title", "country")
 SOURCE_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
@@ -61,10 +62,7 @@ def load_forms(path: Path) -> dict[str, FormConfig]:
     except yaml.YAMLError as exc:
         raise FormsConfigError(f"{path}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise FormsConfigError(f"{path}: {problems}") from exc
+        raise FormsConfigError(f"{path}: {describe(exc)}") from exc
 
 
 def is_bot(form: FormConfig, submitted: Mapping[str, str]) -> bool:

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.profile import Seniority
+from services.runtime.errors import describe
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "enrich.yaml"
 
@@ -89,8 +90,4 @@ def load_config(path: Path = DEFAULT_CONFIG) -> EnrichConfig:
     try:
         return EnrichConfig.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {describe(exc)}") from None

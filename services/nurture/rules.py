@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.sales import SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
+from services.runtime.errors import describe
 
 SEGMENT_FIELDS = ("industry", "employee_range", "country", "department", "seniority", "email_kind")
 
@@ -135,8 +136,4 @@ def load_rules(path: Path) -> NurtureRules:
     try:
         return NurtureRules.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        raise NurtureConfigError(f"{path}: {problems}") from exc
+        raise NurtureConfigError(f"{path}: {describe(exc)}") from exc

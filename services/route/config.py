@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.stage import LifecycleStage, Temperature
+from services.runtime.errors import describe
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -220,10 +221,7 @@ def parse_config(data: Any, source: str = "<routing>") -> RoutingConfig:
     try:
         return RoutingConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}" for error in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {describe(exc)}") from None
 
 
 def load_config(path: Path) -> RoutingConfig:

@@ -12,10 +12,10 @@ class FieldProblem(TypedDict):
     reason: str
 
 
-def field_problems(exc: ValidationError) -> list[FieldProblem]:
+def field_problems(exc: ValidationError, *, root: str = "(body)") -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"]) or "(body)"
+        location = ".".join(str(part) for part in error["loc"]) or root
         problems.append({"field": location, "reason": error["msg"]})
     return problems
 
@@ -25,3 +25,8 @@ def summarise(problems: list[FieldProblem], *, limit: int = 5) -> str:
     if len(problems) > limit:
         text += f"; and {len(problems) - limit} more"
     return text
+
+
+def describe(exc: ValidationError) -> str:
+    """Every problem of a configuration file as "key: reason; key: reason"."""
+    return "; ".join(f"{p['field']}: {p['reason']}" for p in field_problems(exc, root="(top level)"))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.interaction import InteractionType
 from schemas.profile import EmailKind
+from services.runtime.errors import describe
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "scoring.yaml"
 
@@ -169,10 +170,7 @@ def parse_rules(data: object, origin: str = "<rules>") -> ScoringRules:
     try:
         return ScoringRules.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise RulesError(f"{origin}: invalid scoring rules: {problems}") from None
+        raise RulesError(f"{origin}: invalid scoring rules: {describe(exc)}") from None
 
 
 def load_rules(path: Path | str) -> ScoringRules:
