@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--campaign", required=True, help="campaign the leads are attributed to")
     imp.add_argument("--url", default="http://127.0.0.1:8080", help="capture's base URL")
     imp.add_argument("--api-key", default="dev-key")
+    from services.devstack.status import add_arguments as status_arguments
+
+    status_arguments(commands.add_parser("status", help="health, lag, rates, open SLAs, dead letters"))
     return parser
 
 
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return import_file(
             args.file, source=args.source, campaign=args.campaign, url=args.url, api_key=args.api_key
         )
+    if args.command == "status":
+        from services.devstack.status import main as status
+
+        return status(args)
     return 2
 
 

@@ -18,8 +18,6 @@ from services.devstack.redis_server import EmbeddedRedis, is_reachable
 def pytest_configure(config: pytest.Config) -> None:
     """Keep faust's local files out of the checkout."""
     os.environ.setdefault("LEADPIPE_DATA_DIR", tempfile.mkdtemp(prefix="leadpipe-test-data-"))
-    # One record per produce batch: Tansu under-reports end offsets after multi-record batches.
-    os.environ.setdefault("LEADPIPE_PRODUCER_MAX_BATCH_BYTES", "1")
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,12 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
     app[HEALTH] = health
     routes.add_routes(app)
     webhooks.add_routes(app)
+    from services.capture import privacy_api  # erasure, export (admin key), consent proof ledger
+
+    privacy_api.add_routes(app)
+    from services.capture import tracking  # e-mail open, click and unsubscribe links (public, signed)
+
+    tracking.add_routes(app)
     app.router.add_get("/openapi.json", openapi_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,4 +1,5 @@
-"""DSGVO double opt-in: consent records with proof, and signed expiring confirmation tokens. Pure."""
+"""DSGVO double opt-in: consent records with proof, signed expiring confirmation tokens, and the
+consent proof kept (pseudonymised after erasure) for the legally required period. Pure."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.interaction import Interaction
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
@@ -62,8 +65,10 @@ def token_id(token: str) -> str:
     return hashlib.blake2b(token.encode(), digest_size=12).hexdigest()
 
 
-def consent_given(interaction: Interaction) -> PrivacyRecord | None:
-    """The pending consent an interaction grants, with its proof; None when it grants none."""
+def consent_given(interaction: Interaction, *, ip_hash: str | None = None) -> PrivacyRecord | None:
+    """The pending consent an interaction grants, with its proof; None when it grants none.
+
+    `ip_hash` is `hash_ip(client address, salt)` when the caller knows the address."""
     if interaction.consent.marketing_email is not True:
         return None
     return PrivacyRecord(
@@ -75,10 +80,13 @@ def consent_given(interaction: Interaction) -> PrivacyRecord | None:
         reason="pending double opt-in",
         consent_text_version=interaction.consent.text_version or "unversioned",
         consent_source=interaction.source.channel or "web",
+        ip_hash=ip_hash,
     )
 
 
-def consent_confirmed(claim: ConsentClaim, token: str, now: datetime) -> PrivacyRecord:
+def consent_confirmed(
+    claim: ConsentClaim, token: str, now: datetime, *, ip_hash: str | None = None
+) -> PrivacyRecord:
     return PrivacyRecord(
         event_id=f"consent-confirmed-{token_id(token)}",
         occurred_at=now.astimezone(UTC),
@@ -87,11 +95,18 @@ def consent_confirmed(claim: ConsentClaim, token: str, now: datetime) -> Privacy
         requested_by="data-subject",
         consent_text_version=claim.text_version,
         consent_source="double_opt_in_link",
+        ip_hash=ip_hash,
     )
 
 
 def consent_withdrawn(
-    lead_id: str, source: str, now: datetime, event_id: str, text_version: str | None = None
+    lead_id: str,
+    source: str,
+    now: datetime,
+    event_id: str,
+    text_version: str | None = None,
+    *,
+    ip_hash: str | None = None,
 ) -> PrivacyRecord:
     return PrivacyRecord(
         event_id=event_id,
@@ -101,4 +116,83 @@ def consent_withdrawn(
         requested_by="data-subject",
         consent_text_version=text_version,
         consent_source=source,
+        ip_hash=ip_hash,
     )
+
+
+# --- consent proof --------------------------------------------------------------------------------
+#
+# The proof that a lead agreed (GDPR Art. 7(1)): when consent was given and confirmed (double opt-in)
+# or withdrawn, to which text version, where, and a salted hash of the client address. It is kept
+# apart from the lead's other data and outlives an erasure for the period claims can be brought
+# (config/privacy.yaml): erasing it would leave leadpipe unable to show that mail it sent was
+# wanted. On erasure it is pseudonymised instead: the lead id (a plain digest of the e-mail, so
+# anyone holding the address can find it) is dropped, and only the salted subject hash remains,
+# which matches again only with the e-mail and the secret salt. See docs/privacy.md.
+
+PROOF_KINDS = frozenset(
+    {
+        PrivacyRequestKind.CONSENT_GIVEN,
+        PrivacyRequestKind.CONSENT_CONFIRMED,
+        PrivacyRequestKind.CONSENT_WITHDRAWN,
+    }
+)
+
+
+class ConsentEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: PrivacyRequestKind
+    event_id: str
+    at: AwareDatetime
+    text_version: str | None = None
+    source: str | None = None
+    ip_hash: str | None = None
+
+
+class ConsentProof(BaseModel):
+    """One subject's consent history; `lead_id` is None once the lead was erased."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str = Field(description="Salted hash of the lead id: the proof's key, also after erasure.")
+    lead_id: str | None = None
+    events: tuple[ConsentEvent, ...] = ()
+    pseudonymised_at: AwareDatetime | None = None
+
+
+def salted_hash(value: str, salt: str) -> str:
+    """HMAC-SHA256: without the secret salt a hash cannot be recomputed from a guessed value."""
+    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def subject_of(lead_id: str, salt: str) -> str:
+    return salted_hash(f"lead|{lead_id}", salt)
+
+
+def hash_ip(address: str | None, salt: str) -> str | None:
+    """What the proof keeps of a client address: enough to match it later, not to read it."""
+    return salted_hash(f"ip|{address}", salt) if address else None
+
+
+def record_consent(proof: ConsentProof | None, record: PrivacyRecord, salt: str) -> ConsentProof:
+    """Add a consent record to the subject's proof (once per event id); a new consent after an
+    erasure names the lead again, since the person is back."""
+    current = proof or ConsentProof(subject=subject_of(record.lead_id, salt))
+    if record.kind not in PROOF_KINDS or any(e.event_id == record.event_id for e in current.events):
+        return current
+    event = ConsentEvent(
+        kind=record.kind,
+        event_id=record.event_id,
+        at=record.occurred_at,
+        text_version=record.consent_text_version,
+        source=record.consent_source,
+        ip_hash=record.ip_hash,
+    )
+    events = tuple(sorted((*current.events, event), key=lambda e: e.at))
+    return current.model_copy(update={"events": events, "lead_id": record.lead_id})
+
+
+def pseudonymise(proof: ConsentProof, now: datetime) -> ConsentProof:
+    """The proof without the lead id (idempotent: the first erasure time is kept)."""
+    return proof.model_copy(update={"lead_id": None, "pseudonymised_at": proof.pseudonymised_at or now})

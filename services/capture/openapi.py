@@ -20,6 +20,7 @@ from services.capture.api_models import (
     Withdrawn,
 )
 from services.capture.platforms import GoogleLead, LinkedInNotification, MetaWebhook
+from services.capture.privacy_api import EraseIn, ErasureAccepted, ErasureLog, ExportOut, SubjectIn
 
 _MODELS: tuple[type[BaseModel], ...] = (
     InteractionIn,
@@ -34,6 +35,11 @@ _MODELS: tuple[type[BaseModel], ...] = (
     MetaWebhook,
     GoogleLead,
     LinkedInNotification,
+    EraseIn,
+    SubjectIn,
+    ErasureAccepted,
+    ErasureLog,
+    ExportOut,
 )
 
 
@@ -54,6 +60,96 @@ def _answers(ok: int, model: type[BaseModel], *errors: int) -> dict[str, Any]:
 
 _KEY: list[dict[str, list[str]]] = [{"apiKey": []}]
 _COMMON = (400, 401, 403, 413, 422, 429, 503)
+_TOKEN = [
+    {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "The signed token nurture's mailer put in the link.",
+        "schema": {"type": "string"},
+    }
+]
+_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+def _tracking_paths() -> dict[str, Any]:
+    """The e-mail tracking links (services/capture/tracking.py): public, proved by their signature."""
+    pixel = {"content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}}}
+    refused = {"description": "Damaged or forged link", **_json(Problem)}
+    return {
+        "/t/o/{token}": {
+            "get": {
+                "summary": "Open pixel: a 1x1 GIF, also for a bad token; a valid one records email_open.",
+                "parameters": _TOKEN,
+                "responses": {"200": {"description": "The pixel", **pixel}},
+            }
+        },
+        "/t/c/{token}": {
+            "get": {
+                "summary": "Click: records email_click, then redirects to the target signed in the token.",
+                "parameters": _TOKEN,
+                "responses": {
+                    "302": {
+                        "description": "To the link's target",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "400": refused,
+                },
+            }
+        },
+        "/t/u/{token}": {
+            "get": {
+                "summary": "Unsubscribe page with a button (merely following the link changes nothing).",
+                "parameters": _TOKEN,
+                "responses": {"200": {"description": "The page", **_HTML}, "400": refused},
+            },
+            "post": {
+                "summary": "Unsubscribe (the page's button or RFC 8058 one-click); records unsubscribe.",
+                "parameters": _TOKEN,
+                "responses": {
+                    "200": {"description": "Unsubscribed", **_HTML},
+                    "400": refused,
+                    "503": {"description": "Not recorded; retry", **_json(Problem)},
+                },
+            },
+        },
+    }
+
+
+def _privacy_paths() -> dict[str, Any]:
+    """Erasure and export (services/capture/privacy_api.py): an admin key in X-API-Key."""
+    admin = "Needs an admin key (CAPTURE_ADMIN_KEYS) in X-API-Key; 403 for an ordinary API key."
+    return {
+        "/v1/privacy/erase": {
+            "post": {
+                "summary": "Erase a lead everywhere: publishes an erase request on privacy.requests.",
+                "description": admin,
+                "security": _KEY,
+                "requestBody": {"required": True, **_json(EraseIn)},
+                "responses": _answers(202, ErasureAccepted, 401, 403, 413, 422, 429, 503),
+            }
+        },
+        "/v1/privacy/erasures/{request_id}": {
+            "get": {
+                "summary": "Which services have reported an erasure done, with counts per store.",
+                "description": admin,
+                "security": _KEY,
+                "parameters": [
+                    {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": _answers(200, ErasureLog, 401, 403, 404, 429, 503),
+            }
+        },
+        "/v1/privacy/export": {
+            "post": {
+                "summary": "Everything leadpipe holds about a lead, by service; says which did not answer.",
+                "description": admin,
+                "security": _KEY,
+                "requestBody": {"required": True, **_json(SubjectIn)},
+                "responses": _answers(200, ExportOut, 401, 403, 413, 422, 429, 503),
+            }
+        },
+    }
 
 
 def build() -> dict[str, Any]:
@@ -108,6 +204,8 @@ def build() -> dict[str, Any]:
                     "responses": _answers(200, WebhookAck, 400, 403, 409, 413, 422, 503),
                 }
             },
+            **_tracking_paths(),
+            **_privacy_paths(),
         },
     }
 

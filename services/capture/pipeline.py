@@ -18,12 +18,14 @@ async def accept(
     event: InteractionIn,
     received_at: datetime,
     sender_id: str | None = None,
+    *,
+    ip_hash: str | None = None,
 ) -> Outcome:
     """Publish the consent record before the interaction, so a 503 never leaves consent unrecorded."""
     started = time.perf_counter()
     interaction = domain.to_interaction(event, received_at=received_at)
     sender_id = sender_id or domain.sender_id(event)
-    given = consent.consent_given(interaction)
+    given = consent.consent_given(interaction, ip_hash=ip_hash)
     if given is not None:
         outcome = await ingestor.submit(
             settings.topic(TopicName.PRIVACY), given, f"consent:{sender_id}" if sender_id else None

@@ -101,7 +101,9 @@ async def post_event(request: web.Request) -> web.Response:
     if isinstance(event, list):
         request.app[CAPTURE_METRICS].rejected.labels("validation_failed").inc()
         return problem(422, "validation_failed", "the event is not valid", fields=event)
-    outcome = await accept(request.app[INGESTOR], request.app[SETTINGS], event, utcnow())
+    outcome = await accept(
+        request.app[INGESTOR], request.app[SETTINGS], event, utcnow(), ip_hash=client_ip_hash(request)
+    )
     return answer(request, outcome)
 
 
@@ -143,7 +145,10 @@ async def post_batch(request: web.Request) -> web.Response:
                 first_index[event.event_id] = index
             pending.append((index, event))
     outcomes = await asyncio.gather(
-        *(accept(request.app[INGESTOR], settings, event, received_at) for _, event in pending)
+        *(
+            accept(request.app[INGESTOR], settings, event, received_at, ip_hash=client_ip_hash(request))
+            for _, event in pending
+        )
     )
     for (index, _), outcome in zip(pending, outcomes, strict=True):
         status = "duplicate" if outcome.answer.get("duplicate") else outcome.status.value
@@ -199,7 +204,9 @@ async def post_form(request: web.Request) -> web.StreamResponse:
         return problem(422, "validation_failed", "the form is not valid", fields=problems)
     # A form resubmitted within seconds (double click) is one lead: the sender id is the content.
     sender = "form:" + domain._digest(form_id + "|" + orjson.dumps(dict(sorted(submitted.items()))).decode())
-    outcome = await accept(request.app[INGESTOR], request.app[SETTINGS], event, utcnow(), sender)
+    outcome = await accept(
+        request.app[INGESTOR], request.app[SETTINGS], event, utcnow(), sender, ip_hash=client_ip_hash(request)
+    )
     if not outcome.ok:
         return answer(request, outcome)
     return _form_done(form.redirect, wants_json, outcome.answer)
@@ -209,6 +216,11 @@ def _form_done(redirect: str | None, wants_json: bool, body: dict[str, object]) 
     if redirect and not wants_json:
         return web.Response(status=303, headers={"Location": redirect})
     return web.json_response(body, status=202)
+
+
+def client_ip_hash(request: web.Request) -> str | None:
+    """The consent proof keeps a salted hash of the client's address, never the address itself."""
+    return consent.hash_ip(request.remote, request.app[SETTINGS].privacy_salt.get_secret_value())
 
 
 async def confirm_consent(request: web.Request) -> web.Response:
@@ -221,7 +233,7 @@ async def confirm_consent(request: web.Request) -> web.Response:
         request.app[CAPTURE_METRICS].rejected.labels(f"consent_token_{exc}").inc()
         status = 410 if str(exc) == "expired" else 400
         return problem(status, f"token_{exc}", "the confirmation link is not valid")
-    record = consent.consent_confirmed(claim, token, now)
+    record = consent.consent_confirmed(claim, token, now, ip_hash=client_ip_hash(request))
     outcome = await request.app[INGESTOR].submit(
         settings.topic(TopicName.PRIVACY), record, f"consent-confirm:{consent.token_id(token)}"
     )

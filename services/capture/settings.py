@@ -70,16 +70,62 @@ class CaptureSettings(ServiceSettings):
         SecretStr("dev-consent-secret-change-me"), description="HMAC key for consent confirmation tokens."
     )
     consent_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # E-mail tracking links (services/capture/tracking.py); nurture's mailer signs them.
+    tracking_secret: SecretStr = Field(
+        SecretStr("dev-tracking-secret-change-me"),
+        description="HMAC key of tracking links; the same value as NURTURE_TRACKING_SECRET.",
+    )
+    tracking_max_age_seconds: int = Field(
+        180 * 24 * 3600,
+        ge=60,
+        description="Opens and clicks of older links are not counted (a click still redirects).",
+    )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    # Privacy (services/capture/privacy_api.py): erasure, export, consent proof.
+    admin_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated admin keys for /v1/privacy/*, plain or sha256:<hex>; list the old and "
+        "the new key while rotating. Only hashes are kept. An admin key is also a valid API key.",
+    )
+    privacy_salt: SecretStr = Field(
+        SecretStr("dev-privacy-salt-change-me"),
+        description="Secret salt of the consent proof's subject and address hashes. Changing it orphans "
+        "existing proofs, so keep it as long as consent_proof_retention.",
+    )
+    privacy_file: Path = Field(
+        Path(__file__).resolve().parents[2] / "config" / "privacy.yaml",
+        description="Retention periods (YAML): consent proof and erasure log.",
+    )
+    privacy_services: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("enrich", "score", "route", "nurture"),
+        description="Comma-separated services that hold lead data: exports wait for their answers and "
+        "an erasure is complete when each (and capture) reported it.",
+    )
+    export_timeout: float = Field(10.0, gt=0, le=120, description="Seconds an export waits for answers.")
+    privacy_consumer: bool = Field(
+        True,
+        description="Consume privacy.requests: the consent proof ledger, erasure of capture's own data "
+        "and the erasure log. Off only for tests that do not need it.",
+    )
+
+    @field_validator("api_keys", "admin_keys", "cors_origins", "privacy_services", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _split(value)
 
-    @property
-    def api_key_hashes(self) -> frozenset[str]:
+    @staticmethod
+    def _hashes(keys: tuple[SecretStr, ...]) -> frozenset[str]:
         hashes = set()
-        for secret in self.api_keys:
+        for secret in keys:
             key = secret.get_secret_value()
             hashes.add(key if key.startswith("sha256:") else hash_api_key(key))
         return frozenset(hashes)
+
+    @property
+    def api_key_hashes(self) -> frozenset[str]:
+        """Keys accepted on /v1/: API keys and admin keys (an admin may do what a client may)."""
+        return self._hashes(self.api_keys) | self.admin_key_hashes
+
+    @property
+    def admin_key_hashes(self) -> frozenset[str]:
+        return self._hashes(self.admin_keys)

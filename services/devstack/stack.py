@@ -124,8 +124,6 @@ class DevStack:
                 "LEADPIPE_BROKER_URL": self.broker.url,
                 "REDIS_URL": self.redis_url,
                 "LEADPIPE_TOPIC_PARTITIONS": str(self.options.partitions),
-                # Tansu under-reports end offsets after multi-record batches; faust recovery needs them right.
-                "LEADPIPE_PRODUCER_MAX_BATCH_BYTES": "1",
                 "PYTHONUNBUFFERED": "1",
                 f"{prefix}_WEB_PORT": str(port),
                 f"{prefix}_WEB_HOST": self.options.host,

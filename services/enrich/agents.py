@@ -2,17 +2,25 @@
 
 State is read again after every await (the firmographics lookup), so an agent never writes back a
 state another agent changed meanwhile.
+
+Privacy: enrich erases a lead's rows on an `erase` request (and asks the same for the anonymous
+leads merged into it), answers `export` requests, and runs the retention sweep: it sees every
+interaction, so it keeps each lead's last activity and requests erasure of leads quiet too long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import faust
+from faust.types import TP
 from pydantic import Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from schemas.base import new_event_id, utcnow
 from schemas.enriched import (
@@ -23,6 +31,7 @@ from schemas.enriched import (
     RoutedInteraction,
 )
 from schemas.interaction import Interaction
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.topics import TopicName
 from services.enrich import domain
 from services.enrich.config import EnrichConfig
@@ -30,8 +39,13 @@ from services.enrich.domain import LeadState, Lookup, LookupStatus, Outcome
 from services.enrich.firmographics import Provider
 from services.enrich.metrics import EnrichMetrics
 from services.enrich.settings import EnrichSettings
+from services.privacy import exports, records, retention
+from services.privacy.metrics import PrivacyMetrics, privacy_metrics
+from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
+
+log = logging.getLogger(__name__)
 
 InboxRecord = Annotated[
     RoutedInteraction | AliasRequest | ProfileMerge | FirmographicsResolved,
@@ -53,6 +67,7 @@ class Enricher:
     pending: faust.types.tables.TableT[str, bytes]
     sink: faust.TopicT
     inbox: faust.TopicT
+    privacy: EnrichPrivacy | None = None
 
     def load(self, lead_id: str) -> LeadState | None:
         raw = self.leads.get(lead_id)
@@ -86,9 +101,12 @@ class Enricher:
         for request in outcome.aliases:
             await self.service.send(self.inbox, request.lead_id, request)
 
-    async def on_interaction(self, interaction: Interaction) -> None:
-        target = domain.destination(self.load(interaction.lead_id), interaction)
+    async def on_interaction(self, interaction: Interaction, partition: int = 0) -> None:
+        state = self.load(interaction.lead_id)
+        target = domain.destination(state, interaction)
         if target is not None:
+            if state is not None:  # an anonymous id still in use keeps its alias alive
+                self.touch(interaction.lead_id, interaction, partition)
             routed = RoutedInteraction(
                 event_id=interaction.event_id,
                 occurred_at=interaction.occurred_at,
@@ -98,18 +116,24 @@ class Enricher:
             )
             await self.service.send(self.inbox, target, routed)
             return
-        await self.enrich(interaction.lead_id, interaction)
+        await self.enrich(interaction.lead_id, interaction, partition)
 
-    async def enrich(self, lead_id: str, interaction: Interaction) -> None:
+    async def enrich(self, lead_id: str, interaction: Interaction, partition: int = 0) -> None:
         wanted = domain.lookup_needed(self.load(lead_id), lead_id, interaction, self.config)
         lookup = await self.lookup(wanted) if wanted else None
         outcome = domain.enrich(self.load(lead_id), lead_id, interaction, lookup, self.config)
         self.save(outcome.state)
+        self.touch(lead_id, interaction, partition)
         await self.publish(outcome, "live")
 
-    async def on_inbox(self, record: Any) -> None:
+    def touch(self, lead_id: str, interaction: Interaction, partition: int) -> None:
+        if self.privacy is not None:
+            at = min(interaction.occurred_at.timestamp(), time.time())  # a future date is not activity
+            self.privacy.touch(lead_id, at, partition)
+
+    async def on_inbox(self, record: Any, partition: int = 0) -> None:
         if isinstance(record, RoutedInteraction):
-            await self.enrich(record.lead_id, record.interaction)
+            await self.enrich(record.lead_id, record.interaction, partition)
         elif isinstance(record, AliasRequest):
             answer = domain.alias(self.load(record.lead_id), record)
             self.save(answer.state)
@@ -145,6 +169,117 @@ class Enricher:
                 )
                 await self.service.send(self.inbox, lead_id, answer)
 
+    async def on_privacy(self, request: PrivacyRecord) -> None:
+        """Erase or export; other privacy records (consent, completions) are not enrich's business."""
+        if self.privacy is None:
+            return
+        if request.kind is PrivacyRequestKind.ERASE:
+            await self.erase(request, self.privacy)
+        elif request.kind is PrivacyRequestKind.EXPORT:
+            await self.export(request, self.privacy)
+
+    async def erase(self, request: PrivacyRecord, privacy: EnrichPrivacy) -> None:
+        """Delete the lead's rows (each a changelog tombstone) and erase the leads merged into it."""
+        lead_id, now = request.lead_id, utcnow()
+        state = self.load(lead_id)
+        erased = {"leads_table": 0, "pending_table": 0, "activity_table": 0, "merged_leads": 0}
+        if state is not None:
+            for merged in state.merged:  # the same person's anonymous history, on other partitions
+                await self.service.send(privacy.topic, merged, records.cascaded_erase(request, merged, now))
+                erased["merged_leads"] += 1
+            del self.leads[lead_id]
+            erased["leads_table"] = 1
+        if lead_id in self.pending:
+            del self.pending[lead_id]
+            erased["pending_table"] = 1
+        erased["activity_table"] = privacy.forget(lead_id)
+        privacy.metrics.handled("erase")
+        privacy.metrics.count_erased(erased)
+        completed = records.erasure_completed(request, "enrich", erased, now)
+        await self.service.send(privacy.topic, lead_id, completed)
+
+    async def export(self, request: PrivacyRecord, privacy: EnrichPrivacy) -> None:
+        state = self.load(request.lead_id)
+        pending = self.pending.get(request.lead_id)
+        data: dict[str, Any] = {
+            "lead": state.model_dump(mode="json") if state else None,
+            "pending_lookup_domain": pending.decode() if pending else None,
+            "last_activity": privacy.last_activity(request.lead_id),
+        }
+        privacy.metrics.handled("export")
+        try:
+            await exports.put_answer(
+                privacy.redis, self.settings.topic_suffix, request, "enrich", data, now=utcnow()
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
+
+
+@dataclass
+class EnrichPrivacy:
+    """Retention bookkeeping and what privacy requests need: a last-activity table and its index.
+
+    The table (lead id -> time and partition) is durable; the index answers "who is quiet?" and is
+    rebuilt from the table after a rebalance or recovery, never scanned per sweep.
+    """
+
+    service: StreamService
+    policy: PrivacyPolicy
+    metrics: PrivacyMetrics
+    activity: Any  # faust table: lead id -> retention.encode_activity(...)
+    topic: faust.TopicT
+    redis: Redis
+    source_topic: str
+    index: retention.ActivityIndex = field(default_factory=retention.ActivityIndex)
+
+    def touch(self, lead_id: str, at: float, partition: int) -> None:
+        raw = self.activity.get(lead_id)
+        stored = retention.decode_activity(raw)[0] if raw else None
+        if retention.should_record(stored, at, self.policy.activity_resolution.total_seconds()):
+            self.activity[lead_id] = retention.encode_activity(at, partition)
+            self.index.touch(lead_id, at)
+
+    def forget(self, lead_id: str) -> int:
+        self.index.forget(lead_id)
+        if lead_id not in self.activity:
+            return 0
+        del self.activity[lead_id]
+        return 1
+
+    def last_activity(self, lead_id: str) -> float | None:
+        raw = self.activity.get(lead_id)
+        return retention.decode_activity(raw)[0] if raw else None
+
+    def rebuild(self) -> None:
+        """Index the leads this worker holds (after a rebalance or recovery, not every sweep)."""
+        self.index.clear()
+        self.index.needs_rebuild = False
+        for lead_id, raw in list(self.activity.items()):
+            if raw is not None:
+                self.index.touch(lead_id, retention.decode_activity(raw)[0])
+
+    async def sweep(self) -> int:
+        """Request erasure of each lead quiet for longer than the retention period; returns how many."""
+        if self.index.needs_rebuild:
+            self.rebuild()
+        cutoff = time.time() - self.policy.inactive_lead_retention.total_seconds()
+        actives = self.service.app.assignor.assigned_actives()
+        sent = 0
+        for lead_id in self.index.pop_inactive(cutoff):
+            raw = self.activity.get(lead_id)
+            if raw is None:
+                continue
+            at, partition = retention.decode_activity(raw)
+            if at > cutoff:
+                self.index.touch(lead_id, at)
+                continue
+            if TP(self.source_topic, partition) not in actives:
+                continue  # a standby copy: the partition's owner sends the request
+            await self.service.send(self.topic, lead_id, records.retention_erase(lead_id, at, utcnow()))
+            self.metrics.retention_requests.labels("enrich").inc()
+            sent += 1
+        return sent
+
 
 def _kind(record: EnrichedInteraction, default: str) -> str:
     if record.completes and default == "completion":
@@ -152,13 +287,49 @@ def _kind(record: EnrichedInteraction, default: str) -> str:
     return "replay" if record.replay_of else "live"
 
 
+def install_privacy(enricher: Enricher) -> EnrichPrivacy:
+    """The last-activity table, the policy, a Redis client for export answers, privacy metrics."""
+    service, settings = enricher.service, enricher.settings
+    app = service.app
+    activity = service.table(
+        "enrich-activity",
+        default=None,
+        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        partitions=settings.topic_partitions,
+        help="Last activity time (and partition) by lead id, for the retention sweep.",
+    )
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    privacy = EnrichPrivacy(
+        service=service,
+        policy=load_policy(settings.privacy_file),
+        metrics=privacy_metrics(service.name, service.metrics.registry),
+        activity=activity,
+        topic=service.topic(TopicName.PRIVACY),
+        redis=redis,
+        source_topic=settings.topic(TopicName.INTERACTIONS),
+    )
+
+    async def reindex(*args: Any, **kwargs: Any) -> None:
+        privacy.index.clear()
+
+    async def close(*args: Any, **kwargs: Any) -> None:
+        await redis.aclose()
+
+    app.on_rebalance_complete.connect(reindex)
+    activity.on_recover(reindex)
+    app.on_before_shutdown.connect(close)
+    return privacy
+
+
 def register(enricher: Enricher) -> None:
-    """Wire the agents and the retry timer onto the service's faust app."""
+    """Wire the agents, the retry timer and the retention sweep onto the service's faust app."""
     service = enricher.service
     app = service.app
     source = service.topic(TopicName.INTERACTIONS)
     interactions: Decoder[Interaction] = Decoder(Interaction, service.name)
     inbox_records: Decoder[Any] = Decoder(InboxRecord, service.name)
+    privacy_records: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
+    privacy = enricher.privacy = install_privacy(enricher)
 
     @app.agent(source, name=f"{service.name}.interactions")
     async def enrich_interactions(stream: faust.StreamT[bytes]) -> None:
@@ -166,7 +337,7 @@ def register(enricher: Enricher) -> None:
             started = time.perf_counter()
             interaction = await service.decode(interactions, event)
             if interaction is not None:
-                await enricher.on_interaction(interaction)
+                await enricher.on_interaction(interaction, event.message.partition)
             service.observe(event.message.topic, started)
 
     @app.agent(enricher.inbox, name=f"{service.name}.inbox")
@@ -175,9 +346,24 @@ def register(enricher: Enricher) -> None:
             started = time.perf_counter()
             record = await service.decode(inbox_records, event)
             if record is not None:
-                await enricher.on_inbox(record)
+                await enricher.on_inbox(record, event.message.partition)
+            service.observe(event.message.topic, started)
+
+    @app.agent(privacy.topic, name=f"{service.name}.privacy")
+    async def enrich_privacy(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            request = await service.decode(privacy_records, event)
+            if request is not None:
+                await enricher.on_privacy(request)
             service.observe(event.message.topic, started)
 
     @app.timer(enricher.settings.retry_interval_seconds, name=f"{service.name}.retry_pending")  # type: ignore[untyped-decorator]
     async def retry_pending() -> None:
         await enricher.retry_pending()
+
+    sweep_seconds = privacy.policy.retention_sweep_interval.total_seconds()
+
+    @app.timer(sweep_seconds, name=f"{service.name}.retention_sweep")  # type: ignore[untyped-decorator]
+    async def retention_sweep() -> None:
+        await privacy.sweep()

@@ -54,8 +54,8 @@ def create_app(settings: EnrichSettings) -> StreamService:
         config=config,
         provider=provider,
         metrics=metrics,
-        leads=app.Table("enrich-leads", help="Lead state by lead id.", **table_options),
-        pending=app.Table("enrich-pending", help="Domains partial records wait for.", **table_options),
+        leads=service.table("enrich-leads", help="Lead state by lead id.", **table_options),
+        pending=service.table("enrich-pending", help="Domains partial records wait for.", **table_options),
         sink=service.topic("leads.enriched"),
         inbox=app.topic(
             settings.topic(INBOX),

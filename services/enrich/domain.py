@@ -83,7 +83,12 @@ class AliasOutcome:
 
 
 def resolved_lead_id(interaction: Interaction) -> str:
-    """The lead an interaction belongs to by its content: normalised e-mail first, else anonymous id."""
+    """The lead an interaction belongs to by its content: normalised e-mail first, else anonymous id.
+
+    An event with neither (an e-mail open or click, whose signed link names only the lead) keeps
+    the lead id it was published with."""
+    if not interaction.contact.email and not interaction.anonymous_id:
+        return interaction.lead_id
     lead_id, _ = lead_identity(interaction.contact.email, interaction.anonymous_id)
     return lead_id
 

@@ -37,3 +37,7 @@ class EnrichSettings(ServiceSettings):
     retry_interval_seconds: float = Field(
         10.0, gt=0, description="How often lookups still owed for partial records are retried."
     )
+    privacy_file: Path = Field(
+        Path(__file__).resolve().parents[2] / "config" / "privacy.yaml",
+        description="Retention periods (YAML); enrich requests erasure of leads inactive beyond them.",
+    )

@@ -6,22 +6,29 @@ partitions this worker owns and publishes a tick keyed by the lead; the tick age
 clock inside stream iteration, so table writes go to the right changelog partition. Commands are
 acknowledged by the broker before the state moves on: a crash repeats a command (same id, the
 mailer drops it), never loses one.
+
+An `erase` request deletes both rows (changelog tombstones) after recording a stop in the delivery
+ledger, so commands already queued for the lead are withheld; `export` answers with both rows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
 import faust
 from faust.types import TP
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from schemas.base import utcnow
 from schemas.enriched import EnrichedInteraction
-from schemas.privacy import PrivacyRecord
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import SalesActivity, SalesRecord
 from schemas.stage import StageChange
 from schemas.topics import TopicName
@@ -30,10 +37,21 @@ from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics
 from services.nurture.rules import NurtureRules
 from services.nurture.settings import NurtureSettings
+from services.privacy import exports, records
+from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.runtime.codec import Decoder, encode
 from services.runtime.stream_app import StreamService
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+CONSENT_KINDS = frozenset(
+    {
+        PrivacyRequestKind.CONSENT_GIVEN,
+        PrivacyRequestKind.CONSENT_CONFIRMED,
+        PrivacyRequestKind.CONSENT_WITHDRAWN,
+    }
+)
 Step = Callable[..., domain.Outcome]
 
 
@@ -50,6 +68,9 @@ class Nurture:
     due: Any = None
     outbox: Any = None
     ticks: Any = None
+    privacy_topic: Any = None
+    privacy_metrics: PrivacyMetrics | None = None
+    redis: Redis | None = None  # for export answers
     _announced: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
 
     async def apply(self, event: faust.EventT[Any], lead_id: str, step: Step) -> None:
@@ -74,6 +95,60 @@ class Nurture:
         elif key in self.due:
             del self.due[key]
         self._count(out)
+
+    async def erase(self, request: PrivacyRecord) -> None:
+        """Stop queued mail, then delete the lead's rows; answer with what was erased (counts only)."""
+        key, now = request.lead_id.encode(), utcnow()
+        erased = {"leads_table": 0, "due_table": 0}
+        raw = self.leads.get(key)
+        if raw:
+            state = domain.LeadState.model_validate_json(raw)
+            self._count(domain.on_privacy(state, request, self.rules, now))  # the exits, for metrics
+            # Before the rows go: commands already on the outbox must not be delivered.
+            await self._until_redis_answers(partial(self.ledger.mark_stopped, request.lead_id, now))
+            del self.leads[key]
+            erased["leads_table"] = 1
+        if key in self.due:
+            del self.due[key]
+            erased["due_table"] = 1
+        self._announced.pop(key, None)
+        if self.privacy_metrics is not None:
+            self.privacy_metrics.handled("erase")
+            self.privacy_metrics.count_erased(erased)
+        completed = records.erasure_completed(request, self.service.name, erased, now)
+        pending = await self.privacy_topic.send(key=key, value=encode(completed))
+        await pending
+
+    @staticmethod
+    async def _until_redis_answers(call: Callable[[], Awaitable[None]]) -> None:
+        """Hold the partition while Redis is away: an erasure must not skip the stop marker."""
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except (RedisError, OSError) as exc:
+                log.warning("stop marker not stored, Redis unavailable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def export(self, request: PrivacyRecord) -> None:
+        key = request.lead_id.encode()
+        raw, due = self.leads.get(key), self.due.get(key)
+        if self.privacy_metrics is not None:
+            self.privacy_metrics.handled("export")
+        if self.redis is None:
+            return
+        try:
+            data: dict[str, Any] = {
+                "lead": domain.LeadState.model_validate_json(raw).model_dump(mode="json") if raw else None,
+                "next_step_due": due.decode().partition("|")[0] if due else None,
+                "mail_stopped_at": await self.ledger.stopped_at(request.lead_id),
+            }
+            await exports.put_answer(
+                self.redis, self.settings.topic_suffix, request, self.service.name, data, now=utcnow()
+            )
+        except (RedisError, OSError) as exc:  # the requester reports nurture as missing
+            log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
 
     async def _publish(self, key: str, record: Any) -> None:
         pending = await self.outbox.send(key=key.encode(), value=encode(record))
@@ -146,11 +221,32 @@ def install_agents(n: Nurture) -> None:
                     event, record.lead_id, partial(domain.on_sales_activity, rules=rules, event=record)
                 )
 
-    @app.agent(service.topic(TopicName.PRIVACY), name="nurture-privacy")
+    n.privacy_topic = service.topic(TopicName.PRIVACY)
+    n.privacy_metrics = privacy_metrics(service.name, service.metrics.registry)
+    if n.redis is None:
+        n.redis = Redis.from_url(
+            n.settings.redis_url,
+            socket_timeout=n.settings.redis_timeout,
+            socket_connect_timeout=n.settings.redis_timeout,
+        )
+
+    async def close_redis(*args: Any, **kwargs: Any) -> None:
+        if n.redis is not None:
+            await n.redis.aclose()
+
+    app.on_before_shutdown.connect(close_redis)
+
+    @app.agent(n.privacy_topic, name="nurture-privacy")
     async def privacy(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             record = await service.decode(privacy_decoder, event)
-            if record is not None:
+            if record is None:
+                continue
+            if record.kind is PrivacyRequestKind.ERASE:
+                await n.erase(record)
+            elif record.kind is PrivacyRequestKind.EXPORT:
+                await n.export(record)
+            elif record.kind in CONSENT_KINDS:  # completions and other answers are not about nurture
                 await n.apply(event, record.lead_id, partial(domain.on_privacy, rules=rules, record=record))
 
     @app.agent(n.ticks, name="nurture-ticks")

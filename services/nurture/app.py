@@ -28,8 +28,8 @@ def create_app(settings: NurtureSettings) -> StreamService:
     nurture = Nurture(service=service, settings=settings, rules=rules, metrics=metrics, ledger=ledger)
     # bytes keys and values: faust picks the raw codec for the changelog (recovery decodes the same way)
     table: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
-    nurture.leads = app.Table("leads", **table)
-    nurture.due = app.Table("due", **table)
+    nurture.leads = service.table("leads", **table)
+    nurture.due = service.table("due", **table)
     nurture.outbox = service.topic(TopicName.NURTURE_OUTBOX)
     nurture.ticks = app.topic(
         f"{app.conf.id}-ticks", partitions=settings.topic_partitions, internal=True, **raw

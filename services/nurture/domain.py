@@ -207,7 +207,11 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
 
 
 def erased(state: LeadState) -> LeadState:
-    """A tombstone without personal data that keeps the lead out of every sequence."""
+    """The state without personal data and with every enrolment ended.
+
+    The agent does not store it: on erasure it deletes the lead's rows (the lead id is personal
+    data too) and relies on the delivery ledger's stop marker to withhold mail already queued.
+    """
     enrolments = {
         name: Enrolment(
             number=e.number,

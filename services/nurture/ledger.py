@@ -53,4 +53,7 @@ class DeliveryLedger:
         return f"{self._prefix}:sent:{command_id}"
 
     def _stop_key(self, lead_id: str) -> str:
-        return f"{self._prefix}:stop:{lead_id}"
+        """Keyed by a digest: the marker outlives an erasure (it withholds queued mail), the id must not."""
+        from hashlib import blake2b
+
+        return f"{self._prefix}:stop:{blake2b(lead_id.encode(), digest_size=16).hexdigest()}"

@@ -3,36 +3,37 @@
 It runs as an agent inside the nurture worker (`NURTURE_MAILER_ENABLED=true`, the default) or on
 its own with `python -m services.nurture.mailer` (then set `NURTURE_MAILER_ENABLED=false` for the
 worker). Both may run at once: the Redis claim on the command id keeps each e-mail single.
-Links are tracked: opens and clicks come back to capture as `email_open` / `email_click`
-interactions (see `tracking_event`); the unsubscribe link becomes an `unsubscribe` interaction.
+Content comes from the template of the command's template id (services/nurture/templates/). Every
+link is a signed redirect through capture (`NURTURE_TRACKING_BASE_URL`, signed with
+`NURTURE_TRACKING_SECRET`, which must equal capture's `CAPTURE_TRACKING_SECRET`), and an open pixel
+is added: opens, clicks and unsubscribes come back as `email_open`, `email_click` and `unsubscribe`
+interactions on leads.interactions (services/capture/tracking.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import html
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from enum import StrEnum
 from typing import Protocol
-from urllib.parse import urlencode
 
 import aiosmtplib
 import faust
 import redis.asyncio as aioredis
 
-from schemas.interaction import InteractionIn, InteractionType
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
 from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
+from services.nurture.templates import EmailTemplate, TemplateLibrary, load_templates, render
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService, run_worker
+from services.runtime.tracking_tokens import TokenKind, TrackingClaim, TrackingTokens
 
 log = logging.getLogger(__name__)
 
@@ -47,62 +48,34 @@ class Delivery(StrEnum):
 
 
 @dataclass(frozen=True)
-class Tracking:
-    """Signed tracking URLs; the signature stops anyone forging opens or unsubscribes for others."""
+class TrackingLinks:
+    """Signed links to capture's tracking endpoints (services/capture/tracking.py)."""
 
     base_url: str
-    secret: bytes
+    tokens: TrackingTokens
 
-    def _sign(self, *parts: str) -> str:
-        return hmac.new(self.secret, "|".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
-
-    def _url(self, path: str, command: NurtureCommand, **extra: str) -> str:
-        params = {"c": command.event_id, "l": command.lead_id, **extra}
-        params["s"] = self._sign(path, *params.values())
-        return f"{self.base_url.rstrip('/')}/v1/track/{path}?{urlencode(params)}"
+    def _url(self, path: str, command: NurtureCommand, kind: TokenKind, target: str | None = None) -> str:
+        claim = TrackingClaim(
+            kind=kind,
+            lead_id=command.lead_id,
+            message_id=command.event_id,
+            sequence=command.sequence,
+            step=command.step,
+            template_id=command.template_id,
+            # When the mail was due: the same command always gets the same links, even after a retry.
+            issued_at=int(command.send_after.timestamp()),
+            url=target,
+        )
+        return f"{self.base_url.rstrip('/')}/t/{path}/{self.tokens.sign(claim)}"
 
     def open_pixel(self, command: NurtureCommand) -> str:
-        return self._url("open", command)
+        return self._url("o", command, TokenKind.OPEN)
 
     def click(self, command: NurtureCommand, target: str) -> str:
-        return self._url("click", command, u=target)
+        return self._url("c", command, TokenKind.CLICK, target)
 
     def unsubscribe(self, command: NurtureCommand) -> str:
-        return self._url("unsubscribe", command)
-
-    def verify(self, path: str, params: dict[str, str]) -> bool:
-        values = [v for k, v in params.items() if k != "s"]
-        return hmac.compare_digest(params.get("s", ""), self._sign(path, *values))
-
-
-_TRACKED = {
-    "open": InteractionType.EMAIL_OPEN,
-    "click": InteractionType.EMAIL_CLICK,
-    "unsubscribe": InteractionType.UNSUBSCRIBE,
-}
-
-
-def tracking_event(kind: str, command: NurtureCommand, at: datetime, url: str | None = None) -> InteractionIn:
-    """The event a tracking redirect POSTs to capture's `/v1/events` (the id makes repeats harmless)."""
-    event_id = hashlib.sha256(f"{command.event_id}|{kind}|{url or ''}".encode()).hexdigest()[:32]
-    properties: dict[str, str | int] = {
-        "command_id": command.event_id,
-        "sequence": command.sequence,
-        "step": command.step,
-        "template_id": command.template_id,
-    }
-    if url:
-        properties["url"] = url
-    return InteractionIn.model_validate(
-        {
-            "event_id": event_id,
-            "type": _TRACKED[kind],
-            "occurred_at": at,
-            "contact": {"email": command.recipient},
-            "source": {"channel": "email", "utm_source": "nurture", "utm_campaign": command.sequence},
-            "properties": properties,
-        }
-    )
+        return self._url("u", command, TokenKind.UNSUBSCRIBE)
 
 
 # --- the message ---------------------------------------------------------------------------------
@@ -111,26 +84,29 @@ def tracking_event(kind: str, command: NurtureCommand, at: datetime, url: str | 
 _POLICY = policy.SMTP.clone(max_line_length=998)
 
 
-def build_message(command: NurtureCommand, sender: str, tracking: Tracking) -> EmailMessage:
-    """A plain text + HTML e-mail with tracked links; the template id names the content."""
-    name = command.personalisation.get("first_name") or "there"
-    read_more = tracking.click(command, f"https://leadpipe.example/content/{command.template_id}")
-    unsubscribe = tracking.unsubscribe(command)
+def build_message(
+    command: NurtureCommand, sender: str, links: TrackingLinks, template: EmailTemplate
+) -> EmailMessage:
+    """A plain text + HTML e-mail: every link tracked, an open pixel, and one-click unsubscribe."""
+    content = render(template, command.personalisation, lambda url: links.click(command, url))
+    unsubscribe = links.unsubscribe(command)
     message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = command.recipient
-    message["Subject"] = command.template_id.replace("-", " ").capitalize()
+    message["Subject"] = content.subject
     message["Message-ID"] = f"<{command.event_id}@leadpipe.nurture>"
     message["X-Leadpipe-Command"] = command.event_id
     message["X-Leadpipe-Template"] = command.template_id
     message["X-Leadpipe-Send-After"] = command.send_after.isoformat()
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(f"Hi {name},\n\nRead more: {read_more}\n\nUnsubscribe: {unsubscribe}\n")
+    footer = "You receive this because you asked to hear from us."
+    message.set_content(f"{content.text}\n--\n{footer}\nUnsubscribe: {unsubscribe}\n")
+    pixel = html.escape(links.open_pixel(command))
     message.add_alternative(
-        f'<p>Hi {name},</p><p><a href="{read_more}">Read more</a></p>'
-        f'<p><a href="{unsubscribe}">Unsubscribe</a></p>'
-        f'<img src="{tracking.open_pixel(command)}" width="1" height="1" alt="">',
+        f'<!doctype html><html><body>{content.html}<hr><p style="font-size:12px;color:#666">{footer} '
+        f'<a href="{html.escape(unsubscribe)}">Unsubscribe</a></p>'
+        f'<img src="{pixel}" width="1" height="1" alt="" style="display:block;border:0"></body></html>',
         subtype="html",
     )
     return message
@@ -167,11 +143,20 @@ class Mailer:
         ledger: DeliveryLedger,
         transport: Transport,
         metrics: NurtureMetrics,
+        templates: TemplateLibrary | None = None,
     ) -> None:
         self.settings, self.ledger, self.transport, self.metrics = settings, ledger, transport, metrics
-        self.tracking = Tracking(
-            settings.tracking_base_url, settings.tracking_secret.get_secret_value().encode()
+        self.templates = templates or load_templates()
+        self.links = TrackingLinks(
+            settings.tracking_base_url, TrackingTokens(settings.tracking_secret.get_secret_value().encode())
         )
+
+    def message(self, command: NurtureCommand) -> EmailMessage:
+        template = self.templates.get(command.template_id)
+        if template is None:
+            log.warning("no template %r; sending the default one", command.template_id)
+            template = self.templates.get_or_default(command.template_id)
+        return build_message(command, self.settings.mail_from, self.links, template)
 
     async def deliver(self, command: NurtureCommand) -> Delivery:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""
@@ -185,7 +170,7 @@ class Mailer:
                 self.metrics.duplicates.labels("command").inc()
                 return Delivery.DUPLICATE
             try:
-                await self.transport.send(build_message(command, self.settings.mail_from, self.tracking))
+                await self.transport.send(self.message(command))
             except (aiosmtplib.SMTPException, OSError) as exc:
                 await self.ledger.release(command.event_id)
                 self.metrics.send_failures.inc()

@@ -13,13 +13,17 @@ import faust
 from redis.exceptions import RedisError
 
 from schemas.base import utcnow
-from schemas.handoff import Handoff, SlaEvent, SlaEventKind
+from schemas.handoff import Handoff, SlaEventKind
+from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import RepStatusUpdate, SalesRecord
 from schemas.stage import StageChange
 from schemas.topics import TopicName
+from services.privacy import exports, records
+from services.privacy.metrics import privacy_metrics
 from services.route.metrics import RouteMetrics
 from services.route.router import Outcome, Router
 from services.route.settings import RouteSettings
+from services.route.store import RedisStore
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 
@@ -47,6 +51,7 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
     sla = service.topic(TopicName.SLA)
     stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name)
     sales_decoder: Decoder[SalesRecord] = Decoder(SalesRecord, service.name)
+    install_privacy(service, router.store, settings)
 
     async def publish(outcome: Outcome) -> None:
         for record in outcome.records:
@@ -84,9 +89,8 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
                 outcome = await retrying(partial(router.on_activity, record), "activity")
                 await publish(outcome)
                 if outcome.first_contact_seconds is not None:
-                    first = outcome.records[0] if outcome.records else None
-                    tier = first.tier if isinstance(first, SlaEvent) else "unknown"
-                    metrics.first_contact.labels(tier).observe(outcome.first_contact_seconds)
+                    state = await retrying(partial(router.store.state, record.lead_id), "first contact")
+                    metrics.observe_first_contact(outcome, state, record)
             service.observe(activity_topic.get_topic_name(), started)
 
     @service.app.timer(settings.sla_check_interval)  # type: ignore[untyped-decorator]
@@ -104,3 +108,36 @@ async def update_open_leads(router: Router, metrics: RouteMetrics) -> None:
     loads = await router.store.loads()
     for team in router.config.teams:
         metrics.open_leads.labels(team.name).set(sum(loads.get(rep.id, 0) for rep in team.reps))
+    await metrics.observe_open_slas(router.store)
+
+
+def install_privacy(service: StreamService, store: RedisStore, settings: RouteSettings) -> None:
+    """Erase and export requests; everything route holds about a lead is in Redis (see store.py)."""
+    topic = service.topic(TopicName.PRIVACY)
+    decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
+    metrics = privacy_metrics(service.name, service.metrics.registry)
+
+    async def export(request: PrivacyRecord) -> None:
+        try:
+            data = await store.export(request.lead_id)
+            await exports.put_answer(
+                store.redis, settings.topic_suffix, request, service.name, data, now=utcnow()
+            )
+        except (RedisError, OSError) as exc:  # the requester reports route as missing
+            log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
+
+    @service.app.agent(topic, name=f"{service.name}.privacy")
+    async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            request = await service.decode(decoder, event)
+            if request is not None and request.kind is PrivacyRequestKind.ERASE:
+                erased = await retrying(partial(store.erase, request.lead_id), "erase")
+                metrics.handled("erase")
+                metrics.count_erased(erased)
+                completed = records.erasure_completed(request, service.name, erased, utcnow())
+                await service.send(topic, request.lead_id, completed)
+            elif request is not None and request.kind is PrivacyRequestKind.EXPORT:
+                metrics.handled("export")
+                await export(request)
+            service.observe(topic.get_topic_name(), started)

@@ -1,10 +1,22 @@
-"""Route's metrics, on the service's registry: speed to lead, SLA outcomes and rep load."""
+"""Route's metrics, on the service's registry: speed to lead, SLA outcomes and rep load.
+
+Three durations, because a lead waits in two places: `speed_to_lead` is the pipeline's part
+(triggering event to hand-off), `first_contact` the team's (hand-off to first contact), and
+`lead_response` what the lead experiences (triggering event to first contact), by source channel.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.handoff import SlaEvent
+from schemas.sales import SalesActivity
+from services.route.domain import LeadState
+from services.route.router import Outcome
+from services.route.store import RedisStore
+from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
@@ -15,12 +27,35 @@ class RouteMetrics:
     handoffs: Counter
     speed_to_lead: Histogram
     first_contact: Histogram
+    lead_response: Histogram
     breaches: Counter
     reassignments: Counter
     open_leads: Gauge
+    open_slas: Gauge
+    campaigns: CampaignsConfig
+
+    def observe_first_contact(
+        self, outcome: Outcome, state: LeadState | None, activity: SalesActivity
+    ) -> None:
+        """A rep's first contact stopped the SLA clock: the team's and the lead's waiting times."""
+        if outcome.first_contact_seconds is None:
+            return
+        first = outcome.records[0] if outcome.records else None
+        tier = first.tier if isinstance(first, SlaEvent) else "unknown"
+        self.first_contact.labels(tier).observe(outcome.first_contact_seconds)
+        if state is not None:
+            handoff = state.handoff
+            waited = (activity.occurred_at - handoff.trigger.occurred_at).total_seconds()
+            channel = self.campaigns.channel_label(handoff.source.channel)
+            self.lead_response.labels(tier, channel).observe(max(0.0, waited))
+
+    async def observe_open_slas(self, store: RedisStore) -> None:
+        """Running SLA clocks: hand-offs no rep has contacted yet (the store's `sla` deadlines)."""
+        self.open_slas.set(await store.redis.zcard(store.prefix + "sla"))
 
 
-def route_metrics(registry: CollectorRegistry) -> RouteMetrics:
+def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None = None) -> RouteMetrics:
+    """`campaigns` (which channels are labels) defaults to the file LEADPIPE_CAMPAIGNS_FILE names."""
     return RouteMetrics(
         handoffs=Counter(
             "leadpipe_route_handoffs_total", "Hand-offs made.", ["team", "tier"], registry=registry
@@ -39,6 +74,13 @@ def route_metrics(registry: CollectorRegistry) -> RouteMetrics:
             buckets=SPEED_BUCKETS,
             registry=registry,
         ),
+        lead_response=Histogram(
+            "leadpipe_route_lead_response_seconds",
+            "Triggering event to the first contact by sales (speed to lead as the lead sees it).",
+            ["tier", "channel"],
+            buckets=SPEED_BUCKETS,
+            registry=registry,
+        ),
         breaches=Counter(
             "leadpipe_route_sla_breaches_total", "SLA deadlines missed.", ["team", "tier"], registry=registry
         ),
@@ -48,4 +90,10 @@ def route_metrics(registry: CollectorRegistry) -> RouteMetrics:
         open_leads=Gauge(
             "leadpipe_route_open_leads", "Open leads held by a team's reps.", ["team"], registry=registry
         ),
+        open_slas=Gauge(
+            "leadpipe_route_sla_open",
+            "Running SLA clocks: handed-off leads not yet contacted.",
+            registry=registry,
+        ),
+        campaigns=campaigns or load_campaigns(),
     )

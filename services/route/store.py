@@ -12,6 +12,7 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
   seen:<handoff_id> str   a hand-off id already made (replays are dropped)
   sla               zset  lead_id -> deadline in epoch ms (durable timers)
   status            hash  rep -> JSON of run-time availability, capacity and out-of-office
+`erase` removes a lead from `lead:`, `sla` and its rep's `load`; no other key names a lead.
 """
 
 from __future__ import annotations
@@ -115,6 +116,26 @@ return {'released'}
 """
 )
 
+# ARGV: prefix, lead_id. Erasure: the rep's load drops as on a release, the lead's hash and SLA
+# deadline go. `seen:<handoff_id>` stays: an opaque digest that keeps a replayed stage change from
+# making the hand-off again.
+_ERASE = """
+local prefix, lead = ARGV[1], ARGV[2]
+local lead_key = prefix .. 'lead:' .. lead
+local found, released = 0, 0
+if redis.call('EXISTS', lead_key) == 1 then
+  found = 1
+  local rep = redis.call('HGET', lead_key, 'rep')
+  if rep and rep ~= '' and tonumber(redis.call('HGET', prefix .. 'load', rep) or '0') > 0 then
+    redis.call('HINCRBY', prefix .. 'load', rep, -1)
+    released = 1
+  end
+  redis.call('DEL', lead_key)
+end
+local deadlines = redis.call('ZREM', prefix .. 'sla', lead)
+return {found, deadlines, released}
+"""
+
 # ARGV: prefix, now_ms, lease_ms, limit. Claimed deadlines move out by the lease, so a worker that
 # dies while handling one only delays it.
 _CLAIM = """
@@ -172,6 +193,7 @@ class RedisStore:
         self._breach = redis.register_script(_BREACH)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
+        self._erase = redis.register_script(_ERASE)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -266,6 +288,23 @@ class RedisStore:
             else None,
         }
         await self.redis.hset(self._key("status"), rep_id, json.dumps(data))
+
+    async def erase(self, lead_id: str) -> dict[str, int]:
+        """Remove the lead from every key it is in, in one step; counts per store (no data)."""
+        found, deadlines, released = cast(list[Any], await self._erase(keys=[], args=[self.prefix, lead_id]))
+        return {"assignments": int(found), "sla_deadlines": int(deadlines), "rep_load": int(released)}
+
+    async def export(self, lead_id: str) -> dict[str, Any]:
+        """What route holds about the lead: its open hand-off and SLA deadline."""
+        raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("lead", lead_id)))
+        assignment = {_text(k): _text(v) for k, v in raw.items()}
+        if "state" in assignment:
+            assignment["state"] = json.loads(assignment["state"])
+        deadline = await self.redis.zscore(self._key("sla"), lead_id)
+        return {
+            "assignment": assignment or None,
+            "sla_deadline_ms": int(deadline) if deadline is not None else None,
+        }
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -6,6 +6,14 @@ import logging
 
 # faust logs every published message at debug level; building those records cost ~15% of a worker.
 HOT_PATH_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
+# Their DEBUG lines print whole records (keys and values: e-mails, names): never below INFO, even
+# when a service runs at DEBUG (found by tests/integration/test_privacy_pipeline.py).
+PAYLOAD_LOGGERS = (
+    "aiokafka.producer.producer",
+    "faust.topics",
+    "faust.transport.drivers.aiokafka",
+    "faust.agents.agent",
+)
 
 
 def configure(level: str) -> None:
@@ -17,3 +25,5 @@ def configure(level: str) -> None:
     framework_level = numeric if numeric <= logging.DEBUG else logging.WARNING
     for name in HOT_PATH_LOGGERS:
         logging.getLogger(name).setLevel(framework_level)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(framework_level, logging.INFO))

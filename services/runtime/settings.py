@@ -46,8 +46,7 @@ class ServiceSettings(BaseSettings):
         16384,
         ge=1,
         validation_alias=_env("LEADPIPE_PRODUCER_MAX_BATCH_BYTES"),
-        description="Producer batch size. Set 1 on Tansu: it under-reports a partition's end offset after a "
-        "multi-record batch, and faust then ends changelog recovery early and loses table state.",
+        description="Producer batch size in bytes (faust's producer_max_batch_size).",
     )
     data_dir: str = Field(
         ".leadpipe/data",

@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from schemas.dead_letter import DeadLetter, RecordOrigin
 from schemas.topics import TopicName
+from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.codec import Decoder, encode, key_text
 from services.runtime.health import Flag, Health
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
@@ -77,6 +78,7 @@ class StreamService:
         self.health.add("consumer_group", self.partitions_assigned)
         self.app = faust_app(name, settings, **app_overrides)
         self.dlq = self.topic(TopicName.DLQ)
+        self.tables: list[CaughtUpTable] = []
         self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
         self._install_pages()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
@@ -91,6 +93,14 @@ class StreamService:
             value_serializer="raw",
             partitions=self.settings.topic_partitions,
         )
+
+    def table(self, name: str, **options: Any) -> CaughtUpTable:
+        """A changelog-backed table whose recovery reads to the log's real end (see CaughtUpTable)."""
+        table = CaughtUpTable(self.app, name=name, beacon=self.app.tables.beacon, **options)
+        table.bootstrap_servers = self.settings.bootstrap_servers
+        self.app.tables.add(table)
+        self.tables.append(table)
+        return table
 
     async def decode(self, decoder: Decoder[T], event: faust.EventT[Any]) -> T | None:
         """Decode one record; unreadable ones go to the dead-letter topic and yield None."""

@@ -10,16 +10,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from schemas.base import utcnow
 from schemas.enriched import EnrichedInteraction
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
+from services.privacy import exports, records
+from services.privacy.metrics import PrivacyMetrics
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 from services.score import domain
 from services.score.due import DueIndex
 from services.score.metrics import ScoreMetrics
-from services.score.recovery_tail import RecoveryTail
 from services.score.rules import RulesError, RulesFile
 from services.score.state import LeadState
 
@@ -33,13 +37,15 @@ class ScoreWiring:
     rules: RulesFile
     metrics: ScoreMetrics
     index: DueIndex
-    tail: RecoveryTail
     enriched: str
     sales: str
     privacy: str
     decay: str
     decay_topic: faust.TopicT
     stage_changes: faust.TopicT
+    privacy_topic: faust.TopicT
+    privacy_metrics: PrivacyMetrics
+    redis: Redis  # export answers only: scoring itself never waits for Redis
 
 
 def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reload_interval: float) -> None:
@@ -67,8 +73,8 @@ def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reloa
                     _count(w, "sales", update)
             elif topic == w.privacy:
                 request = await service.decode(privacy, event)
-                if request is not None and request.kind == PrivacyRequestKind.ERASE:
-                    _erase(w, request.lead_id)
+                if request is not None:
+                    await _on_privacy(w, request)
             elif topic == w.decay and event.key:
                 state = _load(w, bytes(event.key).decode())
                 if state is not None:
@@ -107,11 +113,31 @@ def _load(w: ScoreWiring, lead_id: str) -> LeadState | None:
     return None if raw is None else LeadState.loads(raw)
 
 
-def _erase(w: ScoreWiring, lead_id: str) -> None:
-    w.table.pop(lead_id.encode(), None)
-    w.tail.wrote(lead_id.encode())
+async def _on_privacy(w: ScoreWiring, request: PrivacyRecord) -> None:
+    """Erase (and report what was erased) or answer an export; other privacy records are not ours."""
+    if request.kind == PrivacyRequestKind.ERASE:
+        erased = {"scores_table": _erase(w, request.lead_id)}
+        w.privacy_metrics.handled("erase")
+        w.privacy_metrics.count_erased(erased)
+        completed = records.erasure_completed(request, "score", erased, utcnow())
+        await w.service.send(w.privacy_topic, request.lead_id, completed)
+    elif request.kind == PrivacyRequestKind.EXPORT:
+        state = _load(w, request.lead_id)
+        data = {"lead_score": None if state is None else state.model_dump(mode="json")}
+        w.privacy_metrics.handled("export")
+        try:
+            suffix = w.service.settings.topic_suffix
+            await exports.put_answer(w.redis, suffix, request, "score", data, now=utcnow())
+        except (RedisError, OSError) as exc:
+            log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
+
+
+def _erase(w: ScoreWiring, lead_id: str) -> int:
+    """Remove the lead's state (the table writes a tombstone to its changelog); 1 if there was one."""
+    existed = w.table.pop(lead_id.encode(), None) is not None
     w.index.set(lead_id, None)
     w.metrics.events_scored.labels("privacy", "erased").inc()
+    return int(existed)
 
 
 def _count(w: ScoreWiring, kind: str, update: domain.ScoreUpdate) -> None:
@@ -126,10 +152,8 @@ async def _publish(w: ScoreWiring, update: domain.ScoreUpdate) -> None:
     """Publish first, then store: a crash in between re-publishes the same deterministic ids."""
     for change in update.changes:
         await w.service.send(w.stage_changes, change.lead_id, change)
-        w.metrics.stage_changes.labels(change.kind.value, change.from_stage, change.to_stage).inc()
-        w.metrics.stage_change_latency.observe(max(0.0, time.time() - change.trigger.occurred_at.timestamp()))
+        w.metrics.observe_stage_change(change)
     w.table[update.state.lead_id.encode()] = update.state.dumps()
-    w.tail.wrote(update.state.lead_id.encode())
     w.index.set(update.state.lead_id, update.state.next_due)
 
 

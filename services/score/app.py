@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.asyncio import Redis
+
 from schemas.topics import TopicName
+from services.privacy.metrics import privacy_metrics
 from services.runtime.stream_app import StreamService
 from services.score.agents import ScoreWiring, register
 from services.score.due import DueIndex
 from services.score.metrics import score_metrics
-from services.score.recovery_tail import RecoveryTail
 from services.score.rules import RulesFile
 from services.score.settings import ScoreSettings
 
@@ -36,37 +38,32 @@ def create_app(settings: ScoreSettings) -> StreamService:
     channel = service.app.topic(*names.values(), **raw)
     # bytes keys and values use the raw codec; the state's JSON is (de)serialised by LeadState
     index = DueIndex()
-    tail = RecoveryTail(service.app, on_applied=index.clear)
-    table = service.app.Table(
-        "lead-scores",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.topic_partitions,
-        on_changelog_event=tail.on_changelog_event,
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    table = service.table(
+        "lead-scores", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
     )
-    tail.table = table
     wiring = ScoreWiring(
         service=service,
         table=table,
         rules=rules,
         metrics=score_metrics(service.metrics.registry),
         index=index,
-        tail=tail,
         decay_topic=service.app.topic(names["decay"], **raw),
         stage_changes=service.topic(TopicName.STAGE_CHANGES),
+        privacy_topic=service.topic(TopicName.PRIVACY),
+        privacy_metrics=privacy_metrics(service.name, service.metrics.registry),
+        redis=redis,
         **names,
     )
     register(wiring, channel, settings.decay_check_interval, settings.rules_reload_interval)
 
-    async def _rebalanced(*args: Any, **kwargs: Any) -> None:
+    async def _reindex(*args: Any, **kwargs: Any) -> None:
         index.clear()
-        tail.rebalanced()
 
-    async def _recovered(*args: Any, **kwargs: Any) -> None:
-        index.clear()
-        tail.recovered()
+    async def _close(*args: Any, **kwargs: Any) -> None:
+        await redis.aclose()
 
-    service.app.on_rebalance_complete.connect(_rebalanced)
-    table.on_recover(_recovered)
+    service.app.on_rebalance_complete.connect(_reindex)
+    service.app.on_before_shutdown.connect(_close)
+    table.on_recover(_reindex)  # runs after the catch-up, which was attached first
     return service

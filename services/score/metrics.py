@@ -1,10 +1,19 @@
-"""Score's own metrics, beside the common ones."""
+"""Score's own metrics, beside the common ones, and the lead funnel: stage entries and captured leads
+by source channel and campaign, and campaign spend for cost per lead.
+
+Score exports the funnel because it decides lifecycle stages, and it exports the spend next to the
+counters the cost-per-lead panel divides it by, with the same campaign labels from the same file.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.stage import LifecycleStage, StageChange, StageKind
+from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Event time to stage change: milliseconds live, hours or days for a replay or a decay demotion.
 STAGE_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400)
@@ -19,9 +28,36 @@ class ScoreMetrics:
     stage_change_latency: Histogram
     rules_reloads: Counter
     due_leads: Gauge
+    stage_entries: Counter
+    leads_captured: Counter
+    campaign_cost: Gauge
+    campaigns: CampaignsConfig
+
+    def observe_stage_change(self, change: StageChange, now: float | None = None) -> None:
+        """Count one published stage change: its move, its latency, and the funnel by source."""
+        self.stage_changes.labels(change.kind.value, change.from_stage, change.to_stage).inc()
+        now = time.time() if now is None else now
+        self.stage_change_latency.observe(max(0.0, now - change.trigger.occurred_at.timestamp()))
+        if change.kind != StageKind.LIFECYCLE:
+            return
+        channel = self.campaigns.channel_label(change.source.channel)
+        campaign = self.campaigns.campaign_label(change.source.utm_campaign)
+        self.stage_entries.labels(change.to_stage, channel, campaign).inc()
+        if change.from_stage == LifecycleStage.RAW:
+            self.leads_captured.labels(channel, campaign).inc()
 
 
-def score_metrics(registry: CollectorRegistry) -> ScoreMetrics:
+def score_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None = None) -> ScoreMetrics:
+    """`campaigns` defaults to the file LEADPIPE_CAMPAIGNS_FILE names (config/campaigns.yaml)."""
+    campaigns = campaigns or load_campaigns()
+    campaign_cost = Gauge(
+        "leadpipe_campaign_cost",
+        "A campaign's spend over its period (config/campaigns.yaml), in its currency.",
+        ["campaign", "channel", "currency"],
+        registry=registry,
+    )
+    for campaign in campaigns.campaigns:
+        campaign_cost.labels(campaign.id, campaign.channel, campaign.currency).set(campaign.cost)
     return ScoreMetrics(
         events_scored=Counter(
             "leadpipe_score_events_scored_total",
@@ -53,4 +89,18 @@ def score_metrics(registry: CollectorRegistry) -> ScoreMetrics:
         due_leads=Gauge(
             "leadpipe_score_due_index_leads", "Leads in this worker's decay index.", registry=registry
         ),
+        stage_entries=Counter(
+            "leadpipe_funnel_stage_entries_total",
+            "Leads entering a lifecycle stage, by source channel and campaign (unlisted: other).",
+            ["stage", "channel", "campaign"],
+            registry=registry,
+        ),
+        leads_captured=Counter(
+            "leadpipe_funnel_leads_captured_total",
+            "New leads (their first lifecycle move, out of raw), by source channel and campaign.",
+            ["channel", "campaign"],
+            registry=registry,
+        ),
+        campaign_cost=campaign_cost,
+        campaigns=campaigns,
     )

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from schemas import Interaction, PrivacyRecord, TopicName
 from schemas.base import utcnow
+from services.capture import consent
 from services.capture.app import create_app
 from services.capture.consent import make_token
 from services.capture.settings import CaptureSettings
@@ -90,6 +91,9 @@ async def test_forms_map_fields_trap_bots_and_record_consent(
     assert [(p.kind.value, p.lead_id, p.consent_text_version, p.consent_source) for p in privacy] == [
         ("consent_given", ann.lead_id, "2026-01", "form")
     ]
+    # the proof names the client's address only as a salted hash
+    salt = settings.privacy_salt.get_secret_value()
+    assert privacy[0].ip_hash == consent.hash_ip("127.0.0.1", salt) is not None
 
 
 async def test_double_opt_in_confirm_and_withdraw(
@@ -117,5 +121,6 @@ async def test_double_opt_in_confirm_and_withdraw(
     privacy.sort(key=lambda p: p.kind.value)  # two leads, so maybe two partitions
     assert [p.kind.value for p in privacy] == ["consent_confirmed", "consent_withdrawn"]
     assert privacy[0].consent_text_version == "2026-01"
+    assert privacy[0].ip_hash == consent.hash_ip("127.0.0.1", settings.privacy_salt.get_secret_value())
     assert privacy[1].lead_id == (await withdraw.json())["lead_id"]
     assert privacy[1].consent_source == "preference_center"

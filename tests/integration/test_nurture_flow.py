@@ -187,7 +187,7 @@ async def test_welcome_series_consent_exit_on_hot(
     assert isinstance(first, EmailMessage)
     body = first.get_body(("plain",))
     assert body is not None
-    assert "/v1/track/click?" in body.get_content()
+    assert "/t/c/" in body.get_content()
     assert got[0][1]["List-Unsubscribe"].startswith("<http")
 
     await asyncio.sleep(1.0)  # hot-later's step 2 was due ~2 s before consented's step 3

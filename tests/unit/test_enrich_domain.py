@@ -148,6 +148,21 @@ def test_events_are_handled_where_their_identity_lives() -> None:
     assert domain.destination(None, messy) == lead_identity("ann@acme.de", None)[0]
 
 
+def test_an_event_naming_only_its_lead_stays_with_that_lead() -> None:
+    """E-mail opens and clicks come back with the signed lead id and no e-mail or anonymous id."""
+    known = interaction("pv", contact={"email": "ann@acme.de"})
+    click = known.model_copy(
+        update={
+            "event_id": "click",
+            "type": "email_click",
+            "contact": known.contact.model_copy(update={"email": None}),
+        }
+    )
+    assert click.anonymous_id is None
+    assert domain.resolved_lead_id(click) == known.lead_id
+    assert domain.destination(None, click) is None
+
+
 def test_duplicate_events_are_applied_once() -> None:
     event = interaction("ev-1", type="form_submit", contact={"email": "a@acme.de"})
     first = domain.enrich(None, event.lead_id, event, found(), CONFIG)

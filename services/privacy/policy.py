@@ -1,0 +1,59 @@
+"""The privacy policy (`config/privacy.yaml`): retention periods, validated at start-up."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.runtime.errors import describe
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "privacy.yaml"
+
+
+class PrivacyConfigError(ValueError):
+    pass
+
+
+class PrivacyPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inactive_lead_retention: timedelta = Field(
+        timedelta(days=730), description="A lead without any interaction this long is erased."
+    )
+    consent_proof_retention: timedelta = Field(
+        timedelta(days=3 * 365), description="Consent proof is kept this long after its last change."
+    )
+    erasure_log_retention: timedelta = Field(
+        timedelta(days=3 * 365),
+        description="How long the record that an erasure was requested and done (no personal data) is kept.",
+    )
+    retention_sweep_interval: timedelta = Field(
+        timedelta(hours=1), description="How often enrich looks for inactive leads."
+    )
+    activity_resolution: timedelta = Field(
+        timedelta(hours=1), description="Last-activity times are stored no more often than this."
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
+def load_policy(path: Path = DEFAULT_POLICY_FILE) -> PrivacyPolicy:
+    """The validated policy; the error names the file, the key and the problem."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise PrivacyConfigError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PrivacyConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return PrivacyPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise PrivacyConfigError(f"{path}: {describe(exc)}") from exc

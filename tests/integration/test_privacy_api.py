@@ -1,0 +1,193 @@
+"""Capture's privacy desk against the real broker and Redis: admin keys, erasure of capture's own data
+(consent proof pseudonymised and kept, idempotency answers scrubbed), the erasure log, and export."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from schemas import PrivacyRecord, TopicName
+from schemas.base import utcnow
+from services.capture import consent
+from services.capture.app import create_app
+from services.capture.domain import lead_identity
+from services.capture.settings import CaptureSettings, hash_api_key
+from services.devstack.broker import EmbeddedBroker
+from services.runtime.topics import ensure_pipeline_topics
+from tests.kafka import consume_until
+
+pytestmark = pytest.mark.integration
+Client = TestClient[web.Request, web.Application]
+CLIENT_KEY = {"X-API-Key": "client-key"}
+ADMIN = {"X-API-Key": "admin-old"}
+ROTATED = {"X-API-Key": "admin-new"}
+SALT = "test-privacy-salt"
+
+
+@pytest.fixture
+async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str) -> CaptureSettings:
+    built = CaptureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        api_keys="client-key",
+        admin_keys=f"admin-old,{hash_api_key('admin-new')}",  # rotation: both valid, one given hashed
+        privacy_salt=SALT,
+        privacy_services="enrich",
+        export_timeout=1.5,
+        consent_secret="consent-secret",
+    )
+    await ensure_pipeline_topics(built)
+    return built
+
+
+@pytest.fixture
+async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 40.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
+
+
+async def privacy_records(broker: EmbeddedBroker, settings: CaptureSettings) -> list[PrivacyRecord]:
+    topic = settings.topic(TopicName.PRIVACY)
+    records = await consume_until(broker.bootstrap_servers, topic, lambda r: False, within=1.5)
+    return [PrivacyRecord.model_validate_json(r.value) for r in records if r.value]
+
+
+async def test_privacy_endpoints_need_an_admin_key(client: Client) -> None:
+    body = {"email": "someone@example.com"}
+    assert (await client.post("/v1/privacy/erase", json=body)).status == 401
+    refused = await client.post("/v1/privacy/erase", json=body, headers=CLIENT_KEY)
+    assert refused.status == 403
+    assert (await refused.json())["error"] == "admin_key_required"
+    assert (await client.post("/v1/privacy/export", json=body, headers=CLIENT_KEY)).status == 403
+    assert (await client.get("/v1/privacy/erasures/x", headers=CLIENT_KEY)).status == 403
+    for key in (ADMIN, ROTATED):
+        assert (await client.post("/v1/privacy/erase", json=body, headers=key)).status == 202
+    both = await client.post("/v1/privacy/erase", json={**body, "lead_id": "e-" + "0" * 24}, headers=ADMIN)
+    assert both.status == 422
+    bad_id = await client.post("/v1/privacy/erase", json={"lead_id": "jane@example.com"}, headers=ADMIN)
+    assert bad_id.status == 422
+    # An admin key may also do what an API key does.
+    event = {"type": "page_view", "occurred_at": "2026-11-21T09:30:00Z", "anonymous_id": "anon-admin"}
+    assert (await client.post("/v1/events", json=event, headers=ADMIN)).status == 202
+
+
+async def test_erasure_pseudonymises_consent_proof_and_scrubs_idempotency(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker, redis: Redis
+) -> None:
+    email = "erase.me@example.com"
+    lead_id, _ = lead_identity(email, None)
+    event = {
+        "event_id": "ev-consenting",
+        "type": "form_submit",
+        "occurred_at": "2026-11-21T09:30:00Z",
+        "contact": {"email": email, "first_name": "Erika"},
+        "consent": {"marketing_email": True, "text_version": "2026-01"},
+    }
+    assert (await client.post("/v1/events", json=event, headers=CLIENT_KEY)).status == 202
+    token = consent.make_token(lead_id, "2026-01", utcnow() + timedelta(days=1), "consent-secret")
+    assert (await client.get("/v1/consent/confirm", params={"token": token})).status == 200
+
+    subject = consent.subject_of(lead_id, SALT)
+    proof_key = f"leadpipe:capture{settings.topic_suffix}:consent:{subject}"
+
+    async def proof() -> consent.ConsentProof | None:
+        raw = await redis.get(proof_key)
+        found = consent.ConsentProof.model_validate_json(raw) if raw else None
+        return found if found is not None and len(found.events) == 2 else None
+
+    before = await eventually(proof)
+    assert before.lead_id == lead_id
+    assert [e.kind.value for e in before.events] == ["consent_given", "consent_confirmed"]
+    seen_key = f"leadpipe:capture{settings.topic_suffix}:seen:event:ev-consenting"
+    assert lead_id.encode() in (await redis.get(seen_key) or b"")
+
+    answer = await client.post("/v1/privacy/erase", json={"email": " Erase.Me@Example.com "}, headers=ADMIN)
+    assert answer.status == 202, await answer.text()
+    accepted = await answer.json()
+    assert accepted["lead_id"] == lead_id
+
+    async def capture_done() -> dict[str, Any] | None:
+        log = await client.get(f"/v1/privacy/erasures/{accepted['request_id']}", headers=ADMIN)
+        body: dict[str, Any] = await log.json()
+        return body if "capture" in body.get("completed", {}) else None
+
+    entry = await eventually(capture_done)
+    assert entry["pending"] == ["enrich"] and not entry["complete"]
+    assert entry["requested_by"].startswith("admin")
+    # The event, its consent record and the confirmation link each left an idempotency answer.
+    assert entry["completed"]["capture"]["erased"] == {
+        "consent_proof_pseudonymised": 1,
+        "idempotency_answers": 3,
+    }
+    for key in await redis.keys(f"leadpipe:capture{settings.topic_suffix}:seen:*"):
+        assert lead_id.encode() not in (await redis.get(key) or b"")
+    kept = consent.ConsentProof.model_validate_json(await redis.get(proof_key) or b"")
+    assert kept.lead_id is None and kept.pseudonymised_at is not None
+    assert kept.events == before.events  # the proof itself is kept
+    assert 0 < await redis.ttl(proof_key) <= int(timedelta(days=1095).total_seconds())
+    scrubbed = await redis.get(seen_key) or b""
+    assert lead_id.encode() not in scrubbed and b'"erased": true' in scrubbed
+    # A retry of the erased sender event stays a duplicate: it does not bring the lead back.
+    again = await client.post("/v1/events", json=event, headers=CLIENT_KEY)
+    assert (await again.json()).get("duplicate") is True
+
+    done = [r for r in await privacy_records(broker, settings) if r.kind.value == "erasure_completed"]
+    assert [(r.service, r.in_reply_to, r.lead_id) for r in done] == [
+        ("capture", accepted["request_id"], lead_id)
+    ]
+    unknown = await client.get("/v1/privacy/erasures/erase-unknown", headers=ADMIN)
+    assert unknown.status == 404
+
+
+async def test_export_reports_capture_data_and_the_services_that_did_not_answer(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker, redis: Redis
+) -> None:
+    email = "export.me@example.com"
+    lead_id, _ = lead_identity(email, None)
+    event = {
+        "event_id": "ev-export",
+        "type": "form_submit",
+        "occurred_at": "2026-11-21T09:30:00Z",
+        "contact": {"email": email},
+        "consent": {"marketing_email": True},
+    }
+    assert (await client.post("/v1/events", json=event, headers=CLIENT_KEY)).status == 202
+    proof_key = f"leadpipe:capture{settings.topic_suffix}:consent:{consent.subject_of(lead_id, SALT)}"
+    await eventually(lambda: redis.exists(proof_key))
+
+    answer = await client.post("/v1/privacy/export", json={"email": email}, headers=ROTATED)
+    assert answer.status == 200, await answer.text()
+    body = await answer.json()
+    assert (body["lead_id"], body["complete"], body["missing"]) == (lead_id, False, ["enrich"])
+    own = body["services"]["capture"]
+    assert sorted(own["idempotency_sender_ids"]) == ["consent:event:ev-export", "event:ev-export"]
+    assert own["consent_proof"]["lead_id"] == lead_id
+    requests = [r for r in await privacy_records(broker, settings) if r.kind.value == "export"]
+    assert [r.lead_id for r in requests] == [lead_id] and requests[0].answer_by is not None
+    assert not await redis.keys(f"leadpipe:privacy{settings.topic_suffix}:export:*")

@@ -1,0 +1,215 @@
+"""Enrich's privacy duties against the real broker and Redis: erasure with its cascade to merged
+anonymous leads, export answers, and the retention sweep that requests erasure of quiet leads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from schemas import InteractionIn, PrivacyRecord, PrivacyRequestKind, TopicName
+from schemas.base import utcnow
+from services.capture.domain import lead_identity, to_interaction
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.enrich.agents import INBOX
+from services.enrich.app import create_app
+from services.enrich.settings import EnrichSettings
+from services.privacy import exports
+from services.runtime.codec import encode
+from services.runtime.stream_app import StreamService
+from services.runtime.topics import ensure_pipeline_topics, ensure_topics
+from tests.kafka import consume_until, produce
+
+pytestmark = pytest.mark.integration
+
+POLICY = """
+inactive_lead_retention: {retention}
+retention_sweep_interval: 0.5
+activity_resolution: 1
+"""
+
+
+async def start_enrich(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, retention: str
+) -> StreamService:
+    policy = tmp_path / "privacy.yaml"
+    policy.write_text(POLICY.format(retention=retention))
+    settings = EnrichSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        web_port=free_port(),
+        privacy_file=policy,
+    )
+    await ensure_pipeline_topics(settings)
+    await ensure_topics(settings.bootstrap_servers, [settings.topic(INBOX)], settings.topic_partitions)
+    service = create_app(settings)
+    await service.app.start()
+    return service
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[StreamService]]:
+    apps: list[StreamService] = []
+    yield apps
+    for app in apps:
+        await app.app.stop()
+
+
+def interaction(**fields: Any) -> tuple[bytes, bytes]:
+    record = to_interaction(InteractionIn.model_validate(fields), received_at=utcnow())
+    return record.lead_id.encode(), encode(record)
+
+
+async def privacy_records(
+    broker: EmbeddedBroker, service: StreamService, done: Callable[[list[PrivacyRecord]], bool]
+) -> list[PrivacyRecord]:
+    def decoded(records: list[Any]) -> list[PrivacyRecord]:
+        return [PrivacyRecord.model_validate_json(r.value) for r in records if r.value]
+
+    topic = service.settings.topic(TopicName.PRIVACY)
+    found = await consume_until(broker.bootstrap_servers, topic, lambda rs: done(decoded(rs)), within=60)
+    result = decoded(found)
+    assert done(result), [(r.kind.value, r.lead_id, r.requested_by, r.service) for r in result]
+    return result
+
+
+def rows(service: StreamService, lead_id: str) -> dict[str, Any]:
+    """The lead's rows in every enrich table (by key), as this worker holds them."""
+    return {
+        name: table.get(lead_id)
+        for name, table in service.app.tables.items()
+        if table.get(lead_id) is not None
+    }
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
+
+
+async def test_erasure_cascades_to_merged_anonymous_leads_and_export_answers(
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+) -> None:
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
+    started.append(enrich)
+    email, anon = "cascade.person@example.org", "anon-cascade-1"
+    known, _ = lead_identity(email, None)
+    anonymous, _ = lead_identity(None, anon)
+    now = datetime.now(UTC)
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    view = interaction(event_id="pv-1", type="page_view", occurred_at=now, anonymous_id=anon)
+    await produce(broker.bootstrap_servers, source, [view])
+    await eventually(lambda: bool(rows(enrich, anonymous)))
+    form = interaction(
+        event_id="form-1",
+        type="form_submit",
+        occurred_at=now + timedelta(seconds=1),
+        anonymous_id=anon,
+        contact={"email": email, "first_name": "Cass", "phone": "+49 30 1234567"},
+    )
+    await produce(broker.bootstrap_servers, source, [form])
+    leads: Any = enrich.app.tables["enrich-leads"]
+    await eventually(lambda: anonymous in (leads.get(known) or b"").decode())
+    assert set(rows(enrich, known)) >= {"enrich-leads", "enrich-activity"}
+
+    redis = Redis.from_url(redis_url)
+    try:
+        export = PrivacyRecord(
+            event_id=f"export-{suffix}",
+            occurred_at=utcnow(),
+            lead_id=known,
+            kind=PrivacyRequestKind.EXPORT,
+            answer_by=utcnow() + timedelta(seconds=60),
+        )
+        topic = enrich.settings.topic(TopicName.PRIVACY)
+        await produce(broker.bootstrap_servers, topic, [(known.encode(), encode(export))])
+
+        async def answered() -> bool:
+            return "enrich" in await exports.answers(redis, suffix, export.event_id)
+
+        await eventually(answered)
+        answer = (await exports.answers(redis, suffix, export.event_id))["enrich"]
+        assert answer["lead"]["profile"]["email"] == email
+        assert answer["lead"]["merged"] == [anonymous]
+        assert answer["last_activity"] is not None
+    finally:
+        await redis.aclose()
+
+    erase = PrivacyRecord(
+        event_id=f"erase-{suffix}",
+        occurred_at=utcnow(),
+        lead_id=known,
+        kind=PrivacyRequestKind.ERASE,
+        requested_by="admin",
+    )
+    await produce(broker.bootstrap_servers, topic, [(known.encode(), encode(erase))])
+
+    def completed(records: list[PrivacyRecord]) -> bool:
+        done = {r.lead_id for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED}
+        return done >= {known, anonymous}
+
+    records = await privacy_records(broker, enrich, completed)
+    by_lead = {r.lead_id: r for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED}
+    assert by_lead[known].erased == {
+        "leads_table": 1,
+        "pending_table": 0,
+        "activity_table": 1,
+        "merged_leads": 1,
+    }
+    assert by_lead[known].in_reply_to == erase.event_id and by_lead[known].service == "enrich"
+    assert by_lead[anonymous].erased["leads_table"] == 1
+    cascade = next(r for r in records if r.kind is PrivacyRequestKind.ERASE and r.lead_id == anonymous)
+    assert cascade.requested_by == "cascade"
+    assert rows(enrich, known) == {} and rows(enrich, anonymous) == {}
+    for table in enrich.app.tables.values():
+        for key, value in table.items():
+            text = f"{key!r}{value!r}"
+            assert known not in text and anonymous not in text and email not in text and anon not in text
+
+
+async def test_leads_quiet_beyond_the_retention_period_are_erased(
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+) -> None:
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "2")  # two quiet seconds
+    started.append(enrich)
+    email = "quiet.person@example.org"
+    lead, _ = lead_identity(email, None)
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    event = interaction(
+        event_id="q-1", type="form_submit", occurred_at=datetime.now(UTC), contact={"email": email}
+    )
+    await produce(broker.bootstrap_servers, source, [event])
+
+    def erased(records: list[PrivacyRecord]) -> bool:
+        return any(r.kind is PrivacyRequestKind.ERASURE_COMPLETED and r.lead_id == lead for r in records)
+
+    records = await privacy_records(broker, enrich, erased)
+    requests = [r for r in records if r.kind is PrivacyRequestKind.ERASE]
+    assert [(r.lead_id, r.requested_by) for r in requests] == [(lead, "retention")]
+    done = next(r for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED)
+    assert done.in_reply_to == requests[0].event_id
+    assert done.erased["leads_table"] == 1 and done.erased["activity_table"] == 1
+    assert rows(enrich, lead) == {}
