@@ -28,6 +28,9 @@ class RouteService(StreamService):
         self.store = RedisStore(self.redis, settings.redis_prefix)
         self.router = Router(self.config, self.store)
         self.route_metrics: RouteMetrics = route_metrics(self.metrics.registry)
+        self.route_metrics.start_at_zero(
+            [team.name for team in self.config.teams], [tier.name for tier in self.config.sla.tiers]
+        )
         self.health.add("redis", self.store.ping)
 
     async def close(self) -> None:

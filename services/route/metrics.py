@@ -51,7 +51,17 @@ class RouteMetrics:
 
     async def observe_open_slas(self, store: RedisStore) -> None:
         """Running SLA clocks: hand-offs no rep has contacted yet (the store's `sla` deadlines)."""
-        self.open_slas.set(await store.redis.zcard(store.prefix + "sla"))
+        self.open_slas.set(await store.open_clocks())
+
+    def start_at_zero(self, teams: list[str], tiers: list[str]) -> None:
+        """Create each configured team's and tier's series at 0: Prometheus's increase() cannot see a
+        counter's first appearance, so a first breach would otherwise read as no breach."""
+        for team in teams:
+            self.reassignments.labels(team)
+            self.open_leads.labels(team)
+            for tier in tiers:
+                self.handoffs.labels(team, tier)
+                self.breaches.labels(team, tier)
 
 
 def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None = None) -> RouteMetrics:

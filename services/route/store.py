@@ -231,6 +231,10 @@ class RedisStore:
         """True when this call stopped a running SLA clock (a racing breach then sees it stopped)."""
         return bool(await self.redis.zrem(self._key("sla"), lead_id))
 
+    async def open_clocks(self) -> int:
+        """SLA clocks still running: hand-offs no rep has contacted yet."""
+        return int(await self.redis.zcard(self._key("sla")))
+
     async def claim_due(self, now: datetime, lease_seconds: float, limit: int = 100) -> list[str]:
         args: list[str | int] = [self.prefix, _ms(now), int(lease_seconds * 1000), limit]
         return [_text(lead) for lead in cast(list[Any], await self._claim(keys=[], args=args))]

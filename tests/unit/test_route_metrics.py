@@ -48,3 +48,19 @@ def test_no_first_contact_observes_nothing_and_a_lost_state_only_the_teams_wait(
     metrics.observe_first_contact(Outcome([met], first_contact_seconds=1.0), None, contact)
     assert registry.get_sample_value("leadpipe_route_first_contact_seconds_count", {"tier": "hot"}) == 1
     assert b"lead_response_seconds_count{" not in generate_latest(registry)
+
+
+def test_configured_teams_and_tiers_start_at_zero() -> None:
+    """So Prometheus's increase() sees the first breach as 1, not as a series appearing."""
+    registry = CollectorRegistry()
+    metrics = route_metrics(registry, CAMPAIGNS)
+    assert (
+        registry.get_sample_value("leadpipe_route_sla_breaches_total", {"team": "dach", "tier": "hot"})
+        is None
+    )
+    metrics.start_at_zero(["dach"], ["hot", "mql"])
+    for tier in ("hot", "mql"):
+        labels = {"team": "dach", "tier": tier}
+        assert registry.get_sample_value("leadpipe_route_sla_breaches_total", labels) == 0
+        assert registry.get_sample_value("leadpipe_route_handoffs_total", labels) == 0
+    assert registry.get_sample_value("leadpipe_route_reassignments_total", {"team": "dach"}) == 0
