@@ -40,6 +40,7 @@ from services.enrich.firmographics import Provider
 from services.enrich.metrics import EnrichMetrics
 from services.enrich.settings import EnrichSettings
 from services.privacy import exports, records, retention
+from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.codec import Decoder
@@ -101,7 +102,16 @@ class Enricher:
         for request in outcome.aliases:
             await self.service.send(self.inbox, request.lead_id, request)
 
+    def stale(self, lead_id: str, interaction: Interaction) -> bool:
+        """Happened before the lead was erased (it was in flight): dropped, or it would recreate the lead."""
+        if self.privacy is None or not self.privacy.guard.blocks(lead_id, interaction.occurred_at):
+            return False
+        self.privacy.metrics.dropped_stale()
+        return True
+
     async def on_interaction(self, interaction: Interaction, partition: int = 0) -> None:
+        if self.stale(interaction.lead_id, interaction):
+            return
         state = self.load(interaction.lead_id)
         target = domain.destination(state, interaction)
         if target is not None:
@@ -119,6 +129,8 @@ class Enricher:
         await self.enrich(interaction.lead_id, interaction, partition)
 
     async def enrich(self, lead_id: str, interaction: Interaction, partition: int = 0) -> None:
+        if self.stale(lead_id, interaction):
+            return
         wanted = domain.lookup_needed(self.load(lead_id), lead_id, interaction, self.config)
         lookup = await self.lookup(wanted) if wanted else None
         outcome = domain.enrich(self.load(lead_id), lead_id, interaction, lookup, self.config)
@@ -193,6 +205,7 @@ class Enricher:
             del self.pending[lead_id]
             erased["pending_table"] = 1
         erased["activity_table"] = privacy.forget(lead_id)
+        privacy.guard.erased(lead_id, now)
         privacy.metrics.handled("erase")
         privacy.metrics.count_erased(erased)
         completed = records.erasure_completed(request, "enrich", erased, now)
@@ -230,6 +243,7 @@ class EnrichPrivacy:
     topic: faust.TopicT
     redis: Redis
     source_topic: str
+    guard: ErasureGuard
     index: retention.ActivityIndex = field(default_factory=retention.ActivityIndex)
 
     def touch(self, lead_id: str, at: float, partition: int) -> None:
@@ -298,15 +312,25 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
         partitions=settings.topic_partitions,
         help="Last activity time (and partition) by lead id, for the retention sweep.",
     )
+    erased = service.table(
+        "enrich-erased",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        help="When erased leads were erased, by lead digest: records from before are dropped.",
+    )
+    policy = load_policy(settings.privacy_file)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     privacy = EnrichPrivacy(
         service=service,
-        policy=load_policy(settings.privacy_file),
+        policy=policy,
         metrics=privacy_metrics(service.name, service.metrics.registry),
         activity=activity,
         topic=service.topic(TopicName.PRIVACY),
         redis=redis,
         source_topic=settings.topic(TopicName.INTERACTIONS),
+        guard=ErasureGuard(erased, policy.erasure_guard),
     )
 
     async def reindex(*args: Any, **kwargs: Any) -> None:
@@ -367,3 +391,4 @@ def register(enricher: Enricher) -> None:
     @app.timer(sweep_seconds, name=f"{service.name}.retention_sweep")  # type: ignore[untyped-decorator]
     async def retention_sweep() -> None:
         await privacy.sweep()
+        privacy.guard.purge(utcnow())

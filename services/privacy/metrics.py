@@ -13,9 +13,13 @@ class PrivacyMetrics:
     requests: Counter
     erased: Counter
     retention_requests: Counter
+    stale_dropped: Counter
 
     def handled(self, kind: str) -> None:
         self.requests.labels(self.service, kind).inc()
+
+    def dropped_stale(self) -> None:
+        self.stale_dropped.labels(self.service).inc()
 
     def count_erased(self, erased: dict[str, int]) -> None:
         for store, count in erased.items():
@@ -41,6 +45,12 @@ def privacy_metrics(service: str, registry: CollectorRegistry) -> PrivacyMetrics
         retention_requests=Counter(
             "leadpipe_privacy_retention_erase_requests_total",
             "Erase requests published for leads without activity within the retention period.",
+            ["service"],
+            registry=registry,
+        ),
+        stale_dropped=Counter(
+            "leadpipe_privacy_stale_records_dropped_total",
+            "Records about an erased lead that happened before its erasure, dropped (see privacy/guard.py).",
             ["service"],
             registry=registry,
         ),

@@ -33,6 +33,10 @@ class PrivacyPolicy(BaseModel):
     retention_sweep_interval: timedelta = Field(
         timedelta(hours=1), description="How often enrich looks for inactive leads."
     )
+    erasure_guard: timedelta = Field(
+        timedelta(days=7),
+        description="How long services drop records about an erased lead that happened before its erasure.",
+    )
     activity_resolution: timedelta = Field(
         timedelta(hours=1), description="Last-activity times are stored no more often than this."
     )

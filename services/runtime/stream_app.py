@@ -60,8 +60,11 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
     return faust.App(f"leadpipe-{service}{settings.topic_suffix}", **options)
 
 
-def partition_lag(end_offset: int, last_committed: int | None) -> int:
-    """Records after the last committed one (faust tracks the last processed offset, not the next)."""
+def partition_lag(end_offset: int | None, last_committed: int | None) -> int | None:
+    """Records after the last committed one (faust tracks the last processed offset, not the next);
+    None while the partition's end is not known yet (no fetch answered since the assignment)."""
+    if end_offset is None:
+        return None
     position = 0 if last_committed is None else last_committed + 1
     return max(0, end_offset - position)
 
@@ -147,6 +150,8 @@ class StreamService:
         committed_offsets = getattr(consumer, "_committed_offset", {})
         for tp in consumer.assignment():
             lag = partition_lag(consumer.highwater(tp), committed_offsets.get(tp))
+            if lag is None:
+                continue
             gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
     def _install_pages(self) -> None:

@@ -18,6 +18,7 @@ from schemas.enriched import EnrichedInteraction
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
 from services.privacy import exports, records
+from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
@@ -46,9 +47,19 @@ class ScoreWiring:
     privacy_topic: faust.TopicT
     privacy_metrics: PrivacyMetrics
     redis: Redis  # export answers only: scoring itself never waits for Redis
+    guard: ErasureGuard  # records from before a lead's erasure are dropped
 
 
-def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reload_interval: float) -> None:
+@dataclass(frozen=True)
+class Intervals:
+    """Seconds between timer runs."""
+
+    decay_check: float
+    rules_reload: float
+    erasure_purge: float
+
+
+def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> None:
     service = w.service
     interactions: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, "score")
     sales: Decoder[SalesActivity | RepStatusUpdate] = Decoder(SalesRecord, "score")
@@ -63,12 +74,14 @@ def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reloa
             update: domain.ScoreUpdate | None = None
             if topic == w.enriched:
                 record = await service.decode(interactions, event)
-                if record is not None:
+                if record is not None and not _stale(w, record.lead_id, record.occurred_at):
                     update = domain.apply_interaction(_load(w, record.lead_id), record, rules)
                     _count(w, "interaction", update)
             elif topic == w.sales:
                 activity = await service.decode(sales, event)
-                if isinstance(activity, SalesActivity):
+                if isinstance(activity, SalesActivity) and not _stale(
+                    w, activity.lead_id, activity.occurred_at
+                ):
                     update = domain.apply_sales_activity(_load(w, activity.lead_id), activity, rules)
                     _count(w, "sales", update)
             elif topic == w.privacy:
@@ -85,6 +98,12 @@ def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reloa
                 await _publish(w, update)
             service.observe(topic, started)
 
+    register_timers(w, intervals)
+
+
+def register_timers(w: ScoreWiring, intervals: Intervals) -> None:
+    """Decay demotions, rules reloads and forgetting old erasures."""
+
     async def demote_cooled_leads() -> None:
         """Send a check for each lead whose temperature is due to drop; the agent decides."""
         if w.index.needs_rebuild:
@@ -95,6 +114,9 @@ def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reloa
             await w.decay_topic.send(key=lead_id.encode(), value=stamp)
         w.metrics.due_leads.set(len(w.index))
 
+    async def forget_old_erasures() -> None:
+        w.guard.purge(utcnow())
+
     async def reload_rules() -> None:
         try:
             if w.rules.reload():
@@ -104,8 +126,9 @@ def register(w: ScoreWiring, channel: faust.TopicT, check_interval: float, reloa
             w.metrics.rules_reloads.labels("invalid").inc()
             log.error("kept the previous scoring rules: %s", exc)
 
-    service.app.timer(check_interval)(demote_cooled_leads)
-    service.app.timer(reload_interval)(reload_rules)
+    w.service.app.timer(intervals.decay_check)(demote_cooled_leads)
+    w.service.app.timer(intervals.rules_reload)(reload_rules)
+    w.service.app.timer(intervals.erasure_purge)(forget_old_erasures)
 
 
 def _load(w: ScoreWiring, lead_id: str) -> LeadState | None:
@@ -117,6 +140,7 @@ async def _on_privacy(w: ScoreWiring, request: PrivacyRecord) -> None:
     """Erase (and report what was erased) or answer an export; other privacy records are not ours."""
     if request.kind == PrivacyRequestKind.ERASE:
         erased = {"scores_table": _erase(w, request.lead_id)}
+        w.guard.erased(request.lead_id, utcnow())
         w.privacy_metrics.handled("erase")
         w.privacy_metrics.count_erased(erased)
         completed = records.erasure_completed(request, "score", erased, utcnow())
@@ -130,6 +154,14 @@ async def _on_privacy(w: ScoreWiring, request: PrivacyRecord) -> None:
             await exports.put_answer(w.redis, suffix, request, "score", data, now=utcnow())
         except (RedisError, OSError) as exc:
             log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
+
+
+def _stale(w: ScoreWiring, lead_id: str, occurred_at: datetime) -> bool:
+    """Happened before the lead was erased (it was in flight): dropped, or it would recreate the lead."""
+    if not w.guard.blocks(lead_id, occurred_at):
+        return False
+    w.privacy_metrics.dropped_stale()
+    return True
 
 
 def _erase(w: ScoreWiring, lead_id: str) -> int:

@@ -7,9 +7,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from schemas.topics import TopicName
+from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import privacy_metrics
+from services.privacy.policy import load_policy
 from services.runtime.stream_app import StreamService
-from services.score.agents import ScoreWiring, register
+from services.score.agents import Intervals, ScoreWiring, register
 from services.score.due import DueIndex
 from services.score.metrics import score_metrics
 from services.score.rules import RulesFile
@@ -38,6 +40,10 @@ def create_app(settings: ScoreSettings) -> StreamService:
     channel = service.app.topic(*names.values(), **raw)
     # bytes keys and values use the raw codec; the state's JSON is (de)serialised by LeadState
     index = DueIndex()
+    policy = load_policy(settings.privacy_file)
+    erased = service.table(
+        "erased-leads", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
+    )
     redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     table = service.table(
         "lead-scores", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
@@ -53,9 +59,15 @@ def create_app(settings: ScoreSettings) -> StreamService:
         privacy_topic=service.topic(TopicName.PRIVACY),
         privacy_metrics=privacy_metrics(service.name, service.metrics.registry),
         redis=redis,
+        guard=ErasureGuard(erased, policy.erasure_guard),
         **names,
     )
-    register(wiring, channel, settings.decay_check_interval, settings.rules_reload_interval)
+    intervals = Intervals(
+        decay_check=settings.decay_check_interval,
+        rules_reload=settings.rules_reload_interval,
+        erasure_purge=policy.retention_sweep_interval.total_seconds(),
+    )
+    register(wiring, channel, intervals)
 
     async def _reindex(*args: Any, **kwargs: Any) -> None:
         index.clear()

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.privacy.policy import DEFAULT_POLICY_FILE
 from services.runtime.settings import ServiceSettings
 from services.score.rules import DEFAULT_RULES_FILE
 
@@ -20,3 +21,6 @@ class ScoreSettings(ServiceSettings):
         1.0, gt=0, description="Seconds between checks for cooled-down leads."
     )
     rules_reload_interval: float = Field(5.0, gt=0, description="Seconds between checks of the rules file.")
+    privacy_file: Path = Field(
+        DEFAULT_POLICY_FILE, description="Privacy periods (YAML): how long erased leads stay guarded."
+    )

@@ -185,6 +185,32 @@ async def test_erasure_cascades_to_merged_anonymous_leads_and_export_answers(
             text = f"{key!r}{value!r}"
             assert known not in text and anonymous not in text and email not in text and anon not in text
 
+    await in_flight_records_cannot_bring_the_lead_back(broker, enrich, erase, email)
+
+
+async def in_flight_records_cannot_bring_the_lead_back(
+    broker: EmbeddedBroker, enrich: StreamService, erase: PrivacyRecord, email: str
+) -> None:
+    """An interaction in flight during the erasure is dropped; a later one (the person is back) is not."""
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    known, _ = lead_identity(email, None)
+    leads: Any = enrich.app.tables["enrich-leads"]
+    stale = interaction(
+        event_id="in-flight",
+        type="page_view",
+        occurred_at=erase.occurred_at - timedelta(seconds=1),
+        contact={"email": email, "first_name": "Stale"},
+    )
+    returned = interaction(event_id="back", type="page_view", occurred_at=utcnow(), contact={"email": email})
+    await produce(broker.bootstrap_servers, source, [stale, returned])
+    await eventually(lambda: bool(rows(enrich, known)))
+    profile = leads.get(known).decode()
+    assert "Stale" not in profile and "in-flight" not in profile
+    dropped = enrich.metrics.registry.get_sample_value(
+        "leadpipe_privacy_stale_records_dropped_total", {"service": "enrich"}
+    )
+    assert dropped == 1
+
 
 async def test_leads_quiet_beyond_the_retention_period_are_erased(
     broker: EmbeddedBroker,

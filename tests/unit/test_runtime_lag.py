@@ -17,3 +17,9 @@ def test_last_committed_offset_is_processed() -> None:
 
 def test_lag_is_never_negative() -> None:
     assert partition_lag(3, 7) == 0
+
+
+def test_unknown_end_is_no_figure_rather_than_a_crash() -> None:
+    """Right after an assignment faust knows no highwater yet; the lag timer must skip, not crash."""
+    assert partition_lag(None, None) is None
+    assert partition_lag(None, 4) is None

@@ -1,0 +1,32 @@
+"""The erasure guard: records from before a lead's erasure are stale, later ones are not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.privacy.guard import ErasureGuard, blocks, guard_key
+
+ERASED = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@given(st.integers(min_value=-(10**6), max_value=10**6))
+def test_stale_exactly_when_it_happened_at_or_before_the_erasure(seconds: int) -> None:
+    occurred = ERASED + timedelta(seconds=seconds)
+    assert blocks(ERASED.timestamp(), occurred) is (seconds <= 0)
+    assert blocks(None, occurred) is False  # never erased: nothing is stale
+
+
+def test_the_key_names_no_lead_and_the_guard_forgets_after_its_period() -> None:
+    table: dict[bytes, bytes] = {}
+    guard = ErasureGuard(table, keep=timedelta(days=7))
+    guard.erased("e-abc123", ERASED)
+    assert b"e-abc123" not in b"".join(table) and guard_key("e-abc123") in table
+    assert guard.blocks("e-abc123", ERASED - timedelta(seconds=1))
+    assert not guard.blocks("e-abc123", ERASED + timedelta(seconds=1))
+    assert not guard.blocks("e-other", ERASED - timedelta(days=1))
+    assert guard.purge(ERASED + timedelta(days=6)) == 0
+    assert guard.purge(ERASED + timedelta(days=8)) == 1
+    assert table == {} and not guard.blocks("e-abc123", ERASED - timedelta(seconds=1))
