@@ -6,11 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.interaction import InteractionIn, InteractionType
-from services.runtime.errors import describe
+from services.runtime.config_file import load_yaml_model
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "phone", "company", "job_title", "country")
 SOURCE_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
@@ -56,13 +55,7 @@ def load_forms(path: Path) -> dict[str, FormConfig]:
     """Validated form mappings; the error names the file, the key and the problem."""
     if not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return FormsFile.model_validate(data).forms
-    except yaml.YAMLError as exc:
-        raise FormsConfigError(f"{path}: not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        raise FormsConfigError(f"{path}: {describe(exc)}") from exc
+    return load_yaml_model(path, FormsFile, FormsConfigError).forms
 
 
 def is_bot(form: FormConfig, submitted: Mapping[str, str]) -> bool:

@@ -7,11 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.profile import Seniority
-from services.runtime.errors import describe
+from services.runtime.config_file import load_yaml_model
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "enrich.yaml"
 
@@ -81,13 +80,4 @@ class EnrichConfig(BaseModel):
 
 def load_config(path: Path = DEFAULT_CONFIG) -> EnrichConfig:
     """Read and validate the file; any problem is a ConfigError naming file, key and reason."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return EnrichConfig.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe(exc)}") from None
+    return load_yaml_model(path, EnrichConfig, ConfigError)

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.sales import SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
-from services.runtime.errors import describe
+from services.runtime.config_file import load_yaml_model
 
 SEGMENT_FIELDS = ("industry", "employee_range", "country", "department", "seniority", "email_kind")
 
@@ -127,13 +126,4 @@ class NurtureConfigError(ValueError):
 
 def load_rules(path: Path) -> NurtureRules:
     """The validated rules; the error names the file, the key and the problem."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise NurtureConfigError(f"{path}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise NurtureConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return NurtureRules.model_validate(data)
-    except ValidationError as exc:
-        raise NurtureConfigError(f"{path}: {describe(exc)}") from exc
+    return load_yaml_model(path, NurtureRules, NurtureConfigError)

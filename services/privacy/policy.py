@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.runtime.errors import describe
+from services.runtime.config_file import load_yaml_model
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "privacy.yaml"
 
@@ -51,13 +50,4 @@ class PrivacyPolicy(BaseModel):
 
 def load_policy(path: Path = DEFAULT_POLICY_FILE) -> PrivacyPolicy:
     """The validated policy; the error names the file, the key and the problem."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise PrivacyConfigError(f"{path}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise PrivacyConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return PrivacyPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise PrivacyConfigError(f"{path}: {describe(exc)}") from exc
+    return load_yaml_model(path, PrivacyPolicy, PrivacyConfigError)

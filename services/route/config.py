@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.stage import LifecycleStage, Temperature
-from services.runtime.errors import describe
+from services.runtime.config_file import read_yaml, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -218,17 +217,8 @@ class ConfigError(ValueError):
 
 
 def parse_config(data: Any, source: str = "<routing>") -> RoutingConfig:
-    try:
-        return RoutingConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe(exc)}") from None
+    return validate(RoutingConfig, data, source, ConfigError)
 
 
 def load_config(path: Path) -> RoutingConfig:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_config(data, str(path))
+    return parse_config(read_yaml(path, ConfigError), str(path))

@@ -13,11 +13,10 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.errors import describe
+from services.runtime.config_file import read_yaml, validate
 
 DEFAULT_CAMPAIGNS_FILE = Path(__file__).resolve().parents[2] / "config" / "campaigns.yaml"
 OTHER = "other"
@@ -110,19 +109,10 @@ class CampaignsSettings(BaseSettings):
 
 
 def parse_campaigns(data: Any, source: str = "<campaigns>") -> CampaignsConfig:
-    try:
-        return CampaignsConfig.model_validate(data)
-    except ValidationError as exc:
-        raise CampaignsError(f"{source}: {describe(exc)}") from None
+    return validate(CampaignsConfig, data, source, CampaignsError)
 
 
 def load_campaigns(path: Path | None = None) -> CampaignsConfig:
     """Load the file named by `path`, else by LEADPIPE_CAMPAIGNS_FILE, else config/campaigns.yaml."""
     path = path or CampaignsSettings().campaigns_file
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CampaignsError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise CampaignsError(f"{path}: not valid YAML ({exc})") from None
-    return parse_campaigns(data, str(path))
+    return parse_campaigns(read_yaml(path, CampaignsError), str(path))

@@ -18,10 +18,9 @@ from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from services.runtime.errors import describe
+from services.runtime.config_file import load_yaml_model
 
 TEMPLATES_DIR = Path(__file__).resolve().parent
 DEFAULT_TEMPLATE = "_default"
@@ -180,16 +179,7 @@ class TemplateLibrary:
 
 
 def load_template(path: Path) -> EmailTemplate:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise TemplateError(f"{path}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return EmailTemplate.model_validate(data)
-    except ValidationError as exc:
-        raise TemplateError(f"{path}: {describe(exc)}") from exc
+    return load_yaml_model(path, EmailTemplate, TemplateError)
 
 
 def load_templates(directory: Path = TEMPLATES_DIR) -> TemplateLibrary:
