@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := services schemas tests $(wildcard bench)
 
-.PHONY: run test lint unit integration e2e faults bench schemas tools clean
+.PHONY: run test lint unit integration e2e faults soak bench schemas tools clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadpipe dev
 
-# System tools the tests use, from Debian's packages: promtool checks the Prometheus files,
-# chromium runs the website snippet in a real browser.
+# System tools the tests use, from Debian's packages: promtool checks the Prometheus files and the
+# prometheus server scrapes a live stack (tests/e2e/test_prometheus_live.py); chromium runs the
+# website snippet in a real browser.
 tools:
-	@command -v promtool >/dev/null || { \
-		echo "installing Debian's prometheus package for promtool"; \
+	@{ command -v promtool && command -v prometheus; } >/dev/null || { \
+		echo "installing Debian's prometheus package for promtool and prometheus"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v chromium >/dev/null || { \
@@ -40,9 +41,14 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
 
-# Crash tests that are not yet reliable on the dev broker (see each test's note).
+# The fault tests alone (they also run in `make test`), at their short size.
 faults: $(STAMP)
-	LEADPIPE_FAULT_TESTS=1 $(BIN)/pytest -q tests/integration/test_score_recovery.py
+	$(BIN)/pytest -q tests/faults tests/integration/test_score_recovery.py
+
+# The fault tests (tests/faults, also part of `make test`) at soak size: hundreds of events per test,
+# every kill, Redis restart and broker freeze repeated; prints the figures docs/reliability.md quotes.
+soak: $(STAMP)
+	LEADPIPE_SOAK=1 $(BIN)/pytest -q tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

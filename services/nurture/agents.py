@@ -13,10 +13,9 @@ ledger, so commands already queued for the lead are withheld; `export` answers w
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -40,6 +39,7 @@ from services.nurture.settings import NurtureSettings
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.runtime.codec import Decoder, encode
+from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Nurture:
             await self._publish(command.lead_id, command)
             self.metrics.queued.labels(command.sequence).inc()
         if out.stopped:
-            await self.ledger.mark_stopped(lead_id, now)
+            await until_redis_answers(partial(self.ledger.mark_stopped, lead_id, now), "stop marker")
         self.leads[key] = out.state.model_dump_json().encode()
         next_due = out.state.next_due
         if next_due is not None:
@@ -105,7 +105,9 @@ class Nurture:
             state = domain.LeadState.model_validate_json(raw)
             self._count(domain.on_privacy(state, request, self.rules, now))  # the exits, for metrics
             # Before the rows go: commands already on the outbox must not be delivered.
-            await self._until_redis_answers(partial(self.ledger.mark_stopped, request.lead_id, now))
+            await until_redis_answers(
+                partial(self.ledger.mark_stopped, request.lead_id, now), "erasure stop marker"
+            )
             del self.leads[key]
             erased["leads_table"] = 1
         if key in self.due:
@@ -118,18 +120,6 @@ class Nurture:
         completed = records.erasure_completed(request, self.service.name, erased, now)
         pending = await self.privacy_topic.send(key=key, value=encode(completed))
         await pending
-
-    @staticmethod
-    async def _until_redis_answers(call: Callable[[], Awaitable[None]]) -> None:
-        """Hold the partition while Redis is away: an erasure must not skip the stop marker."""
-        delay = 0.2
-        while True:
-            try:
-                return await call()
-            except (RedisError, OSError) as exc:
-                log.warning("stop marker not stored, Redis unavailable (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def export(self, request: PrivacyRecord) -> None:
         key = request.lead_id.encode()

@@ -1,18 +1,30 @@
 """Delivery ledger in Redis: which commands were sent, and since when a lead said stop.
 
-The outbox is at-least-once, so the mailer claims each command id before sending (SET NX);
+The outbox is at-least-once, so the mailer claims each command id before sending (SET NX, with a
+lease naming this process). A claim left by a worker that died mid-send expires after the lease
+(longer than an SMTP attempt may take); the replayed command then waits for it and sends, so a
+crash never loses a mail. Only a crash between the SMTP server's acceptance and `confirm` repeats one.
 nurture records a stop marker when a lead withdraws, unsubscribes, bounces or is erased, and the
 mailer withholds every command created before it, including ones already queued.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from enum import StrEnum
 
 import redis.asyncio as aioredis
 
 SENT = b"sent"
-SENDING = b"sending"
+SENDING = b"sending:"
+OWNER = uuid.uuid4().hex.encode()  # this process: its own claims are its to resume
+
+
+class Claim(StrEnum):
+    MINE = "mine"  # send it
+    SENT = "sent"  # somebody sent it: a duplicate
+    BUSY = "busy"  # another worker is sending it, or died sending it: wait for its lease to end
 
 
 class DeliveryLedger:
@@ -23,10 +35,17 @@ class DeliveryLedger:
         self._sent_ttl, self._stop_ttl, self._claim_ttl = sent_ttl, stop_ttl, claim_ttl
         self._prefix = f"leadpipe:nurture{prefix}"
 
-    async def claim(self, command_id: str) -> bool:
-        """True when this caller may send `command_id` (nobody sent or is sending it)."""
-        ok = await self._redis.set(self._sent_key(command_id), SENDING, nx=True, ex=self._claim_ttl)
-        return bool(ok)
+    async def claim(self, command_id: str) -> Claim:
+        """Whether this worker may send `command_id` now."""
+        key = self._sent_key(command_id)
+        if await self._redis.set(key, SENDING + OWNER, nx=True, ex=self._claim_ttl):
+            return Claim.MINE
+        current = await self._redis.get(key)
+        if current == SENT:
+            return Claim.SENT
+        if current == SENDING + OWNER:
+            return Claim.MINE
+        return Claim.BUSY  # (or the lease ended just now: the next attempt takes it)
 
     async def confirm(self, command_id: str) -> None:
         await self._redis.set(self._sent_key(command_id), SENT, ex=self._sent_ttl)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from enum import StrEnum
+from functools import partial
 from typing import Protocol
 
 import aiosmtplib
@@ -27,15 +28,18 @@ import redis.asyncio as aioredis
 
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
-from services.nurture.ledger import DeliveryLedger
+from services.nurture.ledger import Claim, DeliveryLedger
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import EmailTemplate, TemplateLibrary, load_templates, render
 from services.runtime.codec import Decoder
+from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService, run_worker
 from services.runtime.tracking_tokens import TokenKind, TrackingClaim, TrackingTokens
 
 log = logging.getLogger(__name__)
+
+BUSY_POLL_SECONDS = 0.5  # how often a command another worker holds is looked at again
 
 
 class Delivery(StrEnum):
@@ -161,24 +165,31 @@ class Mailer:
     async def deliver(self, command: NurtureCommand) -> Delivery:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""
         delay = 0.5
+        command_id = command.event_id
         while True:
-            stopped = await self.ledger.stopped_at(command.lead_id)
+            stopped = await until_redis_answers(
+                partial(self.ledger.stopped_at, command.lead_id), "stop marker"
+            )
             if stopped is not None and stopped >= command.occurred_at.timestamp():
                 self.metrics.suppressed.labels("stopped").inc()
                 return Delivery.STOPPED
-            if not await self.ledger.claim(command.event_id):
+            claim = await until_redis_answers(partial(self.ledger.claim, command_id), "delivery claim")
+            if claim is Claim.SENT:
                 self.metrics.duplicates.labels("command").inc()
                 return Delivery.DUPLICATE
+            if claim is Claim.BUSY:  # wait for the other worker to confirm, or for its lease to end
+                await asyncio.sleep(BUSY_POLL_SECONDS)
+                continue
             try:
                 await self.transport.send(self.message(command))
             except (aiosmtplib.SMTPException, OSError) as exc:
-                await self.ledger.release(command.event_id)
+                await until_redis_answers(partial(self.ledger.release, command_id), "delivery claim release")
                 self.metrics.send_failures.inc()
                 log.warning("SMTP send failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.smtp_retry_max_seconds)
                 continue
-            await self.ledger.confirm(command.event_id)
+            await until_redis_answers(partial(self.ledger.confirm, command_id), "delivery confirmation")
             self.metrics.sent.labels(command.sequence).inc()
             return Delivery.SENT
 
@@ -205,6 +216,7 @@ def ledger_for(settings: NurtureSettings) -> DeliveryLedger:
         client,
         sent_ttl=settings.sent_ttl_seconds,
         stop_ttl=settings.stop_ttl_seconds,
+        claim_ttl=settings.delivery_lease_seconds,
         prefix=settings.topic_suffix,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.settings import ServiceSettings
@@ -29,6 +29,12 @@ class NurtureSettings(ServiceSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout: float = Field(10.0, gt=0)
+    delivery_lease_seconds: int = Field(
+        30,
+        ge=1,
+        description="How long a mailer's claim on a command lasts: after a crash mid-send the command "
+        "is sent by the next worker once it ends. Must exceed smtp_timeout.",
+    )
     smtp_retry_max_seconds: float = Field(60.0, gt=0, description="Longest back-off while SMTP is down.")
     mail_from: str = "Leadpipe <hello@leadpipe.example>"
     tracking_base_url: str = Field(
@@ -38,3 +44,9 @@ class NurtureSettings(ServiceSettings):
     sent_ttl_seconds: int = Field(60 * 24 * 3600, ge=60, description="How long a sent command id is kept.")
     stop_ttl_seconds: int = Field(400 * 24 * 3600, ge=60, description="How long a stop marker is kept.")
     redis_timeout: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> NurtureSettings:
+        if self.delivery_lease_seconds <= self.smtp_timeout:
+            raise ValueError("delivery_lease_seconds must be longer than smtp_timeout")
+        return self

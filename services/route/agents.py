@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
@@ -25,23 +23,12 @@ from services.route.router import Outcome, Router
 from services.route.settings import RouteSettings
 from services.route.store import RedisStore
 from services.runtime.codec import Decoder
+from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-async def retrying(call: Callable[[], Awaitable[T]], what: str) -> T:
-    """Hold the partition while Redis is away instead of dropping the record (at-least-once)."""
-    delay = 0.2
-    while True:
-        try:
-            return await call()
-        except (RedisError, OSError) as exc:
-            log.warning("%s: Redis unavailable (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def install(service: StreamService, router: Router, metrics: RouteMetrics, settings: RouteSettings) -> None:
@@ -57,7 +44,7 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
         for record in outcome.records:
             if isinstance(record, Handoff):
                 await service.send(handoffs, record.lead_id, record)
-                await retrying(partial(router.published, record), "mark published")
+                await until_redis_answers(partial(router.published, record), "mark published")
                 metrics.handoffs.labels(record.assignee.team, record.sla.tier).inc()
                 lag = (record.handed_off_at - record.trigger.occurred_at).total_seconds()
                 metrics.speed_to_lead.labels(record.sla.tier).observe(max(0.0, lag))
@@ -74,7 +61,7 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
             started = time.perf_counter()
             change = await service.decode(stage_decoder, event)
             if change is not None:
-                outcome = await retrying(partial(router.on_stage_change, change), "stage change")
+                outcome = await until_redis_answers(partial(router.on_stage_change, change), "stage change")
                 await publish(outcome)
             service.observe(stage_topic.get_topic_name(), started)
 
@@ -84,12 +71,14 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
             started = time.perf_counter()
             record = await service.decode(sales_decoder, event)
             if isinstance(record, RepStatusUpdate):
-                await retrying(partial(router.on_rep_status, record), "rep status")
+                await until_redis_answers(partial(router.on_rep_status, record), "rep status")
             elif record is not None:
-                outcome = await retrying(partial(router.on_activity, record), "activity")
+                outcome = await until_redis_answers(partial(router.on_activity, record), "activity")
                 await publish(outcome)
                 if outcome.first_contact_seconds is not None:
-                    state = await retrying(partial(router.store.state, record.lead_id), "first contact")
+                    state = await until_redis_answers(
+                        partial(router.store.state, record.lead_id), "first contact"
+                    )
                     metrics.observe_first_contact(outcome, state, record)
             service.observe(activity_topic.get_topic_name(), started)
 
@@ -132,7 +121,7 @@ def install_privacy(service: StreamService, store: RedisStore, settings: RouteSe
             started = time.perf_counter()
             request = await service.decode(decoder, event)
             if request is not None and request.kind is PrivacyRequestKind.ERASE:
-                erased = await retrying(partial(store.erase, request.lead_id), "erase")
+                erased = await until_redis_answers(partial(store.erase, request.lead_id), "erase")
                 metrics.handled("erase")
                 metrics.count_erased(erased)
                 completed = records.erasure_completed(request, service.name, erased, utcnow())

@@ -36,6 +36,14 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
     bootstrap_servers: str = ""
     caught_up = 0  # records applied past the end faust stopped at, over the worker's life
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.schema is not None:
+            # faust writes the changelog with serializers from key_type/value_type (json unless
+            # bytes) but reads it with the schema's: a raw schema must be used both ways
+            self.key_serializer = self.schema.key_serializer or self.key_serializer
+            self.value_serializer = self.schema.value_serializer or self.value_serializer
+
     def applied_offsets(self) -> dict[int, int]:
         """Changelog partition -> the last offset this table's state reflects."""
         if "_applied_offsets" not in self.__dict__:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 from schemas.base import utcnow
 from schemas.nurture import NurtureCommand
@@ -278,3 +279,33 @@ async def test_redelivered_command_sends_one_email(
     await send(settings, TopicName.NURTURE_OUTBOX, "dup", encode(command))
     await box.wait_for(lambda: metric(mailer, "leadpipe_nurture_duplicates_total", {"kind": "command"}) == 1)
     assert len(box.to("dup@example.com")) == 1
+
+
+async def test_a_claim_left_by_a_crashed_mailer_is_sent_once_its_lease_ends(
+    settings: NurtureSettings, redis_url: str, mailbox: tuple[Mailbox, int], started: list[StreamService]
+) -> None:
+    """kill -9 mid-send leaves "sending" behind: the replayed command must still reach the lead."""
+    box, _ = mailbox
+    now = utcnow()
+    command = NurtureCommand(
+        event_id="cmd-orphan",
+        occurred_at=now,
+        lead_id="orphan",
+        sequence="welcome",
+        step=0,
+        template_id="welcome-1",
+        recipient="orphan@example.com",
+        consent_proof_ref="consent-1",
+        send_after=now,
+    )
+    redis = Redis.from_url(redis_url)
+    try:  # the dead worker's claim, with the little that is left of its lease
+        await redis.set(f"leadpipe:nurture{settings.topic_suffix}:sent:cmd-orphan", b"sending:dead", ex=2)
+    finally:
+        await redis.aclose()
+    mailer = await start(started, create_mailer_app(settings))
+    await send(settings, TopicName.NURTURE_OUTBOX, "orphan", encode(command))
+    await box.wait_for(lambda: len(box.to("orphan@example.com")) == 1)
+    await send(settings, TopicName.NURTURE_OUTBOX, "orphan", encode(command))  # and a replay after it
+    await box.wait_for(lambda: metric(mailer, "leadpipe_nurture_duplicates_total", {"kind": "command"}) == 1)
+    assert len(box.to("orphan@example.com")) == 1

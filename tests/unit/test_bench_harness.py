@@ -1,0 +1,150 @@
+"""The benchmark harness's pure helpers: counters read from /metrics, backlog windows, latency
+percentiles, py-spy summaries, load pacing and the state case's arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from bench.__main__ import lead_counts
+from bench.cases.score_state import as_expected, probe_indexes, size_label
+from bench.latency import LatencySummary
+from bench.profile import package_of, parse_frame, summarise
+from bench.prom import sample_sum
+from bench.windows import backlog_window, first_at_least, last_change, stable_for
+from bench.workers.loadgen import chunks, due_offset
+
+
+def test_sample_sum_reads_a_counter_by_labels() -> None:
+    registry = CollectorRegistry()
+    events = Counter("leadpipe_events_in", "in", ["service", "topic"], registry=registry)
+    events.labels("score", "leads.enriched.x").inc(7)
+    events.labels("score", "leads.sales-activity.x").inc(2)
+    text = generate_latest(registry).decode()
+    assert sample_sum(text, "leadpipe_events_in_total", topic="leads.enriched.x") == 7
+    assert sample_sum(text, "leadpipe_events_in_total", service="score") == 9
+    assert sample_sum(text, "leadpipe_events_in_total", topic="nothing") == 0
+    assert sample_sum(text, "leadpipe_events_out_total") == 0
+
+
+def test_last_change_and_stable_for() -> None:
+    points = [(0.0, 0.0), (1.0, 5.0), (2.0, 9.0), (3.0, 9.0), (4.5, 9.0)]
+    assert first_at_least(points, 9) == 2
+    assert first_at_least(points, 10) is None
+    assert last_change(points) == 2
+    assert stable_for(points, 2.5)
+    assert not stable_for(points, 2.6)
+    assert not stable_for([], 0.0)
+    with pytest.raises(ValueError):
+        last_change([])
+
+
+def test_backlog_window_ends_when_the_last_output_settles() -> None:
+    times = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    inputs = list(zip(times, [0, 0, 40, 100, 100, 100], strict=True))
+    outputs = [list(zip(times, [0, 0, 10, 30, 35, 35], strict=True))]
+    assert backlog_window(inputs, outputs, 100) == (2, 4)
+    assert backlog_window(inputs, [], 100) == (2, 3)
+    assert backlog_window(inputs, outputs, 101) is None
+    assert backlog_window(inputs, outputs, 100, not_before=2.5) == (3, 4)
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.integers(1, 2000))
+def test_backlog_window_is_ordered_and_inside_the_series(steps: list[int], total: int) -> None:
+    values, running = [], 0
+    for step in steps:
+        running += step
+        values.append(float(running))
+    inputs = [(float(i), v) for i, v in enumerate(values)]
+    window = backlog_window(inputs, [inputs], total)
+    if window is None:
+        assert values[-1] < total or values[-1] == 0
+    else:
+        start, end = window
+        assert 0 <= start <= end < len(values)
+        assert values[end] >= total
+
+
+def test_latency_summary() -> None:
+    summary = LatencySummary.of([float(i) for i in range(1, 101)])
+    assert (summary.count, summary.p50, summary.max) == (100, 50.5, 100.0)
+    assert summary.p99 == pytest.approx(99.01)
+    assert LatencySummary.of([0.25]).text() == "0.250 / 0.250 / 0.250 / 0.250 (n=1)"
+    assert LatencySummary.of([12.0, 1234.5]).text().startswith("623.2 / ")
+    with pytest.raises(ValueError):
+        LatencySummary.of([])
+
+
+RAW = """\
+<module> (services/score/__main__.py:15);run (faust/worker.py:10);_drain (faust/transport/consumer.py:5) 6
+<module> (services/score/__main__.py:15);run (faust/worker.py:10);score (services/score/agents.py:60);\
+model_validate_json (pydantic/main.py:600) 3
+<module> (services/score/__main__.py:15);score (services/score/agents.py:61) 1
+<module> (services/score/__main__.py:15);_run_once (asyncio/base_events.py:1);select (selectors.py:468) 10
+not a sample line
+"""
+
+
+def test_profile_summary_by_package_and_function() -> None:
+    summary = summarise(RAW)
+    assert summary.samples == 10
+    assert summary.waiting == pytest.approx(0.5)
+    assert dict(summary.self_by_package) == pytest.approx(
+        {"faust": 0.6, "pydantic": 0.3, "services.score": 0.1}
+    )
+    inclusive = dict(summary.total_by_function)
+    assert inclusive["score (services.score)"] == pytest.approx(0.4)
+    assert inclusive["run (faust)"] == pytest.approx(0.9)
+    assert "<module> (services.score)" not in inclusive
+    assert summary.lines()[1].startswith("self time by package: faust 60%")
+    assert summarise("").samples == 0
+
+
+@pytest.mark.parametrize(
+    ("file", "package"),
+    [
+        ("/w/.venv/lib/python3.11/site-packages/faust/streams.py", "faust"),
+        ("aiokafka/producer/producer.py", "aiokafka"),
+        ("/usr/lib/python3.11/asyncio/base_events.py", "asyncio"),
+        ("/work/main/services/enrich/agents.py", "services.enrich"),
+        ("typing.py", "typing"),
+        ("<frozen importlib._bootstrap>", "other"),
+    ],
+)
+def test_package_of(file: str, package: str) -> None:
+    assert package_of(file) == package
+
+
+def test_parse_frame_drops_the_line() -> None:
+    assert parse_frame("Stream._py_aiter (faust/streams.py:812)") == ("Stream._py_aiter", "faust/streams.py")
+    assert parse_frame("odd") == ("odd", "")
+
+
+def test_load_pacing() -> None:
+    assert [due_offset(i, 50, 1000.0) for i in range(3)] == [0.0, 0.05, 0.1]
+    assert due_offset(7, 100, 0.0) == 0.0
+    assert chunks(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+
+
+def test_state_case_helpers() -> None:
+    assert [size_label(n) for n in (999, 2500, 100_000, 1_000_000)] == ["999", "2.5k", "100k", "1m"]
+    assert probe_indexes(5) == [0, 1, 2, 3, 4]
+    spread = probe_indexes(100_000)
+    assert len(spread) == 20 and spread[0] == 0 and spread[-1] == 99_999
+    assert lead_counts("", 5000) == (5000,)
+    assert lead_counts("100000,1_000_000", 5000) == (100_000, 1_000_000)
+    with pytest.raises(ValueError):
+        lead_counts("0", 5)
+
+
+def test_a_lost_state_is_not_as_expected() -> None:
+    expected = {("lifecycle", "iql", "mql"): 80.0, ("temperature", "cold", "hot"): 80.0}
+    assert as_expected({("lifecycle", "iql", "mql"): 79.99, ("temperature", "cold", "hot"): 80.0}, expected)
+    assert not as_expected(
+        {("lifecycle", "raw", "mql"): 70.0, ("temperature", "cold", "hot"): 70.0}, expected
+    )
+    assert not as_expected(
+        {("lifecycle", "iql", "mql"): 70.0, ("temperature", "cold", "hot"): 70.0}, expected
+    )
