@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
 class BenchContext:
-    """What every case gets: the running broker, the workload size and the shared, preloaded input."""
+    """What every case gets: the running broker and Redis, the workload size and the shared, preloaded
+    input of the passthroughs; the service cases make their own topics (see `suffix`)."""
 
     bootstrap_servers: str
     events: int
@@ -18,11 +20,24 @@ class BenchContext:
     run_id: str
     broker_pid: int | None = None
     case_timeout: float = 600.0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    log_dir: Path = Path("bench/results/logs")
+    work_dir: Path = Path(".leadpipe/bench")
+    background_rate: float = 1000.0
+    hand_raisers: int = 100
+    state_leads: tuple[int, ...] = ()
+    profile_seconds: float = 0.0
+
+    def suffix(self, case: str) -> str:
+        """The topic suffix of one case's run: its topics, groups and Redis keys are its own."""
+        return f".bench-{case.replace('.', '-')}-{self.run_id}"
 
 
 @dataclass
 class CaseResult:
-    """One measured run of one case; `extra` carries case-specific figures (settings, percentiles)."""
+    """One measured run of one case. `figures` are what the rate column cannot say (latency
+    percentiles, bytes per lead, recovery times), shown in a second table; `extra` is detail for the
+    JSON document only."""
 
     case: str
     description: str
@@ -32,6 +47,7 @@ class CaseResult:
     broker_cpu_seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    figures: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -46,12 +62,15 @@ class CaseResult:
 class Case(Protocol):
     """A benchmark case. `unavailable()` says why it cannot run here (a missing extra), else None."""
 
-    name: str
-    description: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
     def unavailable(self) -> str | None: ...
 
-    async def run(self, ctx: BenchContext) -> CaseResult: ...
+    async def run(self, ctx: BenchContext) -> CaseResult | list[CaseResult]: ...
 
 
 REGISTRY: dict[str, Case] = {}

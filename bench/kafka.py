@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from bench.workload import events
 from services.runtime.topics import ensure_topics
@@ -16,20 +17,28 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
 
 async def preload(bootstrap: str, topic: str, count: int) -> None:
     """Write the workload once; every case reads it with its own consumer group."""
+    await produce(bootstrap, topic, events(count))
+
+
+async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Write records fast (big batches, acks from all); returns how many were written."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
     )
     await producer.start()
+    written = 0
     try:
         pending: list[asyncio.Future[object]] = []
-        for key, value in events(count):
+        for key, value in records:
             pending.append(await producer.send(topic, value=value, key=key))
+            written += 1
             if len(pending) >= 5000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+    return written
 
 
 class SinkCounter:
@@ -63,3 +72,29 @@ class SinkCounter:
         batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=100_000)
         self._seen += sum(len(records) for records in batches.values())
         return self._seen
+
+
+class TopicReader:
+    """Every record of a topic from the beginning, with no group: new records on each `poll`."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_bytes=8 * 1024 * 1024,
+        )
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_beginning(*self._partitions)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, wait_seconds: float = 0.05) -> list[ConsumerRecord[bytes, bytes]]:
+        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=100_000)
+        return [record for records in batches.values() for record in records]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.case import BenchContext, CaseResult
 from bench.kafka import SinkCounter, create_topics

@@ -76,26 +76,42 @@ def summarise(results: Sequence[CaseResult]) -> list[Summary]:
 def format_table(summaries: Sequence[Summary], reference: str = REFERENCE_CASE) -> str:
     """A Markdown table; rates relative to the raw aiokafka line when it ran, since ratios travel."""
     base = next((s.events_per_second for s in summaries if s.case == reference and s.error is None), None)
+    ref = next((s for s in summaries if s.case == reference and s.error is None), None)
     lines = [
-        "| case | what | events/s | range | vs raw | worker CPU µs/event | broker CPU µs/event |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| case | what | events/s | range | vs raw | worker CPU µs/event | CPU vs raw "
+        "| broker CPU µs/event |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for s in summaries:
         if s.error is not None:
-            lines.append(f"| {s.case} | {s.description} | failed: {_cell(s.error)} | | | | |")
+            lines.append(f"| {s.case} | {s.description} | failed: {_cell(s.error)} | | | | | |")
             continue
         spread = f"{s.min_events_per_second:,.0f}-{s.max_events_per_second:,.0f}" if s.runs > 1 else ""
         ratio = f"{s.events_per_second / base:.0%}" if base else ""
+        cpu_ratio = (
+            f"{s.cpu_us_per_event / ref.cpu_us_per_event:.1f}x" if ref and ref.cpu_us_per_event else ""
+        )
         broker = f"{s.broker_cpu_us_per_event:.1f}" if s.broker_cpu_us_per_event is not None else ""
         lines.append(
-            f"| {s.case} | {s.description} | {s.events_per_second:,.0f} | {spread} | {ratio} "
-            f"| {s.cpu_us_per_event:.1f} | {broker} |"
+            f"| {s.case} | {_cell(s.description)} | {s.events_per_second:,.0f} | {spread} | {ratio} "
+            f"| {s.cpu_us_per_event:.1f} | {cpu_ratio} | {broker} |"
         )
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "/").replace("\n", " ")[:120]
+def format_figures(results: Sequence[CaseResult]) -> str:
+    """The figures a rate cannot carry (latency percentiles, memory, recovery), one row each per run."""
+    lines = ["| case | run | figure | value |", "|---|--:|---|---|"]
+    runs: dict[str, int] = {}
+    for result in results:
+        runs[result.case] = runs.get(result.case, 0) + 1
+        for name, value in result.figures.items():
+            lines.append(f"| {result.case} | {runs[result.case]} | {_cell(name)} | {_cell(value)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    return text.replace("|", "/").replace("\n", " ")[:limit]
 
 
 def machine() -> dict[str, Any]:

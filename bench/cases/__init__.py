@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-CASE_MODULES = ("bench.cases.raw", "bench.cases.quix", "bench.cases.faust_passthrough")
+CASE_MODULES = (
+    "bench.cases.raw",
+    "bench.cases.quix",
+    "bench.cases.faust_passthrough",
+    "bench.cases.services",
+    "bench.cases.pipeline",
+    "bench.cases.speed_to_lead",
+    "bench.cases.score_state",
+    "bench.cases.scale",
+)
 
 
 def load() -> None:

@@ -57,15 +57,7 @@ def create_app(settings: EnrichSettings) -> StreamService:
         leads=service.table("enrich-leads", help="Lead state by lead id.", **table_options),
         pending=service.table("enrich-pending", help="Domains partial records wait for.", **table_options),
         sink=service.topic("leads.enriched"),
-        inbox=app.topic(
-            settings.topic(INBOX),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.topic_partitions,
-            internal=True,
-        ),
+        inbox=service.internal_topic(settings.topic(INBOX)),
     )
     register(enricher)
 

@@ -19,21 +19,13 @@ def create_app(settings: NurtureSettings) -> StreamService:
     app = service.app
     ledger = ledger_for(settings)
     metrics = nurture_metrics(service.metrics.registry)
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
     nurture = Nurture(service=service, settings=settings, rules=rules, metrics=metrics, ledger=ledger)
     # bytes keys and values: faust picks the raw codec for the changelog (recovery decodes the same way)
     table: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
     nurture.leads = service.table("leads", **table)
     nurture.due = service.table("due", **table)
     nurture.outbox = service.topic(TopicName.NURTURE_OUTBOX)
-    nurture.ticks = app.topic(
-        f"{app.conf.id}-ticks", partitions=settings.topic_partitions, internal=True, **raw
-    )
+    nurture.ticks = service.internal_topic(f"{app.conf.id}-ticks")
     install_agents(nurture)
     if settings.mailer_enabled:
         install_mailer(service, Mailer(settings, ledger, SmtpTransport(settings), metrics))

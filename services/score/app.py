@@ -54,7 +54,7 @@ def create_app(settings: ScoreSettings) -> StreamService:
         rules=rules,
         metrics=score_metrics(service.metrics.registry),
         index=index,
-        decay_topic=service.app.topic(names["decay"], **raw),
+        decay_topic=service.internal_topic(names["decay"]),
         stage_changes=service.topic(TopicName.STAGE_CHANGES),
         privacy_topic=service.topic(TopicName.PRIVACY),
         privacy_metrics=privacy_metrics(service.name, service.metrics.registry),

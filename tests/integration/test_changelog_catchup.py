@@ -23,7 +23,9 @@ from services.runtime.topics import ensure_topics
 pytestmark = pytest.mark.integration
 
 KEYS = 40
-RAW_STR_KEYS: faust.Schema[str, bytes] = faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+RAW_STR_KEYS: faust.Schema[str, bytes] = faust.Schema(
+    key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 # the two ways leadpipe declares tables: bytes keys (score, nurture) and a raw schema with str keys (enrich)
 FORMS: dict[str, dict[str, Any]] = {
     "bytes-keys": {"key_type": bytes, "value_type": bytes},

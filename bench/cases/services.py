@@ -1,0 +1,75 @@
+"""Each service alone at saturation: the real worker (`python -m services.<name>`) over a backlog of
+realistic records on its input topic. Compare with `raw.aiokafka` in the same run (`vs raw`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.case import BenchContext, CaseResult, register
+from bench.records import (
+    enriched_stream,
+    hand_raiser_changes,
+    interactions,
+    record,
+    stage_change_stream,
+)
+from bench.service_run import ServiceWorkload, run_service
+from schemas.topics import TopicName
+
+WORKLOADS: dict[str, tuple[str, ServiceWorkload]] = {
+    "enrich": (
+        "enrich over leads.interactions from the demo traffic (anonymous visitors, forms, ad leads)",
+        ServiceWorkload(
+            "enrich",
+            TopicName.INTERACTIONS,
+            (TopicName.ENRICHED,),
+            lambda n: [record(i) for i in interactions(n)],
+        ),
+    ),
+    "score": (
+        "score over leads.enriched, ~10 events per lead, sample-company profiles",
+        ServiceWorkload(
+            "score",
+            TopicName.ENRICHED,
+            (TopicName.STAGE_CHANGES,),
+            lambda n: [record(e) for e in enriched_stream(n)],
+        ),
+    ),
+    "route": (
+        "route over sales-ready stage changes of good-fit hand-raisers (Redis rotation)",
+        ServiceWorkload(
+            "route",
+            TopicName.STAGE_CHANGES,
+            (TopicName.HANDOFFS,),
+            lambda n: [record(c) for c in hand_raiser_changes(n)],
+        ),
+    ),
+    "nurture": (
+        "nurture over leads.stage-changes as score emits them (mailer off)",
+        ServiceWorkload(
+            "nurture",
+            TopicName.STAGE_CHANGES,
+            (TopicName.NURTURE_OUTBOX,),
+            lambda n: [record(c) for c in stage_change_stream(n)],
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ServiceAlone:
+    service: str
+    name: str
+    description: str
+    uses_shared_input: bool = False
+
+    def unavailable(self) -> str | None:
+        return None
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        _, workload = WORKLOADS[self.service]
+        return await run_service(ctx, case=self.name, description=self.description, workload=workload)
+
+
+for service, (description, _) in WORKLOADS.items():
+    register(ServiceAlone(service, f"service.{service}", description))

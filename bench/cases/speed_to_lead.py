@@ -1,0 +1,189 @@
+"""Speed-to-lead: from a hand-raiser's 202 at capture to its hand-off on leads.handoffs, under load.
+
+The whole stack runs (capture, enrich, score, route, nurture with its mailer off). A load generator
+posts the demo traffic at `--rate` events/s in the background while the harness posts `--hand-raisers`
+demo requests from good-fit leads, evenly spread over the background's planned duration. Each
+latency is the hand-off record's broker timestamp (set when route produced it) minus the moment the
+harness read capture's 202. When the pipeline cannot keep up with the background, hand-raisers wait
+behind the backlog; the achieved background rate and the lag are reported as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+
+from bench.case import BenchContext, CaseResult, register
+from bench.cases.pipeline import LoadGenerator, per_event_cpu
+from bench.kafka import TopicReader
+from bench.latency import LatencySummary
+from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
+from bench.service_run import broker_between, cpu_between, prepare_topics
+from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapshot
+from schemas.handoff import Handoff
+from schemas.topics import TopicName
+
+
+@dataclass
+class HandRaisers:
+    """Hand-raisers posted and hand-offs seen, by lead id."""
+
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    refused: int = 0
+    handed_off_at: dict[str, float] = field(default_factory=dict)  # broker timestamp of the hand-off
+    seen_at: dict[str, float] = field(default_factory=dict)  # when the harness read it
+
+    def latencies(self) -> list[float]:
+        return [
+            self.handed_off_at[lead] - at
+            for lead, at in self.accepted_at.items()
+            if lead in self.handed_off_at
+        ]
+
+    def missing(self) -> int:
+        return sum(1 for lead in self.accepted_at if lead not in self.handed_off_at)
+
+
+async def post_hand_raisers(
+    session: aiohttp.ClientSession,
+    *,
+    url: str,
+    ctx: BenchContext,
+    start: float,
+    duration: float,
+    found: HandRaisers,
+) -> None:
+    firms = good_fit_companies()
+    count = ctx.hand_raisers
+    for index in range(count):
+        due = start + (index + 0.5) * duration / count
+        await asyncio.sleep(max(0.0, due - time.time()))
+        event = hand_raiser(ctx.run_id, index, firms[index % len(firms)], datetime.now(UTC))
+        async with session.post(f"{url}/v1/events", json=event, headers={"X-API-Key": API_KEY}) as response:
+            if response.status == 202:
+                found.accepted_at[hand_raiser_lead_id(event)] = time.time()
+            else:
+                found.refused += 1
+
+
+async def follow_handoffs(reader: TopicReader, found: HandRaisers, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for item in await reader.poll(0.1):  # every hand-off: one may be read before its 202 is
+            handoff = Handoff.model_validate_json(item.value)
+            found.handed_off_at.setdefault(handoff.lead_id, item.timestamp / 1000)
+            found.seen_at.setdefault(handoff.lead_id, time.time())
+
+
+@dataclass(frozen=True)
+class SpeedToLead:
+    name: str = "latency.speed_to_lead"
+    description: str = (
+        "hand-raiser 202 at capture -> hand-off, demo traffic in the background (all 5 services)"
+    )
+    uses_shared_input: bool = False
+
+    def unavailable(self) -> str | None:
+        return None
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        suffix = ctx.suffix(self.name)
+        settings = await prepare_topics(ctx, suffix)
+        services = Services(ctx, self.name, suffix)
+        for name in ("route", "nurture", "score", "enrich", "capture"):
+            services.add(name)
+        interactions = {"topic": settings.topic(TopicName.INTERACTIONS)}
+        probes = [
+            Probe("capture.out", "capture", EVENTS_OUT, {"service": "capture", **interactions}),
+            Probe("enrich.in", "enrich", EVENTS_IN, interactions),
+            Probe("route.out", "route", EVENTS_OUT, {"topic": settings.topic(TopicName.HANDOFFS)}),
+        ]
+        rate = ctx.background_rate
+        load = LoadGenerator(ctx, self.name, services["capture"].url, events=ctx.events, rate=rate)
+        found = HandRaisers()
+        stop = asyncio.Event()
+        async with aiohttp.ClientSession() as session:
+            try:
+                services.start()
+                await services.ready(session)
+                async with TopicReader(
+                    ctx.bootstrap_servers, settings.topic(TopicName.HANDOFFS), ctx.partitions
+                ) as reader:
+                    follower = asyncio.create_task(follow_handoffs(reader, found, stop))
+                    load.start()
+                    started = await load.started_at()
+                    first = await snapshot(session, ctx, services, probes)
+                    planned = ctx.events / rate if rate > 0 else 10.0
+                    await post_hand_raisers(
+                        session,
+                        url=services["capture"].url,
+                        ctx=ctx,
+                        start=started,
+                        duration=planned,
+                        found=found,
+                    )
+                    await load.wait()
+                    background_end = await snapshot(session, ctx, services, probes)
+                    outcome = load.result()
+                    deadline = time.monotonic() + ctx.case_timeout
+                    while found.missing() and time.monotonic() < deadline:
+                        if services.crashed():
+                            raise RuntimeError(f"{services.crashed()} exited\n{services.logs()}")
+                        await asyncio.sleep(0.5)
+                    last = await snapshot(session, ctx, services, probes)
+                    stop.set()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await follower
+            finally:
+                stop.set()
+                load.stop()
+                services.stop()
+        latencies = found.latencies()
+        if not latencies:
+            raise RuntimeError(f"no hand-raiser was handed off ({len(found.accepted_at)} accepted)")
+        summary = LatencySummary.of(latencies)
+        seen = LatencySummary.of(
+            [found.seen_at[lead] - at for lead, at in found.accepted_at.items() if lead in found.seen_at]
+        )
+        accepted = int(outcome["accepted"])
+        background_seconds = outcome["finished_at"] - outcome["started_at"]
+        through = background_end.counters["enrich.in"] - first.counters["enrich.in"]
+        figures = {
+            "speed-to-lead p50 / p95 / p99 / max (s)": summary.text(),
+            "same, as read by a consumer (s)": seen.text(),
+            "hand-raisers handed off": (
+                f"{len(latencies)} of {len(found.accepted_at)} accepted ({found.refused} refused)"
+            ),
+            "background asked / accepted (events/s)": f"{rate:,.0f} / {outcome['achieved_rate']:,.0f}",
+            "background refused / HTTP statuses": f"{outcome['refused']:,} / {outcome['statuses']}",
+            "enrich consumed during the background (events/s)": (
+                f"{through / max(1e-9, background_seconds):,.0f}"
+            ),
+            "backlog at capture->enrich when the background ended": (
+                f"{background_end.counters['capture.out'] - background_end.counters['enrich.in']:,.0f} events"
+            ),
+            "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
+        }
+        return CaseResult(
+            case=self.name,
+            description=self.description,
+            events=accepted,
+            seconds=background_seconds,
+            cpu_seconds=cpu_between(first, last),  # the backlog is worked off after the background ends
+            broker_cpu_seconds=broker_between(first, last),
+            figures=figures,
+            extra={
+                "suffix": suffix,
+                "logs": str(services.log_dir),
+                "latencies": sorted(latencies),
+                "loadgen": outcome,
+                "counters_at_end": last.counters,
+            },
+        )
+
+
+register(SpeedToLead())

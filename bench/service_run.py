@@ -1,0 +1,197 @@
+"""One real service over a backlog of realistic records: its rate, its CPU, and what it published.
+
+The clock starts at the first sample in which the worker had consumed input and stops when it had
+consumed the whole backlog and its outputs stopped moving (so work a service defers to an internal
+topic, like enrich's inbox, counts). Start-up, the group join and table recovery are left out: the
+figure is steady-state throughput, comparable with the passthrough lines of the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bench import profile
+from bench.case import BenchContext, CaseResult
+from bench.kafka import produce
+from bench.records import Record
+from bench.stack import EVENTS_IN, EVENTS_OUT, Probe, Services, Snapshot, watch
+from bench.windows import Point, backlog_window, stable_for
+from schemas.topics import TopicName
+from services.runtime.settings import ServiceSettings
+from services.runtime.topics import ensure_pipeline_topics, ensure_topics
+from services.score.app import DECAY_TOPIC
+
+SETTLE_SECONDS = 1.5  # outputs unchanged this long after the backlog was consumed: the work is done
+
+
+def settings_for(ctx: BenchContext, suffix: str) -> ServiceSettings:
+    return ServiceSettings(
+        broker_url=f"kafka://{ctx.bootstrap_servers}", topic_partitions=ctx.partitions, topic_suffix=suffix
+    )
+
+
+async def prepare_topics(ctx: BenchContext, suffix: str) -> ServiceSettings:
+    """The pipeline's topics plus score's decay topic, created before any worker starts.
+
+    Score first writes to its decay topic from a timer. When that topic is younger than its producer's
+    metadata, aiokafka starts tracking it alone, drops every other topic from the producer's metadata
+    and retries batches already queued for them in a tight loop until the 20-minute request timeout:
+    the agent awaiting such an ack stalls (seen in about one score run in three here; see
+    docs/performance.md). Creating the topic first, as a deployment that provisions its topics does,
+    keeps the benchmark measuring throughput instead of that stall.
+    """
+    settings = settings_for(ctx, suffix)
+    await ensure_pipeline_topics(settings, give_up_after=30)
+    await ensure_topics(
+        ctx.bootstrap_servers, [settings.topic(DECAY_TOPIC)], ctx.partitions, give_up_after=30
+    )
+    return settings
+
+
+def series(snapshots: Sequence[Snapshot], names: Sequence[str]) -> list[Point]:
+    """(time, summed counters) per snapshot."""
+    return [(s.at, sum(s.counters[n] for n in names)) for s in snapshots]
+
+
+def backlog_done(inputs: list[str], outputs: list[str], total: int) -> Callable[[list[Snapshot]], bool]:
+    def done(snapshots: list[Snapshot]) -> bool:
+        if series(snapshots[-1:], inputs)[0][1] < total:
+            return False
+        return all(stable_for(series(snapshots, [o]), SETTLE_SECONDS) for o in [*outputs, *inputs])
+
+    return done
+
+
+def cpu_between(start: Snapshot, end: Snapshot, keys: Sequence[str] | None = None) -> float:
+    keys = list(start.cpu) if keys is None else keys
+    return sum(end.cpu[k] - start.cpu[k] for k in keys)
+
+
+def broker_between(start: Snapshot, end: Snapshot) -> float | None:
+    if start.broker_cpu is None or end.broker_cpu is None:
+        return None
+    return end.broker_cpu - start.broker_cpu
+
+
+def profile_during(ctx: BenchContext, services: Services, case: str) -> list[tuple[str, Path]]:
+    """Start py-spy on every worker of the case when `--profile` asks for it; returns (worker, output)."""
+    if ctx.profile_seconds <= 0:
+        return []
+    started = []
+    for member in services:
+        out = ctx.log_dir / f"{case.replace('.', '-')}-{member.key}.pyspy.txt"
+        if member.process is not None and profile.start(member.process.pid, ctx.profile_seconds, out):
+            started.append((member.key, out))
+    return started
+
+
+def profile_summaries(profiles: list[tuple[str, Path]]) -> dict[str, list[str]]:
+    summaries = {}
+    for key, path in profiles:
+        if path.exists():
+            summaries[key] = profile.summarise(path.read_text()).lines()
+    return summaries
+
+
+@dataclass(frozen=True)
+class ServiceWorkload:
+    """What one service case feeds and follows."""
+
+    service: str
+    source: TopicName
+    outputs: tuple[TopicName, ...]
+    records: Callable[[int], list[Record]]
+
+
+async def run_service(
+    ctx: BenchContext,
+    *,
+    case: str,
+    description: str,
+    workload: ServiceWorkload,
+    workers: int = 1,
+    produce_after_ready: bool = False,
+) -> CaseResult:
+    """Preload, start the worker(s), follow their counters. With `produce_after_ready` (always with
+    2+ workers) the backlog is written only after every worker joined, so no rebalance falls inside
+    the window, and the clock starts when the backlog is complete."""
+    suffix = ctx.suffix(case)
+    settings = await prepare_topics(ctx, suffix)
+    records = await asyncio.to_thread(workload.records, ctx.events)
+    source = settings.topic(workload.source)
+    services = Services(ctx, case, suffix)
+    keys = [workload.service] if workers == 1 else [f"{workload.service}-{i + 1}" for i in range(workers)]
+    for key in keys:
+        services.add(workload.service, label=key if workers > 1 else "")
+    probes = [Probe(f"in:{k}", k, EVENTS_IN, {"topic": source}) for k in keys]
+    probes += [
+        Probe(f"out:{k}:{t}", k, EVENTS_OUT, {"topic": settings.topic(t)})
+        for k in keys
+        for t in workload.outputs
+    ]
+    inputs = [p.name for p in probes if p.name.startswith("in:")]
+    outputs = [p.name for p in probes if p.name.startswith("out:")]
+    not_before = 0.0
+    async with aiohttp.ClientSession() as session:
+        try:
+            if workers == 1 and not produce_after_ready:
+                await produce(ctx.bootstrap_servers, source, records)
+                services.start()
+                await services.ready(session)
+            else:
+                services.start()
+                await services.ready(session)
+                await asyncio.sleep(2 * settings.broker_session_timeout)  # the last join settles
+                await produce(ctx.bootstrap_servers, source, records)
+                not_before = time.time()
+            finished = backlog_done(inputs, outputs, len(records))
+            profiles: list[tuple[str, Path]] = []
+
+            def done(snapshots: list[Snapshot]) -> bool:
+                if not profiles and series(snapshots[-1:], inputs)[0][1] > 0:
+                    profiles.extend(profile_during(ctx, services, case))  # once work has begun
+                return finished(snapshots)
+
+            snapshots = await watch(session, ctx, services, probes, done, within=ctx.case_timeout)
+        finally:
+            services.stop()
+    window = backlog_window(
+        series(snapshots, inputs), [series(snapshots, [o]) for o in outputs], len(records), not_before
+    )
+    if window is None:
+        raise RuntimeError("the backlog was not consumed")
+    start, end = snapshots[window[0]], snapshots[window[1]]
+    consumed = series([end], inputs)[0][1] - series([start], inputs)[0][1]
+    figures = {
+        "record bytes (mean)": f"{sum(len(v) for _, v in records) / max(1, len(records)):,.0f}",
+    }
+    for topic in workload.outputs:
+        produced = sum(end.counters[f"out:{k}:{topic}"] for k in keys)
+        figures[f"{topic} per input"] = f"{produced / max(1, len(records)):.2f}"
+    if workers > 1:
+        shares = [end.counters[f"in:{k}"] - start.counters[f"in:{k}"] for k in keys]
+        figures["share per worker"] = " / ".join(f"{s / max(1.0, consumed):.0%}" for s in shares)
+    summaries = profile_summaries(profiles)
+    for key, lines in summaries.items():
+        figures[f"py-spy {key}"] = lines[1]
+    return CaseResult(
+        case=case,
+        description=description,
+        events=int(consumed),
+        seconds=end.at - start.at,
+        cpu_seconds=cpu_between(start, end),
+        broker_cpu_seconds=broker_between(start, end),
+        figures=figures,
+        extra={
+            "suffix": suffix,
+            "logs": str(services.log_dir),
+            "profiles": summaries,
+            "records": len(records),
+        },
+    )
