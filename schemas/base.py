@@ -7,6 +7,15 @@ from datetime import UTC, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+# Validation context for records a leadpipe service published: checks done at the edge (e-mail
+# syntax, in capture) are not repeated by every consumer. Decoders of untrusted input never pass it.
+TRUSTED_CONTEXT = {"trusted": True}
+
+
+def trusted(context: object) -> bool:
+    """Whether a validator runs under TRUSTED_CONTEXT."""
+    return isinstance(context, dict) and context.get("trusted") is True
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

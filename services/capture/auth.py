@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from services.capture.responses import problem
-from services.capture.settings import hash_api_key
+from services.runtime.api_keys import hash_api_key, key_is_valid
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT = web.RequestKey("client", str)
-
-
-def key_is_valid(presented: str, known_hashes: frozenset[str]) -> bool:
-    digest = hash_api_key(presented)
-    # Compare against every known hash so timing does not reveal which one matched.
-    matched = False
-    for known in known_hashes:
-        matched |= hmac.compare_digest(digest, known)
-    return matched
 
 
 def api_key_middleware(

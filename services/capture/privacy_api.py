@@ -38,7 +38,7 @@ from schemas.base import utcnow
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.topics import TopicName
 from services.capture import consent, domain
-from services.capture.auth import CLIENT, key_is_valid
+from services.capture.auth import CLIENT
 from services.capture.guard import Deduplicator
 from services.capture.keys import METRICS, PUBLISHER, REDIS, SETTINGS
 from services.capture.publisher import BrokerUnavailable, Publisher
@@ -47,6 +47,7 @@ from services.capture.settings import CaptureSettings
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
+from services.runtime.api_keys import key_is_valid
 from services.runtime.codec import encode
 from services.runtime.errors import field_problems
 

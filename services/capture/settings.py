@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from services.runtime.api_keys import hash_api_key
 from services.runtime.settings import ServiceSettings
 
 _FORMS_FILE = Path(__file__).resolve().parents[2] / "config" / "forms.yaml"
-
-
-def hash_api_key(key: str) -> str:
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _split(value: object) -> object:

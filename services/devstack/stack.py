@@ -132,6 +132,8 @@ class DevStack:
         if prefix == "CAPTURE":
             env["CAPTURE_API_KEYS"] = self.options.api_key
             env["CAPTURE_READY_PEERS"] = json.dumps(peers)
+        if prefix == "ROUTE":
+            env["ROUTE_API_KEYS"] = self.options.api_key  # the rep API (/reps) takes the same dev key
         if prefix == "NURTURE":
             env["NURTURE_SMTP_HOST"] = self.options.host
             env["NURTURE_SMTP_PORT"] = str(self.smtp_port)
@@ -187,7 +189,7 @@ class DevStack:
             url = f"http://{self.options.host}:{child.port}"
             say(f"  {child.name:<8} {url}  (/readyz /metrics, log {child.log_path})")
         front = f"http://{self.options.host}:{self.options.port_base}"
-        say(f"  API key  {self.options.api_key}  (X-API-Key header)")
+        say(f"  API key  {self.options.api_key}  (X-API-Key header; capture's /v1/ and route's /reps)")
         say(f"  try      curl -H 'X-API-Key: {self.options.api_key}' -d @event.json {front}/v1/events")
         say("  stop     Ctrl-C\n")
 

@@ -1,7 +1,8 @@
-"""Enrich's faust agents: decode, read the lead's state, call the domain, save, publish.
+"""Enrich's faust agent: decode, read the lead's state, call the domain, stage the state, publish.
 
-State is read again after every await (the firmographics lookup), so an agent never writes back a
-state another agent changed meanwhile.
+One agent handles interactions, the inbox and privacy requests, in batches (services/runtime/batch.py):
+a lead's state has one writer, so nothing changes it while the agent awaits a firmographics lookup,
+and a batch's states are stored only once its records are acknowledged by the broker.
 
 Privacy: enrich erases a lead's rows on an `erase` request (and asks the same for the anonymous
 leads merged into it), answers `export` requests, and runs the retention sweep: it sees every
@@ -43,6 +44,7 @@ from services.privacy import exports, records, retention
 from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
+from services.runtime.batch import Batch, StagedTable, processing
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 
@@ -69,18 +71,22 @@ class Enricher:
     sink: faust.TopicT
     inbox: faust.TopicT
     privacy: EnrichPrivacy | None = None
+    batch: EnrichBatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batch = EnrichBatch(self)
 
     def load(self, lead_id: str) -> LeadState | None:
-        raw = self.leads.get(lead_id)
-        return LeadState.model_validate_json(raw) if raw else None
+        state: LeadState | None = self.batch.leads.get(lead_id)
+        return state
 
-    def save(self, state: LeadState) -> None:
-        self.leads[state.lead_id] = state.model_dump_json().encode()
-        if state.pending_domain:
-            if self.pending.get(state.lead_id) != state.pending_domain.encode():
-                self.pending[state.lead_id] = state.pending_domain.encode()
-        elif state.lead_id in self.pending:
-            del self.pending[state.lead_id]
+    def save(self, state: LeadState, event: faust.EventT[bytes] | None) -> None:
+        """Stage the state (and the domain it waits for) until the batch's records are acknowledged."""
+        batch = self.batch
+        batch.leads.set(state.lead_id, state, event)
+        wanted = state.pending_domain.encode() if state.pending_domain else None
+        if batch.pending.get(state.lead_id) != wanted:
+            batch.pending.set(state.lead_id, wanted, event)
 
     async def lookup(self, company_domain: str) -> Lookup:
         """The provider's answer within the lookup budget; UNAVAILABLE when it takes longer."""
@@ -94,13 +100,14 @@ class Enricher:
     async def publish(self, outcome: Outcome, kind: str) -> None:
         if outcome.duplicate:
             self.metrics.duplicates.inc()
+        outbox = self.batch.outbox
         for record in outcome.records:
-            await self.service.send(self.sink, record.lead_id, record)
+            await outbox.send(self.sink, record.lead_id, record)
             self.metrics.enriched.labels(str(record.enrichment), _kind(record, kind)).inc()
             if record.merged_from:
                 self.metrics.merges.inc(len(record.merged_from))
         for request in outcome.aliases:
-            await self.service.send(self.inbox, request.lead_id, request)
+            await outbox.send(self.inbox, request.lead_id, request)
 
     def stale(self, lead_id: str, interaction: Interaction) -> bool:
         """Happened before the lead was erased (it was in flight): dropped, or it would recreate the lead."""
@@ -109,14 +116,14 @@ class Enricher:
         self.privacy.metrics.dropped_stale()
         return True
 
-    async def on_interaction(self, interaction: Interaction, partition: int = 0) -> None:
+    async def on_interaction(self, interaction: Interaction, event: faust.EventT[bytes]) -> None:
         if self.stale(interaction.lead_id, interaction):
             return
         state = self.load(interaction.lead_id)
         target = domain.destination(state, interaction)
         if target is not None:
             if state is not None:  # an anonymous id still in use keeps its alias alive
-                self.touch(interaction.lead_id, interaction, partition)
+                self.touch(interaction.lead_id, interaction, event.message.partition)
             routed = RoutedInteraction(
                 event_id=interaction.event_id,
                 occurred_at=interaction.occurred_at,
@@ -124,18 +131,31 @@ class Enricher:
                 interaction=interaction,
                 from_lead_id=interaction.lead_id,
             )
-            await self.service.send(self.inbox, target, routed)
+            await self.batch.outbox.send(self.inbox, target, routed)
             return
-        await self.enrich(interaction.lead_id, interaction, partition)
+        await self.enrich(interaction.lead_id, interaction, event, state)
 
-    async def enrich(self, lead_id: str, interaction: Interaction, partition: int = 0) -> None:
+    async def enrich(
+        self,
+        lead_id: str,
+        interaction: Interaction,
+        event: faust.EventT[bytes],
+        state: LeadState | None = None,
+    ) -> None:
+        """`state`: the lead's state when the caller read it already (its only writer is this agent)."""
         if self.stale(lead_id, interaction):
             return
-        wanted = domain.lookup_needed(self.load(lead_id), lead_id, interaction, self.config)
+        if state is None:
+            state = self.load(lead_id)
+        if state is not None and interaction.event_id in state.seen:
+            self.metrics.duplicates.inc()
+            return
+        applied = domain.applied_profile(state, lead_id, interaction, self.config)
+        wanted = domain.lookup_needed(state, lead_id, interaction, self.config, applied)
         lookup = await self.lookup(wanted) if wanted else None
-        outcome = domain.enrich(self.load(lead_id), lead_id, interaction, lookup, self.config)
-        self.save(outcome.state)
-        self.touch(lead_id, interaction, partition)
+        outcome = domain.enrich(state, lead_id, interaction, lookup, self.config, applied=applied)
+        self.save(outcome.state, event)
+        self.touch(lead_id, interaction, event.message.partition)
         await self.publish(outcome, "live")
 
     def touch(self, lead_id: str, interaction: Interaction, partition: int) -> None:
@@ -143,23 +163,23 @@ class Enricher:
             at = min(interaction.occurred_at.timestamp(), time.time())  # a future date is not activity
             self.privacy.touch(lead_id, at, partition)
 
-    async def on_inbox(self, record: Any, partition: int = 0) -> None:
+    async def on_inbox(self, record: Any, event: faust.EventT[bytes]) -> None:
         if isinstance(record, RoutedInteraction):
-            await self.enrich(record.lead_id, record.interaction, partition)
+            await self.enrich(record.lead_id, record.interaction, event)
         elif isinstance(record, AliasRequest):
             answer = domain.alias(self.load(record.lead_id), record)
-            self.save(answer.state)
+            self.save(answer.state, event)
             if answer.conflict:
                 self.metrics.alias_conflicts.inc()
             if answer.merge is not None:
-                await self.service.send(self.inbox, answer.merge.lead_id, answer.merge)
+                await self.batch.outbox.send(self.inbox, answer.merge.lead_id, answer.merge)
         elif isinstance(record, ProfileMerge):
             outcome = domain.merge(self.load(record.lead_id), record, self.config)
-            self.save(outcome.state)
+            self.save(outcome.state, event)
             await self.publish(outcome, "replay")
         elif isinstance(record, FirmographicsResolved):
             outcome = domain.firmographics_resolved(self.load(record.lead_id), record)
-            self.save(outcome.state)
+            self.save(outcome.state, event)
             await self.publish(outcome, "completion")
 
     async def retry_pending(self) -> None:
@@ -181,16 +201,19 @@ class Enricher:
                 )
                 await self.service.send(self.inbox, lead_id, answer)
 
-    async def on_privacy(self, request: PrivacyRecord) -> None:
-        """Erase or export; other privacy records (consent, completions) are not enrich's business."""
-        if self.privacy is None:
+    async def on_privacy(self, request: PrivacyRecord, event: faust.EventT[bytes]) -> None:
+        """Erase or export; other privacy records (consent, completions) are not enrich's business.
+
+        Both act on stored state, so the batch's earlier records are committed first."""
+        if self.privacy is None or request.kind not in (PrivacyRequestKind.ERASE, PrivacyRequestKind.EXPORT):
             return
+        await self.batch.unit.commit()
         if request.kind is PrivacyRequestKind.ERASE:
-            await self.erase(request, self.privacy)
-        elif request.kind is PrivacyRequestKind.EXPORT:
+            await self.erase(request, self.privacy, event.message.partition)
+        else:
             await self.export(request, self.privacy)
 
-    async def erase(self, request: PrivacyRecord, privacy: EnrichPrivacy) -> None:
+    async def erase(self, request: PrivacyRecord, privacy: EnrichPrivacy, partition: int) -> None:
         """Delete the lead's rows (each a changelog tombstone) and erase the leads merged into it."""
         lead_id, now = request.lead_id, utcnow()
         state = self.load(lead_id)
@@ -205,7 +228,7 @@ class Enricher:
             del self.pending[lead_id]
             erased["pending_table"] = 1
         erased["activity_table"] = privacy.forget(lead_id)
-        privacy.guard.erased(lead_id, now)
+        privacy.guard.erased(lead_id, now, partition)
         privacy.metrics.handled("erase")
         privacy.metrics.count_erased(erased)
         completed = records.erasure_completed(request, "enrich", erased, now)
@@ -295,6 +318,20 @@ class EnrichPrivacy:
         return sent
 
 
+class EnrichBatch:
+    """One batch's records to publish and lead states to store once they are acknowledged."""
+
+    def __init__(self, enricher: Enricher) -> None:
+        self.leads = StagedTable(
+            enricher.leads,
+            encode=lambda state: state.model_dump_json().encode(),
+            decode=LeadState.model_validate_json,
+        )
+        self.pending = StagedTable(enricher.pending)
+        self.outbox = enricher.service.outbox()
+        self.unit = Batch(self.outbox, self.leads, self.pending)
+
+
 def _kind(record: EnrichedInteraction, default: str) -> str:
     if record.completes and default == "completion":
         return "completion"
@@ -355,32 +392,43 @@ def register(enricher: Enricher) -> None:
     privacy_records: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
     privacy = enricher.privacy = install_privacy(enricher)
 
-    @app.agent(source, name=f"{service.name}.interactions")
-    async def enrich_interactions(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
+    names = {"interactions": source.get_topic_name(), "inbox": enricher.inbox.get_topic_name()}
+    channel = app.topic(
+        names["interactions"],
+        names["inbox"],
+        privacy.topic.get_topic_name(),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=enricher.settings.topic_partitions,
+    )
+
+    async def handle(event: faust.EventT[bytes]) -> None:
+        topic = event.message.topic
+        if topic == names["interactions"]:
             interaction = await service.decode(interactions, event)
             if interaction is not None:
-                await enricher.on_interaction(interaction, event.message.partition)
-            service.observe(event.message.topic, started)
-
-    @app.agent(enricher.inbox, name=f"{service.name}.inbox")
-    async def enrich_inbox(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
+                await enricher.on_interaction(interaction, event)
+        elif topic == names["inbox"]:
             record = await service.decode(inbox_records, event)
             if record is not None:
-                await enricher.on_inbox(record, event.message.partition)
-            service.observe(event.message.topic, started)
-
-    @app.agent(privacy.topic, name=f"{service.name}.privacy")
-    async def enrich_privacy(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
+                await enricher.on_inbox(record, event)
+        else:
             request = await service.decode(privacy_records, event)
             if request is not None:
-                await enricher.on_privacy(request)
-            service.observe(event.message.topic, started)
+                await enricher.on_privacy(request, event)
+
+    @app.agent(channel, name=f"{service.name}.records")
+    async def enrich_records(stream: faust.StreamT[bytes]) -> None:
+        async for events in service.batches(stream):
+            enricher.batch = EnrichBatch(enricher)
+            for event in events:
+                started = time.perf_counter()
+                with processing(event):
+                    await handle(event)
+                service.observe(event.message.topic, started)
+            await enricher.batch.unit.commit()
 
     @app.timer(enricher.settings.retry_interval_seconds, name=f"{service.name}.retry_pending")  # type: ignore[untyped-decorator]
     async def retry_pending() -> None:

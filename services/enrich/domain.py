@@ -108,11 +108,18 @@ def is_anonymous(lead_id: str) -> bool:
 
 
 def lookup_needed(
-    state: LeadState | None, lead_id: str, interaction: Interaction, config: EnrichConfig
+    state: LeadState | None,
+    lead_id: str,
+    interaction: Interaction,
+    config: EnrichConfig,
+    applied: LeadProfile | None = None,
 ) -> str | None:
-    """The company domain to look up before applying this interaction, if any."""
+    """The company domain to look up before applying this interaction, if any.
+
+    `applied`: the interaction already applied to the lead's profile (`applied_profile`), so a
+    caller that goes on to `enrich` normalises the contact once, not twice."""
     profile = (state or LeadState.new(lead_id)).profile
-    domain = company_domain(apply_interaction(profile, interaction, config))
+    domain = company_domain(applied or apply_interaction(profile, interaction, config))
     if domain is None:
         return None
     if profile.firmographics.domain == domain and (state is None or state.pending_domain != domain):
@@ -181,18 +188,29 @@ def _record(
     return state.model_copy(update={"unannounced": []}), record
 
 
+def applied_profile(
+    state: LeadState | None, lead_id: str, interaction: Interaction, config: EnrichConfig
+) -> LeadProfile:
+    """The lead's profile with this interaction's contact applied (what `enrich` would store)."""
+    return apply_interaction((state or LeadState.new(lead_id)).profile, interaction, config)
+
+
 def enrich(
     state: LeadState | None,
     lead_id: str,
     interaction: Interaction,
     lookup: Lookup | None,
     config: EnrichConfig,
+    *,
+    applied: LeadProfile | None = None,
 ) -> Outcome:
-    """Apply one interaction to the lead `lead_id` (already resolved) and say what to publish."""
+    """Apply one interaction to the lead `lead_id` (already resolved) and say what to publish.
+
+    `applied`: `applied_profile` of the same state and interaction, when the caller computed it."""
     current = state or LeadState.new(lead_id)
     if interaction.event_id in current.seen:
         return Outcome(current, duplicate=True)
-    profile = apply_interaction(current.profile, interaction, config)
+    profile = applied or apply_interaction(current.profile, interaction, config)
     updates: dict[str, object] = {
         "profile": profile,
         "seen": _remember(current.seen, interaction.event_id, config.max_seen_event_ids),

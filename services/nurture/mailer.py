@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -116,18 +117,21 @@ def build_message(
     return message
 
 
+Accepted = Callable[[], Awaitable[None]]
+
+
 class Transport(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: EmailMessage, accepted: Accepted) -> None:
+        """Send `message`; await `accepted` as soon as the server has taken it (before QUIT)."""
 
 
 class SmtpTransport:
     def __init__(self, settings: NurtureSettings) -> None:
         self._settings = settings
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, accepted: Accepted) -> None:
         s = self._settings
-        await aiosmtplib.send(
-            message,
+        client = aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,
@@ -136,6 +140,11 @@ class SmtpTransport:
             use_tls=False,
             timeout=s.smtp_timeout,
         )
+        async with client:  # QUIT on the way out; an error in QUIT closes the connection instead
+            await client.send_message(message)
+            # The server's reply to the end of DATA is its acceptance: record it now, not after
+            # QUIT, so a crash in between cannot make the replayed command send the mail again.
+            await accepted()
 
 
 class Mailer:
@@ -180,16 +189,28 @@ class Mailer:
             if claim is Claim.BUSY:  # wait for the other worker to confirm, or for its lease to end
                 await asyncio.sleep(BUSY_POLL_SECONDS)
                 continue
+            confirmed = False
+
+            async def accepted() -> None:
+                nonlocal confirmed
+                await until_redis_answers(partial(self.ledger.confirm, command_id), "delivery confirmation")
+                confirmed = True
+
             try:
-                await self.transport.send(self.message(command))
+                await self.transport.send(self.message(command), accepted)
             except (aiosmtplib.SMTPException, OSError) as exc:
+                if confirmed:  # taken by the server; only the goodbye failed
+                    log.info("SMTP QUIT failed after the server accepted the mail (%s)", type(exc).__name__)
+                    self.metrics.sent.labels(command.sequence).inc()
+                    return Delivery.SENT
                 await until_redis_answers(partial(self.ledger.release, command_id), "delivery claim release")
                 self.metrics.send_failures.inc()
                 log.warning("SMTP send failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.smtp_retry_max_seconds)
                 continue
-            await until_redis_answers(partial(self.ledger.confirm, command_id), "delivery confirmation")
+            if not confirmed:  # a transport that returned without reporting acceptance
+                await accepted()
             self.metrics.sent.labels(command.sequence).inc()
             return Delivery.SENT
 

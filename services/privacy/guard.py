@@ -24,27 +24,46 @@ def blocks(erased_at: float | None, occurred_at: datetime) -> bool:
     return erased_at is not None and occurred_at.timestamp() <= erased_at
 
 
+def encode_erasure(at: datetime, partition: int) -> bytes:
+    """The table's value: when, and on which partition (a timer's purge has no record to take it from)."""
+    return f"{at.timestamp()!r}@{partition}".encode()
+
+
+def decode_erasure(raw: bytes) -> tuple[float, int | None]:
+    at, _, partition = raw.decode().partition("@")
+    return float(at), int(partition) if partition else None
+
+
 class ErasureGuard:
     """Erasure times by lead digest, in a changelog-backed table on the lead's partition."""
 
     def __init__(self, table: Any, keep: timedelta) -> None:
-        self.table = table  # bytes -> bytes (epoch seconds as text)
+        self.table = table  # bytes -> encode_erasure(...)
         self.keep = keep
 
-    def erased(self, lead_id: str, at: datetime) -> None:
-        self.table[guard_key(lead_id)] = repr(at.timestamp()).encode()
+    def erased(self, lead_id: str, at: datetime, partition: int) -> None:
+        """Record an erasure; call it while handling the request's record (the table's partition is its)."""
+        self.table[guard_key(lead_id)] = encode_erasure(at, partition)
 
     def erased_at(self, lead_id: str) -> float | None:
         raw = self.table.get(guard_key(lead_id))
-        return None if raw is None else float(raw)
+        return None if raw is None else decode_erasure(raw)[0]
 
     def blocks(self, lead_id: str, occurred_at: datetime) -> bool:
         return blocks(self.erased_at(lead_id), occurred_at)
 
     def purge(self, now: datetime) -> int:
-        """Forget erasures older than `keep`: nothing from before them is still in flight."""
+        """Forget erasures older than `keep`: nothing from before them is still in flight.
+
+        Runs in a timer, outside any stream, so each tombstone names its partition (`delete_at`)."""
         cutoff = (now - self.keep).timestamp()
-        old = [key for key, raw in list(self.table.items()) if raw is not None and float(raw) < cutoff]
-        for key in old:
-            del self.table[key]
+        old = []
+        for key, raw in list(self.table.items()):
+            if raw is None:
+                continue
+            at, partition = decode_erasure(raw)
+            if at < cutoff and partition is not None:
+                old.append((key, partition))
+        for key, partition in old:
+            self.table.delete_at(key, partition)
         return len(old)

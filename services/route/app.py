@@ -40,5 +40,5 @@ class RouteService(StreamService):
 def create_app(settings: RouteSettings) -> RouteService:
     service = RouteService(settings)
     agents.install(service, service.router, service.route_metrics, settings)
-    api.install(service, service.router)
+    api.install(service, service.router, settings.api_key_hashes, settings.max_body_bytes)
     return service

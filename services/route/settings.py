@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from services.runtime.api_keys import hashed_keys, split_keys
 from services.runtime.settings import ServiceSettings
 
 _RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "routing.yaml"
 
 
 class RouteSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTE_", frozen=True, populate_by_name=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTE_",
+        frozen=True,
+        populate_by_name=True,
+        extra="ignore",
+        hide_input_in_errors=True,  # an error about api_keys must not print the keys
+    )
 
     web_port: int = Field(8083, ge=0, le=65535)
     rules_file: Path = Field(_RULES_FILE, description="Teams, reps, assignment rules and SLA tiers (YAML).")
@@ -25,3 +33,21 @@ class RouteSettings(ServiceSettings):
         30.0, gt=0, description="A claimed deadline comes due again after this if its worker died."
     )
     redis_timeout: float = Field(2.0, gt=0, description="Seconds per Redis call.")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated keys for the rep API (/reps), plain or sha256:<hex>; list the old and "
+        "the new key while rotating. Only hashes are kept. None: the rep API answers 503.",
+    )
+    max_body_bytes: int = Field(4096, ge=256, le=1024 * 1024, description="Largest PUT /reps body accepted.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _hash_keys(cls, value: object) -> object:
+        parts = split_keys(value)
+        if isinstance(parts, (tuple, list)) and all(isinstance(p, (str, SecretStr)) for p in parts):
+            return hashed_keys(parts)
+        return parts
+
+    @property
+    def api_key_hashes(self) -> frozenset[str]:
+        return frozenset(key.get_secret_value() for key in self.api_keys)

@@ -63,6 +63,12 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
         if fresh:
             super().apply_changelog_batch(fresh)
 
+    def delete_at(self, key: Any, partition: int) -> None:
+        """Delete `key` outside a stream (a timer): faust takes a change's changelog partition from
+        the record being processed, and a timer has none, so the caller names it."""
+        self.data.pop(key, None)
+        self.send_changelog(partition, key, None, value_serializer="raw")
+
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """faust's recovery is done and streams are paused: read on to the real end first."""
         await self.data.on_recovery_completed(active_tps, standby_tps)

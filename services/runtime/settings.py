@@ -7,6 +7,8 @@ settings class adds fields under its prefix (``CAPTURE_``, ``SCORE_``, ...).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +32,18 @@ class ServiceSettings(BaseSettings):
     )
     redis_url: str = Field(DEFAULT_REDIS, validation_alias=_env("REDIS_URL"))
     topic_partitions: int = Field(4, ge=1, le=256, validation_alias=_env("LEADPIPE_TOPIC_PARTITIONS"))
+    topic_replication_factor: int = Field(
+        1,
+        ge=1,
+        le=32767,
+        validation_alias=_env("LEADPIPE_TOPIC_REPLICATION_FACTOR"),
+        description="Replicas of each topic the services create; 3 on a production cluster, 1 on one broker.",
+    )
+    topics_file: Path = Field(
+        Path(__file__).resolve().parents[2] / "config" / "topics.yaml",
+        validation_alias=_env("LEADPIPE_TOPICS_FILE"),
+        description="Retention, cleanup policy and min.insync.replicas of the topics (YAML).",
+    )
     topic_suffix: str = Field(
         "",
         validation_alias=_env("LEADPIPE_TOPIC_SUFFIX"),
@@ -43,10 +57,29 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=_env("LEADPIPE_LOG_LEVEL"))
     producer_max_batch_bytes: int = Field(
-        16384,
+        256 * 1024,
         ge=1,
         validation_alias=_env("LEADPIPE_PRODUCER_MAX_BATCH_BYTES"),
         description="Producer batch size in bytes (faust's producer_max_batch_size).",
+    )
+    batch_max_records: int = Field(
+        500,
+        ge=1,
+        validation_alias=_env("LEADPIPE_BATCH_MAX_RECORDS"),
+        description="Records a batched agent handles before it waits for its effects' acknowledgement.",
+    )
+    batch_window_ms: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=_env("LEADPIPE_BATCH_WINDOW_MS"),
+        description="How long a batched agent waits for a batch to fill; adds at most this to latency.",
+    )
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=0,
+        validation_alias=_env("LEADPIPE_FETCH_MAX_WAIT_MS"),
+        description="How long the broker may hold a fetch for data (faust hard-codes 1500 ms; Tansu "
+        "holds fetches over several partitions for it, which set a 0.9 s latency floor per hop).",
     )
     data_dir: str = Field(
         ".leadpipe/data",

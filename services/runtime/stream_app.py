@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,12 +19,14 @@ from faust.web import Request, Response, View
 
 from schemas.dead_letter import DeadLetter, RecordOrigin
 from schemas.topics import TopicName
+from services.runtime.batch import Outbox
 from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.codec import Decoder, encode, key_text
+from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
 from services.runtime.settings import ServiceSettings
-from services.runtime.topics import ensure_pipeline_topics, ensure_topics
+from services.runtime.topics import changelog_topic_configs, ensure_configured_topics, ensure_pipeline_topics
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         "broker_heartbeat_interval": max(0.5, settings.broker_session_timeout / 6),
         "broker_rebalance_timeout": max(10.0, settings.broker_session_timeout * 2),
         "topic_partitions": settings.topic_partitions,
-        "topic_replication_factor": 1,
+        "topic_replication_factor": settings.topic_replication_factor,
         "topic_disable_leader": True,
         "producer_acks": -1,
         "producer_max_batch_size": settings.producer_max_batch_bytes,
@@ -57,7 +60,9 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
     options.update(overrides)
     # faust creates its own data directory but not the parents.
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    return faust.App(f"leadpipe-{service}{settings.topic_suffix}", **options)
+    app = LeadpipeApp(f"leadpipe-{service}{settings.topic_suffix}", **options)
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app
 
 
 def partition_lag(end_offset: int | None, last_committed: int | None) -> int | None:
@@ -119,15 +124,11 @@ class StreamService:
         """Create the catalogue's topics and the service's own, where missing."""
         await ensure_pipeline_topics(self.settings, give_up_after=give_up_after)
         if self.internal_topics:
-            await ensure_topics(
-                self.settings.bootstrap_servers,
-                self.internal_topics,
-                self.settings.topic_partitions,
-                give_up_after=give_up_after,
-            )
+            await ensure_configured_topics(self.settings, self.internal_topics, give_up_after=give_up_after)
 
     def table(self, name: str, **options: Any) -> CaughtUpTable:
         """A changelog-backed table whose recovery reads to the log's real end (see CaughtUpTable)."""
+        options.setdefault("extra_topic_configs", changelog_topic_configs(self.settings))
         table = CaughtUpTable(self.app, name=name, beacon=self.app.tables.beacon, **options)
         table.bootstrap_servers = self.settings.bootstrap_servers
         self.app.tables.add(table)
@@ -158,6 +159,18 @@ class StreamService:
             letter.origin.offset,
             letter.reason,
         )
+
+    def batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[Sequence[faust.EventT[bytes]]]:
+        """The stream in batches (see services/runtime/batch.py): up to `batch_max_records` records,
+        or what arrived within `batch_window_ms`. faust acknowledges a batch after the loop body."""
+        window = self.settings.batch_window_ms / 1000
+        batches: AsyncIterator[Sequence[faust.EventT[bytes]]]
+        batches = stream.take_events(self.settings.batch_max_records, within=window)  # type: ignore[attr-defined]
+        return batches
+
+    def outbox(self) -> Outbox:
+        """Effects of one batch, acknowledged together (`Outbox.flush`)."""
+        return Outbox(self.name, self.metrics)
 
     async def send(self, topic: faust.TopicT, key: str, record: Any) -> None:
         """Publish and wait for the broker's acknowledgement: an effect is durable before state moves on."""

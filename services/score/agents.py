@@ -20,6 +20,7 @@ from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
 from services.privacy import exports, records
 from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics
+from services.runtime.batch import Batch, StagedTable, processing
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 from services.score import domain
@@ -59,44 +60,63 @@ class Intervals:
     erasure_purge: float
 
 
+class ScoreBatch:
+    """One batch's stage changes (sent together) and lead states (stored after they are acknowledged)."""
+
+    def __init__(self, w: ScoreWiring) -> None:
+        self.states = StagedTable(w.table, encode=LeadState.dumps, decode=LeadState.loads)
+        self.outbox = w.service.outbox()
+        self.unit = Batch(self.outbox, self.states)
+
+    def load(self, lead_id: str) -> LeadState | None:
+        state: LeadState | None = self.states.get(lead_id.encode())
+        return state
+
+
 def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> None:
     service = w.service
-    interactions: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, "score")
+    interactions: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, "score", trusted=True)
     sales: Decoder[SalesActivity | RepStatusUpdate] = Decoder(SalesRecord, "score")
     privacy: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, "score")
 
+    async def handle(batch: ScoreBatch, event: faust.EventT[bytes]) -> None:
+        topic = event.message.topic
+        rules = w.rules.current
+        update: domain.ScoreUpdate | None = None
+        if topic == w.enriched:
+            record = await service.decode(interactions, event)
+            if record is not None and not _stale(w, record.lead_id, record.occurred_at):
+                update = domain.apply_interaction(batch.load(record.lead_id), record, rules)
+                _count(w, "interaction", update)
+        elif topic == w.sales:
+            activity = await service.decode(sales, event)
+            if isinstance(activity, SalesActivity) and not _stale(w, activity.lead_id, activity.occurred_at):
+                update = domain.apply_sales_activity(batch.load(activity.lead_id), activity, rules)
+                _count(w, "sales", update)
+        elif topic == w.privacy:
+            request = await service.decode(privacy, event)
+            if request is not None:
+                await batch.unit.commit()  # erasure and export see the batch's earlier records stored
+                with processing(event):
+                    await _on_privacy(w, request, event.message.partition)
+        elif topic == w.decay and event.key:
+            state = batch.load(bytes(event.key).decode())
+            if state is not None:
+                update = domain.apply_decay_check(
+                    state, datetime.fromisoformat(bytes(event.value).decode()), rules
+                )
+        if update is not None and not update.duplicate:
+            await _publish(w, batch, update, event)
+
     @service.app.agent(channel, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            topic = event.message.topic
-            rules = w.rules.current
-            update: domain.ScoreUpdate | None = None
-            if topic == w.enriched:
-                record = await service.decode(interactions, event)
-                if record is not None and not _stale(w, record.lead_id, record.occurred_at):
-                    update = domain.apply_interaction(_load(w, record.lead_id), record, rules)
-                    _count(w, "interaction", update)
-            elif topic == w.sales:
-                activity = await service.decode(sales, event)
-                if isinstance(activity, SalesActivity) and not _stale(
-                    w, activity.lead_id, activity.occurred_at
-                ):
-                    update = domain.apply_sales_activity(_load(w, activity.lead_id), activity, rules)
-                    _count(w, "sales", update)
-            elif topic == w.privacy:
-                request = await service.decode(privacy, event)
-                if request is not None:
-                    await _on_privacy(w, request)
-            elif topic == w.decay and event.key:
-                state = _load(w, bytes(event.key).decode())
-                if state is not None:
-                    update = domain.apply_decay_check(
-                        state, datetime.fromisoformat(bytes(event.value).decode()), rules
-                    )
-            if update is not None and not update.duplicate:
-                await _publish(w, update)
-            service.observe(topic, started)
+        async for events in service.batches(stream):
+            batch = ScoreBatch(w)
+            for event in events:
+                started = time.perf_counter()
+                await handle(batch, event)
+                service.observe(event.message.topic, started)
+            await batch.unit.commit()
 
     register_timers(w, intervals)
 
@@ -136,11 +156,11 @@ def _load(w: ScoreWiring, lead_id: str) -> LeadState | None:
     return None if raw is None else LeadState.loads(raw)
 
 
-async def _on_privacy(w: ScoreWiring, request: PrivacyRecord) -> None:
+async def _on_privacy(w: ScoreWiring, request: PrivacyRecord, partition: int) -> None:
     """Erase (and report what was erased) or answer an export; other privacy records are not ours."""
     if request.kind == PrivacyRequestKind.ERASE:
         erased = {"scores_table": _erase(w, request.lead_id)}
-        w.guard.erased(request.lead_id, utcnow())
+        w.guard.erased(request.lead_id, utcnow(), partition)
         w.privacy_metrics.handled("erase")
         w.privacy_metrics.count_erased(erased)
         completed = records.erasure_completed(request, "score", erased, utcnow())
@@ -180,12 +200,14 @@ def _count(w: ScoreWiring, kind: str, update: domain.ScoreUpdate) -> None:
         w.metrics.total_score.observe(fit + domain.engagement_at(update.state, at, w.rules.current))
 
 
-async def _publish(w: ScoreWiring, update: domain.ScoreUpdate) -> None:
-    """Publish first, then store: a crash in between re-publishes the same deterministic ids."""
+async def _publish(
+    w: ScoreWiring, batch: ScoreBatch, update: domain.ScoreUpdate, event: faust.EventT[bytes]
+) -> None:
+    """Hand the changes to the producer and stage the state, stored once they are acknowledged."""
     for change in update.changes:
-        await w.service.send(w.stage_changes, change.lead_id, change)
+        await batch.outbox.send(w.stage_changes, change.lead_id, change)
         w.metrics.observe_stage_change(change)
-    w.table[update.state.lead_id.encode()] = update.state.dumps()
+    batch.states.set(update.state.lead_id.encode(), update.state, event)
     w.index.set(update.state.lead_id, update.state.next_due)
 
 

@@ -19,8 +19,9 @@ from schemas.base import utcnow
 from services.capture import consent
 from services.capture.app import create_app
 from services.capture.domain import lead_identity
-from services.capture.settings import CaptureSettings, hash_api_key
+from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
+from services.runtime.api_keys import hash_api_key
 from services.runtime.topics import ensure_pipeline_topics
 from tests.kafka import consume_until
 

@@ -471,8 +471,16 @@ async def _erased(pipeline: Pipeline, result: Run) -> None:
 async def _look_everywhere(pipeline: Pipeline, result: Run) -> None:
     """Collect every place the people could remain: Redis, faust tables, /metrics, the erasure log."""
     for lead_id, request_id in result.erase_requests.items():
-        entry = await pipeline.client.get(f"/v1/privacy/erasures/{request_id}", headers=ADMIN)
-        result.erasure_logs[lead_id] = await entry.json()
+
+        async def logged(request_id: str = request_id) -> dict[str, Any] | None:
+            """The log as capture's consumer has it: it may still be reading the last completion."""
+            entry = await pipeline.client.get(f"/v1/privacy/erasures/{request_id}", headers=ADMIN)
+            body: dict[str, Any] = await entry.json()
+            return body if set(body.get("completed", {})) >= set(ERASERS) else None
+
+        result.erasure_logs[lead_id] = await eventually(
+            logged, f"every service in the erasure log of {lead_id}"
+        )
     subject = consent.subject_of(result.nurtured.lead_id, SALT)
     proof = await pipeline.redis.get(f"leadpipe:capture{pipeline.suffix}:consent:{subject}")
     result.consent_proof = json.loads(proof) if proof else None

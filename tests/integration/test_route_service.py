@@ -32,6 +32,7 @@ from tests.unit.test_route_domain import make_change
 pytestmark = pytest.mark.integration
 
 SLA_SECONDS = 3.0
+API_KEY = "route-test-key"
 
 RULES: dict[str, Any] = {
     "teams": [
@@ -70,6 +71,7 @@ def settings_for(
         rules_file=rules,
         redis_prefix=prefix,
         sla_check_interval=0.2,
+        api_keys=API_KEY,
     )
 
 
@@ -212,7 +214,7 @@ async def test_rep_api_and_status_updates_steer_assignment(
     route: RouteService, broker: EmbeddedBroker
 ) -> None:
     base = f"http://127.0.0.1:{route.settings.web_port}"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as session:
         async with session.put(f"{base}/reps/anna", json={"available": False}) as response:
             assert response.status == 200, await response.text()
             body = await response.json()

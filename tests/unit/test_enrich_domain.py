@@ -263,6 +263,20 @@ def test_unavailable_provider_marks_partial_and_a_late_answer_completes() -> Non
     assert domain.lookup_needed(done.state, first.lead_id, second, CONFIG) is None
 
 
+def test_a_profile_applied_once_gives_what_applying_it_twice_gave() -> None:
+    """The agent passes `applied_profile` to both steps; the answers must not change."""
+    first = interaction("f1", type="form_submit", contact={"email": "ann@acme.de", "phone": "030 1234567"})
+    second = interaction("f2", 1, type="demo_request", contact={"email": "Ann@ACME.de", "country": "DE"})
+    state = None
+    for event, lookup in ((first, Lookup("acme.de", LookupStatus.UNAVAILABLE)), (second, found())):
+        applied = domain.applied_profile(state, event.lead_id, event, CONFIG)
+        wanted = domain.lookup_needed(state, event.lead_id, event, CONFIG)
+        assert domain.lookup_needed(state, event.lead_id, event, CONFIG, applied) == wanted == "acme.de"
+        plain = domain.enrich(state, event.lead_id, event, lookup, CONFIG)
+        assert domain.enrich(state, event.lead_id, event, lookup, CONFIG, applied=applied) == plain
+        state = plain.state
+
+
 def test_a_live_answer_completes_earlier_partial_records() -> None:
     first = interaction("f1", type="form_submit", contact={"email": "ann@acme.de"})
     second = interaction("f2", 1, type="demo_request", contact={"email": "ann@acme.de"})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.capture.settings import CaptureSettings, hash_api_key
+from services.capture.settings import CaptureSettings
+from services.runtime.api_keys import hash_api_key
 from services.runtime.settings import ServiceSettings
 
 

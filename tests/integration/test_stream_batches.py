@@ -1,0 +1,114 @@
+"""Batched agents on the real broker: effects and state land where they must (services/runtime/batch.py).
+
+- a state written by a batch goes to the changelog partition of the record that changed it (the
+  input's partition), though `take_events` collects records in another task;
+- a batch's effects are acknowledged before its state is stored;
+- a key can be deleted outside any stream (a timer) with `CaughtUpTable.delete_at`, where faust's
+  own `del table[key]` refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import faust
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.runtime.batch import Batch, StagedTable, processing
+from services.runtime.settings import ServiceSettings
+from services.runtime.stream_app import StreamService
+from tests.kafka import produce
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+LEADS = 24
+
+
+async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, bytes | None]]:
+    """(partition, key, value) of the first `count` records of a topic."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[tuple[int, bytes, bytes | None]] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [(r.partition, r.key or b"", r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer_can_delete(
+    broker: EmbeddedBroker,
+) -> None:
+    settings = ServiceSettings(
+        broker_url=broker.url,
+        topic_suffix=f".batch{uuid.uuid4().hex[:8]}",
+        topic_partitions=PARTITIONS,
+        web_port=free_port(),
+        broker_session_timeout=6,
+    )
+    service = StreamService("batches", settings)
+    table = service.table("counts", default=None, key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+    source, sink = service.topic("leads.interactions"), service.topic("leads.enriched")
+    input_partition: dict[bytes, int] = {}
+    acknowledged_before_stored: list[bool] = []
+    batches = 0
+
+    @service.app.agent(source)
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        nonlocal batches
+        async for events in service.batches(stream):
+            batches += 1
+            sent: list[asyncio.Future[object]] = []
+
+            def encode(n: int, sent: list[asyncio.Future[object]] = sent) -> bytes:  # as a state is stored
+                acknowledged_before_stored.append(all(future.done() for future in sent))
+                return str(n).encode()
+
+            states = StagedTable(table, encode=encode, decode=int)
+            batch = Batch(service.outbox(), states)
+            for event in events:
+                key = bytes(event.key or b"")
+                input_partition[key] = event.message.partition
+                with processing(event):
+                    states.set(key, (states.get(key) or 0) + 1, event)
+                    sent.append(await batch.outbox.send(sink, key, event.value))  # type: ignore[arg-type]
+            await batch.commit()
+
+    await service.ensure_topics()
+    await service.app.start()
+    try:
+        async with asyncio.timeout(60):
+            while not service.partitions_assigned():  # noqa: ASYNC110 - a readiness flag, no event
+                await asyncio.sleep(0.1)
+        keys = [f"lead-{i}".encode() for i in range(LEADS)]
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(k, b"{}") for k in keys * 2])
+        async with asyncio.timeout(60):
+            while sum(int(table.get(k) or 0) for k in keys) < 2 * LEADS:  # noqa: ASYNC110 - polls a table
+                await asyncio.sleep(0.1)
+
+        # outside any stream, faust's own delete cannot tell the partition; delete_at can
+        victim = keys[0]
+        with pytest.raises(TypeError, match="outside of stream"):
+            del table[victim]
+        table.delete_at(victim, input_partition[victim])
+        assert table.get(victim) is None
+    finally:
+        await service.app.stop()
+
+    assert batches >= 1 and len(acknowledged_before_stored) >= LEADS and all(acknowledged_before_stored)
+    changelog = table.changelog_topic.get_topic_name()
+    records = await read_all(broker.bootstrap_servers, changelog, LEADS + 1)
+    assert len({key for _, key, _ in records}) == LEADS
+    for partition, key, _ in records:
+        assert partition == input_partition[key], (
+            f"{key!r} stored on {partition}, read from {input_partition[key]}"
+        )
+    assert (input_partition[victim], victim, None) in records  # the tombstone, on the key's partition
