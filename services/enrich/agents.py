@@ -44,7 +44,7 @@ from services.privacy import exports, records, retention
 from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
-from services.runtime.batch import Batch, StagedTable, processing
+from services.runtime.batch import Batch, StagedTable
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 
@@ -110,11 +110,7 @@ class Enricher:
             await outbox.send(self.inbox, request.lead_id, request)
 
     def stale(self, lead_id: str, interaction: Interaction) -> bool:
-        """Happened before the lead was erased (it was in flight): dropped, or it would recreate the lead."""
-        if self.privacy is None or not self.privacy.guard.blocks(lead_id, interaction.occurred_at):
-            return False
-        self.privacy.metrics.dropped_stale()
-        return True
+        return self.privacy is not None and self.privacy.guard.drops(lead_id, interaction.occurred_at)
 
     async def on_interaction(self, interaction: Interaction, event: faust.EventT[bytes]) -> None:
         if self.stale(interaction.lead_id, interaction):
@@ -142,14 +138,10 @@ class Enricher:
         event: faust.EventT[bytes],
         state: LeadState | None = None,
     ) -> None:
-        """`state`: the lead's state when the caller read it already (its only writer is this agent)."""
-        if self.stale(lead_id, interaction):
-            return
+        """Callers check `stale` first. `state`: the lead's state when the caller read it already
+        (its only writer is this agent)."""
         if state is None:
             state = self.load(lead_id)
-        if state is not None and interaction.event_id in state.seen:
-            self.metrics.duplicates.inc()
-            return
         applied = domain.applied_profile(state, lead_id, interaction, self.config)
         wanted = domain.lookup_needed(state, lead_id, interaction, self.config, applied)
         lookup = await self.lookup(wanted) if wanted else None
@@ -165,7 +157,8 @@ class Enricher:
 
     async def on_inbox(self, record: Any, event: faust.EventT[bytes]) -> None:
         if isinstance(record, RoutedInteraction):
-            await self.enrich(record.lead_id, record.interaction, event)
+            if not self.stale(record.lead_id, record.interaction):
+                await self.enrich(record.lead_id, record.interaction, event)
         elif isinstance(record, AliasRequest):
             answer = domain.alias(self.load(record.lead_id), record)
             self.save(answer.state, event)
@@ -207,7 +200,7 @@ class Enricher:
         Both act on stored state, so the batch's earlier records are committed first."""
         if self.privacy is None or request.kind not in (PrivacyRequestKind.ERASE, PrivacyRequestKind.EXPORT):
             return
-        await self.batch.unit.commit()
+        await self.batch.commit()
         if request.kind is PrivacyRequestKind.ERASE:
             await self.erase(request, self.privacy, event.message.partition)
         else:
@@ -318,7 +311,7 @@ class EnrichPrivacy:
         return sent
 
 
-class EnrichBatch:
+class EnrichBatch(Batch):
     """One batch's records to publish and lead states to store once they are acknowledged."""
 
     def __init__(self, enricher: Enricher) -> None:
@@ -328,8 +321,7 @@ class EnrichBatch:
             decode=LeadState.model_validate_json,
         )
         self.pending = StagedTable(enricher.pending)
-        self.outbox = enricher.service.outbox()
-        self.unit = Batch(self.outbox, self.leads, self.pending)
+        super().__init__(enricher.service.outbox(), self.leads, self.pending)
 
 
 def _kind(record: EnrichedInteraction, default: str) -> str:
@@ -359,15 +351,16 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
     )
     policy = load_policy(settings.privacy_file)
     redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    metrics = privacy_metrics(service.name, service.metrics.registry)
     privacy = EnrichPrivacy(
         service=service,
         policy=policy,
-        metrics=privacy_metrics(service.name, service.metrics.registry),
+        metrics=metrics,
         activity=activity,
         topic=service.topic(TopicName.PRIVACY),
         redis=redis,
         source_topic=settings.topic(TopicName.INTERACTIONS),
-        guard=ErasureGuard(erased, policy.erasure_guard),
+        guard=ErasureGuard(erased, policy.erasure_guard, metrics.dropped_stale),
     )
 
     async def reindex(*args: Any, **kwargs: Any) -> None:
@@ -404,7 +397,11 @@ def register(enricher: Enricher) -> None:
         partitions=enricher.settings.topic_partitions,
     )
 
-    async def handle(event: faust.EventT[bytes]) -> None:
+    def begin() -> EnrichBatch:
+        enricher.batch = EnrichBatch(enricher)
+        return enricher.batch
+
+    async def handle(batch: EnrichBatch, event: faust.EventT[bytes]) -> None:
         topic = event.message.topic
         if topic == names["interactions"]:
             interaction = await service.decode(interactions, event)
@@ -421,14 +418,7 @@ def register(enricher: Enricher) -> None:
 
     @app.agent(channel, name=f"{service.name}.records")
     async def enrich_records(stream: faust.StreamT[bytes]) -> None:
-        async for events in service.batches(stream):
-            enricher.batch = EnrichBatch(enricher)
-            for event in events:
-                started = time.perf_counter()
-                with processing(event):
-                    await handle(event)
-                service.observe(event.message.topic, started)
-            await enricher.batch.unit.commit()
+        await service.run_batches(stream, begin, handle)
 
     @app.timer(enricher.settings.retry_interval_seconds, name=f"{service.name}.retry_pending")  # type: ignore[untyped-decorator]
     async def retry_pending() -> None:

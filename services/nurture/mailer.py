@@ -209,8 +209,6 @@ class Mailer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.smtp_retry_max_seconds)
                 continue
-            if not confirmed:  # a transport that returned without reporting acceptance
-                await accepted()
             self.metrics.sent.labels(command.sequence).inc()
             return Delivery.SENT
 

@@ -11,6 +11,7 @@ handled as usual.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,9 +38,10 @@ def decode_erasure(raw: bytes) -> tuple[float, int | None]:
 class ErasureGuard:
     """Erasure times by lead digest, in a changelog-backed table on the lead's partition."""
 
-    def __init__(self, table: Any, keep: timedelta) -> None:
+    def __init__(self, table: Any, keep: timedelta, on_drop: Callable[[], None] = lambda: None) -> None:
         self.table = table  # bytes -> encode_erasure(...)
         self.keep = keep
+        self.on_drop = on_drop  # counts a dropped record (the service's privacy metrics)
 
     def erased(self, lead_id: str, at: datetime, partition: int) -> None:
         """Record an erasure; call it while handling the request's record (the table's partition is its)."""
@@ -51,6 +53,13 @@ class ErasureGuard:
 
     def blocks(self, lead_id: str, occurred_at: datetime) -> bool:
         return blocks(self.erased_at(lead_id), occurred_at)
+
+    def drops(self, lead_id: str, occurred_at: datetime) -> bool:
+        """`blocks`, counted: the caller drops the record, or it would recreate the erased lead."""
+        if not self.blocks(lead_id, occurred_at):
+            return False
+        self.on_drop()
+        return True
 
     def purge(self, now: datetime) -> int:
         """Forget erasures older than `keep`: nothing from before them is still in flight.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from faust.web import Request, Response, View
 
 from schemas.dead_letter import DeadLetter, RecordOrigin
 from schemas.topics import TopicName
-from services.runtime.batch import Outbox
+from services.runtime.batch import Batch, Outbox, processing
 from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.codec import Decoder, encode, key_text
 from services.runtime.faust_transport import LeadpipeApp
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL_SECONDS = 5.0
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Batch)
 
 
 def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faust.App:
@@ -168,15 +169,32 @@ class StreamService:
         batches = stream.take_events(self.settings.batch_max_records, within=window)  # type: ignore[attr-defined]
         return batches
 
+    async def run_batches(
+        self,
+        stream: faust.StreamT[bytes],
+        begin: Callable[[], B],
+        handle: Callable[[B, faust.EventT[bytes]], Awaitable[None]],
+    ) -> None:
+        """A batched agent's loop: `begin` a batch, `handle` each record as faust's current event
+        (tables write to its partition), then commit the batch (services/runtime/batch.py)."""
+        async for events in self.batches(stream):
+            batch = begin()
+            for event in events:
+                started = time.perf_counter()
+                with processing(event):
+                    await handle(batch, event)
+                self.observe(event.message.topic, started)
+            await batch.commit()
+
     def outbox(self) -> Outbox:
         """Effects of one batch, acknowledged together (`Outbox.flush`)."""
         return Outbox(self.name, self.metrics)
 
     async def send(self, topic: faust.TopicT, key: str, record: Any) -> None:
         """Publish and wait for the broker's acknowledgement: an effect is durable before state moves on."""
-        pending = await topic.send(key=key.encode(), value=encode(record))
-        await pending
-        self.metrics.events_out.labels(self.name, topic.get_topic_name()).inc()
+        outbox = self.outbox()
+        await outbox.send(topic, key, record)
+        await outbox.flush()
 
     def observe(self, topic: str, started: float) -> None:
         self.metrics.processing_seconds.labels(self.name, topic).observe(time.perf_counter() - started)

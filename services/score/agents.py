@@ -20,7 +20,7 @@ from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
 from services.privacy import exports, records
 from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics
-from services.runtime.batch import Batch, StagedTable, processing
+from services.runtime.batch import Batch, StagedTable
 from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 from services.score import domain
@@ -60,13 +60,12 @@ class Intervals:
     erasure_purge: float
 
 
-class ScoreBatch:
+class ScoreBatch(Batch):
     """One batch's stage changes (sent together) and lead states (stored after they are acknowledged)."""
 
     def __init__(self, w: ScoreWiring) -> None:
         self.states = StagedTable(w.table, encode=LeadState.dumps, decode=LeadState.loads)
-        self.outbox = w.service.outbox()
-        self.unit = Batch(self.outbox, self.states)
+        super().__init__(w.service.outbox(), self.states)
 
     def load(self, lead_id: str) -> LeadState | None:
         state: LeadState | None = self.states.get(lead_id.encode())
@@ -85,20 +84,21 @@ def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> Non
         update: domain.ScoreUpdate | None = None
         if topic == w.enriched:
             record = await service.decode(interactions, event)
-            if record is not None and not _stale(w, record.lead_id, record.occurred_at):
+            if record is not None and not w.guard.drops(record.lead_id, record.occurred_at):
                 update = domain.apply_interaction(batch.load(record.lead_id), record, rules)
                 _count(w, "interaction", update)
         elif topic == w.sales:
             activity = await service.decode(sales, event)
-            if isinstance(activity, SalesActivity) and not _stale(w, activity.lead_id, activity.occurred_at):
+            if isinstance(activity, SalesActivity) and not w.guard.drops(
+                activity.lead_id, activity.occurred_at
+            ):
                 update = domain.apply_sales_activity(batch.load(activity.lead_id), activity, rules)
                 _count(w, "sales", update)
         elif topic == w.privacy:
             request = await service.decode(privacy, event)
             if request is not None:
-                await batch.unit.commit()  # erasure and export see the batch's earlier records stored
-                with processing(event):
-                    await _on_privacy(w, request, event.message.partition)
+                await batch.commit()  # erasure and export see the batch's earlier records stored
+                await _on_privacy(w, request, event.message.partition)
         elif topic == w.decay and event.key:
             state = batch.load(bytes(event.key).decode())
             if state is not None:
@@ -110,13 +110,7 @@ def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> Non
 
     @service.app.agent(channel, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
-        async for events in service.batches(stream):
-            batch = ScoreBatch(w)
-            for event in events:
-                started = time.perf_counter()
-                await handle(batch, event)
-                service.observe(event.message.topic, started)
-            await batch.unit.commit()
+        await service.run_batches(stream, lambda: ScoreBatch(w), handle)
 
     register_timers(w, intervals)
 
@@ -174,14 +168,6 @@ async def _on_privacy(w: ScoreWiring, request: PrivacyRecord, partition: int) ->
             await exports.put_answer(w.redis, suffix, request, "score", data, now=utcnow())
         except (RedisError, OSError) as exc:
             log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
-
-
-def _stale(w: ScoreWiring, lead_id: str, occurred_at: datetime) -> bool:
-    """Happened before the lead was erased (it was in flight): dropped, or it would recreate the lead."""
-    if not w.guard.blocks(lead_id, occurred_at):
-        return False
-    w.privacy_metrics.dropped_stale()
-    return True
 
 
 def _erase(w: ScoreWiring, lead_id: str) -> int:

@@ -48,6 +48,7 @@ def create_app(settings: ScoreSettings) -> StreamService:
     table = service.table(
         "lead-scores", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
     )
+    privacy = privacy_metrics(service.name, service.metrics.registry)
     wiring = ScoreWiring(
         service=service,
         table=table,
@@ -57,9 +58,9 @@ def create_app(settings: ScoreSettings) -> StreamService:
         decay_topic=service.internal_topic(names["decay"]),
         stage_changes=service.topic(TopicName.STAGE_CHANGES),
         privacy_topic=service.topic(TopicName.PRIVACY),
-        privacy_metrics=privacy_metrics(service.name, service.metrics.registry),
+        privacy_metrics=privacy,
         redis=redis,
-        guard=ErasureGuard(erased, policy.erasure_guard),
+        guard=ErasureGuard(erased, policy.erasure_guard, privacy.dropped_stale),
         **names,
     )
     intervals = Intervals(

@@ -33,11 +33,14 @@ class Table(dict[bytes, bytes]):
 
 def test_the_key_names_no_lead_and_the_guard_forgets_after_its_period() -> None:
     table = Table()
-    guard = ErasureGuard(table, keep=timedelta(days=7))
+    dropped: list[int] = []
+    guard = ErasureGuard(table, keep=timedelta(days=7), on_drop=lambda: dropped.append(1))
     guard.erased("e-abc123", ERASED, partition=3)
     assert b"e-abc123" not in b"".join(table) and guard_key("e-abc123") in table
     assert guard.blocks("e-abc123", ERASED - timedelta(seconds=1))
     assert not guard.blocks("e-abc123", ERASED + timedelta(seconds=1))
+    assert guard.drops("e-abc123", ERASED) and not guard.drops("e-abc123", ERASED + timedelta(seconds=1))
+    assert dropped == [1]  # only the dropped record is counted
     assert not guard.blocks("e-other", ERASED - timedelta(days=1))
     assert guard.purge(ERASED + timedelta(days=6)) == 0
     assert guard.purge(ERASED + timedelta(days=8)) == 1
