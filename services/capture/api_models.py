@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from schemas.interaction import InteractionIn
+from services.runtime.problems import FieldProblemOut
 
 
 class Accepted(BaseModel):
@@ -17,17 +18,6 @@ class Accepted(BaseModel):
     partition: int | None = None
     offset: int | None = None
     duplicate: bool = Field(False, description="True when the sender id was already published.")
-
-
-class FieldProblemOut(BaseModel):
-    field: str
-    reason: str
-
-
-class Problem(BaseModel):
-    error: str = Field(examples=["validation_failed"])
-    message: str
-    fields: list[FieldProblemOut] | None = None
 
 
 class BatchIn(BaseModel):

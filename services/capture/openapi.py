@@ -14,13 +14,13 @@ from services.capture.api_models import (
     BatchIn,
     BatchOut,
     Confirmed,
-    Problem,
     WebhookAck,
     WithdrawIn,
     Withdrawn,
 )
 from services.capture.platforms import GoogleLead, LinkedInNotification, MetaWebhook
 from services.capture.privacy_api import EraseIn, ErasureAccepted, ErasureLog, ExportOut, SubjectIn
+from services.runtime.problems import Problem
 
 _MODELS: tuple[type[BaseModel], ...] = (
     InteractionIn,

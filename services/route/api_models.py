@@ -40,16 +40,3 @@ class RepOut(BaseModel):
 
 class RepList(BaseModel):
     reps: list[RepOut]
-
-
-class FieldProblemOut(BaseModel):
-    field: str
-    reason: str
-
-
-class Problem(BaseModel):
-    """Every refusal: a stable code, a sentence for people and, for 422, the failing fields."""
-
-    error: str = Field(examples=["invalid_body"])
-    message: str
-    fields: list[FieldProblemOut] | None = None

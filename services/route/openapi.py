@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from services.route.api_models import Problem, RepList, RepOut, RepStatusIn
+from services.route.api_models import RepList, RepOut, RepStatusIn
+from services.runtime.problems import Problem
 
 _MODELS: tuple[type[BaseModel], ...] = (RepStatusIn, RepOut, RepList, Problem)
 
