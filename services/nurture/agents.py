@@ -1,11 +1,13 @@
-"""Thin faust agents: decode, call the domain, store the lead, publish commands, tick due steps.
+"""nurture's one agent: decode, call the domain, publish commands, store the lead; and the tick timer.
 
 State lives in two changelog-backed tables keyed by lead id: `leads` (the domain's LeadState)
-and `due` (when the lead's next step is due, and on which partition). A timer scans `due` for the
-partitions this worker owns and publishes a tick keyed by the lead; the tick agent runs the domain
-clock inside stream iteration, so table writes go to the right changelog partition. Commands are
-acknowledged by the broker before the state moves on: a crash repeats a command (same id, the
-mailer drops it), never loses one.
+and `due` (when the lead's next step is due, and on which partition). One batched agent reads every
+input (stage changes, enriched interactions, sales activity, privacy records and its own ticks), so
+each lead has a single writer: with an agent per topic, two could read the same state across an
+await and the later write would undo the earlier one. A timer scans `due` for the partitions this
+worker owns and publishes a tick keyed by the lead. Commands are acknowledged by the broker before
+the state that says "sent" is stored (services/runtime/batch.py): a crash repeats a command (same
+id, the mailer drops it), never loses one.
 
 An `erase` request deletes both rows (changelog tombstones) after recording a stop in the delivery
 ledger, so commands already queued for the lead are withheld; `export` answers with both rows.
@@ -38,7 +40,8 @@ from services.nurture.rules import NurtureRules
 from services.nurture.settings import NurtureSettings
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
-from services.runtime.codec import Decoder, encode
+from services.runtime.batch import Batch, StagedTable
+from services.runtime.codec import Decoder
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 
@@ -73,27 +76,29 @@ class Nurture:
     redis: Redis | None = None  # for export answers
     _announced: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
 
-    async def apply(self, event: faust.EventT[Any], lead_id: str, step: Step) -> None:
-        """Read-modify-write one lead (no await in between), then perform the outcome's effects."""
+    async def apply(self, batch: NurtureBatch, event: faust.EventT[Any], lead_id: str, step: Step) -> None:
+        """Read-modify-write one lead: hand its commands to the producer and stage its state, stored
+        once the batch's commands are acknowledged."""
         key = lead_id.encode()
-        raw = self.leads.get(key)
-        state = domain.LeadState.model_validate_json(raw) if raw else domain.LeadState(lead_id=lead_id)
+        state: domain.LeadState | None = batch.leads.get(key)
+        if state is None:
+            state = domain.LeadState(lead_id=lead_id)
         now = utcnow()
         out = step(state, now=now)
         if out.duplicate:
             self.metrics.duplicates.labels("event").inc()
             return
-        for command in out.commands:  # acknowledged before the state that says "sent" is stored
-            await self._publish(command.lead_id, command)
+        for command in out.commands:
+            await batch.outbox.send(self.outbox, command.lead_id, command)
             self.metrics.queued.labels(command.sequence).inc()
         if out.stopped:
             await until_redis_answers(partial(self.ledger.mark_stopped, lead_id, now), "stop marker")
-        self.leads[key] = out.state.model_dump_json().encode()
+        batch.leads.set(key, out.state, event)
         next_due = out.state.next_due
         if next_due is not None:
-            self.due[key] = f"{next_due.timestamp()!r}|{event.message.partition}".encode()
-        elif key in self.due:
-            del self.due[key]
+            batch.due.set(key, f"{next_due.timestamp()!r}|{event.message.partition}".encode(), event)
+        elif batch.due.get(key) is not None:
+            batch.due.set(key, None, event)
         self._count(out)
 
     async def erase(self, request: PrivacyRecord) -> None:
@@ -118,8 +123,7 @@ class Nurture:
             self.privacy_metrics.handled("erase")
             self.privacy_metrics.count_erased(erased)
         completed = records.erasure_completed(request, self.service.name, erased, now)
-        pending = await self.privacy_topic.send(key=key, value=encode(completed))
-        await pending
+        await self.service.send(self.privacy_topic, request.lead_id, completed)
 
     async def export(self, request: PrivacyRecord) -> None:
         key = request.lead_id.encode()
@@ -139,11 +143,6 @@ class Nurture:
             )
         except (RedisError, OSError) as exc:  # the requester reports nurture as missing
             log.warning("export answer not stored, Redis unavailable: %s", type(exc).__name__)
-
-    async def _publish(self, key: str, record: Any) -> None:
-        pending = await self.outbox.send(key=key.encode(), value=encode(record))
-        await pending
-        self.service.metrics.events_out.labels(self.service.name, self.outbox.get_topic_name()).inc()
 
     def _count(self, out: domain.Outcome) -> None:
         m = self.metrics
@@ -177,40 +176,26 @@ class Nurture:
         return sent
 
 
-def install_agents(n: Nurture) -> None:
+class NurtureBatch(Batch):
+    """One batch's commands (sent together) and lead rows (stored after they are acknowledged)."""
+
+    def __init__(self, n: Nurture) -> None:
+        self.leads = StagedTable(n.leads, encode=_dump_state, decode=domain.LeadState.model_validate_json)
+        self.due = StagedTable(n.due)
+        super().__init__(n.service.outbox(), self.leads, self.due)
+
+
+def _dump_state(state: domain.LeadState) -> bytes:
+    return state.model_dump_json().encode()
+
+
+def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
+    """The agent over `channel` (every input topic; `topics` names them by role) and the timer."""
     service, app, rules = n.service, n.service.app, n.rules
     stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name)
     enriched_decoder: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, service.name)
     sales_decoder: Decoder[SalesActivity | Any] = Decoder(SalesRecord, service.name)
     privacy_decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
-
-    @app.agent(service.topic(TopicName.STAGE_CHANGES), name="nurture-stage-changes")
-    async def stage_changes(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            change = await service.decode(stage_decoder, event)
-            if change is not None:
-                await n.apply(
-                    event, change.lead_id, partial(domain.on_stage_change, rules=rules, change=change)
-                )
-
-    @app.agent(service.topic(TopicName.ENRICHED), name="nurture-enriched")
-    async def enriched(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            record = await service.decode(enriched_decoder, event)
-            if record is not None:
-                await n.apply(
-                    event, record.lead_id, partial(domain.on_interaction, rules=rules, event=record)
-                )
-
-    @app.agent(service.topic(TopicName.SALES_ACTIVITY), name="nurture-sales-activity")
-    async def sales(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            record = await service.decode(sales_decoder, event)
-            if isinstance(record, SalesActivity):  # rep status updates are not about a lead
-                await n.apply(
-                    event, record.lead_id, partial(domain.on_sales_activity, rules=rules, event=record)
-                )
-
     n.privacy_topic = service.topic(TopicName.PRIVACY)
     n.privacy_metrics = privacy_metrics(service.name, service.metrics.registry)
     if n.redis is None:
@@ -226,25 +211,43 @@ def install_agents(n: Nurture) -> None:
 
     app.on_before_shutdown.connect(close_redis)
 
-    @app.agent(n.privacy_topic, name="nurture-privacy")
-    async def privacy(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            record = await service.decode(privacy_decoder, event)
-            if record is None:
-                continue
-            if record.kind is PrivacyRequestKind.ERASE:
-                await n.erase(record)
-            elif record.kind is PrivacyRequestKind.EXPORT:
-                await n.export(record)
-            elif record.kind in CONSENT_KINDS:  # completions and other answers are not about nurture
-                await n.apply(event, record.lead_id, partial(domain.on_privacy, rules=rules, record=record))
+    async def handle(batch: NurtureBatch, event: faust.EventT[bytes]) -> None:
+        topic = event.message.topic
+        if topic == topics["stage_changes"]:
+            change = await service.decode(stage_decoder, event)
+            if change is not None:
+                step = partial(domain.on_stage_change, rules=rules, change=change)
+                await n.apply(batch, event, change.lead_id, step)
+        elif topic == topics["enriched"]:
+            record = await service.decode(enriched_decoder, event)
+            if record is not None:
+                await n.apply(
+                    batch, event, record.lead_id, partial(domain.on_interaction, rules=rules, event=record)
+                )
+        elif topic == topics["sales"]:
+            activity = await service.decode(sales_decoder, event)
+            if isinstance(activity, SalesActivity):  # rep status updates are not about a lead
+                step = partial(domain.on_sales_activity, rules=rules, event=activity)
+                await n.apply(batch, event, activity.lead_id, step)
+        elif topic == topics["privacy"]:
+            request = await service.decode(privacy_decoder, event)
+            if request is None:
+                return
+            if request.kind is PrivacyRequestKind.ERASE:
+                await batch.commit()  # the batch's earlier records are stored before the rows go
+                await n.erase(request)
+            elif request.kind is PrivacyRequestKind.EXPORT:
+                await batch.commit()  # and the answer includes them
+                await n.export(request)
+            elif request.kind in CONSENT_KINDS:  # completions and other answers are not about nurture
+                step = partial(domain.on_privacy, rules=rules, record=request)
+                await n.apply(batch, event, request.lead_id, step)
+        elif topic == topics["ticks"] and event.key:
+            await n.apply(batch, event, bytes(event.key).decode(), partial(domain.due, rules=rules))
 
-    @app.agent(n.ticks, name="nurture-ticks")
-    async def ticks(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            if event.key:
-                lead_id = event.key.decode()
-                await n.apply(event, lead_id, partial(domain.due, rules=rules))
+    @app.agent(channel, name="nurture")
+    async def nurture(stream: faust.StreamT[bytes]) -> None:
+        await service.run_batches(stream, lambda: NurtureBatch(n), handle)
 
     @app.timer(n.settings.tick_seconds, name="nurture-scheduler")  # type: ignore[untyped-decorator]
     async def scheduler() -> None:

@@ -25,8 +25,18 @@ def create_app(settings: NurtureSettings) -> StreamService:
     nurture.leads = service.table("leads", **table)
     nurture.due = service.table("due", **table)
     nurture.outbox = service.topic(TopicName.NURTURE_OUTBOX)
-    nurture.ticks = service.internal_topic(f"{app.conf.id}-ticks")
-    install_agents(nurture)
+    topics = {
+        "stage_changes": settings.topic(TopicName.STAGE_CHANGES),
+        "enriched": settings.topic(TopicName.ENRICHED),
+        "sales": settings.topic(TopicName.SALES_ACTIVITY),
+        "privacy": settings.topic(TopicName.PRIVACY),
+        "ticks": f"{app.conf.id}-ticks",
+    }
+    nurture.ticks = service.internal_topic(topics["ticks"])
+    # one agent over every input: each lead has a single writer (services/nurture/agents.py)
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw"}
+    channel = app.topic(*topics.values(), value_serializer="raw", partitions=settings.topic_partitions, **raw)
+    install_agents(nurture, channel, topics)
     if settings.mailer_enabled:
         install_mailer(service, Mailer(settings, ledger, SmtpTransport(settings), metrics))
     return service

@@ -1,9 +1,10 @@
 """Delivery ledger in Redis: which commands were sent, and since when a lead said stop.
 
 The outbox is at-least-once, so the mailer claims each command id before sending (SET NX, with a
-lease naming this process). A claim left by a worker that died mid-send expires after the lease
-(longer than an SMTP attempt may take); the replayed command then waits for it and sends, so a
-crash never loses a mail. Only a crash between the SMTP server's acceptance and `confirm` repeats one.
+lease naming this process). The mailer renews the lease while its attempt lasts (`renew`), so the
+lease can be short: a claim left by a worker that died mid-send expires within one lease, and the
+replayed command then sends. A crash never loses a mail, and the outbox waits at most one lease for
+a dead worker's claim. Only a crash between the SMTP server's acceptance and `confirm` repeats one.
 nurture records a stop marker when a lead withdraws, unsubscribes, bounces or is erased, and the
 mailer withholds every command created before it, including ones already queued.
 """
@@ -19,6 +20,10 @@ import redis.asyncio as aioredis
 SENT = b"sent"
 SENDING = b"sending:"
 OWNER = uuid.uuid4().hex.encode()  # this process: its own claims are its to resume
+# Extend a claim only while it is still this process's (a lapsed one may be another worker's now).
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+)
 
 
 class Claim(StrEnum):
@@ -46,6 +51,16 @@ class DeliveryLedger:
         if current == SENDING + OWNER:
             return Claim.MINE
         return Claim.BUSY  # (or the lease ended just now: the next attempt takes it)
+
+    async def renew(self, command_id: str) -> bool:
+        """Extend this process's claim by a whole lease; False if it is no longer ours."""
+        key = self._sent_key(command_id)
+        renewed = await self._redis.eval(_RENEW, 1, key, SENDING + OWNER, self._claim_ttl)
+        return bool(renewed)
+
+    @property
+    def lease_seconds(self) -> int:
+        return self._claim_ttl
 
     async def confirm(self, command_id: str) -> None:
         await self._redis.set(self._sent_key(command_id), SENT, ex=self._sent_ttl)

@@ -13,9 +13,10 @@ interactions on leads.interactions (services/capture/tracking.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -26,6 +27,7 @@ from typing import Protocol
 import aiosmtplib
 import faust
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
@@ -175,6 +177,7 @@ class Mailer:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""
         delay = 0.5
         command_id = command.event_id
+        waiting = False
         while True:
             stopped = await until_redis_answers(
                 partial(self.ledger.stopped_at, command.lead_id), "stop marker"
@@ -187,6 +190,9 @@ class Mailer:
                 self.metrics.duplicates.labels("command").inc()
                 return Delivery.DUPLICATE
             if claim is Claim.BUSY:  # wait for the other worker to confirm, or for its lease to end
+                if not waiting:
+                    waiting = True
+                    log.info("command %s is claimed by another mailer; waiting for it", command_id)
                 await asyncio.sleep(BUSY_POLL_SECONDS)
                 continue
             confirmed = False
@@ -197,7 +203,8 @@ class Mailer:
                 confirmed = True
 
             try:
-                await self.transport.send(self.message(command), accepted)
+                async with self._claim_held(command_id):
+                    await self.transport.send(self.message(command), accepted)
             except (aiosmtplib.SMTPException, OSError) as exc:
                 if confirmed:  # taken by the server; only the goodbye failed
                     log.info("SMTP QUIT failed after the server accepted the mail (%s)", type(exc).__name__)
@@ -211,6 +218,29 @@ class Mailer:
                 continue
             self.metrics.sent.labels(command.sequence).inc()
             return Delivery.SENT
+
+    @contextlib.asynccontextmanager
+    async def _claim_held(self, command_id: str) -> AsyncIterator[None]:
+        """Renew the claim every third of a lease while an attempt runs: the lease only has to
+        outlast a crash, not the slowest SMTP server (ledger docstring)."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.ledger.lease_seconds / 3)
+                try:
+                    if not await self.ledger.renew(command_id):
+                        log.warning("lost the claim on %s mid-send; another mailer may send it", command_id)
+                        return
+                except (RedisError, OSError) as exc:  # the lease may lapse: at worst a second e-mail
+                    log.warning("could not renew the claim on %s (%s)", command_id, type(exc).__name__)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
 
 
 def install_mailer(service: StreamService, mailer: Mailer) -> None:

@@ -30,10 +30,11 @@ class NurtureSettings(ServiceSettings):
     smtp_starttls: bool = False
     smtp_timeout: float = Field(10.0, gt=0)
     delivery_lease_seconds: int = Field(
-        30,
-        ge=1,
-        description="How long a mailer's claim on a command lasts: after a crash mid-send the command "
-        "is sent by the next worker once it ends. Must exceed smtp_timeout.",
+        10,
+        ge=3,
+        description="How long a mailer's claim on a command lasts without renewal (it is renewed every "
+        "third of it while an attempt runs): after a crash mid-send the outbox waits at most this long "
+        "before the next worker sends the command.",
     )
     smtp_retry_max_seconds: float = Field(60.0, gt=0, description="Longest back-off while SMTP is down.")
     mail_from: str = "Leadpipe <hello@leadpipe.example>"
@@ -46,7 +47,8 @@ class NurtureSettings(ServiceSettings):
     redis_timeout: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
-    def _lease_outlasts_an_attempt(self) -> NurtureSettings:
-        if self.delivery_lease_seconds <= self.smtp_timeout:
-            raise ValueError("delivery_lease_seconds must be longer than smtp_timeout")
+    def _lease_outlasts_a_renewal(self) -> NurtureSettings:
+        # renewed every third of a lease; a renewal may take redis_timeout before it lands
+        if self.delivery_lease_seconds / 3 + self.redis_timeout >= self.delivery_lease_seconds:
+            raise ValueError("delivery_lease_seconds must exceed 1.5 x redis_timeout (renewed every third)")
         return self

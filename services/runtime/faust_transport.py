@@ -1,18 +1,43 @@
-"""faust's aiokafka transport with the consumer's fetch wait taken from settings.
+"""faust's aiokafka transport, mended where it loses time or records.
 
-faust creates its worker consumer with `fetch_max_wait_ms=1500` and no way to change it. Kafka
-answers a fetch as soon as data arrives, but Tansu holds a fetch over several partitions for the
-whole wait: with faust's value every hop of the pipeline waited about 0.9 s (docs/performance.md).
-`LeadpipeApp` uses this transport, so `LEADPIPE_FETCH_MAX_WAIT_MS` applies to every worker.
+1. The consumer's fetch wait comes from settings. faust creates its worker consumer with
+   `fetch_max_wait_ms=1500` and no way to change it. Kafka answers a fetch as soon as data arrives,
+   but Tansu holds a fetch over several partitions for the whole wait: with faust's value every hop
+   of the pipeline waited about 0.9 s (docs/performance.md). `LEADPIPE_FETCH_MAX_WAIT_MS` applies.
+2. A rebalance rewinds every partition to its committed offset, also one with none yet. faust
+   drops the records it fetched but had not handed to an agent when a rebalance starts, then asks
+   aiokafka to seek to the committed offsets. aiokafka's `seek_to_committed` only seeks where the
+   committed offset is above 0, so a partition nothing was committed on kept its fetch position
+   and the dropped records were never read again (found by the nurture kill soak: a rejoin of the
+   same worker lost 140 of 225 e-mails). `rewind_to_committed` seeks those to where the group would
+   start: the `auto_offset_reset` end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiokafka
 import faust
+from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+
+async def rewind_to_committed(
+    consumer: aiokafka.AIOKafkaConsumer, auto_offset_reset: str
+) -> Mapping[TopicPartition, int | None]:
+    """Seek every assigned partition to its committed offset; one without a committed offset (or
+    with 0) to the start `auto_offset_reset` names. Returns the committed offsets, as aiokafka does."""
+    committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+    fresh = [tp for tp, offset in committed.items() if not offset]  # aiokafka skipped these
+    if fresh:
+        if auto_offset_reset == "latest":
+            await consumer.seek_to_end(*fresh)
+        else:
+            await consumer.seek_to_beginning(*fresh)
+    return committed
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -22,6 +47,14 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if wait is not None:
             consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start() for its fetcher
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        reset = self.app.conf.consumer_auto_offset_reset
+        # faust's type says int; aiokafka gives None for a partition without a commit, as it always did
+        committed: Mapping[TP, int] = await self.call_thread(
+            rewind_to_committed, self._ensure_consumer(), reset
+        )
+        return committed
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -34,7 +67,8 @@ class _Transport(faust_aiokafka.Transport):
 
 
 class LeadpipeApp(faust.App):
-    """A faust app whose consumer waits at most `fetch_max_wait_ms` for data."""
+    """A faust app whose consumer waits at most `fetch_max_wait_ms` for data and rewinds every
+    partition on a rebalance (see the module docstring)."""
 
     fetch_max_wait_ms: int | None = None
 
