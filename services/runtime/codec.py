@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -25,8 +26,9 @@ class Decoder(Generic[T]):
         self.service = service
         self._context = TRUSTED_CONTEXT if trusted else None
 
-    def decode(self, raw: bytes | None, origin: RecordOrigin) -> T | DeadLetter:
-        """The record, or a dead letter saying why it could not be read."""
+    def decode(self, raw: bytes | None, origin: RecordOrigin | Callable[[], RecordOrigin]) -> T | DeadLetter:
+        """The record, or a dead letter saying why it could not be read. `origin` may be a function
+        that builds it: a readable record (nearly all of them) then never pays for one."""
         if not raw:
             return self._dead(origin, raw, "empty_value", "the record has no value")
         try:
@@ -37,7 +39,11 @@ class Decoder(Generic[T]):
                 return self._dead(origin, raw, "invalid_json", summarise(problems))
             return self._dead(origin, raw, "validation_failed", summarise(problems))
 
-    def _dead(self, origin: RecordOrigin, raw: bytes | None, reason: str, detail: str) -> DeadLetter:
+    def _dead(
+        self, origin: RecordOrigin | Callable[[], RecordOrigin], raw: bytes | None, reason: str, detail: str
+    ) -> DeadLetter:
+        if not isinstance(origin, RecordOrigin):
+            origin = origin()
         payload = (raw or b"").decode("utf-8", errors="replace")[:MAX_PAYLOAD_CHARS]
         return DeadLetter(
             event_id=new_event_id(),

@@ -140,9 +140,15 @@ class StreamService:
         """Decode one record; unreadable ones go to the dead-letter topic and yield None."""
         message = event.message
         self.metrics.events_in.labels(self.name, message.topic).inc()
-        origin = RecordOrigin(
-            topic=message.topic, partition=message.partition, offset=message.offset, key=key_text(event.key)
-        )
+
+        def origin() -> RecordOrigin:
+            return RecordOrigin(
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=key_text(event.key),
+            )
+
         result = decoder.decode(event.value, origin)
         if isinstance(result, DeadLetter):
             await self.dead_letter(result)

@@ -181,7 +181,7 @@ def _erase(w: ScoreWiring, lead_id: str) -> int:
 def _count(w: ScoreWiring, kind: str, update: domain.ScoreUpdate) -> None:
     w.metrics.events_scored.labels(kind, update.outcome).inc()
     if kind == "interaction" and not update.duplicate:
-        fit, _ = domain.fit_score(update.state, w.rules.current)
+        fit = domain.fit_of(update.state, w.rules.current)
         at = update.state.evaluated_at or 0.0
         w.metrics.total_score.observe(fit + domain.engagement_at(update.state, at, w.rules.current))
 

@@ -12,6 +12,7 @@ import bisect
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import JsonValue
 
@@ -21,7 +22,7 @@ from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import Bant, LifecycleStage, Reason, Scores, StageChange, StageKind, Temperature, Trigger
 from services.score import decay
-from services.score.fit import bant_from_properties, bant_from_sales, disqualifier, fit_reasons
+from services.score.fit import bant_from_properties, bant_from_sales, disqualifier, fit_points, fit_reasons
 from services.score.rules import EngagementRule, ScoringRules
 from services.score.state import CapSlot, LeadState
 
@@ -149,6 +150,11 @@ def fit_score(state: LeadState, rules: ScoringRules) -> tuple[float, list[Reason
     return sum(r.points for r in reasons), reasons
 
 
+def fit_of(state: LeadState, rules: ScoringRules) -> float:
+    """The fit score alone (no reasons built): what every evaluation needs."""
+    return fit_points(state.profile, state.bant, rules.fit)
+
+
 def _hand_raise_active(state: LeadState, at: float, rules: ScoringRules) -> bool:
     return (
         state.hand_raised_at is not None
@@ -230,6 +236,13 @@ def change_id(lead_id: str, trigger_id: str, kind: StageKind, to_stage: str) -> 
 def _changes(
     old: LeadState, new: LeadState, trigger: Trigger, at: float, rules: ScoringRules, *, rule: str | None
 ) -> list[StageChange]:
+    moves = []
+    if old.temperature != new.temperature:
+        moves.append((StageKind.TEMPERATURE, old.temperature.value, new.temperature.value))
+    if old.lifecycle != new.lifecycle:
+        moves.append((StageKind.LIFECYCLE, old.lifecycle.value, new.lifecycle.value))
+    if not moves:  # most events move nothing: no explanation to build
+        return []
     fit, fit_list = fit_score(new, rules)
     engagement = engagement_at(new, at, rules)
     scores = Scores(fit=round(fit, 2), engagement=round(engagement, 2), total=round(fit + engagement, 2))
@@ -238,11 +251,6 @@ def _changes(
         reasons = [Reason(rule=rule, points=0.0, detail="stage rule"), *reasons][: rules.top_reasons]
     bant = Bant(**new.bant.model_dump())
     profile = new.profile or LeadProfile(lead_id=new.lead_id)
-    moves = []
-    if old.temperature != new.temperature:
-        moves.append((StageKind.TEMPERATURE, old.temperature.value, new.temperature.value))
-    if old.lifecycle != new.lifecycle:
-        moves.append((StageKind.LIFECYCLE, old.lifecycle.value, new.lifecycle.value))
     return [
         StageChange(
             event_id=change_id(new.lead_id, trigger.event_id, kind, to_stage),
@@ -270,7 +278,7 @@ def _settle(
 ) -> tuple[LeadState, list[StageChange], str | None]:
     """Re-evaluate both stages at `at` and report the moves."""
     at = max(at, state.evaluated_at or at)
-    fit, _ = fit_score(state, rules)
+    fit = fit_of(state, rules)
     engagement = engagement_at(state, at, rules)
     if state.lifecycle == L.RECYCLED and state.engagement_at is not None:
         # recycled_engagement decays like the rest, so the difference is what was earned since
@@ -283,9 +291,13 @@ def _settle(
     return state, _changes(old, state, trigger, at, rules, rule=stage_rule or rule), stage_rule
 
 
+def _remembered(state: LeadState, event_id: str, rules: ScoringRules) -> tuple[str, ...]:
+    """The lead's recent event ids with `event_id` added (duplicates are recognised by them)."""
+    return (*state.recent_event_ids, event_id)[-rules.recent_event_ids :]
+
+
 def _remember(state: LeadState, event_id: str, rules: ScoringRules) -> LeadState:
-    ids = (*state.recent_event_ids, event_id)[-rules.recent_event_ids :]
-    return state.model_copy(update={"recent_event_ids": ids})
+    return state.model_copy(update={"recent_event_ids": _remembered(state, event_id, rules)})
 
 
 # --- entry points -----------------------------------------------------------------------------
@@ -300,26 +312,29 @@ def apply_interaction(
         return ScoreUpdate(old, duplicate=True, outcome="duplicate")
     interaction = event.interaction
     at = epoch(event.occurred_at)
-    state = _remember(old, event.event_id, rules)
-    source = interaction.source if interaction.source.channel else state.source
-    bant = bant_from_properties(state.bant, interaction.properties, event.profile, rules.fit)
-    state = state.model_copy(update={"profile": event.profile, "source": source, "bant": bant})
+    update: dict[str, Any] = {
+        "recent_event_ids": _remembered(old, event.event_id, rules),
+        "profile": event.profile,
+        "source": interaction.source if interaction.source.channel else old.source,
+        "bant": bant_from_properties(old.bant, interaction.properties, event.profile, rules.fit),
+    }
     if interaction.type == interaction.type.TRIAL_SIGNUP:
-        state = state.model_copy(update={"trial": True})
+        update["trial"] = True
     usage = _number(interaction.properties.get(rules.product_qualified.usage_property))
-    if usage is not None and usage > state.usage:
-        state = state.model_copy(update={"usage": usage})
+    if usage is not None and usage > old.usage:
+        update["usage"] = usage
+    state = old.model_copy(update=update)  # one copy: each costs more than the rule it applies
     rule = match_rule(interaction, rules)
     outcome = "unscored"
     if rule is not None:
         state, outcome = _add_points(state, rule, at, event.event_id, rules)
-    if interaction.type in rules.hand_raisers.types and outcome != "stale":
-        fit, _ = fit_score(state, rules)
-        if fit >= rules.hand_raisers.min_fit and state.lifecycle not in (L.DISQUALIFIED, *WITH_SALES):
-            raised = max(at, state.hand_raised_at or at)
-            need = state.bant.need if state.bant.need is not None else True
-            bant = state.bant.model_copy(update={"need": need})
-            state = state.model_copy(update={"hand_raised_at": raised, "bant": bant})
+    raising = interaction.type in rules.hand_raisers.types and outcome != "stale"
+    open_to_raise = state.lifecycle not in (L.DISQUALIFIED, *WITH_SALES)
+    if raising and open_to_raise and fit_of(state, rules) >= rules.hand_raisers.min_fit:
+        raised = max(at, state.hand_raised_at or at)
+        need = state.bant.need if state.bant.need is not None else True
+        bant = state.bant.model_copy(update={"need": need})
+        state = state.model_copy(update={"hand_raised_at": raised, "bant": bant})
     trigger = Trigger(event_id=event.event_id, type=interaction.type.value, occurred_at=event.occurred_at)
     evaluate_at = max(at, state.engagement_at or at)
     state, changes, _ = _settle(old, state, trigger, evaluate_at, rules, rule=rule.name if rule else None)

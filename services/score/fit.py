@@ -27,16 +27,21 @@ def employees_of(profile: LeadProfile) -> int | None:
     return None
 
 
-def _lookup(table: dict[str, float], value: str | None, label: str) -> Reason | None:
+# (rule, points, detail): plain tuples, since fit is evaluated several times per event and a
+# `Reason` model is only needed when a stage change explains itself (fit_reasons).
+FitTerm = tuple[str, float, str | None]
+
+
+def _lookup(table: dict[str, float], value: str | None, label: str) -> FitTerm | None:
     if not value:
         return None
     points = table.get(value.lower())
-    return None if points is None else Reason(rule=f"{label}:{value.lower()}", points=points)
+    return None if points is None else (f"{label}:{value.lower()}", points, None)
 
 
-def fit_reasons(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> list[Reason]:
-    """Every fit rule that applies, with its points."""
-    reasons: list[Reason] = []
+def fit_terms(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> list[FitTerm]:
+    """Every fit rule that applies, with its points (none with zero points)."""
+    terms: list[FitTerm] = []
     if profile is not None:
         country = (profile.country or profile.firmographics.country or "").upper()
         candidates = [
@@ -44,25 +49,37 @@ def fit_reasons(profile: LeadProfile | None, bant: BantState, rules: FitRules) -
             _lookup(rules.department, profile.department, "department"),
             _lookup(rules.industry, profile.firmographics.industry, "industry"),
         ]
-        reasons.extend(r for r in candidates if r is not None)
+        terms.extend(t for t in candidates if t is not None)
         employees = employees_of(profile)
         if employees is not None:
             for band in rules.company_size:
                 if band.contains(employees):
-                    reasons.append(Reason(rule="company_size", points=band.points, detail=str(employees)))
+                    terms.append(("company_size", band.points, str(employees)))
                     break
         if country and country in rules.territories.countries:
-            reasons.append(Reason(rule="territory", points=rules.territories.points, detail=country))
+            terms.append(("territory", rules.territories.points, country))
         email_points = rules.email_kind.get(profile.email_kind)
         if email_points is not None:
-            reasons.append(Reason(rule=f"email:{profile.email_kind.value}", points=email_points))
+            terms.append((f"email:{profile.email_kind.value}", email_points, None))
         if profile.is_competitor:
-            reasons.append(Reason(rule="competitor", points=rules.competitor))
+            terms.append(("competitor", rules.competitor, None))
     for name in BANT_FIELDS:
         criterion: BantCriterion = getattr(rules.bant, name)
         if getattr(bant, name) is True and criterion.points:
-            reasons.append(Reason(rule=f"bant:{name}", points=criterion.points))
-    return [r for r in reasons if r.points != 0]
+            terms.append((f"bant:{name}", criterion.points, None))
+    return [t for t in terms if t[1] != 0]
+
+
+def fit_points(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> float:
+    return sum(points for _, points, _ in fit_terms(profile, bant, rules))
+
+
+def fit_reasons(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> list[Reason]:
+    """Every fit rule that applies, with its points, as a stage change's reasons."""
+    return [
+        Reason(rule=rule, points=points, detail=detail)
+        for rule, points, detail in fit_terms(profile, bant, rules)
+    ]
 
 
 def disqualifier(profile: LeadProfile | None, rules: FitRules) -> str | None:

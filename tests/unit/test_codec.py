@@ -43,6 +43,21 @@ def test_invalid_json_is_dead_lettered_with_origin() -> None:
     assert letter.service == "enrich"
 
 
+def test_an_origin_given_as_a_function_is_built_only_for_a_dead_letter() -> None:
+    built: list[RecordOrigin] = []
+
+    def origin() -> RecordOrigin:
+        built.append(ORIGIN)
+        return ORIGIN
+
+    assert isinstance(decoder.decode(json.dumps(VALID).encode(), origin), Interaction)
+    assert built == []
+    letter = decoder.decode(b"{", origin)
+    assert isinstance(letter, DeadLetter)
+    assert letter.origin == ORIGIN
+    assert built == [ORIGIN]
+
+
 def test_invalid_field_is_named() -> None:
     letter = decoder.decode(json.dumps({**VALID, "occurred_at": "soon"}).encode(), ORIGIN)
     assert isinstance(letter, DeadLetter)
