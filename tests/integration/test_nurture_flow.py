@@ -32,6 +32,7 @@ from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
 from tests.kafka import consume_until, produce
+from tests.nurture_commands import command as nurture_command
 
 pytestmark = pytest.mark.integration
 
@@ -262,18 +263,7 @@ async def test_redelivered_command_sends_one_email(
     settings: NurtureSettings, mailbox: tuple[Mailbox, int], started: list[StreamService]
 ) -> None:
     box, _ = mailbox
-    now = utcnow()
-    command = NurtureCommand(
-        event_id="cmd-1",
-        occurred_at=now,
-        lead_id="dup",
-        sequence="welcome",
-        step=0,
-        template_id="welcome-1",
-        recipient="dup@example.com",
-        consent_proof_ref="consent-1",
-        send_after=now,
-    )
+    command = nurture_command("cmd-1", "dup", "dup@example.com")
     mailer = await start(started, create_mailer_app(settings))
     await send(settings, TopicName.NURTURE_OUTBOX, "dup", encode(command))
     await send(settings, TopicName.NURTURE_OUTBOX, "dup", encode(command))
@@ -286,18 +276,7 @@ async def test_a_claim_left_by_a_crashed_mailer_is_sent_once_its_lease_ends(
 ) -> None:
     """kill -9 mid-send leaves "sending" behind: the replayed command must still reach the lead."""
     box, _ = mailbox
-    now = utcnow()
-    command = NurtureCommand(
-        event_id="cmd-orphan",
-        occurred_at=now,
-        lead_id="orphan",
-        sequence="welcome",
-        step=0,
-        template_id="welcome-1",
-        recipient="orphan@example.com",
-        consent_proof_ref="consent-1",
-        send_after=now,
-    )
+    command = nurture_command("cmd-orphan", "orphan", "orphan@example.com")
     redis = Redis.from_url(redis_url)
     try:  # the dead worker's claim, with the little that is left of its lease
         await redis.set(f"leadpipe:nurture{settings.topic_suffix}:sent:cmd-orphan", b"sending:dead", ex=2)

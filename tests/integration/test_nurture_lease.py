@@ -17,13 +17,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from schemas.base import utcnow
-from schemas.nurture import NurtureCommand
 from services.devstack.processes import free_port
 from services.nurture.ledger import OWNER, SENDING, SENT, Claim
 from services.nurture.mailer import Delivery, Mailer, SmtpTransport, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.settings import NurtureSettings
+from tests.nurture_commands import command
 
 pytestmark = pytest.mark.integration
 
@@ -67,21 +66,6 @@ async def ledger_settings(redis_url: str, suffix: str) -> AsyncIterator[NurtureS
     )
 
 
-def command(suffix: str) -> NurtureCommand:
-    now = utcnow()
-    return NurtureCommand(
-        event_id=f"lease{suffix}",
-        occurred_at=now,
-        lead_id="lease-lead",
-        sequence="welcome",
-        step=0,
-        template_id="welcome-1",
-        recipient="slow@example.com",
-        consent_proof_ref="consent-1",
-        send_after=now,
-    )
-
-
 async def test_a_slow_attempt_keeps_its_claim_past_the_lease(
     ledger_settings: NurtureSettings, slow_smtp: tuple[SlowServer, int], redis_url: str, suffix: str
 ) -> None:
@@ -89,7 +73,7 @@ async def test_a_slow_attempt_keeps_its_claim_past_the_lease(
     settings = ledger_settings.model_copy(update={"smtp_port": port})
     ledger = ledger_for(settings)
     mailer = Mailer(settings, ledger, SmtpTransport(settings), nurture_metrics(CollectorRegistry()))
-    cmd = command(suffix)
+    cmd = command(f"lease{suffix}", "lease-lead", "slow@example.com")
     key = f"leadpipe:nurture{suffix}:sent:{cmd.event_id}"
     redis = Redis.from_url(redis_url)
     try:
