@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,16 @@ class Case(Protocol):
     def unavailable(self) -> str | None: ...
 
     async def run(self, ctx: BenchContext) -> CaseResult | list[CaseResult]: ...
+
+
+class OwnInput:
+    """Base of a case that writes its own input (not the run's shared preloaded topic) and needs no
+    optional extra, so it can always run."""
+
+    uses_shared_input: ClassVar[bool] = False
+
+    def unavailable(self) -> str | None:
+        return None
 
 
 REGISTRY: dict[str, Case] = {}

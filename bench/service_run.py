@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -77,6 +78,40 @@ def broker_between(start: Snapshot, end: Snapshot) -> float | None:
     if start.broker_cpu is None or end.broker_cpu is None:
         return None
     return end.broker_cpu - start.broker_cpu
+
+
+def measured(
+    case: str,
+    description: str,
+    *,
+    events: int,
+    start: Snapshot,
+    end: Snapshot,
+    services: Services,
+    suffix: str,
+    figures: dict[str, str],
+    seconds: float | None = None,
+    profiles: list[tuple[str, Path]] | None = None,
+    **extra: Any,
+) -> CaseResult:
+    """A case's result between two snapshots: the workers' and the broker's CPU, the suffix and logs
+    of the run, and the py-spy summaries when `profiles` were taken. `seconds` when the rate's time
+    is not the snapshots' (speed-to-lead counts the background's)."""
+    detail: dict[str, Any] = {"suffix": suffix, "logs": str(services.log_dir)}
+    if profiles is not None:
+        summaries = profile_summaries(profiles)
+        figures = {**figures, **{f"py-spy {key}": lines[1] for key, lines in summaries.items()}}
+        detail["profiles"] = summaries
+    return CaseResult(
+        case=case,
+        description=description,
+        events=events,
+        seconds=end.at - start.at if seconds is None else seconds,
+        cpu_seconds=cpu_between(start, end),
+        broker_cpu_seconds=broker_between(start, end),
+        figures=figures,
+        extra={**detail, **extra},
+    )
 
 
 def profile_during(ctx: BenchContext, services: Services, case: str) -> list[tuple[str, Path]]:
@@ -177,21 +212,15 @@ async def run_service(
     if workers > 1:
         shares = [end.counters[f"in:{k}"] - start.counters[f"in:{k}"] for k in keys]
         figures["share per worker"] = " / ".join(f"{s / max(1.0, consumed):.0%}" for s in shares)
-    summaries = profile_summaries(profiles)
-    for key, lines in summaries.items():
-        figures[f"py-spy {key}"] = lines[1]
-    return CaseResult(
-        case=case,
-        description=description,
+    return measured(
+        case,
+        description,
         events=int(consumed),
-        seconds=end.at - start.at,
-        cpu_seconds=cpu_between(start, end),
-        broker_cpu_seconds=broker_between(start, end),
+        start=start,
+        end=end,
+        services=services,
+        suffix=suffix,
         figures=figures,
-        extra={
-            "suffix": suffix,
-            "logs": str(services.log_dir),
-            "profiles": summaries,
-            "records": len(records),
-        },
+        profiles=profiles,
+        records=len(records),
     )

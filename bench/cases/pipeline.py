@@ -16,16 +16,14 @@ from typing import Any
 
 import aiohttp
 
-from bench.case import BenchContext, CaseResult, register
+from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.kafka import produce
 from bench.records import interactions, record
 from bench.service_run import (
     SETTLE_SECONDS,
-    broker_between,
-    cpu_between,
+    measured,
     prepare_topics,
     profile_during,
-    profile_summaries,
     series,
 )
 from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, Snapshot, watch
@@ -57,15 +55,11 @@ def per_event_cpu(start: Snapshot, end: Snapshot, events: int) -> str:
 
 
 @dataclass(frozen=True)
-class StreamPipeline:
+class StreamPipeline(OwnInput):
     """enrich -> score -> route over a backlog of interactions; the rate is backlog / time to drain."""
 
     name: str = "pipeline.stream"
     description: str = "leads.interactions (preloaded demo traffic) -> enrich -> score -> route -> hand-offs"
-    uses_shared_input: bool = False
-
-    def unavailable(self) -> str | None:
-        return None
 
     async def run(self, ctx: BenchContext) -> CaseResult:
         suffix = ctx.suffix(self.name)
@@ -123,17 +117,17 @@ class StreamPipeline:
             ),
             "CPU µs per input event": per_event_cpu(start, end, consumed),
         }
-        summaries = profile_summaries(profiles)
-        figures.update({f"py-spy {key}": lines[1] for key, lines in summaries.items()})
-        return CaseResult(
-            case=self.name,
-            description=self.description,
+        return measured(
+            self.name,
+            self.description,
             events=consumed,
-            seconds=end.at - start.at,
-            cpu_seconds=cpu_between(start, end),
-            broker_cpu_seconds=broker_between(start, end),
+            start=start,
+            end=end,
+            services=services,
+            suffix=suffix,
             figures=figures,
-            extra={"suffix": suffix, "logs": str(services.log_dir), "counters": last, "profiles": summaries},
+            profiles=profiles,
+            counters=last,
         )
 
 
@@ -200,17 +194,13 @@ class LoadGenerator:
 
 
 @dataclass(frozen=True)
-class HttpPipeline:
+class HttpPipeline(OwnInput):
     """The demo traffic POSTed flat out to /v1/events:batch, through capture and enrich."""
 
     name: str = "pipeline.http"
     description: str = (
         "POST /v1/events:batch (100 per batch, 4 in flight) -> capture -> enrich -> leads.enriched"
     )
-    uses_shared_input: bool = False
-
-    def unavailable(self) -> str | None:
-        return None
 
     async def run(self, ctx: BenchContext) -> CaseResult:
         suffix = ctx.suffix(self.name)
@@ -261,22 +251,18 @@ class HttpPipeline:
             "CPU µs per event": per_event_cpu(start, end, accepted),
             "load generator CPU µs per event": f"{1e6 * outcome['cpu_seconds'] / max(1, accepted):.0f}",
         }
-        summaries = profile_summaries(profiles)
-        figures.update({f"py-spy {key}": lines[1] for key, lines in summaries.items()})
-        return CaseResult(
-            case=self.name,
-            description=self.description,
+        return measured(
+            self.name,
+            self.description,
             events=accepted,
+            start=start,
+            end=end,
             seconds=end.at - started,
-            cpu_seconds=cpu_between(start, end),
-            broker_cpu_seconds=broker_between(start, end),
+            services=services,
+            suffix=suffix,
             figures=figures,
-            extra={
-                "suffix": suffix,
-                "logs": str(services.log_dir),
-                "loadgen": outcome,
-                "profiles": summaries,
-            },
+            profiles=profiles,
+            loadgen=outcome,
         )
 
 

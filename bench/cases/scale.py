@@ -5,20 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.case import BenchContext, CaseResult, register
+from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.cases.services import WORKLOADS
 from bench.service_run import run_service
 
 
 @dataclass(frozen=True)
-class ScoreWorkers:
+class ScoreWorkers(OwnInput):
     workers: int
     name: str
     description: str
-    uses_shared_input: bool = False
-
-    def unavailable(self) -> str | None:
-        return None
 
     async def run(self, ctx: BenchContext) -> CaseResult:
         _, workload = WORKLOADS["score"]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bench.case import BenchContext, CaseResult, register
+from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.kafka import TopicReader, produce
 from bench.records import (
     Record,
@@ -29,7 +29,7 @@ from bench.records import (
     one_event_per_lead,
     record,
 )
-from bench.service_run import SETTLE_SECONDS, broker_between, cpu_between, prepare_topics, series
+from bench.service_run import SETTLE_SECONDS, measured, prepare_topics, series
 from bench.stack import EVENTS_IN, Probe, Services, Snapshot, watch
 from bench.windows import stable_for
 from schemas.enriched import EnrichedInteraction
@@ -78,13 +78,9 @@ def state_bytes_after(events: int) -> int:
 
 
 @dataclass(frozen=True)
-class ScoreState:
+class ScoreState(OwnInput):
     name: str = "score.state"
     description: str = "score table: RSS per lead, then kill -9 and restart with N leads in the changelog"
-    uses_shared_input: bool = False
-
-    def unavailable(self) -> str | None:
-        return None
 
     async def run(self, ctx: BenchContext) -> list[CaseResult]:
         results = []
@@ -160,20 +156,17 @@ class ScoreState:
             "old leads scored from their stored state": f"{correct} of {len(expected)}",
             "changelog catch-ups after recovery": str(catch_ups),
         }
-        return CaseResult(
-            case=case,
-            description=f"score with {leads:,} leads: populate, RSS, kill -9, restart",
+        return measured(
+            case,
+            f"score with {leads:,} leads: populate, RSS, kill -9, restart",
             events=int(end.counters["in"] - start.counters["in"]),
-            seconds=end.at - start.at,
-            cpu_seconds=cpu_between(start, end),
-            broker_cpu_seconds=broker_between(start, end),
+            start=start,
+            end=end,
+            services=services,
+            suffix=suffix,
             figures=figures,
-            extra={
-                "suffix": suffix,
-                "logs": str(services.log_dir),
-                "rss_empty": rss_empty,
-                "rss_full": rss_full,
-            },
+            rss_empty=rss_empty,
+            rss_full=rss_full,
         )
 
     @staticmethod

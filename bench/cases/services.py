@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.case import BenchContext, CaseResult, register
+from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.records import (
     enriched_stream,
     hand_raiser_changes,
@@ -57,14 +57,10 @@ WORKLOADS: dict[str, tuple[str, ServiceWorkload]] = {
 
 
 @dataclass(frozen=True)
-class ServiceAlone:
+class ServiceAlone(OwnInput):
     service: str
     name: str
     description: str
-    uses_shared_input: bool = False
-
-    def unavailable(self) -> str | None:
-        return None
 
     async def run(self, ctx: BenchContext) -> CaseResult:
         _, workload = WORKLOADS[self.service]

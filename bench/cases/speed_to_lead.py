@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bench.case import BenchContext, CaseResult, register
+from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.cases.pipeline import LoadGenerator, per_event_cpu
 from bench.kafka import TopicReader
 from bench.latency import LatencySummary
 from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
-from bench.service_run import broker_between, cpu_between, prepare_topics
+from bench.service_run import measured, prepare_topics
 from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapshot
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
@@ -80,15 +80,11 @@ async def follow_handoffs(reader: TopicReader, found: HandRaisers, stop: asyncio
 
 
 @dataclass(frozen=True)
-class SpeedToLead:
+class SpeedToLead(OwnInput):
     name: str = "latency.speed_to_lead"
     description: str = (
         "hand-raiser 202 at capture -> hand-off, demo traffic in the background (all 5 services)"
     )
-    uses_shared_input: bool = False
-
-    def unavailable(self) -> str | None:
-        return None
 
     async def run(self, ctx: BenchContext) -> CaseResult:
         suffix = ctx.suffix(self.name)
@@ -168,21 +164,19 @@ class SpeedToLead:
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
         }
-        return CaseResult(
-            case=self.name,
-            description=self.description,
+        return measured(  # CPU until the last hand-off: the backlog is worked off after the background
+            self.name,
+            self.description,
             events=accepted,
+            start=first,
+            end=last,
             seconds=background_seconds,
-            cpu_seconds=cpu_between(first, last),  # the backlog is worked off after the background ends
-            broker_cpu_seconds=broker_between(first, last),
+            services=services,
+            suffix=suffix,
             figures=figures,
-            extra={
-                "suffix": suffix,
-                "logs": str(services.log_dir),
-                "latencies": sorted(latencies),
-                "loadgen": outcome,
-                "counters_at_end": last.counters,
-            },
+            latencies=sorted(latencies),
+            loadgen=outcome,
+            counters_at_end=last.counters,
         )
 
 
