@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -41,39 +42,6 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
     return written
 
 
-class SinkCounter:
-    """How many records reached a topic, by reading it (with no group, from the beginning).
-
-    End offsets would be cheaper, but Tansu reports the base offset of a partition's last batch as
-    its end offset, which undercounts by up to a whole batch; the records themselves are the truth.
-    """
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_bytes=8 * 1024 * 1024,
-        )
-        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
-        self._seen = 0
-
-    async def __aenter__(self) -> SinkCounter:
-        await self._consumer.start()
-        self._consumer.assign(self._partitions)
-        await self._consumer.seek_to_beginning(*self._partitions)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
-
-    async def count(self, wait_seconds: float = 0.02) -> int:
-        """Records seen so far, after fetching what arrived within `wait_seconds`."""
-        batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=100_000)
-        self._seen += sum(len(records) for records in batches.values())
-        return self._seen
-
-
 class TopicReader:
     """Every record of a topic from the beginning, with no group: new records on each `poll`."""
 
@@ -86,7 +54,7 @@ class TopicReader:
         )
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
 
-    async def __aenter__(self) -> TopicReader:
+    async def __aenter__(self) -> Self:
         await self._consumer.start()
         self._consumer.assign(self._partitions)
         await self._consumer.seek_to_beginning(*self._partitions)
@@ -98,3 +66,20 @@ class TopicReader:
     async def poll(self, wait_seconds: float = 0.05) -> list[ConsumerRecord[bytes, bytes]]:
         batches = await self._consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=100_000)
         return [record for records in batches.values() for record in records]
+
+
+class SinkCounter(TopicReader):
+    """How many records reached a topic, by reading it (with no group, from the beginning).
+
+    End offsets would be cheaper, but Tansu reports the base offset of a partition's last batch as
+    its end offset, which undercounts by up to a whole batch; the records themselves are the truth.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        super().__init__(bootstrap, topic, partitions)
+        self._seen = 0
+
+    async def count(self, wait_seconds: float = 0.02) -> int:
+        """Records seen so far, after fetching what arrived within `wait_seconds`."""
+        self._seen += len(await self.poll(wait_seconds))
+        return self._seen
