@@ -386,16 +386,7 @@ def register(enricher: Enricher) -> None:
     privacy = enricher.privacy = install_privacy(enricher)
 
     names = {"interactions": source.get_topic_name(), "inbox": enricher.inbox.get_topic_name()}
-    channel = app.topic(
-        names["interactions"],
-        names["inbox"],
-        privacy.topic.get_topic_name(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=enricher.settings.topic_partitions,
-    )
+    channel = service.raw_topic(names["interactions"], names["inbox"], privacy.topic.get_topic_name())
 
     def begin() -> EnrichBatch:
         enricher.batch = EnrichBatch(enricher)

@@ -34,9 +34,7 @@ def create_app(settings: NurtureSettings) -> StreamService:
     }
     nurture.ticks = service.internal_topic(topics["ticks"])
     # one agent over every input: each lead has a single writer (services/nurture/agents.py)
-    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw"}
-    channel = app.topic(*topics.values(), value_serializer="raw", partitions=settings.topic_partitions, **raw)
-    install_agents(nurture, channel, topics)
+    install_agents(nurture, service.raw_topic(*topics.values()), topics)
     if settings.mailer_enabled:
         install_mailer(service, Mailer(settings, ledger, SmtpTransport(settings), metrics))
     return service

@@ -95,13 +95,19 @@ class StreamService:
 
     def topic(self, name: str) -> faust.TopicT:
         """A catalogue topic carrying raw JSON bytes (decoded by pydantic in the agent, not by faust)."""
+        return self.raw_topic(self.settings.topic(name))
+
+    def raw_topic(self, *names: str, **options: Any) -> faust.TopicT:
+        """Raw-bytes keys and values over topics named in full: with several names, the one input of
+        an agent that reads them all (a single writer per lead)."""
         return self.app.topic(
-            self.settings.topic(name),
+            *names,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
             partitions=self.settings.topic_partitions,
+            **options,
         )
 
     def internal_topic(self, name: str) -> faust.TopicT:
@@ -111,15 +117,8 @@ class StreamService:
         producer refresh its metadata for that topic alone, and a batch queued for another topic
         can then wait for a leader until the producer times out (found by the score benchmark)."""
         self.internal_topics.append(name)
-        return self.app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=self.settings.topic_partitions,
-            internal=True,  # faust declares it at start too, for apps started without run_worker
-        )
+        # internal: faust declares it at start too, for apps started without run_worker
+        return self.raw_topic(name, internal=True)
 
     async def ensure_topics(self, give_up_after: float = 30.0) -> None:
         """Create the catalogue's topics and the service's own, where missing."""

@@ -24,20 +24,13 @@ def create_app(settings: ScoreSettings) -> StreamService:
     """Rules are loaded (and validated) here, so a bad rules file stops start-up with a clear error."""
     rules = RulesFile(settings.rules_file)
     service = StreamService("score", settings)
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-        "partitions": settings.topic_partitions,
-    }
     names = {
         "enriched": settings.topic(TopicName.ENRICHED),
         "sales": settings.topic(TopicName.SALES_ACTIVITY),
         "privacy": settings.topic(TopicName.PRIVACY),
         "decay": settings.topic(DECAY_TOPIC),
     }
-    channel = service.app.topic(*names.values(), **raw)
+    channel = service.raw_topic(*names.values())
     # bytes keys and values use the raw codec; the state's JSON is (de)serialised by LeadState
     index = DueIndex()
     policy = load_policy(settings.privacy_file)
