@@ -140,7 +140,7 @@ class ServiceWorkload:
 
     service: str
     source: TopicName
-    outputs: tuple[TopicName, ...]
+    outputs: tuple[str, ...]  # catalogue or internal topic names, before the run suffix
     records: Callable[[int], list[Record]]
 
 

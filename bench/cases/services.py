@@ -15,6 +15,7 @@ from bench.records import (
 )
 from bench.service_run import ServiceWorkload, run_service
 from schemas.topics import TopicName
+from services.enrich.agents import INBOX
 
 WORKLOADS: dict[str, tuple[str, ServiceWorkload]] = {
     "enrich": (
@@ -22,7 +23,7 @@ WORKLOADS: dict[str, tuple[str, ServiceWorkload]] = {
         ServiceWorkload(
             "enrich",
             TopicName.INTERACTIONS,
-            (TopicName.ENRICHED,),
+            (TopicName.ENRICHED, INBOX),
             lambda n: [record(i) for i in interactions(n)],
         ),
     ),

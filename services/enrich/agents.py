@@ -380,8 +380,9 @@ def register(enricher: Enricher) -> None:
     service = enricher.service
     app = service.app
     source = service.topic(TopicName.INTERACTIONS)
-    interactions: Decoder[Interaction] = Decoder(Interaction, service.name)
-    inbox_records: Decoder[Any] = Decoder(InboxRecord, service.name)
+    # capture checked every e-mail's syntax at the edge and the inbox is enrich's own: trusted
+    interactions: Decoder[Interaction] = Decoder(Interaction, service.name, trusted=True)
+    inbox_records: Decoder[Any] = Decoder(InboxRecord, service.name, trusted=True)
     privacy_records: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
     privacy = enricher.privacy = install_privacy(enricher)
 

@@ -41,6 +41,10 @@ class LeadState(BaseModel):
     alias_to: str | None = Field(None, description="Anonymous leads: the known lead they became.")
     history: list[Interaction] = Field(default_factory=list, description="Anonymous leads' interactions.")
     merged: list[str] = Field(default_factory=list, description="Anonymous lead ids merged into this one.")
+    aliasing: list[str] = Field(
+        default_factory=list,
+        description="Anonymous lead ids asked to alias into this one whose merge has not arrived yet.",
+    )
     unannounced: list[str] = Field(default_factory=list, description="Merges not yet put on a record.")
     pending_domain: str | None = Field(None, description="Firmographics lookup still owed for this domain.")
     pending_events: list[str] = Field(default_factory=list)
@@ -227,14 +231,21 @@ def enrich(
             }
         )
     current, record = _record(current, interaction, status, completes=completes)
-    return Outcome(current, [record], _alias_requests(current, interaction))
+    aliases = _alias_requests(current, interaction)
+    if aliases:
+        asked = [*current.aliasing, *(a.lead_id for a in aliases)][-config.max_history :]
+        current = current.model_copy(update={"aliasing": asked})
+    return Outcome(current, [record], aliases)
 
 
 def _alias_requests(state: LeadState, interaction: Interaction) -> list[AliasRequest]:
+    """Ask an anonymous lead seen with this known lead to alias into it, once: the request is on
+    the broker before the state that remembers it, and the merge answering it clears it. (Asking on
+    every event until the merge arrived made enrich handle 1.4 inbox records per interaction.)"""
     if is_anonymous(state.lead_id) or not interaction.anonymous_id:
         return []
     anonymous_lead, _ = lead_identity(None, interaction.anonymous_id)
-    if anonymous_lead in state.merged:
+    if anonymous_lead in state.merged or anonymous_lead in state.aliasing:
         return []
     return [
         AliasRequest(
@@ -272,7 +283,8 @@ def merge(state: LeadState | None, request: ProfileMerge, config: EnrichConfig) 
     current = state or LeadState.new(request.lead_id)
     first_time = request.from_lead_id not in current.merged
     profile = merge_profiles(current.profile, request.profile, config)
-    current = current.model_copy(update={"profile": profile})
+    aliasing = [lead for lead in current.aliasing if lead != request.from_lead_id]
+    current = current.model_copy(update={"profile": profile, "aliasing": aliasing})
     if first_time:
         current = current.model_copy(
             update={

@@ -62,6 +62,13 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LEADPIPE_PRODUCER_MAX_BATCH_BYTES"),
         description="Producer batch size in bytes (faust's producer_max_batch_size).",
     )
+    producer_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        validation_alias=_env("LEADPIPE_PRODUCER_LINGER_MS"),
+        description="How long the producer waits to fill a batch (faust's producer_linger; its default 0 "
+        "sends each record in its own produce request, which costs the broker about 6x the CPU per record).",
+    )
     batch_max_records: int = Field(
         500,
         ge=1,

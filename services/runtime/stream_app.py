@@ -55,6 +55,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         "topic_disable_leader": True,
         "producer_acks": -1,
         "producer_max_batch_size": settings.producer_max_batch_bytes,
+        "producer_linger": settings.producer_linger_ms / 1000,
         "consumer_auto_offset_reset": "earliest",
         "table_cleanup_interval": 60.0,
     }

@@ -190,10 +190,16 @@ def test_anonymous_history_moves_to_the_known_lead_once() -> None:
     known = domain.enrich(None, form.lead_id, form, found(), CONFIG)
     assert [r.lead_id for r in known.aliases] == [anon_lead]
     assert known.aliases[0].target_lead_id == form.lead_id
+    assert known.state.aliasing == [anon_lead]
+    # asked once: the next event before the merge arrives does not ask again
+    click = interaction("click", 11, type="email_click", anonymous_id=anon, contact={"email": "ann@acme.de"})
+    waiting = domain.enrich(known.state, form.lead_id, click, None, CONFIG)
+    assert waiting.aliases == [] and waiting.state.aliasing == [anon_lead]
 
     aliased = domain.alias(state_a, known.aliases[0])
     assert aliased.state.alias_to == form.lead_id and aliased.merge is not None
     merged = domain.merge(known.state, aliased.merge, CONFIG)
+    assert merged.state.aliasing == []
     assert [r.event_id for r in merged.records] == ["pv-0", "pv-1", "pv-2"]
     assert all(r.lead_id == form.lead_id and r.replay_of == anon_lead for r in merged.records)
     assert [r.merged_from for r in merged.records] == [[anon_lead], [], []]
