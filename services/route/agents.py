@@ -1,9 +1,15 @@
-"""Route's faust agents and SLA timer: decode, ask the router, publish what it returns."""
+"""Route's faust agents and SLA timer: decode, ask the router, publish what it returns.
+
+Stage changes are handled in batches (services/runtime/batch.py, RouteBatch): the batch's new
+hand-offs are stored, then published together, then marked published once the broker acknowledged
+them, so a replay after a crash re-publishes the same hand-off instead of losing it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -18,10 +24,12 @@ from schemas.stage import StageChange
 from schemas.topics import TopicName
 from services.privacy import exports, records
 from services.privacy.metrics import privacy_metrics
+from services.route.domain import RepStatus, wants_handoff
 from services.route.metrics import RouteMetrics
 from services.route.router import Outcome, Router
 from services.route.settings import RouteSettings
 from services.route.store import RedisStore
+from services.runtime.batch import Batch
 from services.runtime.codec import Decoder
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
@@ -31,39 +39,96 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def install(service: StreamService, router: Router, metrics: RouteMetrics, settings: RouteSettings) -> None:
-    stage_topic = service.topic(TopicName.STAGE_CHANGES)
-    activity_topic = service.topic(TopicName.SALES_ACTIVITY)
-    handoffs = service.topic(TopicName.HANDOFFS)
-    sla = service.topic(TopicName.SLA)
-    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name)
-    sales_decoder: Decoder[SalesRecord] = Decoder(SalesRecord, service.name)
-    install_privacy(service, router.store, settings)
+@dataclass(frozen=True)
+class RouteOutputs:
+    """Where route's batches send (resolved once) and what they report to."""
 
-    async def publish(outcome: Outcome) -> None:
-        for record in outcome.records:
+    service: StreamService
+    router: Router
+    metrics: RouteMetrics
+    handoffs: faust.TopicT
+    sla: faust.TopicT
+
+
+class RouteBatch(Batch):
+    """One batch of stage changes: the reps' statuses read once; at commit the new hand-offs' states
+    stored, then every record sent and acknowledged, then the hand-offs marked published (the order
+    `Router` relies on), each step one round trip for the whole batch."""
+
+    def __init__(self, outputs: RouteOutputs) -> None:
+        super().__init__(outputs.service.outbox())
+        self.outputs = outputs
+        self.statuses: dict[str, RepStatus] | None = None
+        self._outcomes: list[Outcome] = []
+        self._handoff_ids: set[str] = set()
+
+    def add(self, outcome: Outcome) -> None:
+        """Queue an outcome for the commit; one repeating a hand-off this batch holds already (the
+        same stage change twice in one batch, after a replay upstream) is dropped."""
+        handoffs = [r.handoff_id for r in outcome.records if isinstance(r, Handoff)]
+        if any(hid in self._handoff_ids for hid in handoffs):
+            return
+        self._handoff_ids.update(handoffs)
+        self._outcomes.append(outcome)
+
+    async def commit(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        self._handoff_ids.clear()
+        outputs, metrics = self.outputs, self.outputs.metrics
+        states = [state for outcome in outcomes for state in outcome.states]
+        await until_redis_answers(partial(outputs.router.store.save_states, states), "store hand-offs")
+        handoffs: list[Handoff] = []
+        for record in (record for outcome in outcomes for record in outcome.records):
             if isinstance(record, Handoff):
-                await service.send(handoffs, record.lead_id, record)
-                await until_redis_answers(partial(router.published, record), "mark published")
-                metrics.handoffs.labels(record.assignee.team, record.sla.tier).inc()
-                lag = (record.handed_off_at - record.trigger.occurred_at).total_seconds()
-                metrics.speed_to_lead.labels(record.sla.tier).observe(max(0.0, lag))
+                await self.outbox.send(outputs.handoffs, record.lead_id, record)
+                handoffs.append(record)
                 continue
-            await service.send(sla, record.lead_id, record)
+            await self.outbox.send(outputs.sla, record.lead_id, record)
             if record.kind == SlaEventKind.BREACHED:
                 metrics.breaches.labels(record.assignee.team, record.tier).inc()
             elif record.kind == SlaEventKind.REASSIGNED:
                 metrics.reassignments.labels(record.assignee.team).inc()
+        await super().commit()
+        if not handoffs:
+            return
+        await until_redis_answers(partial(outputs.router.published, handoffs), "mark published")
+        for handoff in handoffs:
+            metrics.handoffs.labels(handoff.assignee.team, handoff.sla.tier).inc()
+            lag = (handoff.handed_off_at - handoff.trigger.occurred_at).total_seconds()
+            metrics.speed_to_lead.labels(handoff.sla.tier).observe(max(0.0, lag))
+
+
+def install(service: StreamService, router: Router, metrics: RouteMetrics, settings: RouteSettings) -> None:
+    stage_topic = service.topic(TopicName.STAGE_CHANGES)
+    activity_topic = service.topic(TopicName.SALES_ACTIVITY)
+    # score publishes stage changes with the contact enrich normalised: trusted (see Decoder)
+    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name, trusted=True)
+    sales_decoder: Decoder[SalesRecord] = Decoder(SalesRecord, service.name)
+    install_privacy(service, router.store, settings)
+    outputs = RouteOutputs(
+        service, router, metrics, service.topic(TopicName.HANDOFFS), service.topic(TopicName.SLA)
+    )
+
+    async def publish(outcome: Outcome) -> None:
+        """Outside the stage-change batches (sales activity, the SLA timer): a batch of one outcome."""
+        batch = RouteBatch(outputs)
+        batch.add(outcome)
+        await batch.commit()
+
+    async def on_stage_change(batch: RouteBatch, event: faust.EventT[bytes]) -> None:
+        change = await service.decode(stage_decoder, event)
+        if change is None:
+            return
+        if batch.statuses is None and wants_handoff(change):
+            batch.statuses = await until_redis_answers(router.store.statuses, "rep statuses")
+        outcome = await until_redis_answers(
+            partial(router.on_stage_change, change, statuses=batch.statuses), "stage change"
+        )
+        batch.add(outcome)
 
     @service.app.agent(stage_topic)
     async def route_stage_changes(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            change = await service.decode(stage_decoder, event)
-            if change is not None:
-                outcome = await until_redis_answers(partial(router.on_stage_change, change), "stage change")
-                await publish(outcome)
-            service.observe(stage_topic.get_topic_name(), started)
+        await service.run_batches(stream, lambda: RouteBatch(outputs), on_stage_change)
 
     @service.app.agent(activity_topic)
     async def track_sales_activity(stream: faust.StreamT[bytes]) -> None:

@@ -1,7 +1,9 @@
 """Route's service layer: domain rules plus the Redis store; returns the records to publish.
 
-Agents and the SLA timer call these methods and only send what comes back, so the ordering
-rules (state in Redis first, then publish, then mark published) live in one place.
+Agents and the SLA timer call these methods and only send what comes back. The ordering rules: a new
+hand-off's state is stored before it is published (its caller stores `Outcome.states` first, for a
+whole batch at once), and marked published after the broker acknowledged it; a replay in between
+finds the stored, unpublished hand-off and publishes the same one again.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ Output = Handoff | SlaEvent
 
 @dataclass
 class Outcome:
+    """What to publish, and the lead states the caller stores before it publishes them."""
+
     records: list[Output] = field(default_factory=list)
     first_contact_seconds: float | None = None
+    states: list[domain.LeadState] = field(default_factory=list)
 
 
 class Router:
@@ -31,14 +36,24 @@ class Router:
         self.config = config
         self.store = store
 
-    async def on_stage_change(self, change: StageChange, now: datetime | None = None) -> Outcome:
-        """A sales-ready lead gets one hand-off and a running SLA clock; replays get nothing new."""
+    async def on_stage_change(
+        self,
+        change: StageChange,
+        now: datetime | None = None,
+        statuses: dict[str, domain.RepStatus] | None = None,
+    ) -> Outcome:
+        """A sales-ready lead gets one hand-off and a running SLA clock; replays get nothing new.
+
+        `statuses`: the reps' run-time statuses when the caller read them for a whole batch (capacity
+        itself is checked by the assign script, so a status a few milliseconds old picks no one wrong)."""
         if not domain.wants_handoff(change):
             return Outcome()
         now = now or utcnow()
         hid = domain.handoff_id(change.lead_id, change.event_id)
         decision = domain.route(change, self.config)
-        candidate_groups = domain.groups(decision, self.config, await self.store.statuses(), now)
+        if statuses is None:
+            statuses = await self.store.statuses()
+        candidate_groups = domain.groups(decision, self.config, statuses, now)
         tier = domain.sla_tier(change, self.config.sla)
         due = domain.due_at(now, tier, self.config.team(decision.team))
         result = await self.store.assign(change.lead_id, hid, decision.team, candidate_groups, due)
@@ -53,11 +68,12 @@ class Router:
         rep_id = result.pick.rep_id if result.pick else None
         assignee = Assignee(rep_id=rep_id, team=result.team or decision.team)
         handoff = domain.build_handoff(change, assignee, tier, due=due, now=now, hid=hid)
-        await self.store.save_state(domain.LeadState(handoff=handoff))
-        return Outcome([handoff, domain.sla_event(handoff, SlaEventKind.STARTED, now)])
+        started = domain.sla_event(handoff, SlaEventKind.STARTED, now)
+        return Outcome([handoff, started], states=[domain.LeadState(handoff=handoff)])
 
-    async def published(self, handoff: Handoff) -> None:
-        await self.store.mark_published(handoff.lead_id, handoff.handoff_id)
+    async def published(self, handoffs: list[Handoff]) -> None:
+        """The broker acknowledged these hand-offs: a replay of their stage changes publishes nothing."""
+        await self.store.mark_published([(h.lead_id, h.handoff_id) for h in handoffs])
 
     async def on_activity(self, activity: SalesActivity, now: datetime | None = None) -> Outcome:
         now = now or utcnow()

@@ -103,6 +103,14 @@ return {'assigned', team, rep}
 )
 
 # ARGV: prefix, lead_id, expected handoff_id
+_MARK_PUBLISHED = """
+local lead_key = ARGV[1] .. 'lead:' .. ARGV[2]
+if redis.call('HGET', lead_key, 'handoff_id') == ARGV[3] then
+  redis.call('HSET', lead_key, 'published', '1')
+end
+return 1
+"""
+
 _RELEASE = (
     _PICK
     + """
@@ -194,6 +202,7 @@ class RedisStore:
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
         self._erase = redis.register_script(_ERASE)
+        self._mark_published = redis.register_script(_MARK_PUBLISHED)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -240,13 +249,22 @@ class RedisStore:
         return [_text(lead) for lead in cast(list[Any], await self._claim(keys=[], args=args))]
 
     async def save_state(self, state: LeadState) -> None:
-        data = {
-            "handoff": state.handoff.model_dump(mode="json"),
-            "breach_count": state.breach_count,
-            "contacted": state.contacted,
-            "previous_reps": list(state.previous_reps),
-        }
-        await self.redis.hset(self._key("lead", state.handoff.lead_id), "state", json.dumps(data))
+        await self.save_states([state])
+
+    async def save_states(self, states: Sequence[LeadState]) -> None:
+        """Store open hand-offs' states; one round trip for a whole batch."""
+        if not states:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for state in states:
+                data = {
+                    "handoff": state.handoff.model_dump(mode="json"),
+                    "breach_count": state.breach_count,
+                    "contacted": state.contacted,
+                    "previous_reps": list(state.previous_reps),
+                }
+                pipe.hset(self._key("lead", state.handoff.lead_id), "state", json.dumps(data))
+            await pipe.execute()
 
     async def state(self, lead_id: str) -> LeadState | None:
         raw = await self.redis.hget(self._key("lead", lead_id), "state")
@@ -260,11 +278,15 @@ class RedisStore:
             previous_reps=tuple(data["previous_reps"]),
         )
 
-    async def mark_published(self, lead_id: str, hid: str) -> None:
-        key = self._key("lead", lead_id)
-        current = await self.redis.hget(key, "handoff_id")
-        if current is not None and _text(current) == hid:
-            await self.redis.hset(key, "published", "1")
+    async def mark_published(self, handoffs: Sequence[tuple[str, str]]) -> None:
+        """Record (lead id, hand-off id) pairs as on the broker, where the lead still has that hand-off;
+        one round trip for a whole batch."""
+        if not handoffs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lead_id, hid in handoffs:
+                await self._mark_published(keys=[], args=[self.prefix, lead_id, hid], client=pipe)
+            await pipe.execute()
 
     async def loads(self) -> dict[str, int]:
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("load")))

@@ -258,6 +258,39 @@ async def test_rep_api_and_status_updates_steer_assignment(
         assert reps["ben"]["open_leads"] == 1 and reps["anna"]["open_leads"] == 0
 
 
+async def test_a_backlog_with_every_change_twice_hands_each_lead_off_once(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path
+) -> None:
+    """Written before the worker starts, both copies of a change fall into one batch, where the
+    first copy's hand-off is not marked published yet: the batch itself must drop the second."""
+    rules = tmp_path / "slow-sla.yaml"
+    rules.write_text(
+        yaml.safe_dump({**RULES, "sla": {**RULES["sla"], "tiers": [{"name": "hot", "minutes": 60}]}})
+    )
+    prefix = f"test:{uuid.uuid4().hex}:"
+    settings = settings_for(broker, redis_url, suffix, rules, prefix)
+    await ensure_pipeline_topics(settings)
+    changes = [
+        make_change(f"twice-{n}", email=f"t{n}@other.example", occurred_at=utcnow()) for n in range(12)
+    ]
+    await produce(
+        broker.bootstrap_servers, settings.topic(TopicName.STAGE_CHANGES), [record(c) for c in changes * 2]
+    )
+    service = create_app(settings)
+    await service.app.start()
+    try:
+        await read(broker, service, TopicName.HANDOFFS, lambda hs: len({h.lead_id for h in hs}) >= 12)
+        await asyncio.sleep(1.0)
+        handoffs: list[Handoff] = await read(
+            broker, service, TopicName.HANDOFFS, lambda hs: False, within=1.0
+        )
+    finally:
+        await service.app.stop()
+        await service.close()
+    assert sorted(h.lead_id for h in handoffs) == sorted(c.lead_id for c in changes)  # exactly one each
+    assert await RedisStoreProbe(redis_url, prefix).published([c.lead_id for c in changes]) == 12
+
+
 def handled(service: RouteService) -> float:
     """Stage changes this worker consumed (from its own metrics registry)."""
     value = service.metrics.registry.get_sample_value(
@@ -312,6 +345,8 @@ async def test_two_workers_never_double_assign_a_burst(
     assert all(n <= 5 for n in per_rep.values())
     assert sum(per_rep.values()) == 15  # anna + ben (emea) full, then the fallback queue's sdr
     assert [handled(s) > 0 for s in services] == [True, True], "both workers took part"
+    # marked published once each batch was acknowledged: a later replay publishes nothing again
+    assert await RedisStoreProbe(redis_url, prefix).published([h.lead_id for h in handoffs]) == 40
 
 
 class RedisStoreProbe:
@@ -327,3 +362,12 @@ class RedisStoreProbe:
             return await RedisStore(client, self.prefix).loads()
         finally:
             await client.aclose()
+
+    async def published(self, lead_ids: list[str]) -> int:
+        """How many of these leads' open hand-offs are marked as on the broker."""
+        client = Redis.from_url(self.redis_url)
+        try:
+            flags = [await client.hget(f"{self.prefix}lead:{lead}", "published") for lead in lead_ids]
+        finally:
+            await client.aclose()
+        return sum(flag == b"1" for flag in flags)

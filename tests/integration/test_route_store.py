@@ -89,7 +89,9 @@ async def test_a_replayed_assignment_changes_nothing(store: RedisStore) -> None:
     assert first.outcome == "assigned" and first.pick == domain.Pick("a", "x")
     again = await store.assign("lead-1", "h1", "a", group, NOW)
     assert (again.outcome, again.handoff_id, again.published) == ("existing", "h1", False)
-    await store.mark_published("lead-1", "h1")
+    await store.mark_published([("lead-1", "h-stale"), ("lead-2", "h1")])  # not this lead's hand-off
+    assert (await store.assign("lead-1", "h1", "a", group, NOW)).published is False
+    await store.mark_published([("lead-1", "h1")])
     assert (await store.assign("lead-1", "h1", "a", group, NOW)).published is True
     other = await store.assign("lead-1", "h-other", "a", group, NOW)
     assert other.outcome == "existing" and other.handoff_id == "h1"  # one lead, one rep at a time
