@@ -3,8 +3,8 @@
 Each function takes what a person typed and returns a clean value, or None when nothing usable is
 there; none raises on bad input, because bad input is normal here.
 
-The e-mail, phone and country functions are memoised (bounded LRU): a lead's events carry the same
-contact again and again, and email_validator, phonenumbers and pycountry cost 50-200 µs a call,
+The e-mail and phone functions are memoised (bounded LRU): a lead's events carry the same
+contact again and again, and email_validator and phonenumbers cost 50-200 µs a call,
 which made them half of enrich's per-record time. Their results are immutable, so sharing is safe.
 """
 

@@ -58,12 +58,15 @@ class Router:
         due = domain.due_at(now, tier, self.config.team(decision.team))
         result = await self.store.assign(change.lead_id, hid, decision.team, candidate_groups, due)
         if result.outcome == "existing":
-            # Assigned before but maybe never published (a crash in between): publish the same hand-off.
+            if result.handoff_id != hid or result.published:
+                return Outcome()
+            # Assigned by this change before, never published (a crash in between): publish the same
+            # hand-off, or, when the crash came before its state was stored, the same assignment's.
             state = await self.store.state(change.lead_id)
-            if result.handoff_id == hid and not result.published and state is not None:
+            if state is not None:
                 return Outcome([state.handoff, domain.sla_event(state.handoff, SlaEventKind.STARTED, now)])
-            return Outcome()
-        if result.outcome != "assigned":
+            due = result.due or due
+        elif result.outcome != "assigned":
             return Outcome()
         rep_id = result.pick.rep_id if result.pick else None
         assignee = Assignee(rep_id=rep_id, team=result.team or decision.team)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -71,8 +71,9 @@ _ASSIGN = (
 local prefix, lead, hid = ARGV[1], ARGV[2], ARGV[3]
 local lead_key = prefix .. 'lead:' .. lead
 if redis.call('EXISTS', lead_key) == 1 then
-  local cur = redis.call('HMGET', lead_key, 'handoff_id', 'published')
-  return {'existing', cur[1], cur[2]}
+  local cur = redis.call('HMGET', lead_key, 'handoff_id', 'published', 'team', 'rep')
+  local due = redis.call('ZSCORE', prefix .. 'sla', lead)
+  return {'existing', cur[1], cur[2], cur[3], cur[4], due}
 end
 if redis.call('EXISTS', prefix .. 'seen:' .. hid) == 1 then return {'duplicate'} end
 redis.call('SET', prefix .. 'seen:' .. hid, '1', 'EX', tonumber(ARGV[6]))
@@ -102,7 +103,7 @@ return {'assigned', team, rep}
 """
 )
 
-# ARGV: prefix, lead_id, expected handoff_id
+# ARGV: prefix, lead_id, handoff_id
 _MARK_PUBLISHED = """
 local lead_key = ARGV[1] .. 'lead:' .. ARGV[2]
 if redis.call('HGET', lead_key, 'handoff_id') == ARGV[3] then
@@ -111,6 +112,7 @@ end
 return 1
 """
 
+# ARGV: prefix, lead_id, expected handoff_id
 _RELEASE = (
     _PICK
     + """
@@ -180,6 +182,7 @@ class Assignment:
     team: str | None = None
     handoff_id: str | None = None
     published: bool = False
+    due: datetime | None = None  # existing: the running SLA clock's deadline
 
 
 def _assignment(reply: list[Any]) -> Assignment:
@@ -188,7 +191,17 @@ def _assignment(reply: list[Any]) -> Assignment:
         team, rep = _text(reply[1]), _text(reply[2])
         return Assignment(outcome, Pick(team, rep) if rep else None, team)
     if outcome == "existing":
-        return Assignment(outcome, handoff_id=_text(reply[1]), published=_text(reply[2]) == "1")
+        held_team = _text(reply[3]) if reply[3] is not None else None
+        held_rep = _text(reply[4]) if reply[4] is not None else None
+        due = datetime.fromtimestamp(float(reply[5]) / 1000, UTC) if reply[5] is not None else None
+        return Assignment(
+            outcome,
+            Pick(held_team, held_rep) if held_team and held_rep else None,
+            held_team,
+            handoff_id=_text(reply[1]),
+            published=_text(reply[2]) == "1",
+            due=due,
+        )
     return Assignment(outcome)
 
 

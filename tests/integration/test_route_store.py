@@ -12,7 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from services.route import domain
+from services.route.router import Router
 from services.route.store import RedisStore
+from tests.unit.test_route_domain import config as route_config
+from tests.unit.test_route_domain import make_change
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +171,27 @@ async def test_rep_status_round_trip(store: RedisStore) -> None:
     until = NOW + timedelta(days=3)
     await store.set_status("x", domain.RepStatus(available=False, capacity=3, out_of_office_until=until))
     assert await store.statuses() == {"x": domain.RepStatus(False, 3, until)}
+
+
+async def test_a_replay_after_a_crash_before_the_state_was_stored_hands_off_the_same_assignment(
+    store: RedisStore,
+) -> None:
+    """A batch assigns each lead as it goes and stores the hand-offs at commit: a worker killed in
+    between left an assignment without a state. The replayed change must publish that assignment."""
+    router = Router(route_config(), store)
+    change = make_change("lead-crash", email="x@other.example", occurred_at=NOW)
+    first = await router.on_stage_change(change, now=NOW)
+    assert [type(r).__name__ for r in first.records] == ["Handoff", "SlaEvent"] and first.states
+    made = first.states[0].handoff  # never stored: the worker died before its batch committed
+
+    again = await router.on_stage_change(change, now=NOW + timedelta(seconds=30))
+    replayed = again.states[0].handoff
+    assert again.records[0] == replayed and replayed.handoff_id == made.handoff_id
+    assert replayed.assignee == made.assignee and replayed.sla.due_at == made.sla.due_at
+    assert await store.loads() == {made.assignee.rep_id: 1}  # still one lead for the rep
+
+    await store.save_states(again.states)
+    stored = await router.on_stage_change(change, now=NOW + timedelta(seconds=60))
+    assert stored.records[0] == replayed and stored.states == []  # the stored hand-off, as it is
+    await router.published([replayed])
+    assert (await router.on_stage_change(change, now=NOW + timedelta(seconds=90))).records == []
