@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -33,6 +32,7 @@ from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
 from tests.kafka import consume_until, produce
 from tests.nurture_commands import command as nurture_command
+from tests.smtp import local_smtp
 
 pytestmark = pytest.mark.integration
 
@@ -75,13 +75,9 @@ class Mailbox:
 
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box, port = Mailbox(), free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    box = Mailbox()
+    with local_smtp(box) as port:
         yield box, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

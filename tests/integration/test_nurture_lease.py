@@ -17,12 +17,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from services.devstack.processes import free_port
 from services.nurture.ledger import OWNER, SENDING, SENT, Claim
 from services.nurture.mailer import Delivery, Mailer, SmtpTransport, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.settings import NurtureSettings
 from tests.nurture_commands import command
+from tests.smtp import local_smtp
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +48,9 @@ class SlowServer:
 
 @pytest.fixture
 def slow_smtp() -> Iterator[tuple[SlowServer, int]]:
-    from aiosmtpd.controller import Controller
-
-    server, port = SlowServer(delay=2 * LEASE), free_port()
-    controller = Controller(server, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    server = SlowServer(delay=2 * LEASE)
+    with local_smtp(server) as port:
         yield server, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import ConsumerRecord
-from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
 from schemas.base import utcnow
@@ -25,13 +24,13 @@ from services.capture.domain import lead_identity
 from services.capture.settings import CaptureSettings
 from services.capture.tracking import PIXEL
 from services.devstack.broker import EmbeddedBroker
-from services.devstack.processes import free_port
 from services.nurture.mailer import Delivery, Mailer, SmtpTransport, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.runtime.topics import ensure_pipeline_topics
 from services.runtime.tracking_tokens import TokenKind, TrackingClaim, TrackingTokens
 from tests.kafka import consume_until
+from tests.smtp import local_smtp
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +58,9 @@ Smtp = tuple[Inbox, int]
 
 @pytest.fixture
 def smtp() -> Iterator[Smtp]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    inbox = Inbox()
+    with local_smtp(inbox) as port:
         yield inbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
