@@ -45,7 +45,7 @@ from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.batch import Batch, StagedTable
-from services.runtime.codec import Decoder
+from services.runtime.codec import Decoder, encode
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ class EnrichBatch(Batch):
     def __init__(self, enricher: Enricher) -> None:
         self.leads = StagedTable(
             enricher.leads,
-            encode=lambda state: state.model_dump_json().encode(),
+            encode=encode,
             decode=LeadState.model_validate_json,
         )
         self.pending = StagedTable(enricher.pending)

@@ -41,7 +41,7 @@ from services.nurture.settings import NurtureSettings
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.runtime.batch import Batch, StagedTable
-from services.runtime.codec import Decoder
+from services.runtime.codec import Decoder, encode
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 
@@ -180,13 +180,9 @@ class NurtureBatch(Batch):
     """One batch's commands (sent together) and lead rows (stored after they are acknowledged)."""
 
     def __init__(self, n: Nurture) -> None:
-        self.leads = StagedTable(n.leads, encode=_dump_state, decode=domain.LeadState.model_validate_json)
+        self.leads = StagedTable(n.leads, encode=encode, decode=domain.LeadState.model_validate_json)
         self.due = StagedTable(n.due)
         super().__init__(n.service.outbox(), self.leads, self.due)
-
-
-def _dump_state(state: domain.LeadState) -> bytes:
-    return state.model_dump_json().encode()
 
 
 def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
