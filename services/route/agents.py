@@ -11,7 +11,6 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 import faust
 from redis.exceptions import RedisError
@@ -35,8 +34,6 @@ from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
