@@ -84,9 +84,16 @@ class Mailbox:
     # Seconds each recipient takes to accept, before any data is sent: like a slow remote MTA, it
     # keeps a delivery in flight long enough for a kill -9 to land in the middle of it.
     rcpt_delay: float = 0.0
+    holding: int = 0  # recipients being held in that delay right now
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        await asyncio.sleep(self.rcpt_delay)
+        with self.lock:
+            self.holding += 1
+        try:
+            await asyncio.sleep(self.rcpt_delay)
+        finally:
+            with self.lock:
+                self.holding -= 1
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -107,6 +114,17 @@ class Mailbox:
         while len(self.deliveries()) < count:
             assert time.monotonic() < deadline, f"only {len(self.deliveries())}/{count} e-mails arrived"
             await asyncio.sleep(0.05)
+
+    async def mid_delivery(self, within: float = 60.0) -> None:
+        """Wait until a delivery is held at RCPT: the mailer has claimed the command and the server
+        has not accepted the mail yet (the case a crash must never lose)."""
+        deadline = time.monotonic() + within
+        while True:
+            with self.lock:
+                if self.holding:
+                    return
+            assert time.monotonic() < deadline, "no delivery in flight"
+            await asyncio.sleep(0.01)
 
 
 class DurableRedis:
