@@ -23,7 +23,6 @@ from schemas.stage import StageChange
 from schemas.topics import TopicName
 from services.privacy import exports, records
 from services.privacy.metrics import privacy_metrics
-from services.route.domain import RepStatus, wants_handoff
 from services.route.metrics import RouteMetrics
 from services.route.router import Outcome, Router
 from services.route.settings import RouteSettings
@@ -48,14 +47,15 @@ class RouteOutputs:
 
 
 class RouteBatch(Batch):
-    """One batch of stage changes: the reps' statuses read once; at commit the new hand-offs' states
-    stored, then every record sent and acknowledged, then the hand-offs marked published (the order
-    `Router` relies on), each step one round trip for the whole batch."""
+    """One batch of stage changes, routed at commit: the reps' statuses read once, every assignment
+    in one round trip, the new hand-offs' states stored, then every record sent and acknowledged,
+    then the hand-offs marked published (the order `Router` relies on), each step one round trip
+    for the whole batch."""
 
     def __init__(self, outputs: RouteOutputs) -> None:
         super().__init__(outputs.service.outbox())
         self.outputs = outputs
-        self.statuses: dict[str, RepStatus] | None = None
+        self.changes: list[StageChange] = []
         self._outcomes: list[Outcome] = []
         self._handoff_ids: set[str] = set()
 
@@ -69,9 +69,16 @@ class RouteBatch(Batch):
         self._outcomes.append(outcome)
 
     async def commit(self) -> None:
+        outputs, metrics = self.outputs, self.outputs.metrics
+        if self.changes:
+            changes, self.changes = self.changes, []
+            routed = await until_redis_answers(
+                partial(outputs.router.on_stage_changes, changes), "route stage changes"
+            )
+            for outcome in routed:
+                self.add(outcome)
         outcomes, self._outcomes = self._outcomes, []
         self._handoff_ids.clear()
-        outputs, metrics = self.outputs, self.outputs.metrics
         states = [state for outcome in outcomes for state in outcome.states]
         await until_redis_answers(partial(outputs.router.store.save_states, states), "store hand-offs")
         handoffs: list[Handoff] = []
@@ -114,14 +121,8 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
 
     async def on_stage_change(batch: RouteBatch, event: faust.EventT[bytes]) -> None:
         change = await service.decode(stage_decoder, event)
-        if change is None:
-            return
-        if batch.statuses is None and wants_handoff(change):
-            batch.statuses = await until_redis_answers(router.store.statuses, "rep statuses")
-        outcome = await until_redis_answers(
-            partial(router.on_stage_change, change, statuses=batch.statuses), "stage change"
-        )
-        batch.add(outcome)
+        if change is not None:
+            batch.changes.append(change)  # routed together at commit
 
     @service.app.agent(stage_topic)
     async def route_stage_changes(stream: faust.StreamT[bytes]) -> None:

@@ -8,6 +8,7 @@ finds the stored, unpublished hand-off and publishes the same one again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -16,8 +17,8 @@ from schemas.handoff import Assignee, Handoff, SlaEvent, SlaEventKind
 from schemas.sales import RepStatusUpdate, SalesActivity
 from schemas.stage import StageChange
 from services.route import domain
-from services.route.config import RoutingConfig
-from services.route.store import RedisStore
+from services.route.config import RoutingConfig, SlaTier
+from services.route.store import Assignment, AssignRequest, RedisStore
 
 Output = Handoff | SlaEvent
 
@@ -31,6 +32,17 @@ class Outcome:
     states: list[domain.LeadState] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What routing decided for one sales-ready change before Redis picks the rep."""
+
+    change: StageChange
+    decision: domain.Route
+    hid: str
+    tier: SlaTier
+    due: datetime
+
+
 class Router:
     def __init__(self, config: RoutingConfig, store: RedisStore) -> None:
         self.config = config
@@ -42,35 +54,70 @@ class Router:
         now: datetime | None = None,
         statuses: dict[str, domain.RepStatus] | None = None,
     ) -> Outcome:
-        """A sales-ready lead gets one hand-off and a running SLA clock; replays get nothing new.
+        """A sales-ready lead gets one hand-off and a running SLA clock; replays get nothing new."""
+        return (await self.on_stage_changes([change], now, statuses))[0]
 
-        `statuses`: the reps' run-time statuses when the caller read them for a whole batch (capacity
-        itself is checked by the assign script, so a status a few milliseconds old picks no one wrong)."""
-        if not domain.wants_handoff(change):
-            return Outcome()
+    async def on_stage_changes(
+        self,
+        changes: Sequence[StageChange],
+        now: datetime | None = None,
+        statuses: dict[str, domain.RepStatus] | None = None,
+    ) -> list[Outcome]:
+        """`on_stage_change` for a batch, in order: every assignment in one round trip to Redis.
+
+        `statuses`: the reps' run-time statuses when the caller read them for the whole batch
+        (capacity itself is checked by the assign script, so a status a few milliseconds old picks
+        no one wrong)."""
         now = now or utcnow()
-        hid = domain.handoff_id(change.lead_id, change.event_id)
-        decision = domain.route(change, self.config)
+        plans = [self._plan(change, now) for change in changes if domain.wants_handoff(change)]
+        if not plans:
+            return [Outcome() for _ in changes]
         if statuses is None:
             statuses = await self.store.statuses()
-        candidate_groups = domain.groups(decision, self.config, statuses, now)
+        requests = [
+            AssignRequest(
+                plan.change.lead_id,
+                plan.hid,
+                plan.decision.team,
+                domain.groups(plan.decision, self.config, statuses, now),
+                plan.due,
+            )
+            for plan in plans
+        ]
+        results = iter(await self.store.assign_many(requests))
+        planned = iter(plans)
+        outcomes = []
+        for change in changes:
+            if domain.wants_handoff(change):
+                outcomes.append(await self._resolve(next(planned), next(results), now))
+            else:
+                outcomes.append(Outcome())
+        return outcomes
+
+    def _plan(self, change: StageChange, now: datetime) -> _Plan:
+        decision = domain.route(change, self.config)
         tier = domain.sla_tier(change, self.config.sla)
         due = domain.due_at(now, tier, self.config.team(decision.team))
-        result = await self.store.assign(change.lead_id, hid, decision.team, candidate_groups, due)
+        hid = domain.handoff_id(change.lead_id, change.event_id)
+        return _Plan(change, decision, hid, tier, due)
+
+    async def _resolve(self, plan: _Plan, result: Assignment, now: datetime) -> Outcome:
+        """The hand-off the assign script's answer calls for, if any."""
+        due = plan.due
         if result.outcome == "existing":
-            if result.handoff_id != hid or result.published:
+            if result.handoff_id != plan.hid or result.published:
                 return Outcome()
             # Assigned by this change before, never published (a crash in between): publish the same
             # hand-off, or, when the crash came before its state was stored, the same assignment's.
-            state = await self.store.state(change.lead_id)
+            state = await self.store.state(plan.change.lead_id)
             if state is not None:
                 return Outcome([state.handoff, domain.sla_event(state.handoff, SlaEventKind.STARTED, now)])
             due = result.due or due
         elif result.outcome != "assigned":
             return Outcome()
         rep_id = result.pick.rep_id if result.pick else None
-        assignee = Assignee(rep_id=rep_id, team=result.team or decision.team)
-        handoff = domain.build_handoff(change, assignee, tier, due=due, now=now, hid=hid)
+        assignee = Assignee(rep_id=rep_id, team=result.team or plan.decision.team)
+        handoff = domain.build_handoff(plan.change, assignee, plan.tier, due=due, now=now, hid=plan.hid)
         started = domain.sla_event(handoff, SlaEventKind.STARTED, now)
         return Outcome([handoff, started], states=[domain.LeadState(handoff=handoff)])
 

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from schemas.handoff import Handoff
 from services.route import domain
-from services.route.router import Router
-from services.route.store import RedisStore
+from services.route.router import Outcome, Router
+from services.route.store import AssignRequest, RedisStore
 from tests.unit.test_route_domain import config as route_config
 from tests.unit.test_route_domain import make_change
 
@@ -80,6 +81,49 @@ async def test_lua_picks_exactly_what_the_pure_rotation_picks(store: RedisStore,
         assert result.pick == expected, f"step {step}"
         open_leads[lead] = (f"h-{step}", expected.rep_id if expected else "")
     assert {k: v for k, v in (await store.loads()).items() if v} == {k: v for k, v in model.load.items() if v}
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_assign_many_in_one_round_trip_picks_what_one_at_a_time_picks(redis: Redis, seed: int) -> None:
+    """A batch's assignments share one pipeline; each script must still see the loads the ones
+    before it left (capacity fills up mid-batch, a lead repeats, a repeat of the same hand-off)."""
+    rng = random.Random(seed)
+    groups = [
+        domain.Group(
+            "a", (domain.Candidate("a0", domain.stride(1), 2), domain.Candidate("a1", domain.stride(2), 1))
+        ),
+        domain.Group("b", (domain.Candidate("b0", domain.stride(1), 1),)),
+    ]
+    requests = []
+    for step in range(30):
+        lead = f"lead-{rng.randint(0, 12)}"
+        hid = f"h-{lead}" if rng.random() < 0.5 else f"h-{step}"
+        requests.append(AssignRequest(lead, hid, "a", groups, NOW + timedelta(minutes=step)))
+    one_by_one = RedisStore(redis, f"test:{uuid.uuid4().hex}:")
+    batched = RedisStore(redis, f"test:{uuid.uuid4().hex}:")
+
+    expected = [await one_by_one.assign(r.lead_id, r.hid, r.team, r.groups, r.due) for r in requests]
+    assert await batched.assign_many(requests) == expected
+    assert {o.outcome for o in expected} >= {"assigned", "existing"}  # the case is not trivial
+    assert any(o.outcome == "assigned" and o.pick is None for o in expected)  # capacity ran out
+    assert await batched.loads() == await one_by_one.loads()
+    assert await batched.assign_many([]) == []
+
+
+async def test_routing_a_batch_answers_each_change_in_order(store: RedisStore) -> None:
+    """Changes that want no hand-off keep their place (an empty outcome); a change repeated in the
+    batch gets the same hand-off again, which the batch drops (RouteBatch.add)."""
+    router = Router(route_config(), store)
+    hot = make_change("lead-hot", email="x@other.example", occurred_at=NOW)
+    cold = make_change("lead-cold", temperature="cold", sales_ready=False, occurred_at=NOW)
+    second = make_change("lead-2", email="y@other.example", occurred_at=NOW)
+    outcomes = await router.on_stage_changes([cold, hot, second, hot], now=NOW)
+    assert [len(o.records) for o in outcomes] == [0, 2, 2, 2]
+    first, repeat = outcomes[1].records[0], outcomes[3].records[0]
+    assert isinstance(first, Handoff) and first.lead_id == "lead-hot" and repeat == first
+    assert outcomes[2].records[0].lead_id == "lead-2"
+    assert sum((await store.loads()).values()) == 2  # the repeat took no second rep slot
+    assert await router.on_stage_changes([cold]) == [Outcome()]
 
 
 async def test_a_replayed_assignment_changes_nothing(store: RedisStore) -> None:
