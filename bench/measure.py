@@ -44,7 +44,15 @@ def cpu_seconds(process: psutil.Process | None) -> float | None:
     return float(t.user + t.system + t.children_user + t.children_system)
 
 
-def worker_argv(module: str, ctx: BenchContext, sink: str, group: str, options: dict[str, Any]) -> list[str]:
+def worker_argv(
+    module: str,
+    ctx: BenchContext,
+    sink: str,
+    group: str,
+    options: dict[str, Any],
+    *,
+    source: str | None = None,
+) -> list[str]:
     """The command line every passthrough worker module understands (see `bench.worker_args`)."""
     return [
         sys.executable,
@@ -53,7 +61,7 @@ def worker_argv(module: str, ctx: BenchContext, sink: str, group: str, options: 
         "--bootstrap",
         ctx.bootstrap_servers,
         "--source",
-        ctx.input_topic,
+        source or ctx.input_topic,
         "--sink",
         sink,
         "--group",
@@ -73,8 +81,10 @@ async def measure_passthrough(
     module: str,
     options: dict[str, Any] | None = None,
     within: float | None = None,
+    source: str | None = None,
 ) -> CaseResult:
-    """Run `python -m module` over the preloaded input until all events reached its own sink topic."""
+    """Run `python -m module` over the preloaded input (or `source`, holding `ctx.events` records of
+    the case's own) until all events reached its own sink topic."""
     options = options or {}
     within = ctx.case_timeout if within is None else within
     slug = case.replace(".", "-")
@@ -82,7 +92,7 @@ async def measure_passthrough(
     group = f"bench-{slug}-{ctx.run_id}"
     await create_topics(ctx.bootstrap_servers, [sink], ctx.partitions)
     log_path = LOG_DIR / ctx.run_id / f"{slug}.log"
-    argv = worker_argv(module, ctx, sink, group, options)
+    argv = worker_argv(module, ctx, sink, group, options, source=source)
     child = spawn(argv, log_path=log_path)
     worker = psutil.Process(child.pid)
     broker = psutil.Process(ctx.broker_pid) if ctx.broker_pid else None

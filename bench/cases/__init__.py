@@ -16,6 +16,7 @@ CASE_MODULES = (
     "bench.cases.pipeline",
     "bench.cases.speed_to_lead",
     "bench.cases.score_state",
+    "bench.cases.score_recovery",
     "bench.cases.scale",
 )
 

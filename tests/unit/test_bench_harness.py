@@ -9,12 +9,18 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from bench.__main__ import lead_counts
+from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, probe_indexes, size_label
 from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, summarise
 from bench.prom import sample_sum
+from bench.records import ScoreOracle, one_event_per_lead
 from bench.windows import backlog_window, first_at_least, last_change, stable_for
 from bench.workers.loadgen import chunks, due_offset
+from schemas.enriched import EnrichedInteraction
+from services.score.app import create_app
+from services.score.settings import ScoreSettings
+from services.score.state import LeadState
 
 
 def test_sample_sum_reads_a_counter_by_labels() -> None:
@@ -148,3 +154,21 @@ def test_a_lost_state_is_not_as_expected() -> None:
     assert not as_expected(
         {("lifecycle", "iql", "mql"): 70.0, ("temperature", "cold", "hot"): 70.0}, expected
     )
+
+
+def test_the_recovery_case_writes_the_changelog_score_reads() -> None:
+    """The case bypasses the worker: its topic must be the one the score app's table restores from,
+    and each record the state score's domain stores after the lead's form fill."""
+    service = create_app(ScoreSettings(topic_suffix=".t1"))
+    (table,) = [t for t in service.tables if t.name == "lead-scores"]
+    assert changelog_topic(".t1") == table.changelog_topic.get_topic_name()
+
+    events = list(one_event_per_lead(30, prefix="t"))
+    kept: list[EnrichedInteraction] = []
+    written = list(stored_states(iter(events), {0, 29}, kept))
+    assert kept == [events[0], events[29]]
+    oracle = ScoreOracle.default()
+    for event, (key, value) in zip(events, written, strict=True):
+        oracle.apply(event)
+        assert key == event.lead_id.encode()
+        assert LeadState.loads(value) == oracle.states[event.lead_id]
