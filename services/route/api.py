@@ -145,7 +145,10 @@ def install(service: StreamService, router: Router, key_hashes: frozenset[str], 
             except Refused as error:
                 return answer(self, error)
             update = RepStatusUpdate(
-                event_id=new_event_id(), occurred_at=utcnow(), rep_id=rep_id, **change.model_dump()
+                event_id=new_event_id(),
+                occurred_at=utcnow(),
+                rep_id=rep_id,
+                **change.model_dump(exclude_unset=True),  # an explicit null resets; omitted keeps
             )
             await router.on_rep_status(update)
             return self.json((await known_rep(router, rep_id)).model_dump(mode="json"))

@@ -12,7 +12,8 @@ MAX_CAPACITY = 100_000
 
 
 class RepStatusIn(BaseModel):
-    """Body of PUT /reps/{rep_id}; omitted fields keep their value."""
+    """Body of PUT /reps/{rep_id}: omitted fields keep their value, null resets one (the configured
+    availability or capacity, no absence), as in a JSON merge patch (RFC 7396)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -21,7 +22,7 @@ class RepStatusIn(BaseModel):
         None, ge=0, le=MAX_CAPACITY, description="Most open leads at once (overrides config)."
     )
     out_of_office_until: AwareDatetime | None = Field(
-        None, description="No new leads before this time (with a UTC offset)."
+        None, description="No new leads before this time (with a UTC offset); null ends an absence."
     )
 
 

@@ -48,10 +48,15 @@ class RepStatus:
     out_of_office_until: datetime | None = None
 
     def updated(self, update: RepStatusUpdate) -> RepStatus:
+        """Fields the update names replace ours, an explicit null included (back to the configured
+        value, or no absence); fields it leaves out keep theirs, as in a JSON merge patch."""
+        named = update.model_fields_set
         return RepStatus(
-            available=update.available if update.available is not None else self.available,
-            capacity=update.capacity if update.capacity is not None else self.capacity,
-            out_of_office_until=update.out_of_office_until or self.out_of_office_until,
+            available=update.available if "available" in named else self.available,
+            capacity=update.capacity if "capacity" in named else self.capacity,
+            out_of_office_until=(
+                update.out_of_office_until if "out_of_office_until" in named else self.out_of_office_until
+            ),
         )
 
 

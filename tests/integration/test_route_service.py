@@ -219,6 +219,15 @@ async def test_rep_api_and_status_updates_steer_assignment(
             assert response.status == 200, await response.text()
             body = await response.json()
         assert body["available_now"] is False and body["unavailable_because"] == "unavailable"
+        away = (utcnow() + timedelta(days=2)).isoformat()
+        async with session.put(f"{base}/reps/ben", json={"out_of_office_until": away}) as response:
+            assert (await response.json())["unavailable_because"] == "out_of_office"
+        async with session.put(f"{base}/reps/ben", json={"capacity": 4}) as response:
+            assert (await response.json())["out_of_office_until"] is not None  # omitted: kept
+        async with session.put(f"{base}/reps/ben", json={"out_of_office_until": None}) as response:
+            back = await response.json()
+        assert back["available_now"] is True and back["out_of_office_until"] is None  # back early
+        assert back["capacity"] == 4
         async with session.put(f"{base}/reps/anna", json={"capacity": -1}) as response:
             assert response.status == 422
         async with session.get(f"{base}/reps/nobody") as response:
