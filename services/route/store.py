@@ -235,14 +235,8 @@ class RedisStore:
         self, lead_id: str, hid: str, team: str, groups: Sequence[Group], due: datetime
     ) -> Assignment:
         """Pick-and-increment in one step, unless the lead already has an open hand-off."""
-        return _assignment(
-            cast(
-                list[Any],
-                await self._assign(
-                    keys=[], args=self._assign_args(AssignRequest(lead_id, hid, team, groups, due))
-                ),
-            )
-        )
+        args = self._assign_args(AssignRequest(lead_id, hid, team, groups, due))
+        return _assignment(cast(list[Any], await self._assign(keys=[], args=args)))
 
     async def assign_many(self, requests: Sequence[AssignRequest]) -> list[Assignment]:
         """`assign` for each request, in order, in one round trip for a whole batch. Redis still runs
