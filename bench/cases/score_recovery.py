@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiohttp
 
-from bench.case import BenchContext, CaseResult, OwnInput, register
-from bench.cases.score_state import ScoreState, probe_indexes, size_label
+from bench.case import BenchContext, CaseResult, register
+from bench.cases.score_state import EachTableSize, ScoreState, probe_indexes
 from bench.kafka import produce
 from bench.records import Record, ScoreOracle, one_event_per_lead, record
 from bench.service_run import prepare_topics
@@ -56,22 +55,9 @@ def stored_states(
 
 
 @dataclass(frozen=True)
-class ScoreRecovery(OwnInput):
+class ScoreRecovery(EachTableSize):
     name: str = "score.recovery"
     description: str = "score start-up with N leads written to its changelog: /readyz, RSS, states"
-
-    async def run(self, ctx: BenchContext) -> list[CaseResult]:
-        results = []
-        for leads in ctx.state_leads:
-            case = f"{self.name}.{size_label(leads)}"
-            try:
-                results.append(await self.one(ctx, case, leads))
-            except Exception as exc:
-                traceback.print_exc()
-                results.append(
-                    CaseResult(case, self.description, 0, 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
-                )
-        return results
 
     async def one(self, ctx: BenchContext, case: str, leads: int) -> CaseResult:
         suffix = ctx.suffix(case)

@@ -78,9 +78,11 @@ def state_bytes_after(events: int) -> int:
 
 
 @dataclass(frozen=True)
-class ScoreState(OwnInput):
-    name: str = "score.state"
-    description: str = "score table: RSS per lead, then kill -9 and restart with N leads in the changelog"
+class EachTableSize(OwnInput):
+    """A case run once per `--leads` size, as `<name>.<size>`; one size failing does not stop the next."""
+
+    name: str = ""
+    description: str = ""
 
     async def run(self, ctx: BenchContext) -> list[CaseResult]:
         results = []
@@ -94,6 +96,15 @@ class ScoreState(OwnInput):
                     CaseResult(case, self.description, 0, 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
                 )
         return results
+
+    async def one(self, ctx: BenchContext, case: str, leads: int) -> CaseResult:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ScoreState(EachTableSize):
+    name: str = "score.state"
+    description: str = "score table: RSS per lead, then kill -9 and restart with N leads in the changelog"
 
     async def one(self, ctx: BenchContext, case: str, leads: int) -> CaseResult:
         suffix = ctx.suffix(case)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bench import worker_args
 from bench.workload import transform
@@ -13,8 +14,11 @@ from bench.workload import transform
 DEFAULTS: dict[str, Any] = {"max_records": 2000, "linger_ms": 5, "max_batch_size": 256 * 1024}
 
 
-async def passthrough(args: worker_args.WorkerArgs) -> None:
-    """Consume a batch, send every transformed record, wait for the batch's acks, let offsets commit."""
+Send = Callable[[AIOKafkaProducer, ConsumerRecord[bytes, bytes]], Awaitable[list["asyncio.Future[Any]"]]]
+
+
+async def batched_loop(args: worker_args.WorkerArgs, send: Send) -> None:
+    """Consume a batch, `send` what each record makes, wait for the batch's acks, let offsets commit."""
     options = {**DEFAULTS, **args.options}
     consumer = AIOKafkaConsumer(
         args.source,
@@ -40,8 +44,7 @@ async def passthrough(args: worker_args.WorkerArgs) -> None:
             acks = []
             for records in batches.values():
                 for record in records:
-                    value = transform(record.value)
-                    acks.append(await producer.send(args.sink, value=value, key=record.key))
+                    acks += await send(producer, record)
             # One batch in flight: wait for the previous batch's acks while this one is on the wire.
             if in_flight:
                 await asyncio.gather(*in_flight)
@@ -49,6 +52,17 @@ async def passthrough(args: worker_args.WorkerArgs) -> None:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def passthrough(args: worker_args.WorkerArgs) -> None:
+    """Each record transformed and sent to the sink."""
+
+    async def send(
+        producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
+    ) -> list[asyncio.Future[Any]]:
+        return [await producer.send(args.sink, value=transform(record.value), key=record.key)]
+
+    await batched_loop(args, send)
 
 
 if __name__ == "__main__":
