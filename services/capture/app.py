@@ -36,7 +36,8 @@ from services.capture.publisher import KafkaPublisher, Publisher
 from services.capture.settings import CaptureSettings
 from services.runtime.health import Health, peers_ready
 from services.runtime.metrics import METRICS_CONTENT_TYPE, common_metrics
-from services.runtime.topics import ensure_pipeline_topics
+from services.runtime.topic_config import TopicConfigError
+from services.runtime.topics import ensure_pipeline_topics, topic_plan
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ PUBLIC_PREFIXES = ("/v1/webhooks/", "/v1/forms/", "/v1/consent/confirm")
 
 
 def create_app(settings: CaptureSettings, publisher: Publisher | None = None) -> web.Application:
+    """The topics file is validated here, so a broken one stops start-up naming the file and the key
+    (TopicConfigError) instead of leaving capture retrying it in the background."""
+    topic_plan(settings)
     metrics = common_metrics("capture")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -115,9 +119,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _ensure_topics_until_done(settings: CaptureSettings) -> None:
+    """Retry while the broker is away (capture accepts events meanwhile, `/readyz` says not ready);
+    a topics file broken since start-up is an error to fix, not to retry."""
     while True:
         try:
             await ensure_pipeline_topics(settings, give_up_after=10)
+            return
+        except TopicConfigError as exc:
+            log.error("topics not ensured, the topics file is invalid: %s", exc)
             return
         except Exception as exc:
             log.warning("topics not ensured yet (%s); retrying", exc)

@@ -8,6 +8,7 @@ with a key filter makes Tansu drop the connection, so the runtime asks for all k
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from pathlib import Path
@@ -17,6 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas.topics import TopicName
+from services.capture.app import _ensure_topics_until_done
+from services.capture.app import create_app as create_capture_app
+from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.runtime.settings import ServiceSettings
@@ -144,6 +148,18 @@ async def test_a_broken_topics_file_stops_before_the_broker_is_asked(tmp_path: P
     settings = ServiceSettings(broker_url="127.0.0.1:1", topics_file=broken)
     with pytest.raises(TopicConfigError, match=r"missing leads\.interactions"):
         await ensure_pipeline_topics(settings, give_up_after=30)
+
+
+async def test_capture_refuses_to_start_on_a_broken_topics_file(tmp_path: Path) -> None:
+    """capture creates its topics in the background (it accepts events while the broker is away);
+    a broken file must stop its start-up instead, and never be retried."""
+    broken = tmp_path / "topics.yaml"
+    broken.write_text("topics: {}\n")
+    settings = CaptureSettings(broker_url="127.0.0.1:1", topics_file=broken)
+    with pytest.raises(TopicConfigError, match=r"topics\.yaml: .*missing leads\.interactions"):
+        create_capture_app(settings)
+    # and a file broken after start-up ends the background retries with the error logged
+    await asyncio.wait_for(_ensure_topics_until_done(settings), timeout=10)
 
 
 async def test_unreachable_broker_is_a_clear_error() -> None:
