@@ -66,9 +66,9 @@ class ServiceSettings(BaseSettings):
         0.0,
         ge=0,
         validation_alias=_env("LEADPIPE_PRODUCER_LINGER_MS"),
-        description="How long the producer waits to fill a batch (faust's producer_linger). 5 ms cut "
-        "the broker's CPU per record, but with it the nurture kill -9 test lost four outbox records "
-        "of one partition on Tansu (docs/performance.md, fourth pass), so it stays 0 until understood.",
+        description="How long the producer waits to fill a batch (faust's producer_linger). 5 ms "
+        "measured no faster in the fifth pass (docs/performance.md), so it stays 0. The records once "
+        "lost with it were faust's rebalance race, fixed since (docs/reliability.md, item 11).",
     )
     batch_max_records: int = Field(
         500,

@@ -1,4 +1,5 @@
-"""faust's transport as leadpipe mends it: a record faust drops below its read offset is a warning."""
+"""faust's transport as leadpipe mends it: a fetch across a seek is discarded, and a record faust
+drops below its read offset is a warning."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from services.runtime.faust_transport import DropWarningLog
 from services.runtime.settings import ServiceSettings
@@ -26,3 +29,32 @@ def test_a_dropped_record_is_a_warning_without_its_key_or_value(caplog: pytest.L
 def test_every_service_consumer_uses_it(tmp_path: Path) -> None:
     app = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066))
     assert isinstance(app.consumer.log, DropWarningLog)
+
+
+async def test_a_fetch_that_spans_a_seek_is_discarded_and_sought_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records a fetch returns after the partitions were sought back would move faust's read offset
+    past the records the seek went back for; the consumer drops them and seeks again instead."""
+    consumer = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066)).consumer
+    sought: list[str] = []
+    records = {TP("leads.x", 0): ["r41", "r42"]}
+
+    async def perform_seek(self: object) -> None:
+        sought.append("committed")
+
+    async def fetch_during_a_rebalance(self: object, **_: object) -> object:
+        await consumer.perform_seek()  # the rebalance's seek, while this fetch was in flight
+        return records
+
+    async def fetch(self: object, **_: object) -> object:
+        return records
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", perform_seek)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", fetch_during_a_rebalance)
+    assert await consumer._getmany(active_partitions=None, timeout=1.0) == {}
+    assert sought == ["committed", "committed"]  # the rebalance's, then ours
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", fetch)
+    assert await consumer._getmany(active_partitions=None, timeout=1.0) == records
+    assert sought == ["committed", "committed"]
