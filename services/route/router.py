@@ -48,32 +48,22 @@ class Router:
         self.config = config
         self.store = store
 
-    async def on_stage_change(
-        self,
-        change: StageChange,
-        now: datetime | None = None,
-        statuses: dict[str, domain.RepStatus] | None = None,
-    ) -> Outcome:
+    async def on_stage_change(self, change: StageChange, now: datetime | None = None) -> Outcome:
         """A sales-ready lead gets one hand-off and a running SLA clock; replays get nothing new."""
-        return (await self.on_stage_changes([change], now, statuses))[0]
+        return (await self.on_stage_changes([change], now))[0]
 
     async def on_stage_changes(
-        self,
-        changes: Sequence[StageChange],
-        now: datetime | None = None,
-        statuses: dict[str, domain.RepStatus] | None = None,
+        self, changes: Sequence[StageChange], now: datetime | None = None
     ) -> list[Outcome]:
-        """`on_stage_change` for a batch, in order: every assignment in one round trip to Redis.
-
-        `statuses`: the reps' run-time statuses when the caller read them for the whole batch
-        (capacity itself is checked by the assign script, so a status a few milliseconds old picks
-        no one wrong)."""
+        """`on_stage_change` for a batch, in order: the reps' statuses read once and every assignment
+        in one round trip to Redis (capacity itself is checked by the assign script, so a status a
+        few milliseconds old picks no one wrong)."""
         now = now or utcnow()
-        plans = [self._plan(change, now) for change in changes if domain.wants_handoff(change)]
-        if not plans:
+        plans = [self._plan(change, now) if domain.wants_handoff(change) else None for change in changes]
+        sales_ready = [plan for plan in plans if plan is not None]
+        if not sales_ready:
             return [Outcome() for _ in changes]
-        if statuses is None:
-            statuses = await self.store.statuses()
+        statuses = await self.store.statuses()
         requests = [
             AssignRequest(
                 plan.change.lead_id,
@@ -82,17 +72,12 @@ class Router:
                 domain.groups(plan.decision, self.config, statuses, now),
                 plan.due,
             )
-            for plan in plans
+            for plan in sales_ready
         ]
         results = iter(await self.store.assign_many(requests))
-        planned = iter(plans)
-        outcomes = []
-        for change in changes:
-            if domain.wants_handoff(change):
-                outcomes.append(await self._resolve(next(planned), next(results), now))
-            else:
-                outcomes.append(Outcome())
-        return outcomes
+        return [
+            Outcome() if plan is None else await self._resolve(plan, next(results), now) for plan in plans
+        ]
 
     def _plan(self, change: StageChange, now: datetime) -> _Plan:
         decision = domain.route(change, self.config)
