@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench.case import BenchContext, CaseResult, register
-from bench.cases.score_state import EachTableSize, ScoreState, probe_indexes
+from bench.cases.score_state import EachTableSize, ScoreState, changelog_catch_ups, probe_indexes
 from bench.kafka import produce
 from bench.records import Record, ScoreOracle, one_event_per_lead, record
 from bench.service_run import prepare_topics
@@ -94,7 +94,7 @@ class ScoreRecovery(EachTableSize):
                 )
             finally:
                 services.stop()
-        catch_ups = score.log_path.read_text(errors="replace").count("past the end the broker reported")
+        catch_ups = changelog_catch_ups(score.log_path)
         figures = {
             "changelog written (records; s)": f"{written:,}; {fill_seconds:.0f}",
             "RSS empty / recovered (MB)": f"{rss_empty / 2**20:,.0f} / {rss_full / 2**20:,.0f}",

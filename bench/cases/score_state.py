@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
@@ -66,6 +67,11 @@ def as_expected(seen: dict[Move, float], expected: dict[Move, float]) -> bool:
     return seen.keys() == expected.keys() and all(
         abs(seen[m] - expected[m]) <= TOTAL_TOLERANCE for m in expected
     )
+
+
+def changelog_catch_ups(log: Path) -> int:
+    """Times a worker's tables read past the changelog end the broker reported (CaughtUpTable's log)."""
+    return log.read_text(errors="replace").count("past the end the broker reported")
 
 
 def state_bytes_after(events: int) -> int:
@@ -149,7 +155,7 @@ class ScoreState(EachTableSize):
                 services.stop()
         start = next(s for s in snapshots if s.counters["in"] > 0)
         end = next(s for s in snapshots if s.counters["in"] >= leads)
-        catch_ups = score.log_path.read_text(errors="replace").count("past the end the broker reported")
+        catch_ups = changelog_catch_ups(score.log_path)
         oracle = ScoreOracle.default()
         for event in kept.values():
             oracle.apply(event)
