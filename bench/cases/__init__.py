@@ -18,6 +18,7 @@ CASE_MODULES = (
     "bench.cases.score_state",
     "bench.cases.score_recovery",
     "bench.cases.scale",
+    "bench.cases.domain",
 )
 
 

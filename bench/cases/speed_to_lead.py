@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Self
 
 import aiohttp
 
@@ -27,6 +29,7 @@ from bench.service_run import measured, prepare_topics
 from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapshot
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
+from services.runtime.settings import ServiceSettings
 
 
 @dataclass
@@ -47,6 +50,34 @@ class HandRaisers:
 
     def missing(self) -> int:
         return sum(1 for lead in self.accepted_at if lead not in self.handed_off_at)
+
+
+HopTimes = dict[str, dict[str, float]]  # topic -> lead id -> broker timestamp of its first record
+
+
+def hop_latencies(found: HandRaisers, arrived: HopTimes) -> dict[str, LatencySummary]:
+    """Each stage's share of speed-to-lead: capture's 202 -> leads.interactions (capture's publish),
+    -> leads.enriched (enrich), -> leads.stage-changes (score), -> leads.handoffs (route)."""
+    marks = [("capture", found.accepted_at), *((t.value, arrived.get(t.value, {})) for t in HOP_TOPICS)]
+    marks.append(("handoffs", found.handed_off_at))
+    hops: dict[str, LatencySummary] = {}
+    for (_, before), (name, after) in itertools.pairwise(marks):
+        seconds = [
+            after[lead] - before[lead] for lead in before.keys() & after.keys() & found.accepted_at.keys()
+        ]
+        if seconds:
+            hops[f"-> {name}"] = LatencySummary.of(seconds)
+    return hops
+
+
+def hand_raiser_leads(ctx: BenchContext) -> set[str]:
+    """The lead ids of the hand-raisers `post_hand_raisers` will post (known before any is posted)."""
+    firms = good_fit_companies()
+    now = datetime.now(UTC)
+    return {
+        hand_raiser_lead_id(hand_raiser(ctx.run_id, i, firms[i % len(firms)], now))
+        for i in range(ctx.hand_raisers)
+    }
 
 
 async def post_hand_raisers(
@@ -79,6 +110,44 @@ async def follow_handoffs(reader: TopicReader, found: HandRaisers, stop: asyncio
             found.seen_at.setdefault(handoff.lead_id, time.time())
 
 
+HOP_TOPICS = (TopicName.INTERACTIONS, TopicName.ENRICHED, TopicName.STAGE_CHANGES)
+
+
+class HopFollower:
+    """The broker timestamp of each hand-raiser's first record on every topic between capture and
+    route, matched by key (the lead id) without decoding the background's records."""
+
+    def __init__(self, ctx: BenchContext, settings: ServiceSettings, leads: set[str]) -> None:
+        self.arrived: HopTimes = {}
+        self._leads = leads
+        self._readers = {
+            t.value: TopicReader(ctx.bootstrap_servers, settings.topic(t), ctx.partitions) for t in HOP_TOPICS
+        }
+        self._stack = contextlib.AsyncExitStack()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        for reader in self._readers.values():
+            await self._stack.enter_async_context(reader)
+        self._task = asyncio.create_task(self._follow())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        await self._stack.aclose()
+
+    async def _follow(self) -> None:
+        while not self._stop.is_set():
+            for name, reader in self._readers.items():
+                for item in await reader.poll(0.02):
+                    lead = item.key.decode() if item.key else None
+                    if lead in self._leads:
+                        self.arrived.setdefault(name, {}).setdefault(lead, item.timestamp / 1000)
+
+
 @dataclass(frozen=True)
 class SpeedToLead(OwnInput):
     name: str = "latency.speed_to_lead"
@@ -106,9 +175,12 @@ class SpeedToLead(OwnInput):
             try:
                 services.start()
                 await services.ready(session)
-                async with TopicReader(
-                    ctx.bootstrap_servers, settings.topic(TopicName.HANDOFFS), ctx.partitions
-                ) as reader:
+                async with (
+                    TopicReader(
+                        ctx.bootstrap_servers, settings.topic(TopicName.HANDOFFS), ctx.partitions
+                    ) as reader,
+                    HopFollower(ctx, settings, hand_raiser_leads(ctx)) as hops,
+                ):
                     follower = asyncio.create_task(follow_handoffs(reader, found, stop))
                     load.start()
                     started = await load.started_at()
@@ -164,6 +236,8 @@ class SpeedToLead(OwnInput):
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
         }
+        for hop, hop_summary in hop_latencies(found, hops.arrived).items():
+            figures[f"hop {hop} p50 / p95 / p99 / max (s)"] = hop_summary.text()
         return measured(  # CPU until the last hand-off: the backlog is worked off after the background
             self.name,
             self.description,

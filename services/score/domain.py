@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import JsonValue
@@ -22,7 +24,15 @@ from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import Bant, LifecycleStage, Reason, Scores, StageChange, StageKind, Temperature, Trigger
 from services.score import decay
-from services.score.fit import bant_from_properties, bant_from_sales, disqualifier, fit_points, fit_reasons
+from services.score.fit import (
+    FitTerm,
+    bant_from_properties,
+    bant_from_sales,
+    disqualifier,
+    fit_points,
+    fit_terms,
+    reasons_of,
+)
 from services.score.rules import EngagementRule, ScoringRules
 from services.score.state import CapSlot, LeadState
 
@@ -31,6 +41,8 @@ SALES_READY = frozenset({L.MQL, L.PQL})
 WITH_SALES = frozenset({L.SQL, L.OPPORTUNITY, L.CUSTOMER})
 RANK = {L.RAW: 0, L.IQL: 1, L.RECYCLED: 1, L.MQL: 2, L.PQL: 2, L.SQL: 3, L.OPPORTUNITY: 4, L.CUSTOMER: 5}
 DUE_MARGIN = 0.001  # seconds past the computed crossing, so the check sees the score below the line
+DAY_SECONDS = 86_400
+EPOCH_DAY = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class ScoreUpdate:
     duplicate: bool = False
     rule: str | None = None
     outcome: str = "scored"  # scored | capped | stale | unscored | duplicate | checked
+    fit: float | None = None  # the fit score the new state was evaluated with (None: not evaluated)
 
 
 def epoch(moment: datetime) -> float:
@@ -84,43 +97,55 @@ def engagement_at(state: LeadState, at: float, rules: ScoringRules) -> float:
     return max(0.0, value)
 
 
-def _advance(state: LeadState, to: float, rules: ScoringRules) -> LeadState:
-    """Decay every rule's contribution to time `to` (no-op when `to` is not newer)."""
+def _advanced(state: LeadState, to: float, rules: ScoringRules) -> dict[str, Any]:
+    """The fields that decay every rule's contribution to time `to` (none when `to` is not newer).
+
+    Fields, not a new state: the caller copies the state once with every change of its event."""
     if state.engagement_at is not None and to <= state.engagement_at:
-        return state
+        return {}
     f = (
         1.0
         if state.engagement_at is None
         else decay.factor(to - state.engagement_at, rules.half_life_seconds)
     )
     horizon = _day(to - rules.late_event_window.total_seconds())
-    slots = {k: v for k, v in state.cap_slots.items() if k.rsplit("|", 1)[1] >= horizon}
-    by_rule = {k: v * f for k, v in state.engagement_by_rule.items()}
-    update = {
+    # a slot's key ends in its YYYY-MM-DD day, which compares as text
+    slots = {k: v for k, v in state.cap_slots.items() if k[-10:] >= horizon}
+    return {
         "engagement_at": to,
-        "engagement_by_rule": by_rule,
+        "engagement_by_rule": {k: v * f for k, v in state.engagement_by_rule.items()},
         "cap_slots": slots,
         "recycled_engagement": state.recycled_engagement * f,
     }
-    return state.model_copy(update=update)
 
 
 def _day(seconds: float) -> str:
-    return from_epoch(seconds).strftime("%Y-%m-%d")
+    """The UTC day of epoch `seconds` as YYYY-MM-DD (a daily cap's slot), rounded to the microsecond
+    as `datetime.fromtimestamp` rounds it, so a moment a hair before midnight keeps its day."""
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    carry = 1 if micros >= 1_000_000 else -1 if micros < 0 else 0
+    return _day_text((int(whole) + carry) // DAY_SECONDS)
 
 
-def _add_points(
+@lru_cache(maxsize=4096)
+def _day_text(days: int) -> str:
+    """Cached: formatting a date cost more per event than the cap it keys, and events bunch in days."""
+    return (EPOCH_DAY + timedelta(days=days)).isoformat()
+
+
+def _points(
     state: LeadState, rule: EngagementRule, at: float, event_id: str, rules: ScoringRules
-) -> tuple[LeadState, str]:
-    """Apply one scored event at its own time, respecting the rule's daily cap."""
+) -> tuple[dict[str, Any], str]:
+    """The fields one scored event at its own time changes, respecting the rule's daily cap."""
     if state.engagement_at is not None and at < state.engagement_at - rules.late_event_window.total_seconds():
-        return state, "stale"
-    state = _advance(state, at, rules)
-    assert state.engagement_at is not None
+        return {}, "stale"
+    update = _advanced(state, at, rules)
+    engagement_at = at if state.engagement_at is None else max(at, state.engagement_at)  # as `update` has it
     half_life = rules.half_life_seconds
-    delta = rule.points * decay.factor(state.engagement_at - at, half_life)
+    delta = rule.points * decay.factor(engagement_at - at, half_life)
     raw = rule.points
-    slots = dict(state.cap_slots)
+    slots = dict(update.get("cap_slots", state.cap_slots))
     if rule.daily_cap is not None:
         key = f"{rule.name}|{_day(at)}"
         slot = slots.get(key, CapSlot())
@@ -128,26 +153,25 @@ def _add_points(
         entry = (at, event_id)
         if len(entries) >= rule.daily_cap:
             if entry >= entries[-1]:
-                return state, "capped"
+                return update, "capped"
             evicted_at, _ = entries.pop()  # the latest counted event gives its place to an earlier one
-            delta -= rule.points * decay.factor(state.engagement_at - evicted_at, half_life)
+            delta -= rule.points * decay.factor(engagement_at - evicted_at, half_life)
             raw = 0.0
         bisect.insort(entries, entry)
         slots[key] = CapSlot(times=tuple(e[0] for e in entries), event_ids=tuple(e[1] for e in entries))
-    by_rule = dict(state.engagement_by_rule)
+    by_rule = dict(update.get("engagement_by_rule", state.engagement_by_rule))
     by_rule[rule.name] = by_rule.get(rule.name, 0.0) + delta
     points = dict(state.points_by_rule)
     points[rule.name] = points.get(rule.name, 0.0) + raw
-    update = {"engagement_by_rule": by_rule, "points_by_rule": points, "cap_slots": slots}
-    return state.model_copy(update=update), "scored"
+    return {**update, "engagement_by_rule": by_rule, "points_by_rule": points, "cap_slots": slots}, "scored"
 
 
 # --- stages -----------------------------------------------------------------------------------
 
 
 def fit_score(state: LeadState, rules: ScoringRules) -> tuple[float, list[Reason]]:
-    reasons = fit_reasons(state.profile, state.bant, rules.fit)
-    return sum(r.points for r in reasons), reasons
+    terms = fit_terms(state.profile, state.bant, rules.fit)
+    return sum(t[1] for t in terms), reasons_of(terms)
 
 
 def fit_of(state: LeadState, rules: ScoringRules) -> float:
@@ -162,8 +186,11 @@ def _hand_raise_active(state: LeadState, at: float, rules: ScoringRules) -> bool
     )
 
 
-def temperature_of(state: LeadState, fit: float, at: float, rules: ScoringRules) -> Temperature:
-    if state.lifecycle == L.DISQUALIFIED:
+def temperature_of(
+    state: LeadState, fit: float, at: float, rules: ScoringRules, *, lifecycle: LifecycleStage | None = None
+) -> Temperature:
+    """`lifecycle` stands in for the state's own when the caller has just decided a new one."""
+    if (lifecycle or state.lifecycle) == L.DISQUALIFIED:
         return Temperature.COLD
     if _hand_raise_active(state, at, rules):
         return Temperature.HOT
@@ -199,12 +226,25 @@ def marketing_lifecycle(
     return current, None
 
 
-def next_due(state: LeadState, fit: float, rules: ScoringRules) -> float | None:
-    """When the temperature will next drop without new events (None: it will not)."""
-    if state.temperature == Temperature.COLD or state.lifecycle == L.DISQUALIFIED:
+def next_due(
+    state: LeadState,
+    fit: float,
+    rules: ScoringRules,
+    *,
+    temperature: Temperature | None = None,
+    lifecycle: LifecycleStage | None = None,
+    evaluated_at: float | None = None,
+) -> float | None:
+    """When the temperature will next drop without new events (None: it will not).
+
+    The keywords stand in for the state's own stages when the caller has just decided new ones, so
+    an evaluation copies the state once instead of once per stage."""
+    temperature = temperature or state.temperature
+    if temperature == Temperature.COLD or (lifecycle or state.lifecycle) == L.DISQUALIFIED:
         return None
-    limit = rules.thresholds.hot if state.temperature == Temperature.HOT else rules.thresholds.warm
-    start = state.engagement_at if state.engagement_at is not None else (state.evaluated_at or 0.0)
+    limit = rules.thresholds.hot if temperature == Temperature.HOT else rules.thresholds.warm
+    evaluated = evaluated_at if evaluated_at is not None else state.evaluated_at
+    start = state.engagement_at if state.engagement_at is not None else (evaluated or 0.0)
     if fit >= limit:
         crossing = None
     else:
@@ -212,7 +252,7 @@ def next_due(state: LeadState, fit: float, rules: ScoringRules) -> float | None:
         crossing = None if after is None else start + after
     if crossing is None:
         return None
-    if state.temperature == Temperature.HOT and state.hand_raised_at is not None:
+    if temperature == Temperature.HOT and state.hand_raised_at is not None:
         crossing = max(crossing, state.hand_raised_at + rules.hand_raisers.hot_for.total_seconds())
     return crossing + DUE_MARGIN
 
@@ -234,8 +274,16 @@ def change_id(lead_id: str, trigger_id: str, kind: StageKind, to_stage: str) -> 
 
 
 def _changes(
-    old: LeadState, new: LeadState, trigger: Trigger, at: float, rules: ScoringRules, *, rule: str | None
+    old: LeadState,
+    new: LeadState,
+    trigger: Trigger,
+    at: float,
+    rules: ScoringRules,
+    *,
+    rule: str | None,
+    terms: list[FitTerm],
 ) -> list[StageChange]:
+    """The stage changes from `old` to `new`, explained; `terms`: the fit terms `new` was evaluated with."""
     moves = []
     if old.temperature != new.temperature:
         moves.append((StageKind.TEMPERATURE, old.temperature.value, new.temperature.value))
@@ -243,7 +291,7 @@ def _changes(
         moves.append((StageKind.LIFECYCLE, old.lifecycle.value, new.lifecycle.value))
     if not moves:  # most events move nothing: no explanation to build
         return []
-    fit, fit_list = fit_score(new, rules)
+    fit, fit_list = sum(t[1] for t in terms), reasons_of(terms)
     engagement = engagement_at(new, at, rules)
     scores = Scores(fit=round(fit, 2), engagement=round(engagement, 2), total=round(fit + engagement, 2))
     reasons = reasons_at(new, at, fit_list, rules)
@@ -275,20 +323,22 @@ def _changes(
 
 def _settle(
     old: LeadState, state: LeadState, trigger: Trigger, at: float, rules: ScoringRules, *, rule: str | None
-) -> tuple[LeadState, list[StageChange], str | None]:
-    """Re-evaluate both stages at `at` and report the moves."""
+) -> tuple[LeadState, list[StageChange], float]:
+    """Re-evaluate both stages at `at` and report the moves; the new state and its fit score."""
     at = max(at, state.evaluated_at or at)
-    fit = fit_of(state, rules)
+    terms = fit_terms(state.profile, state.bant, rules.fit)
+    fit = sum(t[1] for t in terms)
     engagement = engagement_at(state, at, rules)
     if state.lifecycle == L.RECYCLED and state.engagement_at is not None:
         # recycled_engagement decays like the rest, so the difference is what was earned since
         since = raw_engagement(state) - state.recycled_engagement
         engagement = max(0.0, decay.decayed(since, at - state.engagement_at, rules.half_life_seconds))
     lifecycle, stage_rule = marketing_lifecycle(state, fit, engagement, rules)
-    state = state.model_copy(update={"lifecycle": lifecycle, "evaluated_at": at})
-    state = state.model_copy(update={"temperature": temperature_of(state, fit, at, rules)})
-    state = state.model_copy(update={"next_due": next_due(state, fit, rules)})
-    return state, _changes(old, state, trigger, at, rules, rule=stage_rule or rule), stage_rule
+    temperature = temperature_of(state, fit, at, rules, lifecycle=lifecycle)
+    due = next_due(state, fit, rules, temperature=temperature, lifecycle=lifecycle, evaluated_at=at)
+    stages = {"lifecycle": lifecycle, "evaluated_at": at, "temperature": temperature, "next_due": due}
+    state = state.model_copy(update=stages)
+    return state, _changes(old, state, trigger, at, rules, rule=stage_rule or rule, terms=terms), fit
 
 
 def _remembered(state: LeadState, event_id: str, rules: ScoringRules) -> tuple[str, ...]:
@@ -323,11 +373,12 @@ def apply_interaction(
     usage = _number(interaction.properties.get(rules.product_qualified.usage_property))
     if usage is not None and usage > old.usage:
         update["usage"] = usage
-    state = old.model_copy(update=update)  # one copy: each costs more than the rule it applies
     rule = match_rule(interaction, rules)
     outcome = "unscored"
-    if rule is not None:
-        state, outcome = _add_points(state, rule, at, event.event_id, rules)
+    if rule is not None:  # the points change engagement fields only, which `update` leaves alone
+        points, outcome = _points(old, rule, at, event.event_id, rules)
+        update.update(points)
+    state = old.model_copy(update=update)  # one copy: each costs more than the rule it applies
     raising = interaction.type in rules.hand_raisers.types and outcome != "stale"
     open_to_raise = state.lifecycle not in (L.DISQUALIFIED, *WITH_SALES)
     if raising and open_to_raise and fit_of(state, rules) >= rules.hand_raisers.min_fit:
@@ -337,8 +388,8 @@ def apply_interaction(
         state = state.model_copy(update={"hand_raised_at": raised, "bant": bant})
     trigger = Trigger(event_id=event.event_id, type=interaction.type.value, occurred_at=event.occurred_at)
     evaluate_at = max(at, state.engagement_at or at)
-    state, changes, _ = _settle(old, state, trigger, evaluate_at, rules, rule=rule.name if rule else None)
-    return ScoreUpdate(state, changes, rule=rule.name if rule else None, outcome=outcome)
+    state, changes, fit = _settle(old, state, trigger, evaluate_at, rules, rule=rule.name if rule else None)
+    return ScoreUpdate(state, changes, rule=rule.name if rule else None, outcome=outcome, fit=fit)
 
 
 def _number(value: JsonValue) -> float | None:
@@ -393,8 +444,8 @@ def apply_sales_activity(state: LeadState | None, event: SalesActivity, rules: S
     trigger = Trigger(
         event_id=event.event_id, type=f"sales:{event.activity.value}", occurred_at=event.occurred_at
     )
-    state, changes, _ = _settle(old, state, trigger, max(at, state.engagement_at or at), rules, rule=rule)
-    return ScoreUpdate(state, changes, rule=rule, outcome="scored" if rule else "unscored")
+    state, changes, fit = _settle(old, state, trigger, max(at, state.engagement_at or at), rules, rule=rule)
+    return ScoreUpdate(state, changes, rule=rule, outcome="scored" if rule else "unscored", fit=fit)
 
 
 def apply_decay_check(state: LeadState, at: datetime, rules: ScoringRules) -> ScoreUpdate:
@@ -403,5 +454,5 @@ def apply_decay_check(state: LeadState, at: datetime, rules: ScoringRules) -> Sc
     if state.next_due is None or when < state.next_due - DUE_MARGIN / 2:  # datetimes hold microseconds
         return ScoreUpdate(state, outcome="unscored")
     trigger = Trigger(event_id=f"decay:{state.lead_id}:{round(when * 1000)}", type="decay", occurred_at=at)
-    new, changes, _ = _settle(state, state, trigger, when, rules, rule="decay")
-    return ScoreUpdate(new, changes, outcome="checked")
+    new, changes, fit = _settle(state, state, trigger, when, rules, rule="decay")
+    return ScoreUpdate(new, changes, outcome="checked", fit=fit)

@@ -76,10 +76,11 @@ def fit_points(profile: LeadProfile | None, bant: BantState, rules: FitRules) ->
 
 def fit_reasons(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> list[Reason]:
     """Every fit rule that applies, with its points, as a stage change's reasons."""
-    return [
-        Reason(rule=rule, points=points, detail=detail)
-        for rule, points, detail in fit_terms(profile, bant, rules)
-    ]
+    return reasons_of(fit_terms(profile, bant, rules))
+
+
+def reasons_of(terms: list[FitTerm]) -> list[Reason]:
+    return [Reason(rule=rule, points=points, detail=detail) for rule, points, detail in terms]
 
 
 def disqualifier(profile: LeadProfile | None, rules: FitRules) -> str | None:
@@ -121,6 +122,7 @@ def bant_from_properties(
     seniority = (profile.seniority or "").lower() if profile else ""
     if "authority" not in updates and seniority in rules.bant.authority_seniorities:
         updates["authority"] = True
+    updates = {name: met for name, met in updates.items() if getattr(bant, name) is not met}
     return bant.model_copy(update=updates) if updates else bant
 
 

@@ -9,12 +9,14 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from bench.__main__ import lead_counts
+from bench.cases.domain import STEPS, score_records
 from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, probe_indexes, size_label
+from bench.cases.speed_to_lead import HandRaisers, hop_latencies
 from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, summarise
 from bench.prom import sample_sum
-from bench.records import ScoreOracle, one_event_per_lead
+from bench.records import ScoreOracle, enriched_stream, one_event_per_lead
 from bench.windows import backlog_window, first_at_least, last_change, stable_for
 from bench.workers.loadgen import chunks, due_offset
 from schemas.enriched import EnrichedInteraction
@@ -172,3 +174,37 @@ def test_the_recovery_case_writes_the_changelog_score_reads() -> None:
         oracle.apply(event)
         assert key == event.lead_id.encode()
         assert LeadState.loads(value) == oracle.states[event.lead_id]
+
+
+def test_the_domain_case_does_scores_work_on_every_record() -> None:
+    events = enriched_stream(400, leads=40)
+    stored: dict[str, bytes] = {}
+    clock = score_records([e.model_dump_json().encode() for e in events], stored)
+    oracle = ScoreOracle.default()
+    for event in events:
+        oracle.apply(event)
+    assert {lead: LeadState.loads(raw) for lead, raw in stored.items()} == oracle.states
+    assert set(clock.seconds) == set(STEPS)
+    assert clock.total == sum(clock.seconds.values())
+
+
+def test_hop_latencies_split_speed_to_lead_by_stage() -> None:
+    found = HandRaisers(
+        accepted_at={"a": 10.0, "b": 20.0, "lost": 30.0}, handed_off_at={"a": 10.5, "b": 21.0}
+    )
+    arrived = {
+        "leads.interactions": {"a": 9.99, "b": 19.99, "lost": 29.99},
+        "leads.enriched": {"a": 10.1, "b": 20.2},
+        "leads.stage-changes": {"a": 10.3, "b": 20.6},
+    }
+    hops = hop_latencies(found, arrived)
+    assert list(hops) == [
+        "-> leads.interactions",
+        "-> leads.enriched",
+        "-> leads.stage-changes",
+        "-> handoffs",
+    ]
+    assert hops["-> leads.interactions"].count == 3  # the lead not handed off still counts where it got
+    assert hops["-> leads.enriched"].count == 2
+    assert hops["-> handoffs"].max == pytest.approx(0.4)
+    assert hops["-> leads.enriched"].max == pytest.approx(0.21)

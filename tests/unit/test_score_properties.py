@@ -151,3 +151,26 @@ def test_timer_due_time_is_exactly_when_temperature_drops(
         assert [c.to_stage for c in update.changes] == (
             [now_temp.value] if now_temp != state.temperature else []
         )
+
+
+@given(
+    st.one_of(
+        st.floats(-1e9, 4e9, allow_nan=False),
+        st.integers(-10_000, 40_000).map(lambda day: day * 86400.0),  # midnights
+        st.integers(-10_000, 40_000).map(lambda day: day * 86400.0 - 1e-3),  # just before them
+    )
+)
+def test_the_cached_cap_day_is_the_utc_calendar_day(seconds: float) -> None:
+    assert domain._day(seconds) == datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
+
+
+@settings(max_examples=100)
+@given(histories())
+def test_each_update_carries_the_fit_its_state_was_evaluated_with(events: list[EnrichedInteraction]) -> None:
+    state: LeadState | None = None
+    for event in events:
+        update = domain.apply_interaction(state, event, R)
+        assert update.fit == domain.fit_of(update.state, R)
+        state = update.state
+    replay = domain.apply_interaction(state, events[0], R)
+    assert replay.duplicate and replay.fit is None
