@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -50,38 +51,65 @@ class Deduplicator:
         """Namespaced by the topic suffix: pipelines sharing one Redis do not see each other's ids."""
         return f"leadpipe:capture{self._namespace}:seen:{sender_id}"
 
-    async def claim(self, sender_id: str) -> Claim:
-        key = self.key(sender_id)
+    async def claim(self, sender_ids: Sequence[str]) -> list[Claim]:
+        """One claim per sender id, in order, in at most two round trips (a batch's events share
+        them): `SET NX` for every id, then `GET` for those already taken. An id given twice is
+        claimed once; its second claim finds it in flight."""
+        keys = [self.key(sender_id) for sender_id in sender_ids]
+        if not keys:
+            return []
         try:
-            if await self._redis.set(key, _PENDING, nx=True, ex=self._pending):
-                return Claim(ClaimState.NEW, key)
-            value = await self._redis.get(key)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, _PENDING, nx=True, ex=self._pending)
+                created = await pipe.execute()
+            taken = [key for key, new in zip(keys, created, strict=True) if not new]
+            values: dict[str, bytes | None] = {}
+            if taken:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in taken:
+                        pipe.get(key)
+                    values = dict(zip(taken, await pipe.execute(), strict=True))
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("redis unavailable for idempotency, publishing without it: %s", exc)
-            return Claim(ClaimState.UNAVAILABLE, key)
-        if value is None:  # expired between SET and GET: treat as new next time
-            return Claim(ClaimState.IN_FLIGHT, key)
-        if value == _PENDING:
-            return Claim(ClaimState.IN_FLIGHT, key)
-        try:
-            previous = json.loads(value)
-        except ValueError:
-            previous = {}
-        return Claim(ClaimState.DONE, key, previous if isinstance(previous, dict) else {})
+            return [Claim(ClaimState.UNAVAILABLE, key) for key in keys]
+        return [
+            Claim(ClaimState.NEW, key) if new else _existing(key, values[key])
+            for key, new in zip(keys, created, strict=True)
+        ]
 
-    async def complete(self, claim: Claim, answer: dict[str, object]) -> None:
-        try:
-            await self._redis.set(claim.key, json.dumps(answer), ex=self._window)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not mark %s as published: %s", claim.key, exc)
-
-    async def release(self, claim: Claim) -> None:
-        if claim.state is not ClaimState.NEW:
+    async def complete(self, answers: Sequence[tuple[Claim, dict[str, object]]]) -> None:
+        """Mark each claim published, with the answer a repeat gets, in one round trip."""
+        if not answers:
             return
         try:
-            await self._redis.delete(claim.key)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for claim, answer in answers:
+                    pipe.set(claim.key, json.dumps(answer), ex=self._window)
+                await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not release %s; it expires by itself: %s", claim.key, exc)
+            log.warning("could not mark %d event(s) as published: %s", len(answers), exc)
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        """Free the new claims whose publish failed, so the sender's retry is not taken for a repeat."""
+        keys = [claim.key for claim in claims if claim.state is ClaimState.NEW]
+        if not keys:
+            return
+        try:
+            await self._redis.delete(*keys)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not release %d claim(s); they expire by themselves: %s", len(keys), exc)
+
+
+def _existing(key: str, value: bytes | None) -> Claim:
+    """The claim of an id someone holds: in flight while pending, else done with its answer."""
+    if value is None or value == _PENDING:  # None: expired between SET and GET, new next time
+        return Claim(ClaimState.IN_FLIGHT, key)
+    try:
+        previous = json.loads(value)
+    except ValueError:
+        previous = {}
+    return Claim(ClaimState.DONE, key, previous if isinstance(previous, dict) else {})
 
 
 @dataclass(frozen=True)

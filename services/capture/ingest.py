@@ -1,17 +1,19 @@
-"""Publish one record at most once per sender id: claim, publish, then mark or release."""
+"""Publish each record at most once per sender id: claim, publish, then mark or release."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from schemas.base import LeadEvent
 from schemas.interaction import Interaction
-from services.capture.guard import ClaimState, Deduplicator
+from services.capture.guard import Claim, ClaimState, Deduplicator
 from services.capture.metrics import CaptureMetrics
-from services.capture.publisher import BrokerUnavailable, Publisher
+from services.capture.publisher import Acknowledgement, BrokerUnavailable, Publisher
 from services.runtime.codec import encode
 from services.runtime.metrics import CommonMetrics
 
@@ -52,25 +54,74 @@ class Ingestor:
         self, topic: str, record: LeadEvent, sender_id: str | None, *, started: float | None = None
     ) -> Outcome:
         """Publish `record` unless `sender_id` was already published within the window."""
+        (outcome,) = await self.submit_many(topic, [(record, sender_id)], started=started)
+        return outcome
+
+    async def submit_many(
+        self,
+        topic: str,
+        records: Sequence[tuple[LeadEvent, str | None]],
+        *,
+        started: float | None = None,
+    ) -> list[Outcome]:
+        """`submit` for several records, in order: their claims, publishes and marks each share one
+        Redis round trip (a batch's events cost no Redis round trip of their own)."""
         started = time.perf_counter() if started is None else started
-        claim = await self._dedupe.claim(sender_id) if sender_id else None
-        if claim is not None:
-            if claim.state is ClaimState.DONE:
-                self._metrics.duplicates.labels(_kind(record)).inc()
-                return Outcome(Status.DUPLICATE, {**(claim.previous or {}), "duplicate": True})
-            if claim.state is ClaimState.IN_FLIGHT:
-                self._metrics.duplicates.labels(_kind(record)).inc()
-                return Outcome(Status.IN_FLIGHT)
-            if claim.state is ClaimState.UNAVAILABLE:
-                self._metrics.dedupe_unavailable.inc()
-        try:
-            ack = await self._publisher.publish(topic, record.lead_id.encode(), encode(record))
-        except BrokerUnavailable as exc:
-            if claim is not None:
-                await self._dedupe.release(claim)
-            self._metrics.rejected.labels("broker_unavailable").inc()
-            log.warning("broker unavailable, not accepted: %s", exc)
-            return Outcome(Status.UNAVAILABLE)
+        claimed = iter(await self._dedupe.claim([sid for _, sid in records if sid]))
+        claims = [next(claimed) if sid else None for _, sid in records]
+        outcomes: list[Outcome | None] = [
+            self._refusal(r, c) for (r, _), c in zip(records, claims, strict=True)
+        ]
+        due = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        acks = await asyncio.gather(
+            *(
+                self._publisher.publish(topic, records[i][0].lead_id.encode(), encode(records[i][0]))
+                for i in due
+            ),
+            return_exceptions=True,
+        )
+        failed: list[Claim] = []
+        marks: list[tuple[Claim, dict[str, object]]] = []
+        error: BaseException | None = None
+        for i, ack in zip(due, acks, strict=True):
+            record, claim = records[i][0], claims[i]
+            if isinstance(ack, BaseException):
+                failed.extend([claim] if claim is not None else [])
+                if not isinstance(ack, BrokerUnavailable):
+                    error = error or ack  # raised once the others are marked or released
+                    continue
+                self._metrics.rejected.labels("broker_unavailable").inc()
+                log.warning("broker unavailable, not accepted: %s", ack)
+                outcomes[i] = Outcome(Status.UNAVAILABLE)
+                continue
+            answer = self._published(topic, record, ack, started)
+            if claim is not None and claim.state is ClaimState.NEW:
+                marks.append((claim, answer))
+            outcomes[i] = Outcome(Status.ACCEPTED, {**answer, "duplicate": False})
+        await self._dedupe.release(failed)
+        await self._dedupe.complete(marks)
+        if error is not None:
+            raise error
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _refusal(self, record: LeadEvent, claim: Claim | None) -> Outcome | None:
+        """The answer for a record that must not be published again, or None to publish it."""
+        if claim is None:
+            return None
+        if claim.state is ClaimState.DONE:
+            self._metrics.duplicates.labels(_kind(record)).inc()
+            return Outcome(Status.DUPLICATE, {**(claim.previous or {}), "duplicate": True})
+        if claim.state is ClaimState.IN_FLIGHT:
+            self._metrics.duplicates.labels(_kind(record)).inc()
+            return Outcome(Status.IN_FLIGHT)
+        if claim.state is ClaimState.UNAVAILABLE:
+            self._metrics.dedupe_unavailable.inc()
+        return None
+
+    def _published(
+        self, topic: str, record: LeadEvent, ack: Acknowledgement, started: float
+    ) -> dict[str, object]:
+        """Count a published record; the answer its sender (and a later repeat) gets."""
         answer: dict[str, object] = {
             "status": "accepted",
             "event_id": record.event_id,
@@ -83,11 +134,9 @@ class Ingestor:
             self._metrics.published.labels(record.type.value, record.source.channel or "unknown").inc()
         else:
             self._metrics.published.labels(_kind(record), "privacy").inc()
-        if claim is not None and claim.state is ClaimState.NEW:
-            await self._dedupe.complete(claim, answer)
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
         self._common.events_out.labels("capture", topic).inc()
-        return Outcome(Status.ACCEPTED, {**answer, "duplicate": False})
+        return answer
 
 
 def _kind(record: LeadEvent) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from schemas.interaction import InteractionIn
@@ -22,16 +23,38 @@ async def accept(
     ip_hash: str | None = None,
 ) -> Outcome:
     """Publish the consent record before the interaction, so a 503 never leaves consent unrecorded."""
+    (outcome,) = await accept_many(ingestor, settings, [(event, sender_id)], received_at, ip_hash=ip_hash)
+    return outcome
+
+
+async def accept_many(
+    ingestor: Ingestor,
+    settings: CaptureSettings,
+    events: Sequence[tuple[InteractionIn, str | None]],
+    received_at: datetime,
+    *,
+    ip_hash: str | None = None,
+) -> list[Outcome]:
+    """`accept` for a batch's events, in order (a sender id of None is derived from the event):
+    every consent record first, then every interaction whose consent was recorded, each group
+    with one round of claims and publishes (`Ingestor.submit_many`)."""
     started = time.perf_counter()
-    interaction = domain.to_interaction(event, received_at=received_at)
-    sender_id = sender_id or domain.sender_id(event)
-    given = consent.consent_given(interaction, ip_hash=ip_hash)
-    if given is not None:
-        outcome = await ingestor.submit(
-            settings.topic(TopicName.PRIVACY), given, f"consent:{sender_id}" if sender_id else None
-        )
-        if outcome.status in (Status.UNAVAILABLE, Status.IN_FLIGHT):
-            return outcome
-    return await ingestor.submit(
-        settings.topic(TopicName.INTERACTIONS), interaction, sender_id, started=started
+    interactions = [domain.to_interaction(event, received_at=received_at) for event, _ in events]
+    senders = [sender_id or domain.sender_id(event) for event, sender_id in events]
+    consents = [consent.consent_given(i, ip_hash=ip_hash) for i in interactions]
+    given = [(n, record) for n, record in enumerate(consents) if record is not None]
+    outcomes: list[Outcome | None] = [None] * len(events)
+    consent_outcomes = await ingestor.submit_many(
+        settings.topic(TopicName.PRIVACY),
+        [(record, f"consent:{senders[n]}" if senders[n] else None) for n, record in given],
     )
+    for (n, _), outcome in zip(given, consent_outcomes, strict=True):
+        if outcome.status in (Status.UNAVAILABLE, Status.IN_FLIGHT):
+            outcomes[n] = outcome
+    due = [n for n, outcome in enumerate(outcomes) if outcome is None]
+    published = await ingestor.submit_many(
+        settings.topic(TopicName.INTERACTIONS), [(interactions[n], senders[n]) for n in due], started=started
+    )
+    for n, outcome in zip(due, published, strict=True):
+        outcomes[n] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from services.capture import consent, domain, forms
 from services.capture.api_models import WithdrawIn
 from services.capture.ingest import Outcome, Status
 from services.capture.keys import CAPTURE_METRICS, FORMS, INGESTOR, SETTINGS
-from services.capture.pipeline import accept
+from services.capture.pipeline import accept, accept_many
 from services.capture.responses import problem
 from services.runtime.errors import FieldProblem, field_problems
 
@@ -144,11 +143,12 @@ async def post_batch(request: web.Request) -> web.Response:
             if event.event_id:
                 first_index[event.event_id] = index
             pending.append((index, event))
-    outcomes = await asyncio.gather(
-        *(
-            accept(request.app[INGESTOR], settings, event, received_at, ip_hash=client_ip_hash(request))
-            for _, event in pending
-        )
+    outcomes = await accept_many(
+        request.app[INGESTOR],
+        settings,
+        [(event, None) for _, event in pending],
+        received_at,
+        ip_hash=client_ip_hash(request),
     )
     for (index, _), outcome in zip(pending, outcomes, strict=True):
         status = "duplicate" if outcome.answer.get("duplicate") else outcome.status.value

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 
 from schemas import Interaction, TopicName
 from services.capture.app import create_app
+from services.capture.guard import ClaimState, Deduplicator
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
@@ -89,7 +91,11 @@ async def test_a_503_does_not_swallow_the_retry(redis_url: str, suffix: str, bro
     """The id is marked only after the broker acknowledged: a retry after a 503 is published."""
     event = {**EVENT, "event_id": f"retry{suffix}"}
     down = CaptureSettings(
-        broker_url=f"127.0.0.1:{free_port()}", redis_url=redis_url, api_keys="test-key", publish_timeout=0.5
+        broker_url=f"127.0.0.1:{free_port()}",
+        redis_url=redis_url,
+        topic_suffix=suffix,  # the same idempotency keys as the capture that takes the retry
+        api_keys="test-key",
+        publish_timeout=0.5,
     )
     async with TestClient(TestServer(create_app(down))) as dead:
         assert (await dead.post("/v1/events", json=event, headers=KEY)).status == 503
@@ -143,6 +149,81 @@ async def test_batch_reports_each_event_and_publishes_the_valid_ones(
     stored = await _interactions(broker, settings, 3)
     assert len(stored) == 2
     assert {i.lead_id for i in stored} == {body["results"][0]["lead_id"], body["results"][3]["lead_id"]}
+
+
+async def test_claims_for_a_batch_in_one_call(redis_url: str, suffix: str) -> None:
+    """New, in flight (pending or given twice), done with its answer; a released claim is new again."""
+    redis = Redis.from_url(redis_url)
+    try:
+        dedupe = Deduplicator(redis, window_seconds=60, pending_seconds=60, namespace=suffix)
+        (done,) = await dedupe.claim(["done"])
+        await dedupe.complete([(done, {"offset": 7})])
+        await dedupe.claim(["pending"])
+        claims = await dedupe.claim(["new", "pending", "new", "done"])
+        assert [c.state for c in claims] == [
+            ClaimState.NEW,
+            ClaimState.IN_FLIGHT,
+            ClaimState.IN_FLIGHT,
+            ClaimState.DONE,
+        ]
+        assert claims[3].previous == {"offset": 7}
+        await dedupe.release(claims)  # only the new claim is freed: the others are not ours
+        assert [c.state for c in await dedupe.claim(["new", "pending", "done"])] == [
+            ClaimState.NEW,
+            ClaimState.IN_FLIGHT,
+            ClaimState.DONE,
+        ]
+        assert await dedupe.claim([]) == []
+    finally:
+        await redis.aclose()
+
+
+async def test_a_repeated_batch_is_published_once(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    events = [
+        {**EVENT, "event_id": f"rb{n}{settings.topic_suffix}", "anonymous_id": f"a{n}"} for n in range(3)
+    ]
+    first = await client.post("/v1/events:batch", json={"events": events}, headers=_key(settings))
+    again = [*events, {**EVENT, "event_id": f"rb3{settings.topic_suffix}", "anonymous_id": "a3"}]
+    second = await client.post("/v1/events:batch", json={"events": again}, headers=_key(settings))
+    assert [r["status"] for r in (await first.json())["results"]] == ["accepted"] * 3
+    body = await second.json()
+    assert [r["status"] for r in body["results"]] == ["duplicate"] * 3 + ["accepted"]
+    assert [r["lead_id"] for r in body["results"][:3]] == [
+        r["lead_id"] for r in (await first.json())["results"]
+    ]
+    stored = await _interactions(broker, settings, 5)
+    assert sorted(i.event_id for i in stored) == sorted(e["event_id"] for e in again)
+
+
+async def test_a_batch_refused_with_503_is_accepted_when_retried(
+    redis_url: str, suffix: str, broker: EmbeddedBroker
+) -> None:
+    """Every claim of a batch the broker did not take is released, so the retry is not "in flight"."""
+    events = [{**EVENT, "event_id": f"r{n}{suffix}", "anonymous_id": f"a{n}"} for n in range(3)]
+    events[1]["contact"] = {"email": "jo@example.com"}
+    events[1]["consent"] = {"marketing_email": True, "text_version": "2026-01"}
+    down = CaptureSettings(
+        broker_url=f"127.0.0.1:{free_port()}",
+        redis_url=redis_url,
+        topic_suffix=suffix,  # the same idempotency keys as the capture that takes the retry
+        api_keys="test-key",
+        publish_timeout=0.5,
+    )
+    async with TestClient(TestServer(create_app(down))) as dead:
+        response = await dead.post("/v1/events:batch", json={"events": events}, headers=KEY)
+        assert response.status == 503
+    up = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="test-key")
+    client = await _client(up)
+    try:
+        response = await client.post("/v1/events:batch", json={"events": events}, headers=KEY)
+        assert [r["status"] for r in (await response.json())["results"]] == ["accepted"] * 3
+    finally:
+        await client.close()
+    assert sorted(i.event_id for i in await _interactions(broker, up, 3)) == sorted(
+        e["event_id"] for e in events
+    )
 
 
 async def test_batch_of_more_than_500_is_refused(client: Client, settings: CaptureSettings) -> None:
