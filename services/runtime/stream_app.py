@@ -58,6 +58,10 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         "producer_linger": settings.producer_linger_ms / 1000,
         "consumer_auto_offset_reset": "earliest",
         "table_cleanup_interval": 60.0,
+        # No standby copies: the memory store drops every partition but the active ones when a
+        # recovery completes, so a standby held only the records after that, and a table promoted
+        # from it would start past records it never had (CaughtUpTable reads from what it holds).
+        "table_standby_replicas": 0,
     }
     options.update(overrides)
     # faust creates its own data directory but not the parents.

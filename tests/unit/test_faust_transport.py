@@ -31,6 +31,13 @@ def test_every_service_consumer_uses_it(tmp_path: Path) -> None:
     assert isinstance(app.consumer.log, DropWarningLog)
 
 
+def test_tables_keep_no_standby_copies(tmp_path: Path) -> None:
+    """A memory-store standby holds only what arrived after the last recovery (the store drops the
+    rest), and a table promoted from it would start past records it never had."""
+    app = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066))
+    assert app.conf.table_standby_replicas == 0
+
+
 async def test_a_fetch_that_spans_a_seek_is_discarded_and_sought_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
