@@ -28,6 +28,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.events import Event
 from faust.types import TP, Message
 
@@ -80,7 +81,8 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
         """Partitions were assigned: restore the active ones with the private read, before faust's
-        recovery asks `persisted_offset` where to start."""
+        recovery asks `persisted_offset` where to start. If the read fails, faust's recovery reads
+        on from wherever it stopped: slower, nothing lost."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topic = self.changelog_topic.get_topic_name()
         actives = self.app.assignor.assigned_actives()
@@ -88,7 +90,11 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
         if not partitions:
             return
         started = time.monotonic()
-        count = await self._read_partitions(partitions)
+        try:
+            count = await self._read_partitions(partitions)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("reading %s failed, faust's recovery reads on: %r", topic, exc)
+            return
         self.restored += count
         if count:
             seconds = time.monotonic() - started

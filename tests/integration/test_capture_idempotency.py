@@ -87,17 +87,21 @@ async def test_a_repeated_event_id_is_acknowledged_but_published_once(
     assert 'leadpipe_capture_duplicates_total{record="interaction"} 1.0' in metrics
 
 
-async def test_a_503_does_not_swallow_the_retry(redis_url: str, suffix: str, broker: EmbeddedBroker) -> None:
-    """The id is marked only after the broker acknowledged: a retry after a 503 is published."""
-    event = {**EVENT, "event_id": f"retry{suffix}"}
-    down = CaptureSettings(
+def _without_broker(redis_url: str, suffix: str) -> CaptureSettings:
+    """A capture whose broker never answers, with the idempotency keys of the one that takes the retry."""
+    return CaptureSettings(
         broker_url=f"127.0.0.1:{free_port()}",
         redis_url=redis_url,
-        topic_suffix=suffix,  # the same idempotency keys as the capture that takes the retry
+        topic_suffix=suffix,
         api_keys="test-key",
         publish_timeout=0.5,
     )
-    async with TestClient(TestServer(create_app(down))) as dead:
+
+
+async def test_a_503_does_not_swallow_the_retry(redis_url: str, suffix: str, broker: EmbeddedBroker) -> None:
+    """The id is marked only after the broker acknowledged: a retry after a 503 is published."""
+    event = {**EVENT, "event_id": f"retry{suffix}"}
+    async with TestClient(TestServer(create_app(_without_broker(redis_url, suffix)))) as dead:
         assert (await dead.post("/v1/events", json=event, headers=KEY)).status == 503
     up = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="test-key")
     client = await _client(up)
@@ -204,14 +208,7 @@ async def test_a_batch_refused_with_503_is_accepted_when_retried(
     events = [{**EVENT, "event_id": f"r{n}{suffix}", "anonymous_id": f"a{n}"} for n in range(3)]
     events[1]["contact"] = {"email": "jo@example.com"}
     events[1]["consent"] = {"marketing_email": True, "text_version": "2026-01"}
-    down = CaptureSettings(
-        broker_url=f"127.0.0.1:{free_port()}",
-        redis_url=redis_url,
-        topic_suffix=suffix,  # the same idempotency keys as the capture that takes the retry
-        api_keys="test-key",
-        publish_timeout=0.5,
-    )
-    async with TestClient(TestServer(create_app(down))) as dead:
+    async with TestClient(TestServer(create_app(_without_broker(redis_url, suffix)))) as dead:
         response = await dead.post("/v1/events:batch", json={"events": events}, headers=KEY)
         assert response.status == 503
     up = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="test-key")
