@@ -170,6 +170,8 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
     async def _read_to_end(self, consumer: AIOKafkaConsumer) -> int:
         count = 0
         empty = 0
+        schema: Any = self.changelog_topic.schema
+        decode = schema.compile(self.app, default_propagate=True)  # `schema.decode` compiles per call
         while empty < EMPTY_FETCHES_AT_END:
             batches = await consumer.getmany(timeout_ms=FETCH_WAIT_MS)
             records = [record for batch in batches.values() for record in batch]
@@ -177,12 +179,13 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
                 empty += 1
                 continue
             empty = 0
-            self.apply_changelog_batch([await self._event(record) for record in records])
+            self.apply_changelog_batch([await self._event(record, decode) for record in records])
             count += len(records)
         return count
 
-    async def _event(self, record: ConsumerRecord[bytes, bytes]) -> Any:
-        """The faust event `apply_changelog_batch` expects, decoded by the changelog's own schema."""
+    async def _event(self, record: ConsumerRecord[bytes, bytes], decode: Any) -> Any:
+        """The faust event `apply_changelog_batch` expects, decoded by the changelog's own schema
+        (`decode`: its compiled decoder)."""
         message = Message(
             record.topic,
             record.partition,
@@ -199,4 +202,4 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
         if record.value is None:  # a tombstone: the key is decoded, the empty value stays empty
             key = schema.loads_key(self.app, message, loads=self.app.serializers.loads_key)
             return Event(self.app, key, None, message.headers, message)
-        return await schema.decode(self.app, message, propagate=True)
+        return await decode(message)
