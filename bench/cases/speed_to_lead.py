@@ -16,7 +16,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 
@@ -53,6 +53,7 @@ class HandRaisers:
 
 
 HopTimes = dict[str, dict[str, float]]  # topic -> lead id -> broker timestamp of its first record
+HOP_TOPICS = (TopicName.INTERACTIONS, TopicName.ENRICHED, TopicName.STAGE_CHANGES)
 
 
 def hop_latencies(found: HandRaisers, arrived: HopTimes) -> dict[str, LatencySummary]:
@@ -70,14 +71,15 @@ def hop_latencies(found: HandRaisers, arrived: HopTimes) -> dict[str, LatencySum
     return hops
 
 
+def nth_hand_raiser(ctx: BenchContext, index: int) -> dict[str, Any]:
+    """The `index`th demo request the case posts, stamped now."""
+    firms = good_fit_companies()
+    return hand_raiser(ctx.run_id, index, firms[index % len(firms)], datetime.now(UTC))
+
+
 def hand_raiser_leads(ctx: BenchContext) -> set[str]:
     """The lead ids of the hand-raisers `post_hand_raisers` will post (known before any is posted)."""
-    firms = good_fit_companies()
-    now = datetime.now(UTC)
-    return {
-        hand_raiser_lead_id(hand_raiser(ctx.run_id, i, firms[i % len(firms)], now))
-        for i in range(ctx.hand_raisers)
-    }
+    return {hand_raiser_lead_id(nth_hand_raiser(ctx, i)) for i in range(ctx.hand_raisers)}
 
 
 async def post_hand_raisers(
@@ -89,12 +91,11 @@ async def post_hand_raisers(
     duration: float,
     found: HandRaisers,
 ) -> None:
-    firms = good_fit_companies()
     count = ctx.hand_raisers
     for index in range(count):
         due = start + (index + 0.5) * duration / count
         await asyncio.sleep(max(0.0, due - time.time()))
-        event = hand_raiser(ctx.run_id, index, firms[index % len(firms)], datetime.now(UTC))
+        event = nth_hand_raiser(ctx, index)
         async with session.post(f"{url}/v1/events", json=event, headers={"X-API-Key": API_KEY}) as response:
             if response.status == 202:
                 found.accepted_at[hand_raiser_lead_id(event)] = time.time()
@@ -108,9 +109,6 @@ async def follow_handoffs(reader: TopicReader, found: HandRaisers, stop: asyncio
             handoff = Handoff.model_validate_json(item.value)
             found.handed_off_at.setdefault(handoff.lead_id, item.timestamp / 1000)
             found.seen_at.setdefault(handoff.lead_id, time.time())
-
-
-HOP_TOPICS = (TopicName.INTERACTIONS, TopicName.ENRICHED, TopicName.STAGE_CHANGES)
 
 
 class HopFollower:

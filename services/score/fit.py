@@ -28,7 +28,7 @@ def employees_of(profile: LeadProfile) -> int | None:
 
 
 # (rule, points, detail): plain tuples, since fit is evaluated several times per event and a
-# `Reason` model is only needed when a stage change explains itself (fit_reasons).
+# `Reason` model is only needed when a stage change explains itself (reasons_of).
 FitTerm = tuple[str, float, str | None]
 
 
@@ -74,12 +74,8 @@ def fit_points(profile: LeadProfile | None, bant: BantState, rules: FitRules) ->
     return sum(points for _, points, _ in fit_terms(profile, bant, rules))
 
 
-def fit_reasons(profile: LeadProfile | None, bant: BantState, rules: FitRules) -> list[Reason]:
-    """Every fit rule that applies, with its points, as a stage change's reasons."""
-    return reasons_of(fit_terms(profile, bant, rules))
-
-
 def reasons_of(terms: list[FitTerm]) -> list[Reason]:
+    """Fit terms as a stage change's reasons."""
     return [Reason(rule=rule, points=points, detail=detail) for rule, points, detail in terms]
 
 
