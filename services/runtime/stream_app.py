@@ -22,6 +22,7 @@ from schemas.topics import TopicName
 from services.runtime.batch import Batch, Outbox, processing
 from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.codec import Decoder, encode, key_text
+from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
@@ -62,6 +63,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         # recovery completes, so a standby held only the records after that, and a table promoted
         # from it would start past records it never had (CaughtUpTable reads from what it holds).
         "table_standby_replicas": 0,
+        "Stream": LeadpipeStream,  # take_events sleeps while no record comes (faust_stream.py)
     }
     options.update(overrides)
     # faust creates its own data directory but not the parents.

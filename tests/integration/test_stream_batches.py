@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.runtime.batch import Batch, StagedTable, processing
+from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
 from tests.kafka import produce
@@ -44,17 +45,30 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, by
     return found
 
 
-async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer_can_delete(
-    broker: EmbeddedBroker,
-) -> None:
+def stream_service(broker: EmbeddedBroker, name: str) -> StreamService:
     settings = ServiceSettings(
         broker_url=broker.url,
-        topic_suffix=f".batch{uuid.uuid4().hex[:8]}",
+        topic_suffix=f".{name}{uuid.uuid4().hex[:8]}",
         topic_partitions=PARTITIONS,
         web_port=free_port(),
         broker_session_timeout=6,
     )
-    service = StreamService("batches", settings)
+    return StreamService(name, settings)
+
+
+async def started(service: StreamService) -> None:
+    """Start the app and wait until its partitions are assigned."""
+    await service.ensure_topics()
+    await service.app.start()
+    async with asyncio.timeout(60):
+        while not service.partitions_assigned():  # noqa: ASYNC110 - a readiness flag, no event
+            await asyncio.sleep(0.1)
+
+
+async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer_can_delete(
+    broker: EmbeddedBroker,
+) -> None:
+    service = stream_service(broker, "batches")
     table = service.table("counts", default=None, key_type=bytes, value_type=bytes, partitions=PARTITIONS)
     source, sink = service.topic("leads.interactions"), service.topic("leads.enriched")
     input_partition: dict[bytes, int] = {}
@@ -82,12 +96,8 @@ async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer
                     sent.append(await batch.outbox.send(sink, key, event.value))  # type: ignore[arg-type]
             await batch.commit()
 
-    await service.ensure_topics()
-    await service.app.start()
     try:
-        async with asyncio.timeout(60):
-            while not service.partitions_assigned():  # noqa: ASYNC110 - a readiness flag, no event
-                await asyncio.sleep(0.1)
+        await started(service)
         keys = [f"lead-{i}".encode() for i in range(LEADS)]
         await produce(broker.bootstrap_servers, source.get_topic_name(), [(k, b"{}") for k in keys * 2])
         async with asyncio.timeout(60):
@@ -112,3 +122,45 @@ async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer
             f"{key!r} stored on {partition}, read from {input_partition[key]}"
         )
     assert (input_partition[victim], victim, None) in records  # the tombstone, on the key's partition
+
+
+async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: EmbeddedBroker) -> None:
+    """faust's `take_events` woke every batch window (5 ms) with nothing to do; LeadpipeStream waits
+    for a batch's first record (services/runtime/faust_stream.py) and still delivers every record."""
+    service = stream_service(broker, "idle")
+    source = service.topic("leads.interactions")
+    seen: list[bytes] = []
+    waits = 0
+
+    @service.app.agent(source)
+    async def collect(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, LeadpipeStream)
+        wait_for_stopped = stream.wait_for_stopped
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal waits
+            waits += 1
+            return await wait_for_stopped(*args, **kwargs)  # type: ignore[arg-type]
+
+        stream.wait_for_stopped = counted  # type: ignore[method-assign]
+        async for events in service.batches(stream):
+            seen.extend(bytes(event.key or b"") for event in events)
+
+    async def delivered(count: int) -> None:
+        async with asyncio.timeout(60):
+            while len(seen) < count:  # noqa: ASYNC110 - polls what the agent collected
+                await asyncio.sleep(0.05)
+
+    try:
+        await started(service)
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(b"a", b"{}"), (b"b", b"{}")])
+        await delivered(2)
+        waits = 0
+        await asyncio.sleep(1.0)  # idle: faust's take_events would have woken about 200 times
+        idle_waits = waits
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(b"c", b"{}")])
+        await delivered(3)
+    finally:
+        await service.app.stop()
+    assert idle_waits <= 2
+    assert sorted(seen) == [b"a", b"b", b"c"]
