@@ -52,20 +52,16 @@ class CaughtUpTable(faust.Table):  # type: ignore[type-arg]  # faust tables are 
             # bytes) but reads it with the schema's: a raw schema must be used both ways
             self.key_serializer = self.schema.key_serializer or self.key_serializer
             self.value_serializer = self.schema.value_serializer or self.value_serializer
+        self._applied_offsets: dict[int, int] = {}
+        self._reported_ends: dict[int, int] = {}
 
     def applied_offsets(self) -> dict[int, int]:
         """Changelog partition -> the last offset this table's state reflects."""
-        if "_applied_offsets" not in self.__dict__:
-            self.__dict__["_applied_offsets"] = {}
-        offsets: dict[int, int] = self.__dict__["_applied_offsets"]
-        return offsets
+        return self._applied_offsets
 
     def reported_ends(self) -> dict[int, int]:
         """Changelog partition -> the end offset the broker reported when the private read began."""
-        if "_reported_ends" not in self.__dict__:
-            self.__dict__["_reported_ends"] = {}
-        ends: dict[int, int] = self.__dict__["_reported_ends"]
-        return ends
+        return self._reported_ends
 
     def persisted_offset(self, tp: TP) -> int | None:
         """Where faust's recovery starts reading: what the private read applied, capped below the end
