@@ -3,12 +3,15 @@ drops below its read offset is a warning."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
+from mode import Service
 
 from services.runtime.faust_transport import DropWarningLog
 from services.runtime.settings import ServiceSettings
@@ -65,3 +68,95 @@ async def test_a_fetch_that_spans_a_seek_is_discarded_and_sought_again(
     monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", fetch)
     assert await consumer._getmany(active_partitions=None, timeout=1.0) == records
     assert sought == ["committed", "committed"]
+
+
+def _messages(tp: TP, offsets: range) -> list[tuple[TP, Message]]:
+    return [(tp, Message(tp.topic, tp.partition, n, 0.0, 0, None, b"k", b"v", None, tp=tp)) for n in offsets]
+
+
+class _Fetches:
+    """Stands in for faust's `getmany`: one fetch per call, then nothing and the fetcher stops."""
+
+    def __init__(self, fetcher: Service, *fetches: list[tuple[TP, Message]]) -> None:
+        self.fetcher, self.fetches, self.closed = fetcher, list(fetches), 0
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (faust's)
+        if not self.fetches:
+            self.fetcher._stopped.set()
+            return
+        try:
+            for item in self.fetches.pop(0):
+                yield item
+        finally:
+            self.closed += 1
+
+
+async def test_a_fetch_is_handed_over_under_one_wait_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust wrapped each record's hand-over in its own `wait_first` (four tasks created and cancelled
+    per record); now a fetch is one, and every record still arrives in order with its read offset."""
+    consumer = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066)).consumer
+    first, second = TP("leads.x", 0), TP("leads.x", 1)
+    fetcher = Service()
+    fetches = _Fetches(
+        fetcher,
+        _messages(first, range(150)) + _messages(second, range(40, 190)),
+        _messages(first, range(150, 160)),
+    )
+    handed: list[tuple[int, int]] = []
+    waits = 0
+    wait_first = consumer.wait_first
+
+    async def counted_wait_first(*coros: object, **kwargs: object) -> object:
+        nonlocal waits
+        waits += 1
+        return await wait_first(*coros, **kwargs)
+
+    async def callback(message: Message) -> None:
+        handed.append((message.partition, message.offset))
+
+    monkeypatch.setattr(consumer, "getmany", fetches.getmany)
+    monkeypatch.setattr(consumer, "wait_first", counted_wait_first)
+    consumer.callback = callback
+    await consumer._drain_messages(fetcher)
+
+    assert handed == [(0, n) for n in range(150)] + [(1, n) for n in range(40, 190)] + [
+        (0, n) for n in range(150, 160)
+    ]
+    assert waits == 2
+    assert consumer._read_offset[first] == 159 and consumer._read_offset[second] == 189
+    assert fetches.closed == 2
+
+
+async def test_a_rebalance_abandons_the_rest_of_a_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-over blocked (a full buffer, a paused flow) when a rebalance suspends the flow gives up
+    the rest of the fetch, as faust's loop does record by record: the read offset stays at the last
+    record handed over, so the seek to the committed offsets reads the rest again."""
+    consumer = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066)).consumer
+    tp = TP("leads.x", 0)
+    fetcher = Service()
+    fetches = _Fetches(fetcher, _messages(tp, range(10, 20)))
+    handed: list[int] = []
+    blocked = asyncio.Event()
+
+    async def callback(message: Message) -> None:
+        if message.offset == 13:
+            blocked.set()
+            await asyncio.Event().wait()  # never handed over
+        handed.append(message.offset)
+
+    async def rebalance() -> None:
+        await blocked.wait()
+        consumer.suspend_flow.set()
+
+    monkeypatch.setattr(consumer, "getmany", fetches.getmany)
+    consumer.callback = callback
+    async with asyncio.timeout(10):
+        await asyncio.gather(consumer._drain_messages(fetcher), rebalance())
+
+    assert handed == [10, 11, 12]
+    assert consumer._read_offset[tp] == 12
+    assert fetches.closed == 1
