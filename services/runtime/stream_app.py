@@ -200,7 +200,7 @@ class StreamService:
 
     def outbox(self) -> Outbox:
         """Effects of one batch, acknowledged together (`Outbox.flush`)."""
-        return Outbox(self.name, self.metrics)
+        return Outbox(self.name, self.metrics, self.app)
 
     async def send(self, topic: faust.TopicT, key: str, record: Any) -> None:
         """Publish and wait for the broker's acknowledgement: an effect is durable before state moves on."""
