@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ TITLES = (
     "Sales Development Representative",
 )
 COUNTRIES = ("DE", "AT", "CH", "FR", "GB", "NL", "US", "ES", "IT", "PL")
+
+
+_NAME_BREAKS = re.compile(r"[\W_]+")
+
+
+def email_address(first: str, last: str, domain: str) -> str:
+    """first.last@domain from the names' words: faker's names carry spaces, hyphens and initials
+    with periods ("Hans D."), which would make "hans d..mühle", an address capture refuses."""
+    words = [word for word in _NAME_BREAKS.split(f"{first} {last}".lower()) if word]
+    return f"{'.'.join(words)}@{domain}"
 
 
 @dataclass
@@ -68,7 +79,7 @@ class DemoTraffic:
         first, last = self.faker.first_name(), self.faker.last_name()
         domain = self.faker.domain_name()
         return {
-            "email": f"{first}.{last}@{domain}".lower().replace(" ", ""),
+            "email": email_address(first, last, domain),
             "first_name": first,
             "last_name": last,
             "company": self.faker.company(),
