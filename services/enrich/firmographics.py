@@ -64,13 +64,16 @@ class LocalProvider:
         self.companies = companies
         self.metrics = metrics
 
-    async def lookup(self, domain: str) -> Lookup:
+    def find(self, domain: str) -> Lookup:
+        """The answer without counting it: the lookup itself, for callers outside an event loop."""
         parts = domain.split(".")
-        result = Lookup(domain, LookupStatus.NOT_FOUND, None, self.name)
         for candidate in (".".join(parts[i:]) for i in range(len(parts) - 1)):
             if candidate in self.companies:
-                result = Lookup(domain, LookupStatus.FOUND, self.companies[candidate], self.name)
-                break
+                return Lookup(domain, LookupStatus.FOUND, self.companies[candidate], self.name)
+        return Lookup(domain, LookupStatus.NOT_FOUND, None, self.name)
+
+    async def lookup(self, domain: str) -> Lookup:
+        result = self.find(domain)
         if self.metrics is not None:
             outcome = "hit" if result.status is LookupStatus.FOUND else "miss"
             self.metrics.provider_requests.labels(self.name, outcome).inc()

@@ -25,8 +25,11 @@ TRACKED = ("email", "first_name", "last_name", "phone", "company", "job_title", 
 TRACKED_ALL = (*TRACKED, "firmographics")
 
 
+_NO_FIRMOGRAPHICS = Firmographics()
+
+
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == Firmographics()
+    return value is None or value == "" or (isinstance(value, Firmographics) and value == _NO_FIRMOGRAPHICS)
 
 
 def apply_values(profile: LeadProfile, values: dict[str, Any], source: FieldSource) -> LeadProfile:

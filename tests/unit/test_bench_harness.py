@@ -9,17 +9,19 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from bench.__main__ import lead_counts
-from bench.cases.domain import STEPS, score_records
+from bench.cases.domain import ENRICH_STEPS, STEPS, EnrichRun, score_records
 from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, probe_indexes, size_label
 from bench.cases.speed_to_lead import HandRaisers, hop_latencies
 from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, summarise
 from bench.prom import sample_sum
-from bench.records import ScoreOracle, enriched_stream, one_event_per_lead
+from bench.records import ScoreOracle, enriched_stream, interactions, one_event_per_lead
 from bench.windows import backlog_window, first_at_least, last_change, stable_for
 from bench.workers.loadgen import chunks, due_offset
 from schemas.enriched import EnrichedInteraction
+from services.enrich.domain import LeadState as EnrichState
+from services.runtime.codec import encode
 from services.score.app import create_app
 from services.score.settings import ScoreSettings
 from services.score.state import LeadState
@@ -186,6 +188,24 @@ def test_the_domain_case_does_scores_work_on_every_record() -> None:
     assert {lead: LeadState.loads(raw) for lead, raw in stored.items()} == oracle.states
     assert set(clock.seconds) == set(STEPS)
     assert clock.total == sum(clock.seconds.values())
+
+
+def test_the_enrich_domain_case_handles_every_interaction_and_its_inbox() -> None:
+    """Each interaction ends up in the `seen` of the lead it belongs to, and every anonymous lead that
+    became known was merged: the inbox records (interactions for another lead, alias requests and
+    merges) were all handled."""
+    run = EnrichRun()
+    events = interactions(600)
+    for interaction in events:
+        run.interaction(encode(interaction))
+    states = {lead: EnrichState.model_validate_json(raw) for lead, raw in run.stored.items()}
+    seen = {event_id for state in states.values() for event_id in state.seen}
+    assert {interaction.event_id for interaction in events} <= seen
+    aliased = {lead: state.alias_to for lead, state in states.items() if state.alias_to}
+    assert aliased, "the demo traffic has anonymous visitors who fill a form"
+    assert all(anonymous in states[known].merged for anonymous, known in aliased.items())
+    assert run.records >= len(events)
+    assert set(run.clock.seconds) == set(ENRICH_STEPS)
 
 
 def test_hop_latencies_split_speed_to_lead_by_stage() -> None:
