@@ -62,6 +62,13 @@ class EnrichConfig(BaseModel):
     max_history: int = Field(200, ge=0, le=10_000)
     max_seen_event_ids: int = Field(1000, ge=10, le=100_000)
 
+    @cached_property
+    def title_memo(self) -> dict[str, Any]:
+        """Job title -> its facts under these rules (`normalise.classify_title`): every event of a
+        lead carries the same title, and matching it against every rule cost more than the rest of
+        the profile's derivation."""
+        return {}
+
     @field_validator("country_aliases")
     @classmethod
     def _alpha2(cls, value: dict[str, str]) -> dict[str, str]:

@@ -114,6 +114,7 @@ def normalise_phone(raw: str | None, region: str | None = None) -> Phone | None:
     )
 
 
+@lru_cache(maxsize=MEMO_SIZE)
 def _fold(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).strip().lower()
     text = re.sub(r"[.\u00b7']", "", text)
@@ -144,6 +145,7 @@ def normalise_country(raw: str | None, aliases: dict[str, str] | None = None) ->
     return None
 
 
+@lru_cache(maxsize=MEMO_SIZE)
 def normalise_text(raw: str | None) -> str | None:
     """Collapse whitespace and control characters; empty is None."""
     if raw is None:
@@ -153,6 +155,7 @@ def normalise_text(raw: str | None) -> str | None:
     return text or None
 
 
+@lru_cache(maxsize=MEMO_SIZE)
 def normalise_name(raw: str | None) -> str | None:
     """Whitespace cleaned; SHOUTED or all-lower names get capitals (keeping particles like 'van')."""
     text = normalise_text(raw)
@@ -189,9 +192,16 @@ def classify_title(title: str | None, config: EnrichConfig) -> TitleFacts:
     # Judge what the person typed: normalising turns symbols into letters ("&" -> "and", "₨" -> "rs").
     if not title or not any(ch.isalpha() for ch in title):
         return TitleFacts(None, None)
-    text = _title_text(title)
-    seniority = next(
-        (rule.level for rule in config.seniority if rule.regex.search(text)), Seniority.INDIVIDUAL_CONTRIBUTOR
-    )
-    department = next((rule.department for rule in config.departments if rule.regex.search(text)), None)
-    return TitleFacts(seniority, department)
+    memo = config.title_memo  # per config: a reloaded config classifies afresh
+    facts: TitleFacts | None = memo.get(title)
+    if facts is None:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        text = _title_text(title)
+        seniority = next(
+            (rule.level for rule in config.seniority if rule.regex.search(text)),
+            Seniority.INDIVIDUAL_CONTRIBUTOR,
+        )
+        department = next((rule.department for rule in config.departments if rule.regex.search(text)), None)
+        facts = memo[title] = TitleFacts(seniority, department)
+    return facts

@@ -249,6 +249,23 @@ def test_titles_map_to_seniority_and_department(
     assert (facts.seniority, facts.department) == (seniority, department)
 
 
+def test_a_title_is_classified_once_per_config_and_afresh_under_new_rules() -> None:
+    """Titles repeat on every event of a lead, so their facts are remembered, but per config: a
+    reloaded config with other rules must not answer from the old one's memory."""
+    title = "Head of Growth Hacking"
+    first = classify_title(title, CONFIG)
+    assert classify_title(title, CONFIG) is first
+    rules = CONFIG.model_dump()
+    rules["seniority"] = [{"patterns": ["growth"], "level": "c_level"}, *rules["seniority"]]
+    rules["departments"] = [{"patterns": ["hacking"], "department": "engineering"}, *rules["departments"]]
+    reloaded = type(CONFIG).model_validate(rules)
+    assert (classify_title(title, reloaded).seniority, classify_title(title, reloaded).department) == (
+        Seniority.C_LEVEL,
+        "engineering",
+    )
+    assert (first.seniority, first.department) != (Seniority.C_LEVEL, "engineering")
+
+
 @pytest.mark.parametrize("title", [None, "", "   ", "123", "--"])
 def test_empty_titles_say_nothing(title: str | None) -> None:
     facts = classify_title(title, CONFIG)
