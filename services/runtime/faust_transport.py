@@ -20,7 +20,7 @@
 5. Fetched records are handed to the agents under one `wait_first` per fetch, not one per record.
    faust's `_drain_messages` wraps each record's hand-over in mode's `wait_first` (so a rebalance or
    a stop can interrupt a hand-over blocked on a full buffer), which creates and cancels four tasks
-   per record: 31 µs each, a fifth of a bare faust agent's CPU (docs/performance.md). Wrapping the
+   per record: 31 µs each, a quarter of a bare faust agent's CPU (docs/performance.md). Wrapping the
    whole fetch keeps what it is for: a rebalance abandons the rest of the fetch, as faust's loop
    does record by record, and the seek to the committed offsets reads it again.
 """
