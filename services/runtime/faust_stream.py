@@ -6,7 +6,7 @@ per agent: about half of an idle worker's CPU (docs/performance.md, sixth pass).
 faust-streaming 0.15's method (BSD-3-Clause) waits for the first record of a batch without a
 timeout, then up to `within` for the rest; acks, the buffer's hand-over and the size limit are
 faust's, unchanged. A batch's first record now waits the whole window (5 ms) instead of until the
-next tick (2.5 ms on average). Worth offering upstream.
+next tick (2.5 ms on average). The same change as a patch for upstream: docs/upstream/.
 """
 
 from __future__ import annotations

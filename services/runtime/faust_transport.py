@@ -22,7 +22,8 @@
    a stop can interrupt a hand-over blocked on a full buffer), which creates and cancels four tasks
    per record: 31 µs each, a quarter of a bare faust agent's CPU (docs/performance.md). Wrapping the
    whole fetch keeps what it is for: a rebalance abandons the rest of the fetch, as faust's loop
-   does record by record, and the seek to the committed offsets reads it again.
+   does record by record, and the seek to the committed offsets reads it again. The same change as
+   a patch for upstream: docs/upstream/.
 """
 
 from __future__ import annotations
