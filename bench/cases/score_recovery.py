@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench.case import BenchContext, CaseResult, register
-from bench.cases.score_state import EachTableSize, ScoreState, changelog_catch_ups, probe_indexes
+from bench.cases.score_state import (
+    EachTableSize,
+    ScoreState,
+    changelog_catch_ups,
+    probe_indexes,
+    restored_figure,
+)
 from bench.kafka import produce
 from bench.records import Record, ScoreOracle, one_event_per_lead, record
 from bench.service_run import prepare_topics
@@ -105,6 +111,7 @@ class ScoreRecovery(EachTableSize):
             "start -> first / last probed lead scored (s)": f"{first_scored:.1f} / {last_scored:.1f}",
             "probed leads scored from their stored state": f"{correct} of {len(expected)}",
             "changelog catch-ups after recovery": str(catch_ups),
+            "changelog read before recovery (records; s; records/s)": restored_figure(score.log_path),
         }
         return CaseResult(
             case,

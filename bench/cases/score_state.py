@@ -11,6 +11,7 @@ domain says (iql -> mql from its stored state, not raw -> mql from a lost one).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import traceback
 from collections.abc import Iterator
@@ -72,6 +73,21 @@ def as_expected(seen: dict[Move, float], expected: dict[Move, float]) -> bool:
 def changelog_catch_ups(log: Path) -> int:
     """Times a worker's tables read past the changelog end the broker reported (CaughtUpTable's log)."""
     return log.read_text(errors="replace").count("past the end the broker reported")
+
+
+_RESTORED = re.compile(r"restored (\d+) records of \S+ in ([\d.]+) s")
+
+
+def changelog_reads(log: Path) -> tuple[int, float]:
+    """Records a worker's tables restored with their own changelog read before faust's recovery,
+    and the seconds those reads took (CaughtUpTable's "restored N records of T in S s" lines)."""
+    found = _RESTORED.findall(log.read_text(errors="replace"))
+    return sum(int(count) for count, _ in found), sum(float(seconds) for _, seconds in found)
+
+
+def restored_figure(log: Path) -> str:
+    records, seconds = changelog_reads(log)
+    return f"{records:,}; {seconds:.1f}; {records / max(seconds, 1e-9):,.0f}" if records else "none"
 
 
 def state_bytes_after(events: int) -> int:
@@ -172,6 +188,7 @@ class ScoreState(EachTableSize):
             "restart -> first / last old lead scored (s)": f"{first_scored:.1f} / {last_scored:.1f}",
             "old leads scored from their stored state": f"{correct} of {len(expected)}",
             "changelog catch-ups after recovery": str(catch_ups),
+            "changelog read before recovery (records; s; records/s)": restored_figure(score.log_path),
         }
         return measured(
             case,

@@ -3,6 +3,8 @@ percentiles, py-spy summaries, load pacing and the state case's arithmetic."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from bench.__main__ import lead_counts
 from bench.cases.domain import ENRICH_STEPS, STEPS, EnrichRun, score_records
 from bench.cases.score_recovery import changelog_topic, stored_states
-from bench.cases.score_state import as_expected, probe_indexes, size_label
+from bench.cases.score_state import as_expected, changelog_reads, probe_indexes, restored_figure, size_label
 from bench.cases.speed_to_lead import HandRaisers, hop_latencies
 from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, summarise
@@ -228,3 +230,16 @@ def test_hop_latencies_split_speed_to_lead_by_stage() -> None:
     assert hops["-> leads.enriched"].count == 2
     assert hops["-> handoffs"].max == pytest.approx(0.4)
     assert hops["-> leads.enriched"].max == pytest.approx(0.21)
+
+
+def test_the_changelog_reads_are_summed_from_the_worker_log(tmp_path: Path) -> None:
+    log = tmp_path / "score-1.log"
+    log.write_text(
+        "[09:00:00] restored 700000 records of score-changelog in 20.0 s (35000/s)\n"
+        "[09:00:01] something else, 5 records\n"
+        "[09:00:02] restored 300000 records of score-changelog in 8.5 s (35294/s)\n"
+    )
+    assert changelog_reads(log) == (1_000_000, 28.5)
+    assert restored_figure(log) == "1,000,000; 28.5; 35,088"
+    log.write_text("no table restored anything\n")
+    assert restored_figure(log) == "none"
