@@ -3,7 +3,9 @@
 Each variant is one set of knobs, so the table shows which faust settings matter:
 `send` awaits every send; `send_soon` hands records to the producer buffer; `take` batches with
 `take_events`; `tuned` adds bigger stream buffers, polls and producer batches. `send.info-logs` leaves
-faust's loggers at INFO, as a worker did before `services.runtime.logs` quieted them.
+faust's loggers at INFO, as a worker did before `services.runtime.logs` quieted them. Every variant
+runs on leadpipe's fetch loop (services/runtime/faust_transport.py, item 5) but `tuned.stock-fetch`,
+which puts faust's own back: the two lines measure docs/upstream's patch in one run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ class FaustPassthrough:
     log_level: str = "WARNING"
     batch: int = 2000
     app: dict[str, Any] = field(default_factory=dict)
+    stock_fetch_loop: bool = False  # faust's `_drain_messages` instead of leadpipe's
 
     def unavailable(self) -> str | None:
         return None
 
     async def run(self, ctx: BenchContext) -> CaseResult:
-        options = {"mode": self.mode, "log_level": self.log_level, "batch": self.batch, "app": self.app}
+        options = {
+            "mode": self.mode,
+            "log_level": self.log_level,
+            "batch": self.batch,
+            "app": self.app,
+            "stock_fetch_loop": self.stock_fetch_loop,
+        }
         return await measure_passthrough(
             ctx, case=self.name, description=self.description, module="bench.workers.faust", options=options
         )
@@ -62,6 +71,13 @@ for variant in (
     ),
     FaustPassthrough(
         "faust.tuned", "`take_events` + `send_soon` + tuned settings", mode="take", app=TUNED_APP
+    ),
+    FaustPassthrough(
+        "faust.tuned.stock-fetch",
+        "same as faust.tuned on faust's own fetch loop (one `wait_first` per record)",
+        mode="take",
+        app=TUNED_APP,
+        stock_fetch_loop=True,
     ),
 ):
     register(variant)

@@ -23,6 +23,8 @@ def build(args: worker_args.WorkerArgs) -> Any:
         log_level=options.get("log_level", "WARNING"),
         web_port=free_port(),  # faust validates the port even with its web server off
     )
+    if options.get("stock_fetch_loop"):
+        use_stock_fetch_loop()
     service = StreamService(args.group, settings, web_enabled=False, **options.get("app", {}))
     source = service.topic(args.source)
     sink = service.topic(args.sink)
@@ -55,6 +57,16 @@ def build(args: worker_args.WorkerArgs) -> Any:
     else:
         raise ValueError(f"unknown faust passthrough mode {mode!r}")
     return service
+
+
+def use_stock_fetch_loop() -> None:
+    """faust's own `_drain_messages` (one `wait_first` per record) in place of leadpipe's, in this
+    worker process only: the reference line for docs/upstream's patch."""
+    from faust.transport.consumer import Consumer
+
+    from services.runtime import faust_transport
+
+    faust_transport._Consumer._drain_messages = Consumer._drain_messages  # type: ignore[method-assign]
 
 
 def main() -> None:
