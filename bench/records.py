@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from pydantic import JsonValue
@@ -64,14 +65,17 @@ def record(event: Any) -> Record:
     return event.lead_id.encode(), event.model_dump_json().encode()
 
 
-def companies() -> list[Firmographics]:
-    return sorted(load_companies(DEFAULT_COMPANIES).values(), key=lambda f: f.domain or "")
+@cache
+def companies() -> tuple[Firmographics, ...]:
+    """The shipped company file, read once: the speed-to-lead case asks per hand-raiser."""
+    return tuple(sorted(load_companies(DEFAULT_COMPANIES).values(), key=lambda f: f.domain or ""))
 
 
-def good_fit_companies() -> list[Firmographics]:
+@cache
+def good_fit_companies() -> tuple[Firmographics, ...]:
     """EMEA companies of 500+ people: route's enterprise rule takes their hand-raisers."""
     emea = {"DE", "AT", "CH", "FR", "GB", "NL", "ES", "IT", "PL", "BE"}
-    return [c for c in companies() if (c.employees or 0) >= 500 and c.country in emea]
+    return tuple(c for c in companies() if (c.employees or 0) >= 500 and c.country in emea)
 
 
 def profile_for(lead_id: str, rng: random.Random, firms: Sequence[Firmographics]) -> LeadProfile:
