@@ -188,8 +188,10 @@ class NurtureBatch(Batch):
 def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
     """The agent over `channel` (every input topic; `topics` names them by role) and the timer."""
     service, app, rules = n.service, n.service.app, n.rules
-    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name)
-    enriched_decoder: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, service.name)
+    # Stage changes and enriched interactions come from score and enrich, which read what capture
+    # validated at the edge: their e-mail syntax is not checked again (7% of nurture's CPU).
+    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name, trusted=True)
+    enriched_decoder: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, service.name, trusted=True)
     sales_decoder: Decoder[SalesActivity | Any] = Decoder(SalesRecord, service.name)
     privacy_decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
     n.privacy_topic = service.topic(TopicName.PRIVACY)

@@ -230,7 +230,7 @@ def erased(state: LeadState) -> LeadState:
 
 def due(state: LeadState, rules: NurtureRules, now: datetime) -> Outcome:
     """Send, skip or defer every step due by `now`; at most one step per enrolment per call."""
-    out = Outcome(state=state.model_copy(deep=True))
+    out = Outcome(state=_working_copy(state))
     s = out.state
     window_start = now - rules.frequency_cap.window
     s.sent_at = [t for t in s.sent_at if t > window_start]
@@ -398,9 +398,24 @@ def _end(out: Outcome, name: str, reason: ExitReason, now: datetime) -> None:
 def _begin(state: LeadState, event_id: str, rules: NurtureRules) -> Outcome:
     if event_id in state.seen:
         return Outcome(state=state, duplicate=True)
-    s = state.model_copy(deep=True)
+    s = _working_copy(state)
     s.seen = [*s.seen, event_id][-rules.recent_event_ids :]
     return Outcome(state=s)
+
+
+def _working_copy(state: LeadState) -> LeadState:
+    """A copy the rules may change in place without touching `state`: new containers and new
+    enrolments (the only parts changed in place); their items are immutable values. A deep copy
+    did the same through `copy.deepcopy` at about ten times the cost (9% of nurture's CPU)."""
+    return state.model_copy(
+        update={
+            "segment": dict(state.segment),
+            "facts": list(state.facts),
+            "enrolments": {name: e.model_copy() for name, e in state.enrolments.items()},
+            "sent_at": list(state.sent_at),
+            "seen": list(state.seen),
+        }
+    )
 
 
 def _absorb_profile(s: LeadState, profile: LeadProfile) -> None:

@@ -112,7 +112,9 @@ class Sim:
         self.outcomes: list[Outcome] = []
 
     def event(self, event: Event) -> Outcome:
+        given = self.state.model_dump()
         out = apply(self.state, event, self.rules, self.now)
+        assert self.state.model_dump() == given, "the rules changed the state they were given"
         self.state = out.state
         self.outcomes.append(out)
         return out
@@ -123,7 +125,9 @@ class Sim:
         while self.now < end:
             due = self.state.next_due
             self.now = min(end, max(due, self.now) if due and due <= end else self.now + tick)
+            given = self.state.model_dump()
             out = domain.due(self.state, self.rules, self.now)
+            assert self.state.model_dump() == given, "the rules changed the state they were given"
             self.state = out.state
             self.outcomes.append(out)
             self.sent.extend(out.commands)
