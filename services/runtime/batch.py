@@ -76,23 +76,24 @@ class StagedTable:
         """Stage `value` for `key`; `event` is the record that changed it (its partition is the key's)."""
         self._staged[key] = (value, event)
 
-    def apply(self) -> int:
-        """Write the staged changes to the table; how many keys were written."""
+    async def apply(self) -> int:
+        """Write the staged changes to the table, each to the changelog partition of the record that
+        made it; how many keys were written."""
         for key, (value, event) in self._staged.items():
-            if event is None:
-                self._write(key, value)
+            encoded = None if value is None else self._encode(value)
+            if event is None:  # faust's own write, to the partition of the record being processed
+                self._write(key, encoded)
             else:
-                with processing(event):
-                    self._write(key, value)
+                await self.table.write(key, encoded, event.message.partition)
         written = len(self._staged)
         self._staged.clear()
         return written
 
-    def _write(self, key: Any, value: Any) -> None:
-        if value is None:
+    def _write(self, key: Any, encoded: Any) -> None:
+        if encoded is None:
             self.table.pop(key, None)
         else:
-            self.table[key] = self._encode(value)
+            self.table[key] = encoded
 
 
 class Outbox:
@@ -143,4 +144,4 @@ class Batch:
     async def commit(self) -> None:
         await self.outbox.flush()
         for table in self.tables:
-            table.apply()
+            await table.apply()

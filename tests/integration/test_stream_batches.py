@@ -4,13 +4,16 @@
   input's partition), though `take_events` collects records in another task;
 - a batch's effects are acknowledged before its state is stored;
 - a key can be deleted outside any stream (a timer) with `CaughtUpTable.delete_at`, where faust's
-  own `del table[key]` refuses.
+  own `del table[key]` refuses;
+- staged changes go to the changelog straight through the producer (`CaughtUpTable.write`), in the
+  bytes faust would write: a new worker's table read from the changelog is the same table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import faust
 import pytest
@@ -45,10 +48,10 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, by
     return found
 
 
-def stream_service(broker: EmbeddedBroker, name: str) -> StreamService:
+def stream_service(broker: EmbeddedBroker, name: str, suffix: str | None = None) -> StreamService:
     settings = ServiceSettings(
         broker_url=broker.url,
-        topic_suffix=f".{name}{uuid.uuid4().hex[:8]}",
+        topic_suffix=suffix or f".{name}{uuid.uuid4().hex[:8]}",
         topic_partitions=PARTITIONS,
         web_port=free_port(),
         broker_session_timeout=6,
@@ -164,3 +167,65 @@ async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: Embedde
         await service.app.stop()
     assert idle_waits <= 2
     assert sorted(seen) == [b"a", b"b", b"c"]
+
+
+RAW_STR_KEYS: faust.Schema[str, bytes] = faust.Schema(
+    key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [{"key_type": bytes, "value_type": bytes}, {"schema": RAW_STR_KEYS}],
+    ids=["bytes-keys", "str-keys"],
+)
+async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
+    broker: EmbeddedBroker, form: dict[str, Any]
+) -> None:
+    """Score and nurture key their tables by bytes, enrich by str with a raw schema; in both, values
+    written and deleted by batches come back from the changelog unchanged, and deleted keys stay gone."""
+    suffix = f".direct{uuid.uuid4().hex[:8]}"
+    service = stream_service(broker, "direct", suffix)
+    table = service.table("states", default=None, partitions=PARTITIONS, **form)
+    source = service.topic("leads.interactions")
+    as_key = (lambda raw: raw) if "key_type" in form else bytes.decode
+    handled = 0
+
+    @service.app.agent(source)
+    async def store(stream: faust.StreamT[bytes]) -> None:
+        nonlocal handled
+        async for events in service.batches(stream):
+            states = StagedTable(table)
+            batch = Batch(service.outbox(), states)
+            for event in events:
+                value = bytes(event.value or b"")
+                states.set(as_key(bytes(event.key or b"")), None if value == b"delete" else value, event)
+            await batch.commit()
+            handled += len(events)
+
+    keys = [f"lead-{i}".encode() for i in range(LEADS)]
+    gone = keys[:5]
+    writes = [(k, b"first " + k) for k in keys] + [(k, b"second " + k) for k in keys]
+    deletes = [(k, b"delete") for k in gone] + [(b"never-stored", b"delete")]
+
+    async def handle(records: list[tuple[bytes, bytes]], total: int) -> None:
+        await produce(broker.bootstrap_servers, source.get_topic_name(), records)
+        async with asyncio.timeout(60):
+            while handled < total:  # noqa: ASYNC110 - polls what the agent handled
+                await asyncio.sleep(0.05)
+
+    try:
+        await started(service)
+        await handle(writes, len(writes))
+        await handle(deletes, len(writes) + len(deletes))  # after the writes were stored: tombstones
+        await service.app.producer.flush()
+        held = dict(table.data.items())
+    finally:
+        await service.app.stop()
+
+    assert held == {as_key(k): b"second " + k for k in keys if k not in gone}
+    successor = stream_service(broker, "direct", suffix)  # the same app id, so the same changelog
+    restored = successor.table("states", default=None, partitions=PARTITIONS, **form)
+    assert restored.changelog_topic.get_topic_name() == table.changelog_topic.get_topic_name()
+    await restored._read_partitions(list(range(PARTITIONS)))
+    assert dict(restored.data.items()) == held
