@@ -47,7 +47,7 @@ def service_env(ctx: BenchContext, name: str, suffix: str, port: int, data_dir: 
     env = dict(os.environ)
     env.update(
         {
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
             "LEADPIPE_BROKER_URL": f"kafka://{ctx.bootstrap_servers}",
             "REDIS_URL": ctx.redis_url,
