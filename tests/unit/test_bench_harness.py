@@ -232,6 +232,16 @@ def test_hop_latencies_split_speed_to_lead_by_stage() -> None:
     assert hops["-> leads.enriched"].max == pytest.approx(0.21)
 
 
+def test_speed_to_lead_splits_hand_raisers_by_when_capture_accepted_them() -> None:
+    found = HandRaisers(
+        accepted_at={"cold": 100.5, "edge": 102.0, "warm": 110.0, "lost": 111.0},
+        handed_off_at={"cold": 101.2, "edge": 102.1, "warm": 110.05},
+    )
+    assert sorted(found.latencies()) == pytest.approx([0.05, 0.1, 0.7])
+    assert found.latencies(accepted_before=102.0) == pytest.approx([0.7])
+    assert sorted(found.latencies(102.0)) == pytest.approx([0.05, 0.1])
+
+
 def test_the_changelog_reads_are_summed_from_the_worker_log(tmp_path: Path) -> None:
     log = tmp_path / "score-1.log"
     log.write_text(
