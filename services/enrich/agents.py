@@ -55,6 +55,10 @@ InboxRecord = Annotated[
     Field(discriminator="record_type"),
 ]
 INBOX = "enrich.inbox"
+# enrich's tables are keyed by the lead id as text, their values stored as they are (raw both ways)
+LEAD_ID_KEYS: faust.Schema[str, bytes] = faust.Schema(
+    key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 
 
 @dataclass
@@ -337,7 +341,7 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
     activity = service.table(
         "enrich-activity",
         default=None,
-        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        schema=LEAD_ID_KEYS,
         partitions=settings.topic_partitions,
         help="Last activity time (and partition) by lead id, for the retention sweep.",
     )

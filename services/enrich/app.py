@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
 from redis.asyncio import Redis
 
-from services.enrich.agents import INBOX, Enricher, register
+from services.enrich.agents import INBOX, LEAD_ID_KEYS, Enricher, register
 from services.enrich.breaker import CircuitBreaker
 from services.enrich.config import load_config
 from services.enrich.firmographics import (
@@ -45,7 +44,7 @@ def create_app(settings: EnrichSettings) -> StreamService:
     app = service.app
     table_options: dict[str, Any] = {
         "default": None,
-        "schema": faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        "schema": LEAD_ID_KEYS,
         "partitions": settings.topic_partitions,
     }
     enricher = Enricher(

@@ -8,7 +8,6 @@ the changelog (services/runtime/changelog_catchup.py) must hand the agents the w
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import faust
 import pytest
@@ -20,18 +19,11 @@ from services.devstack.processes import free_port
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_topics
+from tests.tables import TABLE_FORMS
 
 pytestmark = pytest.mark.integration
 
 KEYS = 40
-RAW_STR_KEYS: faust.Schema[str, bytes] = faust.Schema(
-    key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-)
-# the two ways leadpipe declares tables: bytes keys (score, nurture) and a raw schema with str keys (enrich)
-FORMS: dict[str, dict[str, Any]] = {
-    "bytes-keys": {"key_type": bytes, "value_type": bytes},
-    "str-keys-raw-schema": {"schema": RAW_STR_KEYS},
-}
 
 
 async def write_one_batch(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
@@ -57,7 +49,7 @@ async def reported_end(bootstrap: str, topic: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("form", "first_read_fails"), [(form, False) for form in FORMS] + [("bytes-keys", True)]
+    ("form", "first_read_fails"), [(form, False) for form in TABLE_FORMS] + [("bytes-keys", True)]
 )
 async def test_recovery_reads_to_the_real_end_of_an_under_reported_changelog(
     broker: EmbeddedBroker, suffix: str, form: str, first_read_fails: bool, monkeypatch: pytest.MonkeyPatch
@@ -72,7 +64,7 @@ async def test_recovery_reads_to_the_real_end_of_an_under_reported_changelog(
         broker_session_timeout=6,
     )
     service = StreamService("catchup", settings)
-    table = service.table("state", default=None, partitions=1, **FORMS[form])
+    table = service.table("state", default=None, partitions=1, **TABLE_FORMS[form])
     changelog = table.changelog_topic.get_topic_name()
     await ensure_topics(broker.bootstrap_servers, [changelog], 1)
 

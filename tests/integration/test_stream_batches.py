@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import faust
 import pytest
@@ -26,6 +25,7 @@ from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
 from tests.kafka import produce
+from tests.tables import TABLE_FORMS
 
 pytestmark = pytest.mark.integration
 
@@ -169,26 +169,17 @@ async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: Embedde
     assert sorted(seen) == [b"a", b"b", b"c"]
 
 
-RAW_STR_KEYS: faust.Schema[str, bytes] = faust.Schema(
-    key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-)
-
-
-@pytest.mark.parametrize(
-    "form",
-    [{"key_type": bytes, "value_type": bytes}, {"schema": RAW_STR_KEYS}],
-    ids=["bytes-keys", "str-keys"],
-)
+@pytest.mark.parametrize("form", TABLE_FORMS)
 async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
-    broker: EmbeddedBroker, form: dict[str, Any]
+    broker: EmbeddedBroker, form: str
 ) -> None:
     """Score and nurture key their tables by bytes, enrich by str with a raw schema; in both, values
     written and deleted by batches come back from the changelog unchanged, and deleted keys stay gone."""
     suffix = f".direct{uuid.uuid4().hex[:8]}"
     service = stream_service(broker, "direct", suffix)
-    table = service.table("states", default=None, partitions=PARTITIONS, **form)
+    table = service.table("states", default=None, partitions=PARTITIONS, **TABLE_FORMS[form])
     source = service.topic("leads.interactions")
-    as_key = (lambda raw: raw) if "key_type" in form else bytes.decode
+    as_key = (lambda raw: raw) if form == "bytes-keys" else bytes.decode
     handled = 0
 
     @service.app.agent(source)
@@ -225,7 +216,7 @@ async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
 
     assert held == {as_key(k): b"second " + k for k in keys if k not in gone}
     successor = stream_service(broker, "direct", suffix)  # the same app id, so the same changelog
-    restored = successor.table("states", default=None, partitions=PARTITIONS, **form)
+    restored = successor.table("states", default=None, partitions=PARTITIONS, **TABLE_FORMS[form])
     assert restored.changelog_topic.get_topic_name() == table.changelog_topic.get_topic_name()
     await restored._read_partitions(list(range(PARTITIONS)))
     assert dict(restored.data.items()) == held
