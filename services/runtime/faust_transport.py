@@ -29,7 +29,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, cast
 
 import aiokafka
@@ -189,9 +189,22 @@ class _Transport(faust_aiokafka.Transport):
 
 class LeadpipeApp(faust.App):
     """A faust app whose consumer waits at most `fetch_max_wait_ms` for data and rewinds every
-    partition on a rebalance (see the module docstring)."""
+    partition on a rebalance (see the module docstring), and that says when it consumes again."""
 
     fetch_max_wait_ms: int | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rebalance_ended: list[Callable[[], None]] = []
+
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def on_rebalance_end(self) -> None:
+        """faust calls this once a rebalance's recovery is done, the streams are sought to their
+        committed offsets and the flow resumed: from here on the worker consumes. Its
+        `on_rebalance_complete` signal comes before the tables' `on_recovery_completed` and that
+        seek, about a second earlier for enrich on an idle broker."""
+        super().on_rebalance_end()
+        for callback in self.rebalance_ended:
+            callback()

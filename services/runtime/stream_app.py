@@ -20,7 +20,7 @@ from faust.web import Request, Response, View
 from schemas.dead_letter import DeadLetter, RecordOrigin
 from schemas.topics import TopicName
 from services.runtime.batch import Batch, Outbox, processing
-from services.runtime.changelog_catchup import CaughtUpTable
+from services.runtime.changelog_catchup import CaughtUpTable, ConcurrentTableManager
 from services.runtime.codec import Decoder, encode, key_text
 from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
@@ -37,7 +37,7 @@ T = TypeVar("T")
 B = TypeVar("B", bound=Batch)
 
 
-def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faust.App:
+def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> LeadpipeApp:
     """A faust app with the broker, timeouts and web settings leadpipe runs with everywhere."""
     options: dict[str, Any] = {
         "broker": settings.broker_url,
@@ -64,6 +64,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> faus
         # from it would start past records it never had (CaughtUpTable reads from what it holds).
         "table_standby_replicas": 0,
         "Stream": LeadpipeStream,  # take_events sleeps while no record comes (faust_stream.py)
+        "TableManager": ConcurrentTableManager,  # the tables read their changelogs side by side
     }
     options.update(overrides)
     # faust creates its own data directory but not the parents.
@@ -90,13 +91,13 @@ class StreamService:
         self.settings = settings
         self.metrics: CommonMetrics = common_metrics(name)
         self.health = Health(name)
-        self.partitions_assigned = Flag()
-        self.health.add("consumer_group", self.partitions_assigned)
+        self.consuming = Flag()  # set when the first rebalance ended: tables recovered, streams resumed
+        self.health.add("consumer_group", self.consuming)
         self.app = faust_app(name, settings, **app_overrides)
         self.dlq = self.topic(TopicName.DLQ)
         self.tables: list[CaughtUpTable] = []
         self.internal_topics: list[str] = []  # the service's own topics, created before it starts
-        self.app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        self.app.rebalance_ended.append(self.consuming.set)
         self._install_pages()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
 
@@ -210,9 +211,6 @@ class StreamService:
 
     def observe(self, topic: str, started: float) -> None:
         self.metrics.processing_seconds.labels(self.name, topic).observe(time.perf_counter() - started)
-
-    async def _on_rebalance_complete(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        self.partitions_assigned.set()
 
     async def _report_lag(self) -> None:
         """Consumer lag per assigned partition (end offset minus committed position)."""

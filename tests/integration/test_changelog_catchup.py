@@ -26,12 +26,14 @@ pytestmark = pytest.mark.integration
 KEYS = 40
 
 
-async def write_one_batch(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
-    """All records in one produce batch: sent without waiting, then flushed together."""
+async def write_one_batch(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]], partition: int = 0
+) -> None:
+    """All records in one produce batch to `partition`: sent without waiting, then flushed together."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=500)
     await producer.start()
     try:
-        sent = [await producer.send(topic, key=key, value=value, partition=0) for key, value in records]
+        sent = [await producer.send(topic, key=k, value=v, partition=partition) for k, v in records]
         await producer.flush()
         await asyncio.gather(*sent)
     finally:
@@ -118,3 +120,58 @@ async def test_recovery_reads_to_the_real_end_of_an_under_reported_changelog(
     print(
         f"\nbroker reported end {await reported_end(broker.bootstrap_servers, changelog)} of {len(records)}"
     )
+
+
+async def test_a_worker_says_it_consumes_once_its_tables_are_restored_and_its_streams_resumed(
+    broker: EmbeddedBroker, suffix: str
+) -> None:
+    """`consuming` (readyz's consumer_group check) is set when faust ends the rebalance: after the
+    tables' reads, faust's recovery and the seek of the stream partitions. faust's own
+    `on_rebalance_complete` signal, which set it before, comes ahead of the tables' read after recovery
+    (two held fetches, 0.4 s here), so a bench or a probe saw a ready worker that did not consume yet.
+    Two tables restore side by side: one whose changelog holds records in two of its four
+    partitions, one whose changelog is empty."""
+    partitions = 4
+    settings = ServiceSettings(
+        broker_url=broker.url,
+        topic_suffix=f"{suffix}-ready",
+        topic_partitions=partitions,
+        web_port=free_port(),
+        broker_session_timeout=6,
+    )
+    service = StreamService("ready", settings)
+    filled, empty = (
+        service.table(name, default=None, partitions=partitions, **TABLE_FORMS["bytes-keys"])
+        for name in ("filled", "empty")
+    )
+    changelogs = [table.changelog_topic.get_topic_name() for table in (filled, empty)]
+    await ensure_topics(broker.bootstrap_servers, changelogs, partitions)
+    expected: dict[object, bytes] = {}
+    for partition in (0, 2):
+        records = [(f"p{partition}k{i}".encode(), f"v{i}".encode()) for i in range(KEYS)]
+        await write_one_batch(broker.bootstrap_servers, changelogs[0], records, partition)
+        expected.update(records)
+
+    @service.app.agent(service.topic("leads.interactions"))
+    async def idle(stream: faust.StreamT[bytes]) -> None:  # a subscription, so the worker joins
+        async for _ in stream:
+            pass
+
+    async def when_ready() -> tuple[bool, bool, dict[object, bytes], dict[object, bytes]]:
+        """The worker's state at the first sight of the flag (polled as the worker starts, since
+        `app.start()` returns only after the first rebalance)."""
+        while not service.consuming():  # noqa: ASYNC110 - polls the flag /readyz reads
+            await asyncio.sleep(0.005)
+        recovery, consumer = service.app.tables.recovery, service.app.consumer
+        return recovery.completed.is_set(), consumer.flow_active, dict(filled.items()), dict(empty.items())
+
+    watch = asyncio.create_task(when_ready())
+    await service.app.start()
+    try:
+        async with asyncio.timeout(60):
+            seen = await watch
+    finally:
+        watch.cancel()
+        await service.app.stop()
+
+    assert seen == (True, True, expected, {})

@@ -323,10 +323,7 @@ async def test_two_workers_never_double_assign_a_burst(
         for service in services:
             await service.app.start()
         for _ in range(150):
-            if (
-                all(s.partitions_assigned() for s in services)
-                and len(services[0].app.consumer.assignment()) < 8
-            ):
+            if all(s.consuming() for s in services) and len(services[0].app.consumer.assignment()) < 8:
                 break
             await asyncio.sleep(0.1)
         burst = [

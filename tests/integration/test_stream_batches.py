@@ -64,7 +64,7 @@ async def started(service: StreamService) -> None:
     await service.ensure_topics()
     await service.app.start()
     async with asyncio.timeout(60):
-        while not service.partitions_assigned():  # noqa: ASYNC110 - a readiness flag, no event
+        while not service.consuming():  # noqa: ASYNC110 - a readiness flag, no event
             await asyncio.sleep(0.1)
 
 
