@@ -203,8 +203,8 @@ class LeadpipeApp(faust.App):
     def on_rebalance_end(self) -> None:
         """faust calls this once a rebalance's recovery is done, the streams are sought to their
         committed offsets and the flow resumed: from here on the worker consumes. Its
-        `on_rebalance_complete` signal comes before the tables' `on_recovery_completed` and that
-        seek, about a second earlier for enrich on an idle broker."""
+        `on_rebalance_complete` signal comes earlier, before the tables' `on_recovery_completed`
+        reads and that seek."""
         super().on_rebalance_end()
         for callback in self.rebalance_ended:
             callback()
