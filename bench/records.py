@@ -262,16 +262,3 @@ def hand_raiser_lead_id(event: dict[str, Any]) -> str:
     """The lead id capture derives for a hand-raiser (from its e-mail)."""
     lead_id, _ = capture_domain.lead_identity(event["contact"]["email"], None)
     return lead_id
-
-
-def stage_change_stream(count: int, *, seed: int = 19) -> list[StageChange]:
-    """`count` stage changes in the order score emits them for the enriched stream."""
-    out: list[StageChange] = []
-    oracle = ScoreOracle.default()
-    chunk = max(1000, 4 * count)
-    round_ = 0
-    while len(out) < count:
-        for event in enriched_stream(chunk, seed=seed + round_, prefix=f"s{round_}"):
-            out.extend(oracle.apply(event))
-        round_ += 1
-    return out[:count]

@@ -134,14 +134,26 @@ def profile_summaries(profiles: list[tuple[str, Path]]) -> dict[str, list[str]]:
     return summaries
 
 
+async def produce_all(ctx: BenchContext, sources: dict[str, list[Record]]) -> None:
+    for topic, records in sources.items():
+        await produce(ctx.bootstrap_servers, topic, records)
+
+
 @dataclass(frozen=True)
 class ServiceWorkload:
-    """What one service case feeds and follows."""
+    """What one service case feeds and follows: `backlog(n)` gives the records per input topic (one
+    topic for most services; nurture reads enriched interactions and stage changes)."""
 
     service: str
-    source: TopicName
     outputs: tuple[str, ...]  # catalogue or internal topic names, before the run suffix
-    records: Callable[[int], list[Record]]
+    backlog: Callable[[int], dict[TopicName, list[Record]]]
+
+
+def one_source(
+    topic: TopicName, records: Callable[[int], list[Record]]
+) -> Callable[[int], dict[TopicName, list[Record]]]:
+    """A backlog on one input topic."""
+    return lambda n: {topic: records(n)}
 
 
 async def run_service(
@@ -158,13 +170,14 @@ async def run_service(
     the window, and the clock starts when the backlog is complete."""
     suffix = ctx.suffix(case)
     settings = await prepare_topics(ctx, suffix)
-    records = await asyncio.to_thread(workload.records, ctx.events)
-    source = settings.topic(workload.source)
+    backlog = await asyncio.to_thread(workload.backlog, ctx.events)
+    sources = {settings.topic(topic): records for topic, records in backlog.items()}
+    records = [r for topic_records in sources.values() for r in topic_records]
     services = Services(ctx, case, suffix)
     keys = [workload.service] if workers == 1 else [f"{workload.service}-{i + 1}" for i in range(workers)]
     for key in keys:
         services.add(workload.service, label=key if workers > 1 else "")
-    probes = [Probe(f"in:{k}", k, EVENTS_IN, {"topic": source}) for k in keys]
+    probes = [Probe(f"in:{k}:{topic}", k, EVENTS_IN, {"topic": topic}) for k in keys for topic in sources]
     probes += [
         Probe(f"out:{k}:{t}", k, EVENTS_OUT, {"topic": settings.topic(t)})
         for k in keys
@@ -176,14 +189,14 @@ async def run_service(
     async with aiohttp.ClientSession() as session:
         try:
             if workers == 1 and not produce_after_ready:
-                await produce(ctx.bootstrap_servers, source, records)
+                await produce_all(ctx, sources)
                 services.start()
                 await services.ready(session)
             else:
                 services.start()
                 await services.ready(session)
                 await asyncio.sleep(2 * settings.broker_session_timeout)  # the last join settles
-                await produce(ctx.bootstrap_servers, source, records)
+                await produce_all(ctx, sources)
                 not_before = time.time()
             finished = backlog_done(inputs, outputs, len(records))
             profiles: list[tuple[str, Path]] = []
@@ -209,8 +222,13 @@ async def run_service(
     for topic in workload.outputs:
         produced = sum(end.counters[f"out:{k}:{topic}"] for k in keys)
         figures[f"{topic} per input"] = f"{produced / max(1, len(records)):.2f}"
+    if len(backlog) > 1:
+        for name, topic_records in backlog.items():
+            figures[f"{name.value} in the backlog"] = f"{len(topic_records):,}"
     if workers > 1:
-        shares = [end.counters[f"in:{k}"] - start.counters[f"in:{k}"] for k in keys]
+        shares = [
+            sum(end.counters[i] - start.counters[i] for i in inputs if i.startswith(f"in:{k}:")) for k in keys
+        ]
         figures["share per worker"] = " / ".join(f"{s / max(1.0, consumed):.0%}" for s in shares)
     return measured(
         case,

@@ -6,53 +6,50 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.case import BenchContext, CaseResult, OwnInput, register
-from bench.records import (
-    enriched_stream,
-    hand_raiser_changes,
-    interactions,
-    record,
-    stage_change_stream,
-)
-from bench.service_run import ServiceWorkload, run_service
+from bench.records import Record, enriched_stream, hand_raiser_changes, interactions, record, stage_changes
+from bench.service_run import ServiceWorkload, one_source, run_service
 from schemas.topics import TopicName
 from services.enrich.agents import INBOX
+
+
+def nurture_backlog(n: int) -> dict[TopicName, list[Record]]:
+    """What nurture reads in the pipeline: every enriched interaction and the stage changes score
+    emits for them (its consent and enrolment rules read both)."""
+    events = enriched_stream(n)
+    return {
+        TopicName.ENRICHED: [record(e) for e in events],
+        TopicName.STAGE_CHANGES: [record(c) for c in stage_changes(events)],
+    }
+
 
 WORKLOADS: dict[str, tuple[str, ServiceWorkload]] = {
     "enrich": (
         "enrich over leads.interactions from the demo traffic (anonymous visitors, forms, ad leads)",
         ServiceWorkload(
             "enrich",
-            TopicName.INTERACTIONS,
             (TopicName.ENRICHED, INBOX),
-            lambda n: [record(i) for i in interactions(n)],
+            one_source(TopicName.INTERACTIONS, lambda n: [record(i) for i in interactions(n)]),
         ),
     ),
     "score": (
         "score over leads.enriched, ~10 events per lead, sample-company profiles",
         ServiceWorkload(
             "score",
-            TopicName.ENRICHED,
             (TopicName.STAGE_CHANGES,),
-            lambda n: [record(e) for e in enriched_stream(n)],
+            one_source(TopicName.ENRICHED, lambda n: [record(e) for e in enriched_stream(n)]),
         ),
     ),
     "route": (
         "route over sales-ready stage changes of good-fit hand-raisers (Redis rotation)",
         ServiceWorkload(
             "route",
-            TopicName.STAGE_CHANGES,
             (TopicName.HANDOFFS,),
-            lambda n: [record(c) for c in hand_raiser_changes(n)],
+            one_source(TopicName.STAGE_CHANGES, lambda n: [record(c) for c in hand_raiser_changes(n)]),
         ),
     ),
     "nurture": (
-        "nurture over leads.stage-changes as score emits them (mailer off)",
-        ServiceWorkload(
-            "nurture",
-            TopicName.STAGE_CHANGES,
-            (TopicName.NURTURE_OUTBOX,),
-            lambda n: [record(c) for c in stage_change_stream(n)],
-        ),
+        "nurture over leads.enriched and the stage changes score emits for it (mailer off)",
+        ServiceWorkload("nurture", (TopicName.NURTURE_OUTBOX,), nurture_backlog),
     ),
 }
 

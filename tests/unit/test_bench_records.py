@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bench import records
+from bench.cases.services import nurture_backlog
 from schemas.enriched import EnrichedInteraction
 from schemas.interaction import Interaction, InteractionIn
 from schemas.stage import StageChange
+from schemas.topics import TopicName
 
 
 def test_enriched_stream_spreads_over_many_leads_in_time_order() -> None:
@@ -26,9 +28,13 @@ def test_enriched_stream_spreads_over_many_leads_in_time_order() -> None:
 
 
 def test_stage_changes_come_from_the_score_domain() -> None:
-    changes = records.stage_change_stream(200)
-    assert len(changes) == 200
+    """nurture's case reads the enriched stream and the stage changes score emits for it."""
+    backlog = nurture_backlog(300)
+    enriched = [EnrichedInteraction.model_validate_json(v) for _, v in backlog[TopicName.ENRICHED]]
+    changes = [StageChange.model_validate_json(v) for _, v in backlog[TopicName.STAGE_CHANGES]]
+    assert len(enriched) == 300
     assert {c.to_stage for c in changes} >= {"iql", "mql"}
+    assert {c.lead_id for c in changes} <= {e.lead_id for e in enriched}
     hand_raisers = records.hand_raiser_changes(40)
     assert len(hand_raisers) == 40 and all(c.sales_ready for c in hand_raisers)
     assert StageChange.model_validate_json(records.record(hand_raisers[0])[1]).sales_ready
