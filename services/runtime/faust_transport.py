@@ -24,12 +24,19 @@
    whole fetch keeps what it is for: a rebalance abandons the rest of the fetch, as faust's loop
    does record by record, and the seek to the committed offsets reads it again. The same change as
    a patch for upstream: docs/upstream/.
+6. What faust pauses, aiokafka stops fetching. faust pauses a partition only in its own books (it
+   stops handing its records on), while aiokafka goes on fetching it: after recovery every worker
+   fetched its own tables' changelog partitions (16 of enrich's 28), Tansu held every fetch over
+   them, and the first records a worker wrote to each came back and stayed in aiokafka's buffer,
+   where aiokafka's prefetch backoff held back every fetch from the broker for 100 ms per partition
+   (docs/performance.md, ninth pass). The consumer thread pauses and resumes in aiokafka what faust
+   holds paused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, ClassVar, cast
 
 import aiokafka
@@ -65,6 +72,20 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start() for its fetcher
         return consumer
 
+    async def hold_paused(self, paused: set[TP]) -> None:
+        """Pause in aiokafka what faust holds paused (`paused`: faust's own set, read now) among the
+        assigned partitions, and resume the rest; idempotent, so the latest call wins."""
+        await self.call_thread(self._hold_paused, self._ensure_consumer(), paused)
+
+    @staticmethod
+    async def _hold_paused(consumer: aiokafka.AIOKafkaConsumer, paused: set[TP]) -> None:
+        held = {TopicPartition(tp.topic, tp.partition) for tp in frozenset(paused)}
+        assigned, fetching_paused = consumer.assignment(), consumer.paused()
+        if pause := (held & assigned) - fetching_paused:
+            consumer.pause(*pause)
+        if resume := fetching_paused - held:
+            consumer.resume(*resume)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         reset = self.app.conf.consumer_auto_offset_reset
         # faust's type says int; aiokafka gives None for a partition without a commit, as it always did
@@ -94,6 +115,7 @@ class _Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self.log = DropWarningLog(self.logger, formatter=self._format_log)
         self.seeks = 0  # stream seeks so far: a fetch that spans one returns records from before it
+        self._holding: set[asyncio.Future[None]] = set()  # pause / resume calls on their way (6.)
 
     async def perform_seek(self) -> None:
         self.seeks += 1
@@ -121,6 +143,30 @@ class _Consumer(faust_aiokafka.Consumer):
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def pause_partitions(self, tps: Iterable[TP]) -> None:
+        super().pause_partitions(tps)
+        self._hold_paused()
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        super().resume_partitions(tps)
+        self._hold_paused()
+
+    def _hold_paused(self) -> None:
+        """Have the consumer thread stop fetching what faust now holds paused (6.). The thread reads
+        faust's set when it gets to the call, so calls overtaking each other still end in the
+        latest state."""
+        thread = cast(_ConsumerThread, self._thread)
+        if thread is None or thread._consumer is None:
+            return  # not started: the first assignment's recovery pauses and resumes again
+        task = asyncio.ensure_future(thread.hold_paused(self._paused_partitions))
+        self._holding.add(task)
+        task.add_done_callback(self._held)
+
+    def _held(self, task: asyncio.Future[None]) -> None:
+        self._holding.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.warning("could not pause or resume fetching in aiokafka: %r", task.exception())
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         """faust's fetch loop (Fetcher's background task), with one `wait_first` per fetch (5.)."""

@@ -220,3 +220,47 @@ async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
     assert restored.changelog_topic.get_topic_name() == table.changelog_topic.get_topic_name()
     await restored._read_partitions(list(range(PARTITIONS)))
     assert dict(restored.data.items()) == held
+
+
+async def test_a_worker_does_not_fetch_its_own_changelog(broker: EmbeddedBroker) -> None:
+    """faust holds a table's changelog partitions paused once recovered, but only in its own books:
+    aiokafka fetched them on, so every worker read back what it wrote to its tables and held its
+    first changelog records in aiokafka's buffer (services/runtime/faust_transport.py, 6.). aiokafka
+    now pauses them too, and none of their records reaches its buffer."""
+    service = stream_service(broker, "ownlog")
+    table = service.table("states", default=None, partitions=PARTITIONS, **TABLE_FORMS["bytes-keys"])
+    source = service.topic("leads.interactions")
+    handled = 0
+
+    @service.app.agent(source)
+    async def store(stream: faust.StreamT[bytes]) -> None:
+        nonlocal handled
+        async for events in service.batches(stream):
+            states = StagedTable(table)
+            batch = Batch(service.outbox(), states)
+            for event in events:
+                states.set(bytes(event.key or b""), bytes(event.value or b""), event)
+            await batch.commit()
+            handled += len(events)
+
+    keys = [f"lead-{i}".encode() for i in range(LEADS)]
+    try:
+        await started(service)
+        for round_ in range(2):  # a second round after the first one's changes could have come back
+            await produce(
+                broker.bootstrap_servers, source.get_topic_name(), [(k, b"v%d" % round_) for k in keys]
+            )
+            async with asyncio.timeout(60):
+                while handled < LEADS * (round_ + 1):  # noqa: ASYNC110 - polls what the agent handled
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # several fetches: time for the changes to come back, if they do
+        consumer = service.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+        changelog = table.changelog_topic.get_topic_name()
+        paused = {(tp.topic, tp.partition) for tp in consumer.paused()}
+        buffered = {tp.topic for tp in consumer._fetcher._records}
+    finally:
+        await service.app.stop()
+
+    assert paused == {(changelog, partition) for partition in range(PARTITIONS)}
+    assert changelog not in buffered
+    assert len(table.data) == LEADS
