@@ -157,7 +157,7 @@ class _Consumer(faust_aiokafka.Consumer):
         faust's set when it gets to the call, so calls overtaking each other still end in the
         latest state."""
         thread = cast(_ConsumerThread, self._thread)
-        if thread is None or thread._consumer is None:
+        if thread._consumer is None:
             return  # not started: the first assignment's recovery pauses and resumes again
         task = asyncio.ensure_future(thread.hold_paused(self._paused_partitions))
         self._holding.add(task)

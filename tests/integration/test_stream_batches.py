@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 import faust
 import pytest
@@ -21,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.runtime.batch import Batch, StagedTable, processing
+from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
@@ -169,6 +171,35 @@ async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: Embedde
     assert sorted(seen) == [b"a", b"b", b"c"]
 
 
+class StoringAgent:
+    """An agent over leads.interactions that stores each record's value under its key through
+    batches (a value of b"delete" erases the key); `handle` sends records and waits for them."""
+
+    def __init__(
+        self, service: StreamService, table: CaughtUpTable, as_key: Callable[[bytes], object]
+    ) -> None:
+        self.handled = 0
+        self.source = service.topic("leads.interactions")
+
+        @service.app.agent(self.source)
+        async def store(stream: faust.StreamT[bytes]) -> None:
+            async for events in service.batches(stream):
+                states = StagedTable(table)
+                batch = Batch(service.outbox(), states)
+                for event in events:
+                    value = bytes(event.value or b"")
+                    states.set(as_key(bytes(event.key or b"")), None if value == b"delete" else value, event)
+                await batch.commit()
+                self.handled += len(events)
+
+    async def handle(self, bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
+        total = self.handled + len(records)
+        await produce(bootstrap, self.source.get_topic_name(), records)
+        async with asyncio.timeout(60):
+            while self.handled < total:  # noqa: ASYNC110 - polls what the agent handled
+                await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("form", TABLE_FORMS)
 async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
     broker: EmbeddedBroker, form: str
@@ -178,37 +209,17 @@ async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
     suffix = f".direct{uuid.uuid4().hex[:8]}"
     service = stream_service(broker, "direct", suffix)
     table = service.table("states", default=None, partitions=PARTITIONS, **TABLE_FORMS[form])
-    source = service.topic("leads.interactions")
     as_key = (lambda raw: raw) if form == "bytes-keys" else bytes.decode
-    handled = 0
-
-    @service.app.agent(source)
-    async def store(stream: faust.StreamT[bytes]) -> None:
-        nonlocal handled
-        async for events in service.batches(stream):
-            states = StagedTable(table)
-            batch = Batch(service.outbox(), states)
-            for event in events:
-                value = bytes(event.value or b"")
-                states.set(as_key(bytes(event.key or b"")), None if value == b"delete" else value, event)
-            await batch.commit()
-            handled += len(events)
-
+    agent = StoringAgent(service, table, as_key)
     keys = [f"lead-{i}".encode() for i in range(LEADS)]
     gone = keys[:5]
     writes = [(k, b"first " + k) for k in keys] + [(k, b"second " + k) for k in keys]
     deletes = [(k, b"delete") for k in gone] + [(b"never-stored", b"delete")]
 
-    async def handle(records: list[tuple[bytes, bytes]], total: int) -> None:
-        await produce(broker.bootstrap_servers, source.get_topic_name(), records)
-        async with asyncio.timeout(60):
-            while handled < total:  # noqa: ASYNC110 - polls what the agent handled
-                await asyncio.sleep(0.05)
-
     try:
         await started(service)
-        await handle(writes, len(writes))
-        await handle(deletes, len(writes) + len(deletes))  # after the writes were stored: tombstones
+        await agent.handle(broker.bootstrap_servers, writes)
+        await agent.handle(broker.bootstrap_servers, deletes)  # after the writes were stored: tombstones
         await service.app.producer.flush()
         held = dict(table.data.items())
     finally:
@@ -229,30 +240,12 @@ async def test_a_worker_does_not_fetch_its_own_changelog(broker: EmbeddedBroker)
     now pauses them too, and none of their records reaches its buffer."""
     service = stream_service(broker, "ownlog")
     table = service.table("states", default=None, partitions=PARTITIONS, **TABLE_FORMS["bytes-keys"])
-    source = service.topic("leads.interactions")
-    handled = 0
-
-    @service.app.agent(source)
-    async def store(stream: faust.StreamT[bytes]) -> None:
-        nonlocal handled
-        async for events in service.batches(stream):
-            states = StagedTable(table)
-            batch = Batch(service.outbox(), states)
-            for event in events:
-                states.set(bytes(event.key or b""), bytes(event.value or b""), event)
-            await batch.commit()
-            handled += len(events)
-
+    agent = StoringAgent(service, table, lambda raw: raw)
     keys = [f"lead-{i}".encode() for i in range(LEADS)]
     try:
         await started(service)
         for round_ in range(2):  # a second round after the first one's changes could have come back
-            await produce(
-                broker.bootstrap_servers, source.get_topic_name(), [(k, b"v%d" % round_) for k in keys]
-            )
-            async with asyncio.timeout(60):
-                while handled < LEADS * (round_ + 1):  # noqa: ASYNC110 - polls what the agent handled
-                    await asyncio.sleep(0.05)
+            await agent.handle(broker.bootstrap_servers, [(k, b"v%d" % round_) for k in keys])
             await asyncio.sleep(0.5)  # several fetches: time for the changes to come back, if they do
         consumer = service.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
         changelog = table.changelog_topic.get_topic_name()
