@@ -84,7 +84,7 @@ class Enricher:
         state: LeadState | None = self.batch.leads.get(lead_id)
         return state
 
-    def save(self, state: LeadState, event: faust.EventT[bytes] | None) -> None:
+    def save(self, state: LeadState, event: faust.EventT[bytes]) -> None:
         """Stage the state (and the domain it waits for) until the batch's records are acknowledged."""
         batch = self.batch
         batch.leads.set(state.lead_id, state, event)

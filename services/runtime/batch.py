@@ -63,7 +63,7 @@ class StagedTable:
     ) -> None:
         self.table = table
         self._encode, self._decode = encode, decode
-        self._staged: dict[Any, tuple[Any, faust.EventT[Any] | None]] = {}
+        self._staged: dict[Any, tuple[Any, int]] = {}  # key -> (value, changelog partition)
 
     def get(self, key: Any) -> Any:
         staged = self._staged.get(key, _MISSING)
@@ -72,28 +72,18 @@ class StagedTable:
         raw = self.table.get(key)
         return None if raw is None else self._decode(raw)
 
-    def set(self, key: Any, value: Any, event: faust.EventT[Any] | None) -> None:
+    def set(self, key: Any, value: Any, event: faust.EventT[Any]) -> None:
         """Stage `value` for `key`; `event` is the record that changed it (its partition is the key's)."""
-        self._staged[key] = (value, event)
+        self._staged[key] = (value, event.message.partition)
 
     async def apply(self) -> int:
         """Write the staged changes to the table, each to the changelog partition of the record that
         made it; how many keys were written."""
-        for key, (value, event) in self._staged.items():
-            encoded = None if value is None else self._encode(value)
-            if event is None:  # faust's own write, to the partition of the record being processed
-                self._write(key, encoded)
-            else:
-                await self.table.write(key, encoded, event.message.partition)
+        for key, (value, partition) in self._staged.items():
+            await self.table.write(key, None if value is None else self._encode(value), partition)
         written = len(self._staged)
         self._staged.clear()
         return written
-
-    def _write(self, key: Any, encoded: Any) -> None:
-        if encoded is None:
-            self.table.pop(key, None)
-        else:
-            self.table[key] = encoded
 
 
 class Outbox:

@@ -73,8 +73,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
     async def hold_paused(self, paused: set[TP]) -> None:
-        """Pause in aiokafka what faust holds paused (`paused`: faust's own set, read now) among the
-        assigned partitions, and resume the rest; idempotent, so the latest call wins."""
+        """Pause in aiokafka what faust holds paused (`paused`: faust's own set, read when the thread
+        gets to the call) among the assigned partitions, and resume the rest; idempotent, so the
+        latest call wins."""
         await self.call_thread(self._hold_paused, self._ensure_consumer(), paused)
 
     @staticmethod
