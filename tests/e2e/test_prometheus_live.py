@@ -328,13 +328,13 @@ async def test_status_shows_every_service_healthy_with_event_rates(stack: Stack)
             status.select(report.rates["capture"], "leadpipe_capture_events_published_total").values()
         )
         consumed = sum(status.select(report.rates["enrich"], "leadpipe_events_in_total").values())
-        if report.healthy and published > 0 and consumed > 0:
+        enrich = next(view for view in report.services if view.name == "enrich")
+        lag = status.select(enrich.samples, "leadpipe_consumer_lag", "topic")  # every 5 s, once fetched
+        if report.healthy and published > 0 and consumed > 0 and lag:
             break
         report = await status.collect(urls, interval=2.0, previous=report)
     assert report.healthy, status.render(report)
     assert published > 0 and consumed > 0, status.render(report)
-    enrich = next(view for view in report.services if view.name == "enrich")
-    lag = status.select(enrich.samples, "leadpipe_consumer_lag", "topic")
     assert (str(TopicName.INTERACTIONS),) in lag, status.render(report)
 
     # The command itself, as a person runs it: plain text, exit code 0 while all are healthy.
