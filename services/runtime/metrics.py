@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.gc_collector import GCCollector
 
 # Milliseconds to minutes: processing is fast, a stalled dependency is not.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -20,6 +21,7 @@ class CommonMetrics:
     processing_seconds: Histogram
     consumer_lag: Gauge
     up: Gauge
+    frozen_objects: Gauge  # of this service (one label value): services/runtime/heap.py
 
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
@@ -30,6 +32,13 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
     registry = registry or CollectorRegistry()
     up = Gauge("leadpipe_service_up", "1 while the service runs.", ["service"], registry=registry)
     up.labels(service).set(1)
+    GCCollector(registry=registry)  # python_gc_collections_total{generation}: "2" are the full ones
+    frozen = Gauge(
+        "leadpipe_gc_frozen_objects",
+        "Objects the garbage collector no longer walks: the heap frozen once start-up ended.",
+        ["service"],
+        registry=registry,
+    )
     return CommonMetrics(
         registry=registry,
         events_in=Counter(
@@ -58,6 +67,7 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
             registry=registry,
         ),
         up=up,
+        frozen_objects=frozen.labels(service),
     )
 
 

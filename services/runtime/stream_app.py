@@ -25,6 +25,7 @@ from services.runtime.codec import Decoder, encode, key_text
 from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
+from services.runtime.heap import HeapFreezer
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import changelog_topic_configs, ensure_configured_topics, ensure_pipeline_topics
@@ -254,6 +255,8 @@ def run_worker(service: StreamService) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(service.ensure_topics(give_up_after=60))
+    if service.settings.gc_freeze:  # once consuming: tables recovered, streams resumed
+        service.app.rebalance_ended.append(HeapFreezer(service.metrics.frozen_objects))
     worker = Worker(service.app, loglevel=service.settings.log_level, loop=loop, quiet=True)
     logs.configure(service.settings.log_level)
     worker.execute_from_commandline()

@@ -352,6 +352,24 @@ async def test_status_shows_every_service_healthy_with_event_rates(stack: Stack)
     assert ["enrich", "in", "leads.interactions"] in rows, done.stdout
 
 
+async def test_every_service_froze_its_start_up_heap(stack: Stack) -> None:
+    """Once ready, each service's start-up heap is out of the garbage collector's full collections
+    (services/runtime/heap.py); the standard collector metrics show the collections that remain."""
+    urls = status.default_urls(port_base=stack.port_base)
+    deadline = time.monotonic() + 120
+    views = await status.snapshot(urls)
+    while not all(view.ready for view in views) and time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        views = await status.snapshot(urls)
+    assert all(view.ready for view in views), [(view.name, view.failing, view.error) for view in views]
+    assert {view.name for view in views} == set(urls)
+    for view in views:
+        frozen = status.select(view.samples, "leadpipe_gc_frozen_objects")
+        assert frozen.get((), 0) > 10_000, (view.name, frozen)
+        full = status.select(view.samples, "python_gc_collections_total", "generation")
+        assert ("2",) in full, (view.name, full)
+
+
 def test_status_watch_refreshes_until_interrupted(stack: Stack) -> None:
     """--watch prints a report every N seconds until Ctrl-C; --url moves one service (here: in place)."""
     urls = status.default_urls(port_base=stack.port_base)

@@ -32,9 +32,10 @@ def _series_of(registry: CollectorRegistry) -> Exported:
     collectors: dict[Any, Any] = registry._collector_to_names  # private: labels of unobserved metrics
     for collector in collectors:
         labels = frozenset(getattr(collector, "_labelnames", ()))
-        for family in collector.describe() or collector.collect():
+        describe = getattr(collector, "describe", None)  # the standard collectors have none
+        for family in (describe() if describe else None) or collector.collect():
             if family.type == "counter":
-                found[f"{family.name}_total"] = labels
+                found[f"{family.name}_total"] = labels | {label for s in family.samples for label in s.labels}
             elif family.type == "histogram":
                 for suffix in HISTOGRAM_SUFFIXES:
                     found[f"{family.name}_{suffix}"] = labels | {"le"} if suffix == "bucket" else labels
