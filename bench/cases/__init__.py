@@ -19,6 +19,7 @@ CASE_MODULES = (
     "bench.cases.score_recovery",
     "bench.cases.scale",
     "bench.cases.domain",
+    "bench.cases.broker",
 )
 
 
