@@ -2,8 +2,9 @@
 
 Why: once started, a worker holds about 100,000 objects that live as long as the process (modules,
 faust's and aiokafka's services, pydantic's validators). CPython's cyclic collector walked all of
-them in every full collection: 8-14% of enrich's and score's CPU, each time with the event loop
-stopped for 50-170 ms (docs/performance.md, tenth pass). `gc.freeze()` moves every object alive at
+them in every full collection, each time with the event loop stopped for 50-250 ms: 11-14% of
+enrich's and score's CPU when each ran alone, about 4% of the services' in the whole stack at 1,000
+events/s (docs/performance.md, tenth pass). `gc.freeze()` moves every object alive at
 that moment to a permanent generation the collector no longer walks; objects made later are
 collected as before, and reference counting still frees a frozen object as soon as nothing refers
 to it. The cost: a frozen object that ends up in an unreachable reference cycle stays in memory.

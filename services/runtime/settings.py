@@ -93,7 +93,7 @@ class ServiceSettings(BaseSettings):
         True,
         validation_alias=_env("LEADPIPE_GC_FREEZE"),
         description="Freeze the heap once start-up ends, out of the garbage collector's full "
-        "collections (services/runtime/heap.py): 8-14% less CPU and no 50-170 ms pauses.",
+        "collections (services/runtime/heap.py), which stopped a worker for 50-250 ms each.",
     )
     data_dir: str = Field(
         ".leadpipe/data",

@@ -19,11 +19,11 @@ class Node:
 
 
 @pytest.fixture
-def gauge() -> Iterator[Gauge]:
-    """The gauge a freezer reports to; the test process is unfrozen and collected as usual after."""
+def registry() -> Iterator[CollectorRegistry]:
+    """Where a freezer's gauge is read; the test process is unfrozen and collected as usual after."""
     gc.disable()  # no automatic collection between a test's steps
     try:
-        yield Gauge("frozen_objects", "test", registry=CollectorRegistry())
+        yield CollectorRegistry()
     finally:
         gc.unfreeze()
         gc.enable()
@@ -35,19 +35,20 @@ def _garbage_cycle() -> weakref.ref[Node]:
     return weakref.ref(node)
 
 
-def test_the_heap_is_frozen_on_the_first_call_only(gauge: Gauge) -> None:
-    freeze = HeapFreezer(gauge)
+def test_the_heap_is_frozen_on_the_first_call_only(registry: CollectorRegistry) -> None:
+    freeze = HeapFreezer(Gauge("frozen_objects", "test", registry=registry))
     freeze()
     frozen = gc.get_freeze_count()
     assert frozen > 1000 and freeze.frozen
-    assert gauge._value.get() == frozen
+    assert registry.get_sample_value("frozen_objects") == frozen
     made_later = [[n] for n in range(1000)]  # tracked containers, made while the service runs
     freeze()
     assert gc.get_freeze_count() == frozen  # what the service made since stays collectable
     assert len(made_later) == 1000
 
 
-def test_garbage_frozen_with_the_heap_stays_and_collect_frees_it_first(gauge: Gauge) -> None:
+def test_garbage_frozen_with_the_heap_stays_and_collect_frees_it_first(registry: CollectorRegistry) -> None:
+    gauge = Gauge("frozen_objects", "test", registry=registry)
     kept = _garbage_cycle()
     HeapFreezer(gauge)()
     gc.collect()
