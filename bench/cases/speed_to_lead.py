@@ -16,7 +16,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
@@ -86,11 +86,6 @@ def nth_hand_raiser(ctx: BenchContext, index: int) -> dict[str, Any]:
     return hand_raiser(ctx.run_id, index, firms[index % len(firms)], datetime.now(UTC))
 
 
-def hand_raiser_leads(ctx: BenchContext) -> set[str]:
-    """The lead ids of the hand-raisers `post_hand_raisers` will post (known before any is posted)."""
-    return {hand_raiser_lead_id(nth_hand_raiser(ctx, i)) for i in range(ctx.hand_raisers)}
-
-
 async def post_hand_raisers(
     session: aiohttp.ClientSession,
     *,
@@ -120,39 +115,31 @@ async def follow_handoffs(reader: TopicReader, found: HandRaisers, stop: asyncio
             found.seen_at.setdefault(handoff.lead_id, time.time())
 
 
-class HopFollower:
-    """The broker timestamp of each hand-raiser's first record on every topic between capture and
-    route, matched by key (the lead id) without decoding the background's records."""
+async def hop_arrivals(
+    ctx: BenchContext, settings: ServiceSettings, leads: set[str], quiet_seconds: float = 1.0
+) -> HopTimes:
+    """The broker timestamp of each of `leads`' first record on every topic between capture and
+    route, matched by key (the lead id) without decoding the background's records.
 
-    def __init__(self, ctx: BenchContext, settings: ServiceSettings, leads: set[str]) -> None:
-        self.arrived: HopTimes = {}
-        self._leads = leads
-        self._readers = {
-            t.value: TopicReader(ctx.bootstrap_servers, settings.topic(t), ctx.partitions) for t in HOP_TOPICS
-        }
-        self._stack = contextlib.AsyncExitStack()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        for reader in self._readers.values():
-            await self._stack.enter_async_context(reader)
-        self._task = asyncio.create_task(self._follow())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-        await self._stack.aclose()
-
-    async def _follow(self) -> None:
-        while not self._stop.is_set():
-            for name, reader in self._readers.items():
-                for item in await reader.poll(0.02):
+    Read once the run is over: a record's broker timestamp is the same whenever it is read, while a
+    reader following those topics during the run made the broker list every stored batch of each
+    partition it fetched (Tansu's cost grows with them, docs/performance.md, eleventh pass) and took
+    CPU from the stack it measured. A topic is read until every lead was found or nothing came for
+    `quiet_seconds`."""
+    arrived: HopTimes = {}
+    for topic in HOP_TOPICS:
+        found = arrived.setdefault(topic.value, {})
+        async with TopicReader(ctx.bootstrap_servers, settings.topic(topic), ctx.partitions) as reader:
+            last_record = time.monotonic()
+            while len(found) < len(leads) and time.monotonic() - last_record < quiet_seconds:
+                items = await reader.poll(0.2)
+                if items:
+                    last_record = time.monotonic()
+                for item in items:
                     lead = item.key.decode() if item.key else None
-                    if lead in self._leads:
-                        self.arrived.setdefault(name, {}).setdefault(lead, item.timestamp / 1000)
+                    if lead in leads:
+                        found.setdefault(lead, item.timestamp / 1000)
+    return arrived
 
 
 @dataclass(frozen=True)
@@ -182,12 +169,9 @@ class SpeedToLead(OwnInput):
             try:
                 services.start()
                 await services.ready(session)
-                async with (
-                    TopicReader(
-                        ctx.bootstrap_servers, settings.topic(TopicName.HANDOFFS), ctx.partitions
-                    ) as reader,
-                    HopFollower(ctx, settings, hand_raiser_leads(ctx)) as hops,
-                ):
+                async with TopicReader(
+                    ctx.bootstrap_servers, settings.topic(TopicName.HANDOFFS), ctx.partitions
+                ) as reader:
                     follower = asyncio.create_task(follow_handoffs(reader, found, stop))
                     load.start()
                     started = await load.started_at()
@@ -217,6 +201,7 @@ class SpeedToLead(OwnInput):
                 stop.set()
                 load.stop()
                 services.stop()
+        arrived = await hop_arrivals(ctx, settings, set(found.accepted_at))
         latencies = found.latencies()
         if not latencies:
             raise RuntimeError(f"no hand-raiser was handed off ({len(found.accepted_at)} accepted)")
@@ -248,7 +233,7 @@ class SpeedToLead(OwnInput):
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
         }
-        for hop, hop_summary in hop_latencies(found, hops.arrived).items():
+        for hop, hop_summary in hop_latencies(found, arrived).items():
             figures[f"hop {hop} p50 / p95 / p99 / max (s)"] = hop_summary.text()
         return measured(  # CPU until the last hand-off: the backlog is worked off after the background
             self.name,
