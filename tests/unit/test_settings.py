@@ -6,6 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.capture.settings import CaptureSettings
+from services.nurture.app import create_app as create_nurture
+from services.nurture.settings import NurtureSettings
 from services.runtime.api_keys import hash_api_key
 from services.runtime.settings import ServiceSettings
 
@@ -43,3 +45,12 @@ def test_settings_are_frozen() -> None:
     settings = ServiceSettings()
     with pytest.raises(ValidationError):
         settings.topic_partitions = 8  # type: ignore[misc]
+
+
+def test_nurture_waits_longer_for_its_fetches_than_the_hand_off_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADPIPE_FETCH_MAX_WAIT_MS", "40")
+    assert NurtureSettings().fetch_max_wait_ms == 250  # off the hand-off path: its own setting
+    assert CaptureSettings().fetch_max_wait_ms == 40
+    monkeypatch.setenv("NURTURE_FETCH_MAX_WAIT_MS", "120")
+    settings = NurtureSettings(mailer_enabled=False)
+    assert create_nurture(settings).app.fetch_max_wait_ms == 120  # what its consumer is given
