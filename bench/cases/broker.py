@@ -1,4 +1,6 @@
-"""`broker.delivery`: how long the broker takes to hand a new record to a waiting consumer.
+"""The broker's own costs, measured with the plain clients (no leadpipe code).
+
+`broker.delivery`: how long the broker takes to hand a new record to a waiting consumer.
 
 Why: every hop of the pipeline is a consumer waiting on a fetch. Kafka answers a held fetch as soon
 as enough data arrived; Tansu was seen answering later, in proportion to the fetch wait, with no
@@ -7,6 +9,14 @@ plain clients: one producer writes a record every 10 ms (awaiting each acknowled
 aiokafka consumer (no group, every partition assigned) reads them, and a record's delivery is its
 arrival minus its timestamp (set by the producer at send), once per fetch wait in `FETCH_WAITS_MS`
 (50 is the services' `LEADPIPE_FETCH_MAX_WAIT_MS`).
+
+`broker.growth`: what one following consumer costs the broker as a topic's partitions fill with
+stored batches. Tansu's CPU per fetched record grew with the batches a partition holds, not with its
+records (docs/performance.md, eleventh pass): every produce request adds a batch per partition it
+writes, and a pipeline at 1,000 events/s adds hundreds a second. The case writes small batches
+(one record per partition per request) up to each count in `STORED_BATCHES`, then has a producer
+write `GROWTH_RATE` records/s in bursts while one consumer follows at the services' fetch wait, and
+reports the broker's CPU over that window.
 """
 
 from __future__ import annotations
@@ -15,11 +25,13 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
+import psutil  # type: ignore[import-untyped,unused-ignore]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.kafka import create_topics
 from bench.latency import LatencySummary
+from bench.measure import cpu_seconds
 
 FETCH_WAITS_MS = (50, 10)
 SAMPLES = 300
@@ -86,3 +98,97 @@ class BrokerDelivery(OwnInput):
 
 
 register(BrokerDelivery())
+
+STORED_BATCHES = (0, 1_000, 5_000)  # per partition, before each window (20,000 saturated a core)
+GROWTH_RATE = 1_000  # records/s while the broker is measured
+GROWTH_WINDOW_SECONDS = 5.0
+GROWTH_FETCH_WAIT_MS = 50
+RECORD = b"x" * 500
+
+
+async def store_small_batches(producer: AIOKafkaProducer, topic: str, partitions: int, count: int) -> None:
+    """`count` more batches in each partition: one record per partition per produce request."""
+    for _ in range(count):
+        sent = [await producer.send(topic, RECORD, partition=p) for p in range(partitions)]
+        await asyncio.gather(*sent)
+
+
+async def follow_and_measure(
+    producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, topic: str, broker: psutil.Process
+) -> tuple[float, int]:
+    """The broker's CPU seconds and the records written while `GROWTH_RATE` records/s (bursts of
+    1/100 of it every 10 ms) are written and followed for `GROWTH_WINDOW_SECONDS`."""
+    stop = asyncio.Event()
+
+    async def follow() -> None:
+        while not stop.is_set():
+            await consumer.getmany(timeout_ms=200)
+
+    following = asyncio.create_task(follow())
+    before = cpu_seconds(broker) or 0.0
+    started, written = time.monotonic(), 0
+    while time.monotonic() - started < GROWTH_WINDOW_SECONDS:
+        for _ in range(GROWTH_RATE // 100):
+            await producer.send(topic, RECORD)
+            written += 1
+        await asyncio.sleep(0.01)
+    await producer.flush()
+    after = cpu_seconds(broker) or 0.0
+    stop.set()
+    await following
+    return after - before, written
+
+
+@dataclass(frozen=True)
+class BrokerGrowth(OwnInput):
+    name: str = "broker.growth"
+    description: str = "the broker's CPU for one following consumer as partitions fill with batches"
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        if ctx.broker_pid is None:
+            raise RuntimeError("broker.growth needs the broker's process (the embedded broker)")
+        broker = psutil.Process(ctx.broker_pid)
+        topic = f"bench.growth{ctx.suffix(self.name)}"
+        await create_topics(ctx.bootstrap_servers, [topic], ctx.partitions)
+        producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap_servers, linger_ms=0)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=ctx.bootstrap_servers, group_id=None, fetch_max_wait_ms=GROWTH_FETCH_WAIT_MS
+        )
+        await producer.start()
+        await consumer.start()
+        figures: dict[str, str] = {}
+        extra: dict[str, object] = {}
+        cpu = records = 0.0
+        try:
+            tps = [TopicPartition(topic, p) for p in range(ctx.partitions)]
+            consumer.assign(tps)
+            stored = 0
+            for target in STORED_BATCHES:
+                await store_small_batches(producer, topic, ctx.partitions, target - stored)
+                stored = target
+                await consumer.seek_to_end(*tps)
+                broker_seconds, written = await follow_and_measure(producer, consumer, topic, broker)
+                share = broker_seconds / GROWTH_WINDOW_SECONDS
+                per_record = 1e6 * broker_seconds / written
+                figures[f"broker CPU at {GROWTH_RATE:,} records/s, {target:,} batches per partition"] = (
+                    f"{share:.0%} of a core, {per_record:,.0f} µs per record"
+                )
+                extra[f"stored_{target}"] = {"broker_cpu_share": share, "broker_us_per_record": per_record}
+                cpu += broker_seconds
+                records += written
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return CaseResult(
+            case=self.name,
+            description=self.description,
+            events=int(records),
+            seconds=GROWTH_WINDOW_SECONDS * len(STORED_BATCHES),  # the windows, not the filling
+            cpu_seconds=0.0,
+            broker_cpu_seconds=cpu,
+            extra=extra,
+            figures=figures,
+        )
+
+
+register(BrokerGrowth())

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+
+from bench.case import BenchContext
 from bench.cases import broker as delivery
-from bench.kafka import create_topics
+from bench.kafka import TopicReader, create_topics
 from services.devstack.broker import EmbeddedBroker
 
 
@@ -13,3 +18,27 @@ async def test_every_record_is_timed_once_from_send_to_arrival(broker: EmbeddedB
     seconds = await delivery.delivery_seconds(broker.bootstrap_servers, topic, 4, fetch_wait_ms=10)
     assert len(seconds) == delivery.SAMPLES
     assert all(0 <= s < 1.0 for s in seconds), (min(seconds), max(seconds))
+
+
+async def test_growth_measures_the_broker_once_per_stored_batch_count(
+    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "STORED_BATCHES", (0, 40))
+    monkeypatch.setattr(delivery, "GROWTH_WINDOW_SECONDS", 0.5)
+    assert broker.process is not None
+    ctx = BenchContext(
+        bootstrap_servers=broker.bootstrap_servers,
+        events=0,
+        partitions=2,
+        input_topic="unused",
+        run_id=uuid.uuid4().hex[:8],
+        broker_pid=broker.process.pid,
+    )
+    result = await delivery.BrokerGrowth().run(ctx)
+    assert list(result.extra) == ["stored_0", "stored_40"]
+    assert result.broker_cpu_seconds is not None and result.broker_cpu_seconds > 0
+    assert 0.5 * delivery.GROWTH_RATE <= result.events_per_second <= 1.1 * delivery.GROWTH_RATE
+    topic = f"bench.growth{ctx.suffix(result.case)}"
+    async with TopicReader(broker.bootstrap_servers, topic, 2) as reader:
+        stored = [r for r in await reader.poll(2.0) if r.partition == 1]
+    assert len(stored) >= 40  # the small batches, then the window's records
