@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.case import BenchContext
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
@@ -47,3 +48,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def suffix() -> str:
     """Appended to topic and group names so tests never see each other's records."""
     return f".t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def bench_context(broker: EmbeddedBroker) -> BenchContext:
+    """The benchmark harness's context on the test broker (2 partitions, its own run id)."""
+    assert broker.process is not None
+    return BenchContext(
+        bootstrap_servers=broker.bootstrap_servers,
+        events=0,
+        partitions=2,
+        input_topic="unused",
+        run_id=uuid.uuid4().hex[:8],
+        broker_pid=broker.process.pid,
+    )

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiokafka import AIOKafkaProducer
 
 from bench.case import BenchContext
 from bench.cases.speed_to_lead import HOP_TOPICS, hop_arrivals
 from bench.kafka import create_topics
-from services.devstack.broker import EmbeddedBroker
 from services.runtime.settings import ServiceSettings
 
 
 async def test_each_lead_gets_its_first_records_broker_time_on_every_hop(
-    broker: EmbeddedBroker, suffix: str
+    bench_context: BenchContext, suffix: str
 ) -> None:
     settings = ServiceSettings(topic_suffix=suffix)
-    ctx = BenchContext(
-        bootstrap_servers=broker.bootstrap_servers,
-        events=0,
-        partitions=2,
-        input_topic="unused",
-        run_id=uuid.uuid4().hex[:8],
-    )
+    ctx = bench_context
     topics = [settings.topic(t) for t in HOP_TOPICS]
-    await create_topics(broker.bootstrap_servers, topics, 2)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await create_topics(ctx.bootstrap_servers, topics, 2)
+    producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap_servers)
     await producer.start()
     try:
         for hop, topic in enumerate(topics):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from bench.case import BenchContext
@@ -21,24 +19,16 @@ async def test_every_record_is_timed_once_from_send_to_arrival(broker: EmbeddedB
 
 
 async def test_growth_measures_the_broker_once_per_stored_batch_count(
-    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+    bench_context: BenchContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(delivery, "STORED_BATCHES", (0, 40))
     monkeypatch.setattr(delivery, "GROWTH_WINDOW_SECONDS", 0.5)
-    assert broker.process is not None
-    ctx = BenchContext(
-        bootstrap_servers=broker.bootstrap_servers,
-        events=0,
-        partitions=2,
-        input_topic="unused",
-        run_id=uuid.uuid4().hex[:8],
-        broker_pid=broker.process.pid,
-    )
+    ctx = bench_context
     result = await delivery.BrokerGrowth().run(ctx)
     assert list(result.extra) == ["stored_0", "stored_40"]
     assert result.broker_cpu_seconds is not None and result.broker_cpu_seconds > 0
     assert 0.5 * delivery.GROWTH_RATE <= result.events_per_second <= 1.1 * delivery.GROWTH_RATE
     topic = f"bench.growth{ctx.suffix(result.case)}"
-    async with TopicReader(broker.bootstrap_servers, topic, 2) as reader:
+    async with TopicReader(ctx.bootstrap_servers, topic, 2) as reader:
         stored = [r for r in await reader.poll(2.0) if r.partition == 1]
     assert len(stored) >= 40  # the small batches, then the window's records
