@@ -103,6 +103,18 @@ def test_invalid_public_events_name_the_field(payload: dict[str, object], field:
     assert field in [p["field"] for p in field_problems(info.value)]
 
 
+def test_a_repeated_address_gets_the_same_answer_each_time() -> None:
+    """The syntax check is remembered per address (schemas/interaction.py): a remembered answer must
+    be the address's own, for a bad address as for a good one."""
+    for _ in range(2):
+        with pytest.raises(ValidationError, match=r"not a valid email address: .*@"):
+            InteractionIn.model_validate(_event(contact={"email": "jane.example.com"}))
+        with pytest.raises(ValidationError, match=r"not a valid email address: .*period"):
+            InteractionIn.model_validate(_event(contact={"email": "jane@example..com"}))
+        event = InteractionIn.model_validate(_event(contact={"email": "jane@example.com"}))
+        assert event.contact is not None and event.contact.email == "jane@example.com"
+
+
 def test_blank_contact_fields_are_missing_not_empty() -> None:
     event = InteractionIn.model_validate(
         _event(contact={"email": "  jane@example.com ", "first_name": "   ", "company": ""})
