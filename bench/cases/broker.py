@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
@@ -36,10 +38,15 @@ from bench.measure import cpu_seconds
 FETCH_WAITS_MS = (50, 10)
 SAMPLES = 300
 INTERVAL_SECONDS = 0.01
+RECORD = b"x" * 500
 
 
-async def delivery_seconds(bootstrap: str, topic: str, partitions: int, fetch_wait_ms: int) -> list[float]:
-    """Each record's arrival at a waiting consumer minus its send time, `SAMPLES` records."""
+@asynccontextmanager
+async def plain_clients(
+    bootstrap: str, topic: str, partitions: int, fetch_wait_ms: int
+) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer, list[TopicPartition]]]:
+    """A producer that does not linger and a consumer with no group, assigned every partition of
+    `topic` at its end and waiting `fetch_wait_ms` on each fetch."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await consumer.start()
@@ -48,6 +55,15 @@ async def delivery_seconds(bootstrap: str, topic: str, partitions: int, fetch_wa
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
+        yield producer, consumer, tps
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def delivery_seconds(bootstrap: str, topic: str, partitions: int, fetch_wait_ms: int) -> list[float]:
+    """Each record's arrival at a waiting consumer minus its send time, `SAMPLES` records."""
+    async with plain_clients(bootstrap, topic, partitions, fetch_wait_ms) as (producer, consumer, _):
         await consumer.getmany(timeout_ms=200)  # positions known: the first fetch is held, not a lookup
         seconds: list[float] = []
 
@@ -59,13 +75,10 @@ async def delivery_seconds(bootstrap: str, topic: str, partitions: int, fetch_wa
 
         reading = asyncio.create_task(read())
         for n in range(SAMPLES):
-            await producer.send_and_wait(topic, b"x" * 500, key=str(n).encode())
+            await producer.send_and_wait(topic, RECORD, key=str(n).encode())
             await asyncio.sleep(INTERVAL_SECONDS)
         await asyncio.wait_for(reading, timeout=30)
         return seconds[:SAMPLES]
-    finally:
-        await producer.stop()
-        await consumer.stop()
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,6 @@ STORED_BATCHES = (0, 1_000, 5_000)  # per partition, before each window (20,000 
 GROWTH_RATE = 1_000  # records/s while the broker is measured
 GROWTH_WINDOW_SECONDS = 5.0
 GROWTH_FETCH_WAIT_MS = 50
-RECORD = b"x" * 500
 
 
 async def store_small_batches(producer: AIOKafkaProducer, topic: str, partitions: int, count: int) -> None:
@@ -150,18 +162,11 @@ class BrokerGrowth(OwnInput):
         broker = psutil.Process(ctx.broker_pid)
         topic = f"bench.growth{ctx.suffix(self.name)}"
         await create_topics(ctx.bootstrap_servers, [topic], ctx.partitions)
-        producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap_servers, linger_ms=0)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=ctx.bootstrap_servers, group_id=None, fetch_max_wait_ms=GROWTH_FETCH_WAIT_MS
-        )
-        await producer.start()
-        await consumer.start()
         figures: dict[str, str] = {}
         extra: dict[str, object] = {}
-        cpu = records = 0.0
-        try:
-            tps = [TopicPartition(topic, p) for p in range(ctx.partitions)]
-            consumer.assign(tps)
+        cpu, records = 0.0, 0
+        clients = plain_clients(ctx.bootstrap_servers, topic, ctx.partitions, GROWTH_FETCH_WAIT_MS)
+        async with clients as (producer, consumer, tps):
             stored = 0
             for target in STORED_BATCHES:
                 await store_small_batches(producer, topic, ctx.partitions, target - stored)
@@ -176,13 +181,10 @@ class BrokerGrowth(OwnInput):
                 extra[f"stored_{target}"] = {"broker_cpu_share": share, "broker_us_per_record": per_record}
                 cpu += broker_seconds
                 records += written
-        finally:
-            await consumer.stop()
-            await producer.stop()
         return CaseResult(
             case=self.name,
             description=self.description,
-            events=int(records),
+            events=records,
             seconds=GROWTH_WINDOW_SECONDS * len(STORED_BATCHES),  # the windows, not the filling
             cpu_seconds=0.0,
             broker_cpu_seconds=cpu,
