@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import typing
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from pydantic import BaseModel
 
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.stage import LifecycleStage, StageKind, Temperature
@@ -287,6 +291,40 @@ def test_state_round_trips_as_json() -> None:
             sales("bant_updated", 1, properties={"budget": True}),
         ]
     )
+    assert LeadState.loads(state.dumps()) == state
+
+
+def _models_in(annotation: object) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _models_in(arg)
+
+
+def test_state_fields_that_may_be_none_default_to_none() -> None:
+    """`LeadState.dumps` leaves None values out; that loses nothing only while this holds in every
+    model the state holds (a None-able field with another default would load as that default)."""
+    seen: set[type[BaseModel]] = set()
+    todo: list[type[BaseModel]] = [LeadState]
+    wrong = []
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if type(None) in typing.get_args(field.annotation) and default is not None:
+                wrong.append(f"{model.__name__}.{name}")
+            todo.extend(_models_in(field.annotation))
+    assert {m.__name__ for m in seen} >= {"LeadState", "LeadProfile", "CapSlot", "BantState", "Source"}
+    assert wrong == []
+
+
+def test_state_json_leaves_out_absent_values() -> None:
+    state, _ = run([enriched("page_view")])
+    stored = json.loads(state.dumps())
+    assert "hand_raised_at" not in stored and "next_due" not in stored
     assert LeadState.loads(state.dumps()) == state
 
 

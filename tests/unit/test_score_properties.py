@@ -48,6 +48,12 @@ def close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
 
 
+@given(histories())
+def test_any_state_round_trips_through_its_changelog_json(events: list[EnrichedInteraction]) -> None:
+    state = apply_all(events)
+    assert LeadState.loads(state.dumps()) == state
+
+
 @given(st.floats(0, 1e6), st.floats(0, 1e7), st.floats(0, 1e7), st.floats(1, 1e7))
 def test_decay_is_monotone_and_never_negative(score: float, t1: float, t2: float, half_life: float) -> None:
     early, late = sorted((t1, t2))
