@@ -7,11 +7,16 @@ faust-streaming 0.15's method (BSD-3-Clause) waits for the first record of a bat
 timeout, then up to `within` for the rest; acks, the buffer's hand-over and the size limit are
 faust's, unchanged. A batch's first record now waits the whole window (5 ms) instead of until the
 next tick (2.5 ms on average). The same change as a patch for upstream: docs/upstream/.
+
+leadpipe's own addition, not for upstream: with a `window` (services/runtime/batch_window.py) the
+wait for the rest of a batch follows the agent's load instead of a fixed `within`; the stream tells
+the window how long each batch was handled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
@@ -22,20 +27,24 @@ from mode import Seconds, want_seconds
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 
+from services.runtime.batch_window import AdaptiveWindow
+
 
 class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in faust's stubs
     @_tracks_buffer_agen
     async def take_events(  # noqa: PLR0915  # faust's method, kept close to it for upstream
-        self, max_: int, within: Seconds
+        self, max_: int, within: Seconds, window: AdaptiveWindow | None = None
     ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
-        """Batches of up to `max_` events: each yielded `within` seconds after its first record
-        arrived, or at once when full. Events are acknowledged after the batch's loop body."""
+        """Batches of up to `max_` events: each yielded `within` seconds (or `window.seconds`) after
+        its first record arrived, or at once when full. Events are acknowledged after the batch's
+        loop body."""
         buffer: list[Any] = []
         events: list[EventT[Any]] = []
         buffer_full = asyncio.Event()
         buffer_consumed = asyncio.Event()
         buffer_started = asyncio.Event()  # the only change: set by the first record of a batch
         timeout = want_seconds(within) if within else None
+        handled_at: float | None = None  # when the loop body of the batch before ended
         buffer_consuming: asyncio.Future[None] | None = None
         channel_it = aiter(self.channel)
 
@@ -73,11 +82,18 @@ class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in
                 if not buffer:
                     await self.wait_for_stopped(buffer_started)  # type: ignore[arg-type]
                     continue
-                await self.wait_for_stopped(buffer_full, timeout=timeout)  # type: ignore[arg-type]
+                wait = timeout if window is None else window.seconds
+                await self.wait_for_stopped(buffer_full, timeout=wait)  # type: ignore[arg-type]
                 buffer_consuming = self.loop.create_future()
+                handed_at = time.monotonic()
                 try:
                     yield list(events)
                 finally:
+                    if window is not None:
+                        now = time.monotonic()
+                        if handled_at is not None:
+                            window.observe(now - handed_at, now - handled_at)
+                        handled_at = now
                     buffer.clear()
                     buffer_started.clear()
                     for event in events:

@@ -22,6 +22,7 @@ class CommonMetrics:
     consumer_lag: Gauge
     up: Gauge
     frozen_objects: Gauge  # of this service (one label value): services/runtime/heap.py
+    batch_window: Gauge  # of this service's batched agent: services/runtime/batch_window.py
 
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
@@ -36,6 +37,12 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
     frozen = Gauge(
         "leadpipe_gc_frozen_objects",
         "Objects the garbage collector no longer walks: the heap frozen once start-up ended.",
+        ["service"],
+        registry=registry,
+    )
+    window = Gauge(
+        "leadpipe_batch_window_seconds",
+        "How long the batched agent waits for a batch to fill; grows with its load.",
         ["service"],
         registry=registry,
     )
@@ -68,6 +75,7 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
         ),
         up=up,
         frozen_objects=frozen.labels(service),
+        batch_window=window.labels(service),
     )
 
 

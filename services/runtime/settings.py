@@ -8,8 +8,9 @@ settings class adds fields under its prefix (``CAPTURE_``, ``SCORE_``, ...).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
@@ -80,7 +81,15 @@ class ServiceSettings(BaseSettings):
         5.0,
         gt=0,
         validation_alias=_env("LEADPIPE_BATCH_WINDOW_MS"),
-        description="How long a batched agent waits for a batch to fill; adds at most this to latency.",
+        description="How long a batched agent waits for a batch to fill while it is idle: what a "
+        "record waits on a quiet pipeline (services/runtime/batch_window.py).",
+    )
+    batch_window_max_ms: float = Field(
+        25.0,
+        gt=0,
+        validation_alias=_env("LEADPIPE_BATCH_WINDOW_MAX_MS"),
+        description="The same wait when the agent spends all its time handling batches; between the "
+        "two in proportion to its load. Fewer, fuller batches when busy (docs/performance.md, twelfth pass).",
     )
     fetch_max_wait_ms: int = Field(
         50,
@@ -111,6 +120,23 @@ class ServiceSettings(BaseSettings):
         if not value.startswith("kafka://"):
             raise ValueError("broker_url must look like kafka://host:port")
         return value
+
+    @model_validator(mode="after")
+    def _batch_windows_in_order(self) -> Self:
+        if "batch_window_max_ms" in self.model_fields_set and self.batch_window_max_ms < self.batch_window_ms:
+            raise ValueError(
+                f"LEADPIPE_BATCH_WINDOW_MAX_MS ({self.batch_window_max_ms}) is below "
+                f"LEADPIPE_BATCH_WINDOW_MS ({self.batch_window_ms}): "
+                "the wait when busy cannot be shorter than the wait when idle"
+            )
+        return self
+
+    @property
+    def batch_windows(self) -> tuple[float, float]:
+        """(shortest, longest) batch window in seconds. A shortest set above the default longest
+        fixes the window there, as `LEADPIPE_BATCH_WINDOW_MS` alone did before the window adapted."""
+        shortest = self.batch_window_ms / 1000
+        return shortest, max(shortest, self.batch_window_max_ms / 1000)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from schemas.dead_letter import DeadLetter, RecordOrigin
 from schemas.topics import TopicName
 from services.runtime.batch import Batch, Outbox, processing
+from services.runtime.batch_window import AdaptiveWindow
 from services.runtime.changelog_catchup import CaughtUpTable, ConcurrentTableManager
 from services.runtime.codec import Decoder, encode, key_text
 from services.runtime.faust_stream import LeadpipeStream
@@ -177,10 +178,15 @@ class StreamService:
 
     def batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[Sequence[faust.EventT[bytes]]]:
         """The stream in batches (see services/runtime/batch.py): up to `batch_max_records` records,
-        or what arrived within `batch_window_ms`. faust acknowledges a batch after the loop body."""
-        window = self.settings.batch_window_ms / 1000
+        or what arrived within the batch window, which follows the agent's load
+        (services/runtime/batch_window.py). faust acknowledges a batch after the loop body."""
+        shortest, longest = self.settings.batch_windows
+        window = AdaptiveWindow(shortest, longest, report=self.metrics.batch_window.set)
+        self.metrics.batch_window.set(window.seconds)
         batches: AsyncIterator[Sequence[faust.EventT[bytes]]]
-        batches = stream.take_events(self.settings.batch_max_records, within=window)  # type: ignore[attr-defined]
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            self.settings.batch_max_records, within=shortest, window=window
+        )
         return batches
 
     async def run_batches(

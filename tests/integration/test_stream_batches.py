@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import faust
 import pytest
@@ -50,13 +51,16 @@ async def read_all(bootstrap: str, topic: str, count: int) -> list[tuple[int, by
     return found
 
 
-def stream_service(broker: EmbeddedBroker, name: str, suffix: str | None = None) -> StreamService:
+def stream_service(
+    broker: EmbeddedBroker, name: str, suffix: str | None = None, **overrides: Any
+) -> StreamService:
     settings = ServiceSettings(
         broker_url=broker.url,
         topic_suffix=suffix or f".{name}{uuid.uuid4().hex[:8]}",
         topic_partitions=PARTITIONS,
         web_port=free_port(),
         broker_session_timeout=6,
+        **overrides,
     )
     return StreamService(name, settings)
 
@@ -169,6 +173,49 @@ async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: Embedde
         await service.app.stop()
     assert idle_waits <= 2
     assert sorted(seen) == [b"a", b"b", b"c"]
+
+
+async def test_a_busy_agent_waits_longer_for_its_batches_and_a_quiet_one_short_again(
+    broker: EmbeddedBroker,
+) -> None:
+    """The batch window follows the agent's load (services/runtime/batch_window.py): an agent whose
+    batches keep it busy waits longer for the next one to fill, and after a quiet spell the next
+    record waits the shortest again. Every record is still delivered once."""
+    service = stream_service(broker, "window", batch_max_records=5)
+    source = service.topic("leads.interactions")
+    gauge = service.metrics.batch_window
+    seen: list[bytes] = []
+
+    @service.app.agent(source)
+    async def slow(stream: faust.StreamT[bytes]) -> None:
+        async for events in service.batches(stream):
+            seen.extend(bytes(event.key or b"") for event in events)
+            await asyncio.sleep(0.02)  # handling that keeps the agent busy while records wait
+
+    async def delivered(count: int) -> None:
+        async with asyncio.timeout(60):
+            while len(seen) < count:  # noqa: ASYNC110 - polls what the agent collected
+                await asyncio.sleep(0.02)
+
+    shortest, longest = service.settings.batch_windows
+    try:
+        await started(service)
+        assert gauge._value.get() == shortest
+        keys = [b"k%03d" % i for i in range(500)]
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(k, b"{}") for k in keys])
+        await delivered(len(keys))
+        busy = gauge._value.get()
+        await asyncio.sleep(4.0)  # quiet: about four load horizons
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(b"late", b"{}")])
+        await delivered(len(keys) + 1)
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(b"later", b"{}")])
+        await delivered(len(keys) + 2)
+        quiet = gauge._value.get()
+    finally:
+        await service.app.stop()
+    assert busy > shortest + 0.5 * (longest - shortest)
+    assert quiet < shortest + 0.1 * (longest - shortest)
+    assert sorted(seen) == sorted([*keys, b"late", b"later"])
 
 
 class StoringAgent:

@@ -54,3 +54,22 @@ def test_nurture_waits_longer_for_its_fetches_than_the_hand_off_path(monkeypatch
     monkeypatch.setenv("NURTURE_FETCH_MAX_WAIT_MS", "120")
     settings = NurtureSettings(mailer_enabled=False)
     assert create_nurture(settings).app.fetch_max_wait_ms == 120  # what its consumer is given
+
+
+def test_the_batch_window_runs_from_an_idle_to_a_busy_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().batch_windows == (0.005, 0.025)
+    monkeypatch.setenv("LEADPIPE_BATCH_WINDOW_MAX_MS", "40")
+    assert ServiceSettings().batch_windows == (0.005, 0.04)
+
+
+def test_an_idle_window_alone_above_the_busy_default_fixes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LEADPIPE_BATCH_WINDOW_MS` alone was the fixed window before it adapted; it still is one."""
+    monkeypatch.setenv("LEADPIPE_BATCH_WINDOW_MS", "50")
+    assert ServiceSettings().batch_windows == (0.05, 0.05)
+
+
+def test_a_busy_window_below_the_idle_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADPIPE_BATCH_WINDOW_MS", "30")
+    monkeypatch.setenv("LEADPIPE_BATCH_WINDOW_MAX_MS", "10")
+    with pytest.raises(ValidationError, match=r"WINDOW_MAX_MS \(10.0\) is below LEADPIPE_BATCH_WINDOW_MS"):
+        ServiceSettings()
