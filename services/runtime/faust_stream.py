@@ -42,7 +42,7 @@ class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in
         events: list[EventT[Any]] = []
         buffer_full = asyncio.Event()
         buffer_consumed = asyncio.Event()
-        buffer_started = asyncio.Event()  # the only change: set by the first record of a batch
+        buffer_started = asyncio.Event()  # the change for upstream: set by a batch's first record
         timeout = want_seconds(within) if within else None
         handled_at: float | None = None  # when the loop body of the batch before ended
         buffer_consuming: asyncio.Future[None] | None = None
