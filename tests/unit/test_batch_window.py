@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.runtime.batch_window import LOAD_HORIZON_SECONDS, AdaptiveWindow
+from services.runtime.batch_window import LOAD_HORIZON_SECONDS, SLACK_LOAD, AdaptiveWindow
 
 SHORTEST, LONGEST = 0.005, 0.025
 
@@ -25,13 +25,21 @@ def test_an_agent_that_has_handled_nothing_waits_the_shortest() -> None:
 
 def test_an_agent_busy_all_the_time_waits_the_longest() -> None:
     window = run(AdaptiveWindow(SHORTEST, LONGEST), handling=0.03, cycle=0.03, seconds=10)
-    assert window.seconds == pytest.approx(LONGEST, abs=1e-6)
+    assert window.seconds == pytest.approx(LONGEST, abs=1e-5)
 
 
-def test_the_wait_is_in_proportion_to_the_load() -> None:
-    window = run(AdaptiveWindow(SHORTEST, LONGEST), handling=0.01, cycle=0.04, seconds=10)
-    assert window.load == pytest.approx(0.25, abs=1e-3)
-    assert window.seconds == pytest.approx(SHORTEST + 0.25 * (LONGEST - SHORTEST), abs=1e-5)
+def test_an_agent_with_time_to_spare_waits_the_shortest() -> None:
+    """Below the slack a longer wait would only delay records (12-16 ms of p50 at 300-500 events/s)."""
+    window = run(AdaptiveWindow(SHORTEST, LONGEST), handling=0.018, cycle=0.04, seconds=10)
+    assert window.load == pytest.approx(0.45, abs=1e-3)
+    assert window.seconds == SHORTEST
+
+
+def test_above_the_slack_the_wait_is_in_proportion_to_the_load() -> None:
+    window = run(AdaptiveWindow(SHORTEST, LONGEST), handling=0.03, cycle=0.04, seconds=10)
+    assert window.load == pytest.approx(0.75, abs=1e-3)
+    pressure = (0.75 - SLACK_LOAD) / (1 - SLACK_LOAD)
+    assert window.seconds == pytest.approx(SHORTEST + pressure * (LONGEST - SHORTEST), abs=1e-5)
 
 
 def test_a_quiet_spell_brings_the_shortest_wait_back_at_once() -> None:
@@ -43,14 +51,15 @@ def test_a_quiet_spell_brings_the_shortest_wait_back_at_once() -> None:
 
 def test_one_slow_batch_does_not_make_a_quiet_agent_busy() -> None:
     window = run(AdaptiveWindow(SHORTEST, LONGEST), handling=0.001, cycle=0.05, seconds=5)
-    window.observe(0.04, 0.04)
-    assert window.seconds < SHORTEST + 0.1 * (LONGEST - SHORTEST)
+    window.observe(0.5, 0.5)
+    assert window.load < SLACK_LOAD
+    assert window.seconds == SHORTEST
 
 
 def test_each_new_window_is_reported() -> None:
     reported: list[float] = []
     window = AdaptiveWindow(SHORTEST, LONGEST, report=reported.append)
-    window.observe(0.02, 0.02)
+    window.observe(0.9, 0.9)
     window.observe(0.0, 0.0)  # no time passed: nothing to learn
     assert reported == [window.seconds]
     assert SHORTEST < reported[0] < LONGEST
