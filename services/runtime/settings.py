@@ -88,8 +88,8 @@ class ServiceSettings(BaseSettings):
         25.0,
         gt=0,
         validation_alias=_env("LEADPIPE_BATCH_WINDOW_MAX_MS"),
-        description="The same wait when the agent spends all its time handling batches; between the "
-        "two in proportion to its load. Fewer, fuller batches when busy (docs/performance.md, twelfth pass).",
+        description="The same wait when the agent spends all its time handling batches; above half "
+        "its time, in proportion between the two. Fewer, fuller batches when busy (docs/performance.md).",
     )
     fetch_max_wait_ms: int = Field(
         50,
