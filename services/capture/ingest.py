@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -73,13 +72,8 @@ class Ingestor:
             self._refusal(r, c) for (r, _), c in zip(records, claims, strict=True)
         ]
         due = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        acks = await asyncio.gather(
-            *(
-                self._publisher.publish(topic, records[i][0].lead_id.encode(), encode(records[i][0]))
-                for i in due
-            ),
-            return_exceptions=True,
-        )
+        handed = [(records[i][0].lead_id.encode(), encode(records[i][0])) for i in due]
+        acks = await self._publisher.publish_many(topic, handed) if handed else []
         failed: list[Claim] = []
         marks: list[tuple[Claim, dict[str, object]]] = []
         error: BaseException | None = None

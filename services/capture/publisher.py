@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -23,6 +24,9 @@ class Acknowledgement(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, topic: str, key: bytes, value: bytes) -> Acknowledgement: ...
+    async def publish_many(
+        self, topic: str, records: Sequence[tuple[bytes, bytes]]
+    ) -> list[Acknowledgement | BaseException]: ...
     async def reachable(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -57,14 +61,44 @@ class KafkaPublisher:
         return self._producer
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> Acknowledgement:
-        producer = await self._ensure_producer()
+        (outcome,) = await self.publish_many(topic, [(key, value)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def publish_many(
+        self, topic: str, records: Sequence[tuple[bytes, bytes]]
+    ) -> list[Acknowledgement | BaseException]:
+        """Each (key, value)'s acknowledgement, in order, or why it has none: `BrokerUnavailable`
+        when the broker did not acknowledge within the timeout, any other error as raised.
+
+        The records go to the producer together and share one timeout, with no task of their own:
+        a task and a timer per record (`wait_for` under `gather`) cost capture 12-20 µs per record.
+        A record not acknowledged in time may still reach the broker; the sender's retry carries
+        the same event id, which every consumer treats as a duplicate."""
         try:
-            metadata: Acknowledgement = await asyncio.wait_for(
-                producer.send_and_wait(topic, value=value, key=key), self._timeout
-            )
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
-        return metadata
+            producer = await self._ensure_producer()
+        except BrokerUnavailable as exc:
+            return [exc for _ in records]
+        handed: list[asyncio.Future[Any] | BaseException] = []
+        try:
+            async with asyncio.timeout(self._timeout):
+                for key, value in records:
+                    try:
+                        handed.append(await producer.send(topic, value=value, key=key))
+                    except (KafkaError, OSError) as exc:
+                        handed.append(_unavailable(exc))
+                    except Exception as exc:  # this record's own fault (the caller raises it)
+                        handed.append(exc)
+                futures = [f for f in handed if isinstance(f, asyncio.Future)]
+                if futures:
+                    await asyncio.wait(futures)
+        except TimeoutError:
+            pass
+        return [_outcome(f) for f in handed] + [
+            BrokerUnavailable(f"not handed to the producer within {self._timeout} s")
+            for _ in records[len(handed) :]
+        ]
 
     async def reachable(self) -> bool:
         try:
@@ -78,3 +112,27 @@ class KafkaPublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+def _unavailable(exc: BaseException) -> BrokerUnavailable:
+    return BrokerUnavailable(str(exc) or type(exc).__name__)
+
+
+def _outcome(handed: asyncio.Future[Any] | BaseException) -> Acknowledgement | BaseException:
+    """A record's acknowledgement, or its error (Kafka's and the network's as `BrokerUnavailable`)."""
+    if isinstance(handed, BaseException):
+        return handed
+    if not handed.done():  # not acknowledged within the timeout; its error, if any, is dropped
+        handed.add_done_callback(_retrieve)
+        return BrokerUnavailable("the broker did not acknowledge in time")
+    exc = handed.exception()
+    if exc is None:
+        ack: Acknowledgement = handed.result()
+        return ack
+    return _unavailable(exc) if isinstance(exc, KafkaError | OSError) else exc
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a late record's outcome as seen, so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()

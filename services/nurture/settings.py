@@ -27,6 +27,17 @@ class NurtureSettings(ServiceSettings):
         "Fewer, fuller fetches cost nurture about 20% less CPU per event and Tansu about 10% less "
         "at 1,000 events/s (docs/performance.md, eleventh pass).",
     )
+    batch_window_ms: float = Field(
+        100.0,
+        gt=0,
+        description="How long nurture's agent waits for a batch to fill (NURTURE_BATCH_WINDOW_MS; the "
+        "hand-off path's services keep LEADPIPE_BATCH_WINDOW_MS, 5). Off that path, fuller batches "
+        "cost nurture about 10-15% less CPU per event at 1,000 events/s (docs/performance.md, "
+        "thirteenth pass), CPU the services on the path then have.",
+    )
+    batch_window_max_ms: float = Field(
+        100.0, gt=0, description="The same wait when nurture is busy (NURTURE_BATCH_WINDOW_MAX_MS)."
+    )
     rules_file: Path = Field(_RULES_FILE, description="Sequences, cap and quiet hours (YAML).")
     tick_seconds: float = Field(5.0, gt=0, description="How often the scheduler looks for due steps.")
     retick_seconds: float = Field(30.0, gt=0, description="Re-announce a due step not handled by then.")

@@ -125,11 +125,19 @@ class ServiceSettings(BaseSettings):
     def _batch_windows_in_order(self) -> Self:
         if "batch_window_max_ms" in self.model_fields_set and self.batch_window_max_ms < self.batch_window_ms:
             raise ValueError(
-                f"LEADPIPE_BATCH_WINDOW_MAX_MS ({self.batch_window_max_ms}) is below "
-                f"LEADPIPE_BATCH_WINDOW_MS ({self.batch_window_ms}): "
+                f"{self.env_name('batch_window_max_ms')} ({self.batch_window_max_ms}) is below "
+                f"{self.env_name('batch_window_ms')} ({self.batch_window_ms}): "
                 "the wait when busy cannot be shorter than the wait when idle"
             )
         return self
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets `field` (a service may give a shared one its own)."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, AliasChoices):
+            return str(alias.choices[0])
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
     @property
     def batch_windows(self) -> tuple[float, float]:

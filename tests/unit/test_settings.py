@@ -73,3 +73,21 @@ def test_a_busy_window_below_the_idle_one_is_refused(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LEADPIPE_BATCH_WINDOW_MAX_MS", "10")
     with pytest.raises(ValidationError, match=r"WINDOW_MAX_MS \(10.0\) is below LEADPIPE_BATCH_WINDOW_MS"):
         ServiceSettings()
+
+
+def test_nurture_waits_longer_for_its_batches_than_the_hand_off_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADPIPE_BATCH_WINDOW_MS", "8")
+    assert NurtureSettings().batch_windows == (0.1, 0.1)  # off the hand-off path: its own setting
+    assert CaptureSettings().batch_windows == (0.008, 0.025)
+    monkeypatch.setenv("NURTURE_BATCH_WINDOW_MS", "20")
+    monkeypatch.setenv("NURTURE_BATCH_WINDOW_MAX_MS", "60")
+    nurture = create_nurture(NurtureSettings(mailer_enabled=False))
+    assert nurture.settings.batch_windows == (0.02, 0.06)  # what its agent's window is given
+
+
+def test_a_refused_window_names_the_variables_of_its_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NURTURE_BATCH_WINDOW_MAX_MS", "50")
+    with pytest.raises(
+        ValidationError, match=r"NURTURE_BATCH_WINDOW_MAX_MS \(50.0\) is below NURTURE_BATCH_WINDOW_MS"
+    ):
+        NurtureSettings()
