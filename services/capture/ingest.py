@@ -63,8 +63,8 @@ class Ingestor:
         *,
         started: float | None = None,
     ) -> list[Outcome]:
-        """`submit` for several records, in order: their claims, publishes and marks each share one
-        Redis round trip (a batch's events cost no Redis round trip of their own)."""
+        """`submit` for several records, in order: their claims and marks each share one Redis round
+        trip (a batch's events cost no Redis round trip of their own) and their publishes one timeout."""
         started = time.perf_counter() if started is None else started
         claimed = iter(await self._dedupe.claim([sid for _, sid in records if sid]))
         claims = [next(claimed) if sid else None for _, sid in records]
