@@ -32,8 +32,8 @@ class NurtureSettings(ServiceSettings):
         gt=0,
         description="How long nurture's agent waits for a batch to fill (NURTURE_BATCH_WINDOW_MS; the "
         "hand-off path's services keep LEADPIPE_BATCH_WINDOW_MS, 5). Off that path, fuller batches "
-        "cost nurture about 10-15% less CPU per event at 1,000 events/s (docs/performance.md, "
-        "thirteenth pass), CPU the services on the path then have.",
+        "cost nurture less CPU per event at 1,000 events/s (193-203 against 224-226 µs in two pairs, "
+        "docs/performance.md, thirteenth pass), CPU the services on the path then have.",
     )
     batch_window_max_ms: float = Field(
         100.0, gt=0, description="The same wait when nurture is busy (NURTURE_BATCH_WINDOW_MAX_MS)."
