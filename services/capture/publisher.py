@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from services.runtime.partitioner import KafkaPartitioner
+
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +53,7 @@ class KafkaPublisher:
                     linger_ms=1,
                     request_timeout_ms=int(self._timeout * 1000),
                     metadata_max_age_ms=30000,
+                    partitioner=KafkaPartitioner(),
                 )
                 try:
                     await asyncio.wait_for(producer.start(), self._timeout)

@@ -28,6 +28,7 @@ from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
 from services.runtime.heap import HeapFreezer
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
+from services.runtime.partitioner import KafkaPartitioner
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import changelog_topic_configs, ensure_configured_topics, ensure_pipeline_topics
 
@@ -59,6 +60,7 @@ def faust_app(service: str, settings: ServiceSettings, **overrides: Any) -> Lead
         "producer_acks": -1,
         "producer_max_batch_size": settings.producer_max_batch_bytes,
         "producer_linger": settings.producer_linger_ms / 1000,
+        "producer_partitioner": KafkaPartitioner(),  # Kafka's placement, hashed faster
         "consumer_auto_offset_reset": "earliest",
         "table_cleanup_interval": 60.0,
         # No standby copies: the memory store drops every partition but the active ones when a

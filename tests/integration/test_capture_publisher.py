@@ -1,5 +1,6 @@
 """Capture's publisher on the real broker: a batch's records are acknowledged one by one, in order,
-and a broker that does not answer gives every record `BrokerUnavailable` instead of a hang."""
+each on the partition Kafka's default partitioner gives its key, and a broker that does not answer
+gives every record `BrokerUnavailable` instead of a hang."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.capture.publisher import BrokerUnavailable, KafkaPublisher
 from services.devstack.broker import EmbeddedBroker
@@ -29,8 +31,8 @@ async def _topic(bootstrap: str, name: str, partitions: int) -> str:
 
 
 async def test_each_record_gets_its_own_acknowledgement_in_order(broker: EmbeddedBroker, suffix: str) -> None:
-    topic = await _topic(broker.bootstrap_servers, f"publisher{suffix}", partitions=2)
-    records = [(f"lead-{n % 5}".encode(), f"value-{n}".encode()) for n in range(40)]
+    topic = await _topic(broker.bootstrap_servers, f"publisher{suffix}", partitions=4)
+    records = [(f"lead-{n % 13}".encode(), f"value-{n}".encode()) for n in range(40)]
     publisher = KafkaPublisher(broker.bootstrap_servers, timeout=10)
     try:
         acks = await publisher.publish_many(topic, records)
@@ -44,6 +46,8 @@ async def test_each_record_gets_its_own_acknowledgement_in_order(broker: Embedde
     for key in {key for key, _ in records}:  # one key's records keep their order on its partition
         offsets = [ack.offset for (k, _), ack in zip(records, acks, strict=True) if k == key]  # type: ignore[union-attr]
         assert offsets == sorted(offsets)
+    kafkas = DefaultPartitioner()  # each key on the partition any Kafka producer gives it
+    assert [ack.partition for ack in acks] == [kafkas(k, [0, 1, 2, 3], [0, 1, 2, 3]) for k, _ in records]  # type: ignore[union-attr]
 
 
 async def test_a_record_the_producer_refuses_fails_alone(broker: EmbeddedBroker, suffix: str) -> None:

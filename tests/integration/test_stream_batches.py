@@ -2,7 +2,8 @@
 
 - a state written by a batch goes to the changelog partition of the record that changed it (the
   input's partition), though `take_events` collects records in another task;
-- a batch's effects are acknowledged before its state is stored;
+- a batch's effects are acknowledged before its state is stored, each on the partition Kafka's
+  default partitioner gives its key (as the plain aiokafka producer of the input placed it);
 - a key can be deleted outside any stream (a timer) with `CaughtUpTable.delete_at`, where faust's
   own `del table[key]` refuses;
 - staged changes go to the changelog straight through the producer (`CaughtUpTable.write`), in the
@@ -131,6 +132,8 @@ async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer
             f"{key!r} stored on {partition}, read from {input_partition[key]}"
         )
     assert (input_partition[victim], victim, None) in records  # the tombstone, on the key's partition
+    effects = await read_all(broker.bootstrap_servers, sink.get_topic_name(), 2 * LEADS)
+    assert {(partition, key) for partition, key, _ in effects} == {(input_partition[k], k) for k in keys}
 
 
 async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: EmbeddedBroker) -> None:
