@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -120,8 +121,8 @@ class Outbox:
             return
         pending, self._pending = self._pending, []
         await asyncio.gather(*(future for _, future in pending))
-        for topic, _ in pending:
-            self._metrics.events_out.labels(self._service, topic).inc()
+        for topic, count in Counter(topic for topic, _ in pending).items():  # once per topic, not record
+            self._metrics.events_out.labels(self._service, topic).inc(count)
 
 
 class Batch:

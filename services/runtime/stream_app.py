@@ -27,7 +27,7 @@ from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
 from services.runtime.heap import HeapFreezer
-from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, common_metrics
+from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, Labelled, common_metrics
 from services.runtime.partitioner import KafkaPartitioner
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import changelog_topic_configs, ensure_configured_topics, ensure_pipeline_topics
@@ -94,6 +94,8 @@ class StreamService:
         self.name = name
         self.settings = settings
         self.metrics: CommonMetrics = common_metrics(name)
+        self._events_in = Labelled(self.metrics.events_in)  # per record: (service, topic) -> child
+        self._processing = Labelled(self.metrics.processing_seconds)
         self.health = Health(name)
         self.consuming = Flag()  # set when the first rebalance ended: tables recovered, streams resumed
         self.health.add("consumer_group", self.consuming)
@@ -150,7 +152,7 @@ class StreamService:
     async def decode(self, decoder: Decoder[T], event: faust.EventT[Any]) -> T | None:
         """Decode one record; unreadable ones go to the dead-letter topic and yield None."""
         message = event.message
-        self.metrics.events_in.labels(self.name, message.topic).inc()
+        self._events_in(self.name, message.topic).inc()
 
         def origin() -> RecordOrigin:
             return RecordOrigin(
@@ -219,7 +221,7 @@ class StreamService:
         await outbox.flush()
 
     def observe(self, topic: str, started: float) -> None:
-        self.metrics.processing_seconds.labels(self.name, topic).observe(time.perf_counter() - started)
+        self._processing(self.name, topic).observe(time.perf_counter() - started)
 
     async def _report_lag(self) -> None:
         """Consumer lag per assigned partition (end offset minus committed position)."""

@@ -124,6 +124,8 @@ async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer
         await service.app.stop()
 
     assert batches >= 1 and len(acknowledged_before_stored) >= LEADS and all(acknowledged_before_stored)
+    published = service.metrics.events_out.labels(service.name, sink.get_topic_name())
+    assert published._value.get() == 2 * LEADS  # each acknowledged effect counted once
     changelog = table.changelog_topic.get_topic_name()
     records = await read_all(broker.bootstrap_servers, changelog, LEADS + 1)
     assert len({key for _, key, _ in records}) == LEADS

@@ -1,0 +1,36 @@
+"""Per-record metrics through `Labelled`: the same children, counted as `labels()` counts them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.runtime.metrics import Labelled, common_metrics
+
+
+def test_a_labelled_child_is_the_metrics_own_and_looked_up_once() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("records", "Records.", ["service", "topic"], registry=registry)
+    children = Labelled(counter)
+    children("score", "leads.enriched").inc()
+    children("score", "leads.enriched").inc(2)
+    children("score", "leads.sales").inc()
+
+    assert children("score", "leads.enriched") is counter.labels("score", "leads.enriched")
+    assert registry.get_sample_value("records_total", {"service": "score", "topic": "leads.enriched"}) == 3
+    assert registry.get_sample_value("records_total", {"service": "score", "topic": "leads.sales"}) == 1
+
+
+def test_a_labelled_histogram_observes_into_the_exposition() -> None:
+    metrics = common_metrics("score")
+    Labelled(metrics.processing_seconds)("score", "leads.enriched").observe(0.002)
+    labels = {"service": "score", "topic": "leads.enriched"}
+    assert metrics.registry.get_sample_value("leadpipe_processing_seconds_count", labels) == 1
+    assert b'leadpipe_processing_seconds_bucket{le="0.0025",service="score",topic="leads.enriched"} 1.0' in (
+        metrics.exposition()
+    )
+
+
+def test_labels_of_another_metric_type_keep_their_own_children() -> None:
+    registry = CollectorRegistry()
+    histogram = Histogram("waits", "Waits.", ["tier"], registry=registry)
+    assert Labelled(histogram)("hot") is histogram.labels("hot")
