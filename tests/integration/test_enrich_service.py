@@ -75,7 +75,7 @@ async def enrich(broker: EmbeddedBroker, redis_url: str, suffix: str) -> AsyncIt
 
 
 async def test_anonymous_history_merges_into_the_known_lead(
-    enrich: StreamService, broker: EmbeddedBroker
+    enrich: StreamService, broker: EmbeddedBroker, redis_url: str, suffix: str
 ) -> None:
     company = a_company()
     anon = "anon-7f3a9c"
@@ -152,6 +152,11 @@ async def test_anonymous_history_merges_into_the_known_lead(
     assert profile.firmographics.industry == company["industry"]
     assert by_id["pv-late"].enrichment is EnrichmentStatus.COMPLETE
     assert profile.field_sources["email"].event_id == "form-1"
+    redis = Redis.from_url(redis_url)  # the company file answered from memory: no Redis cache before it
+    try:
+        assert await redis.keys(f"leadpipe:enrich{suffix}:firmographics:*") == []
+    finally:
+        await redis.aclose()
 
 
 class FlakyProvider:
