@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -39,6 +40,7 @@ from services.enrich.config import EnrichConfig
 from services.enrich.domain import LeadState, Lookup, LookupStatus, Outcome
 from services.enrich.firmographics import Provider
 from services.enrich.metrics import EnrichMetrics
+from services.enrich.profile import contact_domain
 from services.enrich.settings import EnrichSettings
 from services.privacy import exports, records, retention
 from services.privacy.guard import ErasureGuard
@@ -76,6 +78,7 @@ class Enricher:
     sink: faust.TopicT
     inbox: faust.TopicT
     privacy: EnrichPrivacy | None = None
+    prefetch_lookups: bool = False  # a remote provider: a batch's lookups go out together (`prefetch`)
     batch: EnrichBatch = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +95,18 @@ class Enricher:
         wanted = state.pending_domain.encode() if state.pending_domain else None
         if batch.pending.get(state.lead_id) != wanted:
             batch.pending.set(state.lead_id, wanted, event)
+
+    async def prefetch(self, records: Iterable[Interaction]) -> None:
+        """Look up the business domains of these records' contacts side by side, for the batch.
+
+        A remote provider's answers (its Redis cache, the provider itself) were awaited one record at
+        a time: a batch waited for the sum of its lookups, and each wait let the producer send the
+        batch's records so far on their own. A domain fetched here that its record turns out not to
+        need (known already) costs a cache read; one it needs and was not fetched is looked up as before."""
+        domains = {d for d in (contact_domain(r) for r in records) if d and d not in self.batch.lookups}
+        if domains:
+            found = await asyncio.gather(*(self.lookup(d) for d in domains))
+            self.batch.lookups.update((lookup.domain, lookup) for lookup in found)
 
     async def lookup(self, company_domain: str) -> Lookup:
         """The provider's answer within the lookup budget; UNAVAILABLE when it takes longer."""
@@ -149,7 +164,9 @@ class Enricher:
             state = self.load(lead_id)
         applied = domain.applied_profile(state, lead_id, interaction, self.config)
         wanted = domain.lookup_needed(state, lead_id, interaction, self.config, applied)
-        lookup = await self.lookup(wanted) if wanted else None
+        lookup = None
+        if wanted:
+            lookup = self.batch.lookups.get(wanted) or await self.lookup(wanted)
         outcome = domain.enrich(state, lead_id, interaction, lookup, self.config, applied=applied)
         self.save(outcome.state, event)
         await self.touch(lead_id, interaction, event.message.partition)
@@ -320,6 +337,39 @@ class EnrichPrivacy:
         return sent
 
 
+async def _decoded(
+    service: StreamService, batch: EnrichBatch, event: faust.EventT[bytes], decoder: Decoder[Any]
+) -> Any:
+    """The record as `prepare` decoded it already (None: dead-lettered), or decoded now."""
+    key = id(event)
+    if key in batch.decoded:
+        return batch.decoded.pop(key)
+    return await service.decode(decoder, event)
+
+
+def _lookups_ahead(
+    enricher: Enricher, decoders: dict[str, Decoder[Any]]
+) -> Callable[[EnrichBatch, Sequence[faust.EventT[bytes]]], Awaitable[None]]:
+    """A batch's `prepare` for a remote provider: decode its interactions (and those routed through
+    the inbox) first, then look their domains up together (`Enricher.prefetch`). The local provider
+    answers from memory at once and needs none."""
+
+    async def prepare(batch: EnrichBatch, events: Sequence[faust.EventT[bytes]]) -> None:
+        found: list[Interaction] = []
+        for event in events:
+            decoder = decoders.get(event.message.topic)
+            if decoder is None:
+                continue
+            record = batch.decoded[id(event)] = await enricher.service.decode(decoder, event)
+            if isinstance(record, Interaction):
+                found.append(record)
+            elif isinstance(record, RoutedInteraction):
+                found.append(record.interaction)
+        await enricher.prefetch(found)
+
+    return prepare
+
+
 class EnrichBatch(Batch):
     """One batch's records to publish and lead states to store once they are acknowledged."""
 
@@ -330,6 +380,8 @@ class EnrichBatch(Batch):
             decode=LeadState.model_validate_json,
         )
         self.pending = StagedTable(enricher.pending)
+        self.lookups: dict[str, Lookup] = {}  # company domain -> the provider's answer, prefetched
+        self.decoded: dict[int, Any] = {}  # id(event) -> its record decoded in `prepare` (None: dead letter)
         super().__init__(enricher.service.outbox(), self.leads, self.pending)
 
 
@@ -402,14 +454,17 @@ def register(enricher: Enricher) -> None:
         enricher.batch = EnrichBatch(enricher)
         return enricher.batch
 
+    decoders: dict[str, Decoder[Any]] = {names["interactions"]: interactions, names["inbox"]: inbox_records}
+    prepare = _lookups_ahead(enricher, decoders) if enricher.prefetch_lookups else None
+
     async def handle(batch: EnrichBatch, event: faust.EventT[bytes]) -> None:
         topic = event.message.topic
         if topic == names["interactions"]:
-            interaction = await service.decode(interactions, event)
+            interaction = await _decoded(service, batch, event, interactions)
             if interaction is not None:
                 await enricher.on_interaction(interaction, event)
         elif topic == names["inbox"]:
-            record = await service.decode(inbox_records, event)
+            record = await _decoded(service, batch, event, inbox_records)
             if record is not None:
                 await enricher.on_inbox(record, event)
         else:
@@ -419,7 +474,7 @@ def register(enricher: Enricher) -> None:
 
     @app.agent(channel, name=f"{service.name}.records")
     async def enrich_records(stream: faust.StreamT[bytes]) -> None:
-        await service.run_batches(stream, begin, handle)
+        await service.run_batches(stream, begin, handle, prepare)
 
     @app.timer(enricher.settings.retry_interval_seconds, name=f"{service.name}.retry_pending")  # type: ignore[untyped-decorator]
     async def retry_pending() -> None:

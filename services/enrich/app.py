@@ -59,6 +59,7 @@ def create_app(settings: EnrichSettings) -> StreamService:
         metrics=metrics,
         leads=service.table("enrich-leads", help="Lead state by lead id.", **table_options),
         pending=service.table("enrich-pending", help="Domains partial records wait for.", **table_options),
+        prefetch_lookups=settings.provider == "http",
         sink=service.topic("leads.enriched"),
         inbox=service.internal_topic(settings.topic(INBOX)),
     )

@@ -96,7 +96,17 @@ def derive(profile: LeadProfile, config: EnrichConfig) -> LeadProfile:
 
 def company_domain(profile: LeadProfile) -> str | None:
     """The domain to look firmographics up by: a business e-mail's domain only."""
-    email = normalise_email(profile.email)
+    return business_domain(profile.email)
+
+
+def contact_domain(interaction: Interaction) -> str | None:
+    """The domain a lookup for this interaction's own contact would be for (`company_domain` of the
+    profile it gives its lead), before any state is read: what a batch can look up ahead."""
+    return business_domain(interaction.contact.email)
+
+
+def business_domain(address: str | None) -> str | None:
+    email = normalise_email(address)
     if email is None or email.kind is not EmailKind.BUSINESS:
         return None
     return email.domain

@@ -198,11 +198,18 @@ class StreamService:
         stream: faust.StreamT[bytes],
         begin: Callable[[], B],
         handle: Callable[[B, faust.EventT[bytes]], Awaitable[None]],
+        prepare: Callable[[B, Sequence[faust.EventT[bytes]]], Awaitable[None]] | None = None,
     ) -> None:
-        """A batched agent's loop: `begin` a batch, `handle` each record as faust's current event
-        (tables write to its partition), then commit the batch (services/runtime/batch.py)."""
+        """A batched agent's loop: `begin` a batch, `prepare` it with all its records (what is worth
+        awaiting once for the batch rather than record by record), `handle` each record as faust's
+        current event (tables write to its partition), then commit it (services/runtime/batch.py).
+
+        An await inside `handle` that really waits lets the producer send what the batch handed it
+        so far as a request of its own (docs/performance.md, fourteenth pass): wait in `prepare`."""
         async for events in self.batches(stream):
             batch = begin()
+            if prepare is not None:
+                await prepare(batch, events)
             for event in events:
                 started = time.perf_counter()
                 with processing(event):

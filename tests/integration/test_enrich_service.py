@@ -249,3 +249,81 @@ async def test_slow_provider_passes_events_partial_then_completes_them(
             await redis.aclose()
     finally:
         await service.app.stop()
+
+
+class CountingProvider:
+    """An HTTP firmographics provider that answers after `delay` seconds and counts the requests it
+    holds at once."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.domains: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        domain = request.match_info["domain"]
+        self.domains.append(domain)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        name = domain.split(".")[0].title()
+        return web.json_response({"company_name": f"{name} GmbH", "industry": "Software", "domain": domain})
+
+
+async def test_a_batchs_lookups_go_to_a_remote_provider_together(
+    broker: EmbeddedBroker, redis_url: str, suffix: str
+) -> None:
+    """A batch looks its domains up side by side before its records are handled, where each record
+    once waited for its own lookup (and let the producer send the batch's records so far); a record
+    decoded ahead that cannot be read is dead-lettered once."""
+    provider = CountingProvider(delay=0.3)
+    app = web.Application()
+    app.router.add_get("/companies/{domain}", provider.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    settings = EnrichSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        web_port=free_port(),
+        provider="http",
+        provider_url=f"http://127.0.0.1:{port}/companies/{{domain}}",
+        provider_timeout=2.0,
+        lookup_budget=3.0,
+    )
+    service = await started(settings)
+    try:
+        tag = suffix.replace(".", "")
+        people = [f"jo@firm{i}{tag}.example" for i in range(8)]
+        records = [
+            event(event_id=f"form-{i}", type="form_submit", occurred_at=T0, contact={"email": email})
+            for i, email in enumerate(people)
+        ]
+        keys = [lead_identity(email, None)[0].encode() for email in people]
+        source, sink = settings.topic(TopicName.INTERACTIONS), settings.topic(TopicName.ENRICHED)
+        unreadable = (keys[0], b"{not json")
+        await produce(broker.bootstrap_servers, source, [*zip(keys, records, strict=True), unreadable])
+        out = enriched(await until(broker, sink, lambda rs: len(rs) >= len(people)))
+        await until(broker, settings.topic(TopicName.DLQ), lambda rs: len(rs) >= 1)
+
+        assert sorted(r.event_id for r in out) == sorted(f"form-{i}" for i in range(8))
+        for record in out:  # each record got its own company's answer
+            assert record.enrichment is EnrichmentStatus.COMPLETE
+            firm = record.profile.email.split("@")[1]  # type: ignore[union-attr]
+            assert record.profile.firmographics.company_name == f"{firm.split('.')[0].title()} GmbH"
+        assert sorted(provider.domains) == sorted(email.split("@")[1] for email in people)  # once each
+        assert provider.most_in_flight >= 2
+        await asyncio.sleep(1)  # a second dead letter would have arrived by now
+        letters = await consume_until(
+            broker.bootstrap_servers, settings.topic(TopicName.DLQ), lambda rs: False, within=1
+        )
+        assert len(letters) == 1
+    finally:
+        await service.app.stop()
+        await runner.cleanup()

@@ -17,7 +17,7 @@ from services.capture.domain import lead_identity, to_interaction
 from services.enrich import domain
 from services.enrich.config import ConfigError, load_config
 from services.enrich.domain import LeadState, Lookup, LookupStatus
-from services.enrich.profile import TRACKED, apply_interaction, merge_profiles
+from services.enrich.profile import TRACKED, apply_interaction, contact_domain, merge_profiles
 
 CONFIG = load_config()
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -244,6 +244,27 @@ def test_free_mail_needs_no_lookup_and_is_complete() -> None:
     assert domain.lookup_needed(None, event.lead_id, event, CONFIG) is None
     outcome = domain.enrich(None, event.lead_id, event, None, CONFIG)
     assert outcome.records[0].enrichment is EnrichmentStatus.COMPLETE
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.sampled_from(
+            ["ann@acme.de", " Ann@ACME.de ", "bo@gmail.com", "x@mailinator.com", "not-an-address"]
+        ),
+        st.emails(),
+    ),
+    st.sampled_from(["form_submit", "page_view", "demo_request"]),
+)
+def test_a_batch_looks_up_ahead_what_a_new_lead_would_need(email: str | None, kind: str) -> None:
+    """`contact_domain` (what a batch looks up before its records are handled) is the domain the
+    lookup of a lead with no state yet asks for, from the interaction alone."""
+    contact = {"email": email} if email else {}
+    try:
+        event = interaction("e", type=kind, contact=contact, anonymous_id="anon-1")
+    except ValueError:
+        return  # capture refuses it at the edge: enrich never sees it
+    assert contact_domain(event) == domain.lookup_needed(None, event.lead_id, event, CONFIG)
 
 
 def test_unavailable_provider_marks_partial_and_a_late_answer_completes() -> None:
