@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,7 @@ class ServiceWorkload:
     service: str
     outputs: tuple[str, ...]  # catalogue or internal topic names, before the run suffix
     backlog: Callable[[int], dict[TopicName, list[Record]]]
+    env: Mapping[str, str] = field(default_factory=dict)  # the worker's own settings, beside the bench's
 
 
 def one_source(
@@ -176,7 +177,7 @@ async def run_service(
     services = Services(ctx, case, suffix)
     keys = [workload.service] if workers == 1 else [f"{workload.service}-{i + 1}" for i in range(workers)]
     for key in keys:
-        services.add(workload.service, label=key if workers > 1 else "")
+        services.add(workload.service, label=key if workers > 1 else "", **workload.env)
     probes = [Probe(f"in:{k}:{topic}", k, EVENTS_IN, {"topic": topic}) for k in keys for topic in sources]
     probes += [
         Probe(f"out:{k}:{t}", k, EVENTS_OUT, {"topic": settings.topic(t)})

@@ -3,9 +3,10 @@ realistic records on its input topic. Compare with `raw.aiokafka` in the same ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.case import BenchContext, CaseResult, OwnInput, register
+from bench.provider import remote_provider
 from bench.records import Record, enriched_stream, hand_raiser_changes, interactions, record, stage_changes
 from bench.service_run import ServiceWorkload, one_source, run_service
 from schemas.topics import TopicName
@@ -67,3 +68,22 @@ class ServiceAlone(OwnInput):
 
 for service, (description, _) in WORKLOADS.items():
     register(ServiceAlone(service, f"service.{service}", description))
+
+
+@dataclass(frozen=True)
+class EnrichRemoteProvider(OwnInput):
+    """`service.enrich` against a remote provider (`bench/provider.py`) behind enrich's Redis cache:
+    the lookups a batch awaits, which the local provider answers from memory."""
+
+    name: str = "service.enrich-http"
+    description: str = "enrich over the same traffic, firmographics from HTTP (20 ms) behind Redis"
+    delay: float = 0.02
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        _, workload = WORKLOADS["enrich"]
+        async with remote_provider(self.delay) as url:
+            remote = replace(workload, env={"ENRICH_PROVIDER": "http", "ENRICH_PROVIDER_URL": url})
+            return await run_service(ctx, case=self.name, description=self.description, workload=remote)
+
+
+register(EnrichRemoteProvider())
