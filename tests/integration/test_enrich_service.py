@@ -13,6 +13,7 @@ from aiohttp import web
 from aiokafka import ConsumerRecord
 from redis.asyncio import Redis
 
+from bench.provider import serving
 from schemas.enriched import EnrichedInteraction, EnrichmentStatus
 from schemas.interaction import InteractionIn
 from schemas.topics import TopicName
@@ -182,33 +183,35 @@ class FlakyProvider:
         )
 
 
-@pytest.fixture
-async def flaky() -> AsyncIterator[tuple[FlakyProvider, int]]:
-    provider = FlakyProvider()
-    app = web.Application()
-    app.router.add_get("/companies/{domain}", provider.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield provider, port
-    finally:
-        await runner.cleanup()
-
-
-async def test_slow_provider_passes_events_partial_then_completes_them(
-    broker: EmbeddedBroker, redis_url: str, suffix: str, flaky: tuple[FlakyProvider, int]
-) -> None:
-    provider, port = flaky
-    settings = EnrichSettings(
+def remote(broker: EmbeddedBroker, redis_url: str, suffix: str, port: int, **settings: Any) -> EnrichSettings:
+    """Enrich with the HTTP provider on `port` (and its Redis cache)."""
+    return EnrichSettings(
         broker_url=broker.url,
         redis_url=redis_url,
         topic_suffix=suffix,
         web_port=free_port(),
         provider="http",
         provider_url=f"http://127.0.0.1:{port}/companies/{{domain}}",
+        **settings,
+    )
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[tuple[FlakyProvider, int]]:
+    provider = FlakyProvider()
+    async with serving(provider.handle) as port:
+        yield provider, port
+
+
+async def test_slow_provider_passes_events_partial_then_completes_them(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, flaky: tuple[FlakyProvider, int]
+) -> None:
+    provider, port = flaky
+    settings = remote(
+        broker,
+        redis_url,
+        suffix,
+        port,
         provider_timeout=0.3,
         lookup_budget=0.5,
         breaker_failures=2,
@@ -281,49 +284,33 @@ async def test_a_batchs_lookups_go_to_a_remote_provider_together(
     once waited for its own lookup (and let the producer send the batch's records so far); a record
     decoded ahead that cannot be read is dead-lettered once."""
     provider = CountingProvider(delay=0.3)
-    app = web.Application()
-    app.router.add_get("/companies/{domain}", provider.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    settings = EnrichSettings(
-        broker_url=broker.url,
-        redis_url=redis_url,
-        topic_suffix=suffix,
-        web_port=free_port(),
-        provider="http",
-        provider_url=f"http://127.0.0.1:{port}/companies/{{domain}}",
-        provider_timeout=2.0,
-        lookup_budget=3.0,
-    )
-    service = await started(settings)
-    try:
-        tag = suffix.replace(".", "")
-        people = [f"jo@firm{i}{tag}.example" for i in range(8)]
-        records = [
-            event(event_id=f"form-{i}", type="form_submit", occurred_at=T0, contact={"email": email})
-            for i, email in enumerate(people)
-        ]
-        keys = [lead_identity(email, None)[0].encode() for email in people]
+    tag = suffix.replace(".", "")
+    people = [f"jo@firm{i}{tag}.example" for i in range(8)]
+    records = [
+        event(event_id=f"form-{i}", type="form_submit", occurred_at=T0, contact={"email": email})
+        for i, email in enumerate(people)
+    ]
+    keys = [lead_identity(email, None)[0].encode() for email in people]
+    unreadable = (keys[0], b"{not json")
+    async with serving(provider.handle) as port:
+        settings = remote(broker, redis_url, suffix, port, provider_timeout=2.0, lookup_budget=3.0)
         source, sink = settings.topic(TopicName.INTERACTIONS), settings.topic(TopicName.ENRICHED)
-        unreadable = (keys[0], b"{not json")
-        await produce(broker.bootstrap_servers, source, [*zip(keys, records, strict=True), unreadable])
-        out = enriched(await until(broker, sink, lambda rs: len(rs) >= len(people)))
-        await until(broker, settings.topic(TopicName.DLQ), lambda rs: len(rs) >= 1)
+        dlq = settings.topic(TopicName.DLQ)
+        service = await started(settings)
+        try:
+            await produce(broker.bootstrap_servers, source, [*zip(keys, records, strict=True), unreadable])
+            out = enriched(await until(broker, sink, lambda rs: len(rs) >= len(people)))
+            await until(broker, dlq, lambda rs: len(rs) >= 1)
+            await asyncio.sleep(1)  # a second dead letter would have arrived by now
+            letters = await consume_until(broker.bootstrap_servers, dlq, lambda rs: False, within=1)
+        finally:
+            await service.app.stop()
 
-        assert sorted(r.event_id for r in out) == sorted(f"form-{i}" for i in range(8))
-        for record in out:  # each record got its own company's answer
-            assert record.enrichment is EnrichmentStatus.COMPLETE
-            firm = record.profile.email.split("@")[1]  # type: ignore[union-attr]
-            assert record.profile.firmographics.company_name == f"{firm.split('.')[0].title()} GmbH"
-        assert sorted(provider.domains) == sorted(email.split("@")[1] for email in people)  # once each
-        assert provider.most_in_flight >= 2
-        await asyncio.sleep(1)  # a second dead letter would have arrived by now
-        letters = await consume_until(
-            broker.bootstrap_servers, settings.topic(TopicName.DLQ), lambda rs: False, within=1
-        )
-        assert len(letters) == 1
-    finally:
-        await service.app.stop()
-        await runner.cleanup()
+    assert sorted(r.event_id for r in out) == sorted(f"form-{i}" for i in range(8))
+    for record in out:  # each record got its own company's answer
+        assert record.enrichment is EnrichmentStatus.COMPLETE
+        firm = record.profile.email.split("@")[1]  # type: ignore[union-attr]
+        assert record.profile.firmographics.company_name == f"{firm.split('.')[0].title()} GmbH"
+    assert sorted(provider.domains) == sorted(email.split("@")[1] for email in people)  # once each
+    assert provider.most_in_flight >= 2
+    assert len(letters) == 1
