@@ -114,7 +114,7 @@ class Enricher:
             async with asyncio.timeout(self.settings.lookup_budget):
                 return await self.provider.lookup(company_domain)
         except TimeoutError:
-            self.metrics.provider_requests.labels(self.provider.name, "timeout").inc()
+            self.metrics.provider_outcomes(self.provider.name, "timeout").inc()
             return Lookup(company_domain, LookupStatus.UNAVAILABLE, None, self.provider.name)
 
     async def publish(self, outcome: Outcome, kind: str) -> None:
@@ -123,7 +123,7 @@ class Enricher:
         outbox = self.batch.outbox
         for record in outcome.records:
             await outbox.send(self.sink, record.lead_id, record)
-            self.metrics.enriched.labels(str(record.enrichment), _kind(record, kind)).inc()
+            self.metrics.published(str(record.enrichment), _kind(record, kind)).inc()
             if record.merged_from:
                 self.metrics.merges.inc(len(record.merged_from))
         for request in outcome.aliases:

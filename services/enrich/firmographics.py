@@ -76,7 +76,7 @@ class LocalProvider:
         result = self.find(domain)
         if self.metrics is not None:
             outcome = "hit" if result.status is LookupStatus.FOUND else "miss"
-            self.metrics.provider_requests.labels(self.name, outcome).inc()
+            self.metrics.provider_outcomes(self.name, outcome).inc()
         return result
 
 
@@ -112,7 +112,7 @@ class HttpProvider:
             await self._session.close()
 
     def _outcome(self, outcome: str) -> None:
-        self.metrics.provider_requests.labels(self.name, outcome).inc()
+        self.metrics.provider_outcomes(self.name, outcome).inc()
         self.metrics.breaker_open.set(1 if self.breaker.state is BreakerState.OPEN else 0)
 
     async def lookup(self, domain: str) -> Lookup:

@@ -48,6 +48,11 @@ class ErasureGuard:
         self.table[guard_key(lead_id)] = encode_erasure(at, partition)
 
     def erased_at(self, lead_id: str) -> float | None:
+        """When the lead was erased (epoch seconds), or None. With no erasure held, the usual case,
+        it answers without hashing the id and missing the table: asked for every record, those
+        cost 5.6 µs against 0.5 for the table's size (docs/performance.md, fifteenth pass)."""
+        if len(self.table) == 0:
+            return None
         raw = self.table.get(guard_key(lead_id))
         return None if raw is None else decode_erasure(raw)[0]
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -35,18 +34,25 @@ from services.runtime.metrics import CommonMetrics
 _MISSING = object()
 
 
-@contextmanager
-def processing(event: faust.EventT[Any]) -> Iterator[None]:
-    """Make `event` faust's current event while its record is handled.
+class processing:  # lower case: used as a context manager, named as one
+    """Make `event` faust's current event while its record is handled (`with processing(event):`).
 
     A table writes each change to the changelog partition of the current event (the input's
     partition, so state and input stay co-partitioned). `take_events` collects records in another
-    task, where faust sets it; handling a batch's records one by one sets it here."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+    task, where faust sets it; handling a batch's records one by one sets it here. A class, not a
+    generator-based context manager: entered for every record, it costs 2.0 µs against 4.3
+    (docs/performance.md, fifteenth pass)."""
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: faust.EventT[Any]) -> None:
+        self._event = event
+
+    def __enter__(self) -> None:
+        self._token = _current_event.set(weakref.ref(self._event))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current_event.reset(self._token)
 
 
 def _same(value: Any) -> Any:

@@ -179,7 +179,7 @@ def _erase(w: ScoreWiring, lead_id: str) -> int:
 
 
 def _count(w: ScoreWiring, kind: str, update: domain.ScoreUpdate) -> None:
-    w.metrics.events_scored.labels(kind, update.outcome).inc()
+    w.metrics.scored(kind, update.outcome).inc()
     if kind == "interaction" and update.fit is not None:  # evaluated (duplicates are not)
         at = update.state.evaluated_at or 0.0
         w.metrics.total_score.observe(update.fit + domain.engagement_at(update.state, at, w.rules.current))

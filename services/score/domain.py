@@ -11,9 +11,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from pydantic import JsonValue
@@ -276,14 +277,15 @@ def change_id(lead_id: str, trigger_id: str, kind: StageKind, to_stage: str) -> 
 def _changes(
     old: LeadState,
     new: LeadState,
-    trigger: Trigger,
+    trigger: Callable[[], Trigger],
     at: float,
     rules: ScoringRules,
     *,
     rule: str | None,
     terms: list[FitTerm],
 ) -> list[StageChange]:
-    """The stage changes from `old` to `new`, explained; `terms`: the fit terms `new` was evaluated with."""
+    """The stage changes from `old` to `new`, explained; `terms`: the fit terms `new` was evaluated with.
+    `trigger` builds the record that caused them, only when a stage moved."""
     moves = []
     if old.temperature != new.temperature:
         moves.append((StageKind.TEMPERATURE, old.temperature.value, new.temperature.value))
@@ -291,6 +293,7 @@ def _changes(
         moves.append((StageKind.LIFECYCLE, old.lifecycle.value, new.lifecycle.value))
     if not moves:  # most events move nothing: no explanation to build
         return []
+    cause = trigger()
     fit, fit_list = sum(t[1] for t in terms), reasons_of(terms)
     engagement = engagement_at(new, at, rules)
     scores = Scores(fit=round(fit, 2), engagement=round(engagement, 2), total=round(fit + engagement, 2))
@@ -301,8 +304,8 @@ def _changes(
     profile = new.profile or LeadProfile(lead_id=new.lead_id)
     return [
         StageChange(
-            event_id=change_id(new.lead_id, trigger.event_id, kind, to_stage),
-            occurred_at=trigger.occurred_at,
+            event_id=change_id(new.lead_id, cause.event_id, kind, to_stage),
+            occurred_at=cause.occurred_at,
             lead_id=new.lead_id,
             kind=kind,
             from_stage=from_stage,
@@ -313,7 +316,7 @@ def _changes(
             scores=scores,
             reasons=reasons,
             bant=bant,
-            trigger=trigger,
+            trigger=cause,
             profile=profile,
             source=new.source,
         )
@@ -322,9 +325,17 @@ def _changes(
 
 
 def _settle(
-    old: LeadState, state: LeadState, trigger: Trigger, at: float, rules: ScoringRules, *, rule: str | None
+    old: LeadState,
+    state: LeadState,
+    trigger: Callable[[], Trigger],
+    at: float,
+    rules: ScoringRules,
+    *,
+    rule: str | None,
 ) -> tuple[LeadState, list[StageChange], float]:
-    """Re-evaluate both stages at `at` and report the moves; the new state and its fit score."""
+    """Re-evaluate both stages at `at` and report the moves; the new state and its fit score.
+    `trigger` is called only when a stage moved: most records move none, and building the model for
+    every record cost more than its partial (docs/performance.md, fifteenth pass)."""
     at = max(at, state.evaluated_at or at)
     terms = fit_terms(state.profile, state.bant, rules.fit)
     fit = sum(t[1] for t in terms)
@@ -386,7 +397,9 @@ def apply_interaction(
         need = state.bant.need if state.bant.need is not None else True
         bant = state.bant.model_copy(update={"need": need})
         state = state.model_copy(update={"hand_raised_at": raised, "bant": bant})
-    trigger = Trigger(event_id=event.event_id, type=interaction.type.value, occurred_at=event.occurred_at)
+    trigger = partial(
+        Trigger, event_id=event.event_id, type=interaction.type.value, occurred_at=event.occurred_at
+    )
     evaluate_at = max(at, state.engagement_at or at)
     state, changes, fit = _settle(old, state, trigger, evaluate_at, rules, rule=rule.name if rule else None)
     return ScoreUpdate(state, changes, rule=rule.name if rule else None, outcome=outcome, fit=fit)
@@ -441,8 +454,8 @@ def apply_sales_activity(state: LeadState | None, event: SalesActivity, rules: S
             update["hand_raised_at"] = None  # a rejected hand-raise no longer keeps the lead hot
             update["recycled_engagement"] = max(0.0, raw_engagement(state))
         state = state.model_copy(update=update)
-    trigger = Trigger(
-        event_id=event.event_id, type=f"sales:{event.activity.value}", occurred_at=event.occurred_at
+    trigger = partial(
+        Trigger, event_id=event.event_id, type=f"sales:{event.activity.value}", occurred_at=event.occurred_at
     )
     state, changes, fit = _settle(old, state, trigger, max(at, state.engagement_at or at), rules, rule=rule)
     return ScoreUpdate(state, changes, rule=rule, outcome="scored" if rule else "unscored", fit=fit)
@@ -453,6 +466,8 @@ def apply_decay_check(state: LeadState, at: datetime, rules: ScoringRules) -> Sc
     when = epoch(at)
     if state.next_due is None or when < state.next_due - DUE_MARGIN / 2:  # datetimes hold microseconds
         return ScoreUpdate(state, outcome="unscored")
-    trigger = Trigger(event_id=f"decay:{state.lead_id}:{round(when * 1000)}", type="decay", occurred_at=at)
+    trigger = partial(
+        Trigger, event_id=f"decay:{state.lead_id}:{round(when * 1000)}", type="decay", occurred_at=at
+    )
     new, changes, fit = _settle(state, state, trigger, when, rules, rule="decay")
     return ScoreUpdate(new, changes, outcome="checked", fit=fit)

@@ -8,12 +8,13 @@ counters the cost-per-lead panel divides it by, with the same campaign labels fr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.stage import LifecycleStage, StageChange, StageKind
 from services.runtime.campaigns import CampaignsConfig, load_campaigns
+from services.runtime.metrics import Labelled
 
 # Event time to stage change: milliseconds live, hours or days for a replay or a decay demotion.
 STAGE_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400)
@@ -32,19 +33,33 @@ class ScoreMetrics:
     leads_captured: Counter
     campaign_cost: Gauge
     campaigns: CampaignsConfig
+    # the children of the counters updated per record, each looked up once (Labelled)
+    scored: Labelled[Counter] = field(init=False, repr=False)
+    _moves: Labelled[Counter] = field(init=False, repr=False)
+    _entries: Labelled[Counter] = field(init=False, repr=False)
+    _captured: Labelled[Counter] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, metric in (
+            ("scored", self.events_scored),
+            ("_moves", self.stage_changes),
+            ("_entries", self.stage_entries),
+            ("_captured", self.leads_captured),
+        ):
+            object.__setattr__(self, name, Labelled(metric))  # frozen: set once, here
 
     def observe_stage_change(self, change: StageChange, now: float | None = None) -> None:
         """Count one published stage change: its move, its latency, and the funnel by source."""
-        self.stage_changes.labels(change.kind.value, change.from_stage, change.to_stage).inc()
+        self._moves(change.kind.value, change.from_stage, change.to_stage).inc()
         now = time.time() if now is None else now
         self.stage_change_latency.observe(max(0.0, now - change.trigger.occurred_at.timestamp()))
         if change.kind != StageKind.LIFECYCLE:
             return
         channel = self.campaigns.channel_label(change.source.channel)
         campaign = self.campaigns.campaign_label(change.source.utm_campaign)
-        self.stage_entries.labels(change.to_stage, channel, campaign).inc()
+        self._entries(change.to_stage, channel, campaign).inc()
         if change.from_stage == LifecycleStage.RAW:
-            self.leads_captured.labels(channel, campaign).inc()
+            self._captured(channel, campaign).inc()
 
 
 def score_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None = None) -> ScoreMetrics:

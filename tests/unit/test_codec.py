@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas import DeadLetter, Interaction, RecordOrigin, SalesRecord
 from schemas.sales import RepStatusUpdate, SalesActivity
-from services.runtime.codec import MAX_PAYLOAD_CHARS, Decoder
+from services.runtime.codec import MAX_PAYLOAD_CHARS, Decoder, encode
 
 ORIGIN = RecordOrigin(topic="leads.interactions", partition=2, offset=41, key="e-1")
 VALID = {
@@ -111,3 +111,13 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
 def test_near_valid_json_never_raises(overrides: dict[str, object]) -> None:
     result = decoder.decode(json.dumps({**VALID, **overrides}).encode(), ORIGIN)
     assert isinstance(result, (Interaction, DeadLetter))
+
+
+def test_encode_writes_what_model_dump_json_writes() -> None:
+    """Non-ASCII text, a nested model, None values and a datetime, byte for byte."""
+    record = decoder.decode(
+        json.dumps({**VALID, "contact": {"first_name": "Zoë", "country": None}}).encode(), ORIGIN
+    )
+    assert isinstance(record, Interaction)
+    assert encode(record) == record.model_dump_json().encode()
+    assert "Zoë".encode() in encode(record)

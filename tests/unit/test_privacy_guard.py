@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -52,3 +53,19 @@ def test_the_key_names_no_lead_and_the_guard_forgets_after_its_period() -> None:
 def test_an_erasure_value_round_trips(at: float, partition: int) -> None:
     moment = datetime.fromtimestamp(at, UTC)
     assert decode_erasure(encode_erasure(moment, partition)) == (moment.timestamp(), partition)
+
+
+class UnaskedTable(dict[bytes, bytes]):
+    """A table that fails when it is read: while it holds nothing, the guard must not ask it."""
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        raise AssertionError(f"looked up {key!r} in an empty table")
+
+
+def test_with_no_erasure_held_the_guard_answers_without_a_lookup() -> None:
+    table = UnaskedTable()
+    guard = ErasureGuard(table, keep=timedelta(days=7))
+    assert not guard.drops("e-abc123", ERASED)
+    dict.__setitem__(table, guard_key("e-other"), encode_erasure(ERASED, 0))
+    with pytest.raises(AssertionError, match="looked up"):  # one erasure held: every record is checked
+        guard.drops("e-abc123", ERASED)

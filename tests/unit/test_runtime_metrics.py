@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.enrich.metrics import enrich_metrics
+from services.runtime.campaigns import parse_campaigns
 from services.runtime.metrics import Labelled, common_metrics
+from services.score.metrics import score_metrics
 
 
 def test_a_labelled_child_is_the_metrics_own_and_looked_up_once() -> None:
@@ -34,3 +37,19 @@ def test_labels_of_another_metric_type_keep_their_own_children() -> None:
     registry = CollectorRegistry()
     histogram = Histogram("waits", "Waits.", ["tier"], registry=registry)
     assert Labelled(histogram)("hot") is histogram.labels("hot")
+
+
+def test_the_services_per_record_counters_count_into_their_own_metrics() -> None:
+    registry = CollectorRegistry()
+    score = score_metrics(registry, parse_campaigns({"channels": ["web"], "campaigns": []}))
+    score.scored("interaction", "scored").inc()
+    score.scored("interaction", "scored").inc()
+    enrich = enrich_metrics(CollectorRegistry())
+    enrich.published("complete", "live").inc()
+    enrich.provider_outcomes("local", "hit").inc()
+
+    scored = {"kind": "interaction", "outcome": "scored"}
+    assert registry.get_sample_value("leadpipe_score_events_scored_total", scored) == 2
+    assert score.scored("interaction", "scored") is score.events_scored.labels("interaction", "scored")
+    assert enrich.published("complete", "live") is enrich.enriched.labels("complete", "live")
+    assert enrich.provider_outcomes("local", "hit") is enrich.provider_requests.labels("local", "hit")
