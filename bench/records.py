@@ -16,32 +16,35 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from phonenumbers import country_code_for_region
 from pydantic import JsonValue
 
 from schemas.enriched import EnrichedInteraction
 from schemas.interaction import Contact, IdentityKind, Interaction, InteractionIn, InteractionType, Source
-from schemas.profile import EmailKind, Firmographics, LeadProfile
+from schemas.profile import EmailKind, FieldSource, Firmographics, LeadProfile
 from schemas.stage import StageChange
 from services.capture import domain as capture_domain
 from services.devstack.demo import DemoTraffic
 from services.enrich.firmographics import DEFAULT_COMPANIES, load_companies
+from services.enrich.normalise import normalise_phone
 from services.score import domain as score_domain
 from services.score.rules import DEFAULT_RULES_FILE, ScoringRules, load_rules
 from services.score.state import LeadState
 
 Record = tuple[bytes, bytes]
 
-# (seniority, department, job title): the shapes enrich derives from titles like the demo's.
-ROLES: tuple[tuple[str | None, str | None, str], ...] = (
+# (seniority, department, job title): what enrich derives from titles like the demo's (a unit test
+# checks them against enrich's title rules).
+ROLES: tuple[tuple[str, str, str], ...] = (
     ("vp", "marketing", "VP Marketing"),
     ("c_level", "marketing", "Chief Marketing Officer"),
     ("director", "sales", "Director of Revenue Operations"),
     ("manager", "marketing", "Marketing Manager"),
-    ("manager", "sales", "Head of Sales"),
-    ("c_level", None, "CEO"),
-    (None, "engineering", "Software Engineer"),
-    (None, "sales", "Sales Development Representative"),
-    ("student", None, "Student"),
+    ("director", "sales", "Head of Sales"),
+    ("c_level", "executive", "CEO"),
+    ("individual_contributor", "engineering", "Software Engineer"),
+    ("individual_contributor", "sales", "Sales Development Representative"),
+    ("student", "education", "Student"),
 )
 # What known leads do, weighted like the demo traffic's known visitors.
 KINDS: tuple[tuple[InteractionType, float], ...] = (
@@ -57,7 +60,6 @@ KINDS: tuple[tuple[InteractionType, float], ...] = (
     (InteractionType.UNSUBSCRIBE, 0.02),
 )
 PAGES = ("/", "/product", "/blog/lead-scoring", "/customers", "/integrations", "/pricing", "/careers")
-TIMEZONES = {"DE": "Europe/Berlin", "AT": "Europe/Vienna", "CH": "Europe/Zurich", "GB": "Europe/London"}
 
 
 def record(event: Any) -> Record:
@@ -78,22 +80,52 @@ def good_fit_companies() -> tuple[Firmographics, ...]:
     return tuple(c for c in companies() if (c.employees or 0) >= 500 and c.country in emea)
 
 
-def profile_for(lead_id: str, rng: random.Random, firms: Sequence[Firmographics]) -> LeadProfile:
-    """A lead's profile as enrich would have it: a sample company, a role, a business e-mail."""
+FIRST_NAMES = ("Jane", "Lukas", "Amélie", "Marta", "Oliver", "Sofia", "Jonas", "Chiara", "Mateo", "Emma")
+LAST_NAMES = ("Doe", "Müller", "Dubois", "Rossi", "Smith", "García", "Novak", "Jansen", "Schmidt", "Lefèvre")
+
+
+def profile_for(
+    lead_id: str,
+    rng: random.Random,
+    firms: Sequence[Firmographics],
+    *,
+    at: datetime | None = None,
+    event_id: str | None = None,
+) -> LeadProfile:
+    """A lead's profile as enrich makes it from a form fill by an anonymous visitor, at `at` by the
+    record `event_id` (the lead's first; default now and `<lead>-1`): a sample company and role, a
+    business e-mail, a name and a phone (E.164, with the time zone it gives), the visitor's anonymous
+    id, and a provenance entry for every field the form set (enrich's TRACKED fields and the
+    firmographics lookup). A unit test checks the shape against enrich's pure domain."""
     firm = rng.choice(firms)
     seniority, department, title = rng.choice(ROLES)
     country = firm.country or "DE"
+    phone = normalise_phone(f"+{country_code_for_region(country)} {rng.randrange(10**8, 10**9)}", country)
+    at = at or datetime.now(UTC)
+    form = FieldSource(
+        source=InteractionType.FORM_SUBMIT.value, event_id=event_id or f"{lead_id}-1", updated_at=at
+    )
+    values = {
+        "email": f"{lead_id}@{firm.domain}",
+        "first_name": rng.choice(FIRST_NAMES),
+        "last_name": rng.choice(LAST_NAMES),
+        "phone": phone.e164 if phone else None,
+        "company": firm.company_name,
+        "job_title": title,
+        "country": country,
+        "timezone": phone.timezone if phone else None,
+    }
+    sources = {name: form for name, value in values.items() if value is not None}
+    sources["firmographics"] = form.model_copy(update={"source": "firmographics:local"})
     return LeadProfile(
         lead_id=lead_id,
-        email=f"{lead_id}@{firm.domain}",
         email_kind=EmailKind.BUSINESS,
-        company=firm.company_name,
-        job_title=title,
         seniority=seniority,
         department=department,
-        country=country,
-        timezone=TIMEZONES.get(country),
         firmographics=firm,
+        anonymous_ids=[f"anon-{rng.getrandbits(64):016x}"],
+        field_sources=sources,
+        **values,
     )
 
 
@@ -120,7 +152,16 @@ def enriched_interaction(
         lead_id=lead_id,
         type=kind,
         identity=IdentityKind.EMAIL,
-        contact=Contact(email=profile.email, job_title=profile.job_title, country=profile.country),
+        anonymous_id=profile.anonymous_ids[0] if profile.anonymous_ids else None,
+        contact=Contact(  # as the demo's known visitors send it with every event
+            email=profile.email,
+            first_name=profile.first_name,
+            last_name=profile.last_name,
+            phone=profile.phone,
+            company=profile.company,
+            job_title=profile.job_title,
+            country=profile.country,
+        ),
         source=Source(channel="web", utm_source="google", utm_medium="cpc", utm_campaign="spring-launch"),
         properties=properties or {},
         received_at=at,
@@ -142,11 +183,12 @@ def enriched_stream(
     leads = max(1, leads if leads is not None else count // 10)
     firms = companies()
     start = (now or datetime.now(UTC)) - timedelta(hours=2)
-    profiles = [profile_for(f"e-{prefix}-{i:07d}", rng, firms) for i in range(leads)]
+    step = timedelta(hours=2) / max(count, 1)
+    # lead i's first record is record i (below): its form fill set the profile's fields
+    profiles = [profile_for(f"e-{prefix}-{i:07d}", rng, firms, at=start + i * step) for i in range(leads)]
     per_lead = [0] * leads
     kinds, weights = [k for k, _ in KINDS], [w for _, w in KINDS]
     out: list[EnrichedInteraction] = []
-    step = timedelta(hours=2) / max(count, 1)
     for n in range(count):
         i = n if n < leads else rng.randrange(leads)  # every lead appears at least once
         profile = profiles[i]
@@ -171,7 +213,7 @@ def one_event_per_lead(leads: int, *, seed: int = 13, prefix: str = "m") -> Iter
     firms = companies()
     at = datetime.now(UTC) - timedelta(minutes=30)
     for i in range(leads):
-        profile = profile_for(f"e-{prefix}-{i:07d}", rng, firms)
+        profile = profile_for(f"e-{prefix}-{i:07d}", rng, firms, at=at)
         yield enriched_interaction(
             profile.lead_id, InteractionType.FORM_SUBMIT, at, profile, event_id=f"{profile.lead_id}-1"
         )
@@ -209,7 +251,8 @@ def hand_raiser_changes(count: int, *, seed: int = 17, prefix: str = "h") -> lis
     out: list[StageChange] = []
     i = 0
     while len(out) < count:
-        profile = profile_for(f"e-{prefix}-{i:07d}", rng, firms)
+        lead_id = f"e-{prefix}-{i:07d}"
+        profile = profile_for(lead_id, rng, firms, at=at, event_id=f"{lead_id}-demo")
         demo = enriched_interaction(
             profile.lead_id, InteractionType.DEMO_REQUEST, at, profile, event_id=f"{profile.lead_id}-demo"
         )

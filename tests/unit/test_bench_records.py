@@ -3,14 +3,18 @@ the cases rely on (hand-raisers are sales-ready, leads are many, records are val
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 from bench import records
 from bench.cases.services import nurture_backlog
 from schemas.enriched import EnrichedInteraction
-from schemas.interaction import Interaction, InteractionIn
+from schemas.interaction import Interaction, InteractionIn, InteractionType
 from schemas.stage import StageChange
 from schemas.topics import TopicName
+from services.enrich import domain as enrich_domain
+from services.enrich.config import load_config
+from services.enrich.firmographics import DEFAULT_COMPANIES, LocalProvider, load_companies
 
 
 def test_enriched_stream_spreads_over_many_leads_in_time_order() -> None:
@@ -57,3 +61,26 @@ def test_hand_raiser_is_a_valid_public_event_with_a_good_fit_company() -> None:
     assert lead.startswith("e-") and lead != records.hand_raiser_lead_id(
         records.hand_raiser("run1", 4, firm, datetime.now(UTC))
     )
+
+
+def test_a_profile_has_the_shape_enrich_gives_a_form_fill() -> None:
+    """Score's cost follows its records' size (provenance with a datetime per field, names, phone):
+    the bench's profile sets the fields, provenance and anonymous id enrich's pure domain sets for
+    the same form fill, with the same derived values."""
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    for seed in range(20):
+        profile = records.profile_for("e-b-0000001", random.Random(seed), records.companies(), at=at)
+        fill = records.enriched_interaction(
+            profile.lead_id, InteractionType.FORM_SUBMIT, at, profile, event_id="e-b-0000001-1"
+        ).interaction
+        config = load_config()
+        applied = enrich_domain.applied_profile(None, fill.lead_id, fill, config)
+        wanted = enrich_domain.lookup_needed(None, fill.lead_id, fill, config, applied)
+        provider = LocalProvider(load_companies(DEFAULT_COMPANIES))
+        lookup = provider.find(wanted) if wanted else None
+        made = (
+            enrich_domain.enrich(None, fill.lead_id, fill, lookup, config, applied=applied).records[0].profile
+        )
+
+        assert profile.model_dump(exclude={"field_sources"}) == made.model_dump(exclude={"field_sources"})
+        assert profile.field_sources == made.field_sources
