@@ -33,7 +33,7 @@ WORKLOADS: dict[str, tuple[str, ServiceWorkload]] = {
         ),
     ),
     "score": (
-        "score over leads.enriched, ~10 events per lead, sample-company profiles",
+        "score over leads.enriched, ~10 events per lead, profiles as enrich makes them",
         ServiceWorkload(
             "score",
             (TopicName.STAGE_CHANGES,),
