@@ -4,7 +4,8 @@ before any framework does.
 `domain.score`: the same steps as score's agent, timed one by one over `enriched_stream(events)`:
 
 - decode: the enriched record's JSON (trusted, as score reads it);
-- load: the lead's stored state parsed back (`LeadState.loads`), as a new batch reads its table;
+- load: the lead's stored state parsed back but its profile (`LeadState.loads_without_profile`), as
+  a new batch reads its table for an interaction;
 - domain: `apply_interaction`;
 - state JSON: the new state serialised for the changelog (`LeadState.dumps`);
 - stage changes: each change serialised for `leads.stage-changes`.
@@ -76,7 +77,7 @@ def score_records(raws: list[bytes], stored: dict[str, bytes] | None = None) -> 
     for raw in raws:
         event = clock.time("decode", _decode, raw)
         before = stored.get(event.lead_id)
-        state = None if before is None else clock.time("load", LeadState.loads, before)
+        state = None if before is None else clock.time("load", LeadState.loads_without_profile, before)
         update = clock.time("domain", domain.apply_interaction, state, event, rules)
         stored[event.lead_id] = clock.time("state JSON", update.state.dumps)
         clock.time("stage changes", _encode_all, update.changes)

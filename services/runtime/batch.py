@@ -72,12 +72,13 @@ class StagedTable:
         self._encode, self._decode = encode, decode
         self._staged: dict[Any, tuple[Any, int]] = {}  # key -> (value, changelog partition)
 
-    def get(self, key: Any) -> Any:
+    def get(self, key: Any, decode: Callable[[Any], Any] | None = None) -> Any:
+        """The staged value, else the table's decoded (by `decode` in place of the table's own)."""
         staged = self._staged.get(key, _MISSING)
         if staged is not _MISSING:
             return staged[0]  # type: ignore[index]
         raw = self.table.get(key)
-        return None if raw is None else self._decode(raw)
+        return None if raw is None else (decode or self._decode)(raw)
 
     def set(self, key: Any, value: Any, event: faust.EventT[Any]) -> None:
         """Stage `value` for `key`; `event` is the record that changed it (its partition is the key's)."""

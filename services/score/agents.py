@@ -67,8 +67,11 @@ class ScoreBatch(Batch):
         self.states = StagedTable(w.table, encode=LeadState.dumps, decode=LeadState.loads)
         super().__init__(w.service.outbox(), self.states)
 
-    def load(self, lead_id: str) -> LeadState | None:
-        state: LeadState | None = self.states.get(lead_id.encode())
+    def load(self, lead_id: str, *, profile: bool = True) -> LeadState | None:
+        """The lead's state; `profile=False` for an interaction, which takes the event's profile:
+        the stored one is then not parsed (`LeadState.loads_without_profile`)."""
+        decode = None if profile else LeadState.loads_without_profile
+        state: LeadState | None = self.states.get(lead_id.encode(), decode)
         return state
 
 
@@ -85,7 +88,8 @@ def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> Non
         if topic == w.enriched:
             record = await service.decode(interactions, event)
             if record is not None and not w.guard.drops(record.lead_id, record.occurred_at):
-                update = domain.apply_interaction(batch.load(record.lead_id), record, rules)
+                state = batch.load(record.lead_id, profile=False)
+                update = domain.apply_interaction(state, record, rules)
                 _count(w, "interaction", update)
         elif topic == w.sales:
             activity = await service.decode(sales, event)
@@ -201,6 +205,6 @@ def _rebuild(w: ScoreWiring) -> None:
     w.index.clear()
     w.index.needs_rebuild = False
     for key, raw in w.table.items():
-        if raw is not None:
-            state = LeadState.loads(raw)
+        if raw is not None:  # only the due time is read: the profiles need not be parsed
+            state = LeadState.loads_without_profile(raw)
             w.index.set(bytes(key).decode(), state.next_due)

@@ -144,6 +144,7 @@ async def test_page_views_mql_demo_hot_then_cools_to_warm(
     got = await consume_until(bootstrap, out, lambda r: ("temperature", "hot", "warm") in moves(r), within=20)
     warm = next(c for c in changes(got) if c.from_stage == "hot")
     assert warm.trigger.type == "decay"
+    assert warm.profile == profile  # the stored profile, though interactions load states without it
     assert any(r.rule == "decay" and r.points < 0 for r in warm.reasons)
     assert warm.scores.total < 120
 

@@ -54,6 +54,38 @@ def test_any_state_round_trips_through_its_changelog_json(events: list[EnrichedI
     assert LeadState.loads(state.dumps()) == state
 
 
+@given(histories())
+def test_a_state_loaded_without_its_profile_is_the_stored_state_but_the_profile(
+    events: list[EnrichedInteraction],
+) -> None:
+    state = apply_all(events)
+    without = LeadState.loads_without_profile(state.dumps())
+    assert without.profile is None
+    assert without.model_copy(update={"profile": state.profile}) == state
+    assert without.model_copy(update={"profile": state.profile}).dumps() == state.dumps()  # same JSON
+
+
+NEXT_PROFILES = {"vp": vp_profile(), "student": vp_profile(seniority="student"), "empty": None}  # None: empty
+
+
+@given(histories(), st.sampled_from(TYPES), st.integers(0, SPAN), st.sampled_from(sorted(NEXT_PROFILES)))
+def test_an_interaction_never_reads_the_stored_profile(
+    events: list[EnrichedInteraction], kind: str, at: int, who: str
+) -> None:
+    """Score loads a state without its profile for an interaction (`loads_without_profile`): the
+    update must be the same as from the whole state, whatever profile the new event carries."""
+    state = apply_all(events)
+    event = enriched(kind, float(at), event_id="next", profile=NEXT_PROFILES[who])
+    whole = domain.apply_interaction(state, event, R)
+    without = domain.apply_interaction(LeadState.loads_without_profile(state.dumps()), event, R)
+    assert (without.state, without.changes, without.outcome, without.fit) == (
+        whole.state,
+        whole.changes,
+        whole.outcome,
+        whole.fit,
+    )
+
+
 @given(st.floats(0, 1e6), st.floats(0, 1e7), st.floats(0, 1e7), st.floats(1, 1e7))
 def test_decay_is_monotone_and_never_negative(score: float, t1: float, t2: float, half_life: float) -> None:
     early, late = sorted((t1, t2))
