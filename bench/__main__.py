@@ -64,6 +64,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=float, default=0.0, metavar="SECONDS", help="py-spy each service worker for SECONDS"
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the interpreter lock (py-spy --gil)",
+    )
     return parser.parse_args(argv)
 
 
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 hand_raisers=args.hand_raisers,
                 state_leads=lead_counts(args.leads, args.events),
                 profile_seconds=args.profile,
+                profile_gil=args.profile_gil,
             )
             results = asyncio.run(run_cases(ctx, names, args.repeat))
     finally:

@@ -27,6 +27,7 @@ class BenchContext:
     hand_raisers: int = 100
     state_leads: tuple[int, ...] = ()
     profile_seconds: float = 0.0
+    profile_gil: bool = False  # py-spy samples only the thread holding the interpreter lock
 
     def suffix(self, case: str) -> str:
         """The topic suffix of one case's run: its topics, groups and Redis keys are its own."""

@@ -28,14 +28,26 @@ def binary() -> str | None:
     return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
 
 
-def start(pid: int, seconds: float, output: Path, rate: int = 100) -> subprocess.Popen[bytes] | None:
+def record_argv(
+    spy: str, pid: int, seconds: float, output: Path, *, rate: int = 100, gil: bool = False
+) -> list[str]:
+    """py-spy's command line. `gil`: sample only the thread holding the interpreter lock, so a thread
+    waiting to take it back after a system call is not counted as busy (without it, socket writes
+    and cross-thread wake-ups looked dearer than they are: docs/performance.md, twelfth pass)."""
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate)]
+    argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
+    return [*argv, "--gil"] if gil else argv
+
+
+def start(
+    pid: int, seconds: float, output: Path, rate: int = 100, *, gil: bool = False
+) -> subprocess.Popen[bytes] | None:
     """Record `seconds` of the process's stacks into `output` (raw format); None when py-spy is missing."""
     spy = binary()
     if spy is None:
         return None
     output.parent.mkdir(parents=True, exist_ok=True)
-    argv = [spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate)]
-    argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
+    argv = record_argv(spy, pid, seconds, output, rate=rate, gil=gil)
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

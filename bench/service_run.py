@@ -121,7 +121,9 @@ def profile_during(ctx: BenchContext, services: Services, case: str) -> list[tup
     started = []
     for member in services:
         out = ctx.log_dir / f"{case.replace('.', '-')}-{member.key}.pyspy.txt"
-        if member.process is not None and profile.start(member.process.pid, ctx.profile_seconds, out):
+        if member.process is not None and profile.start(
+            member.process.pid, ctx.profile_seconds, out, gil=ctx.profile_gil
+        ):
             started.append((member.key, out))
     return started
 

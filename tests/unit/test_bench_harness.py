@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from bench.__main__ import lead_counts
+from bench.__main__ import lead_counts, parse
 from bench.cases.domain import ENRICH_STEPS, STEPS, EnrichRun, score_records
 from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, changelog_reads, probe_indexes, restored_figure, size_label
 from bench.cases.speed_to_lead import HandRaisers, hop_latencies
 from bench.latency import LatencySummary
-from bench.profile import package_of, parse_frame, summarise
+from bench.profile import package_of, parse_frame, record_argv, summarise
 from bench.prom import sample_sum
 from bench.records import ScoreOracle, enriched_stream, interactions, one_event_per_lead
 from bench.windows import backlog_window, first_at_least, last_change, stable_for
@@ -112,6 +112,15 @@ def test_profile_summary_by_package_and_function() -> None:
     assert "<module> (services.score)" not in inclusive
     assert summary.lines()[1].startswith("self time by package: faust 60%")
     assert summarise("").samples == 0
+
+
+def test_py_spy_samples_the_interpreter_lock_holder_only_when_asked() -> None:
+    out = Path("score.pyspy.txt")
+    plain = record_argv("py-spy", 42, 15, out)
+    assert plain[:3] == ["py-spy", "record", "--pid"] and "42" in plain and "--gil" not in plain
+    assert record_argv("py-spy", 42, 15, out, gil=True) == [*plain, "--gil"]
+    assert parse(["--profile", "15", "--profile-gil"]).profile_gil
+    assert not parse(["--profile", "15"]).profile_gil
 
 
 @pytest.mark.parametrize(
