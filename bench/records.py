@@ -254,7 +254,7 @@ def hand_raiser_changes(count: int, *, seed: int = 17, prefix: str = "h") -> lis
         lead_id = f"e-{prefix}-{i:07d}"
         profile = profile_for(lead_id, rng, firms, at=at, event_id=f"{lead_id}-demo")
         demo = enriched_interaction(
-            profile.lead_id, InteractionType.DEMO_REQUEST, at, profile, event_id=f"{profile.lead_id}-demo"
+            lead_id, InteractionType.DEMO_REQUEST, at, profile, event_id=f"{lead_id}-demo"
         )
         out.extend(c for c in oracle.apply(demo) if c.sales_ready)
         i += 1

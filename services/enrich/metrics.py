@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -21,13 +22,15 @@ class EnrichMetrics:
     cache_hit_ratio: Gauge
     breaker_open: Gauge
     _cache_counts: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0})
-    # the children of the counters updated per record, each looked up once (Labelled)
-    published: Labelled[Counter] = field(init=False, repr=False)
-    provider_outcomes: Labelled[Counter] = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "published", Labelled(self.enriched))  # frozen: set once, here
-        object.__setattr__(self, "provider_outcomes", Labelled(self.provider_requests))
+    # The children of the counters updated per record, each looked up once (Labelled).
+    @cached_property
+    def published(self) -> Labelled[Counter]:
+        return Labelled(self.enriched)
+
+    @cached_property
+    def provider_outcomes(self) -> Labelled[Counter]:
+        return Labelled(self.provider_requests)
 
     def cache_result(self, result: str) -> None:
         """Count a cache lookup (hit, miss, error) and refresh the hit ratio gauge."""

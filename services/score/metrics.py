@@ -8,7 +8,8 @@ counters the cost-per-lead panel divides it by, with the same campaign labels fr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -33,20 +34,23 @@ class ScoreMetrics:
     leads_captured: Counter
     campaign_cost: Gauge
     campaigns: CampaignsConfig
-    # the children of the counters updated per record, each looked up once (Labelled)
-    scored: Labelled[Counter] = field(init=False, repr=False)
-    _moves: Labelled[Counter] = field(init=False, repr=False)
-    _entries: Labelled[Counter] = field(init=False, repr=False)
-    _captured: Labelled[Counter] = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        for name, metric in (
-            ("scored", self.events_scored),
-            ("_moves", self.stage_changes),
-            ("_entries", self.stage_entries),
-            ("_captured", self.leads_captured),
-        ):
-            object.__setattr__(self, name, Labelled(metric))  # frozen: set once, here
+    # The children of the counters updated per record, each looked up once (Labelled).
+    @cached_property
+    def scored(self) -> Labelled[Counter]:
+        return Labelled(self.events_scored)
+
+    @cached_property
+    def _moves(self) -> Labelled[Counter]:
+        return Labelled(self.stage_changes)
+
+    @cached_property
+    def _entries(self) -> Labelled[Counter]:
+        return Labelled(self.stage_entries)
+
+    @cached_property
+    def _captured(self) -> Labelled[Counter]:
+        return Labelled(self.leads_captured)
 
     def observe_stage_change(self, change: StageChange, now: float | None = None) -> None:
         """Count one published stage change: its move, its latency, and the funnel by source."""
