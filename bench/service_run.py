@@ -20,6 +20,7 @@ import aiohttp
 from bench import profile
 from bench.case import BenchContext, CaseResult
 from bench.kafka import produce
+from bench.prom import sample_sum
 from bench.records import Record
 from bench.stack import EVENTS_IN, EVENTS_OUT, Probe, Services, Snapshot, watch
 from bench.windows import Point, backlog_window, stable_for
@@ -136,6 +137,29 @@ def profile_summaries(profiles: list[tuple[str, Path]]) -> dict[str, list[str]]:
     return summaries
 
 
+@dataclass(frozen=True)
+class Held:
+    """A worker's resident memory and the keys its tables hold, from its own `/metrics`."""
+
+    resident: float
+    keys: float
+
+
+async def held(session: aiohttp.ClientSession, services: Services, key: str) -> Held:
+    text = await services[key].metrics(session)
+    return Held(sample_sum(text, "leadpipe_memory_resident_bytes"), sample_sum(text, "leadpipe_table_keys"))
+
+
+def memory_figures(key: str, first: Held, last: Held) -> dict[str, str]:
+    """What the worker held at the end, and its memory per table key grown since it was ready: the
+    operator's view of memory per lead (services/runtime/memory.py)."""
+    figures = {f"{key}: resident MB, table keys at the end": f"{last.resident / 1e6:,.0f}, {last.keys:,.0f}"}
+    if last.keys > first.keys:
+        per_key = (last.resident - first.resident) / (last.keys - first.keys)
+        figures[f"{key}: resident bytes per table key since ready"] = f"{per_key:,.0f}"
+    return figures
+
+
 async def produce_all(ctx: BenchContext, sources: dict[str, list[Record]]) -> None:
     for topic, records in sources.items():
         await produce(ctx.bootstrap_servers, topic, records)
@@ -157,6 +181,21 @@ def one_source(
 ) -> Callable[[int], dict[TopicName, list[Record]]]:
     """A backlog on one input topic."""
     return lambda n: {topic: records(n)}
+
+
+def output_figures(
+    workload: ServiceWorkload, backlog: dict[TopicName, list[Record]], keys: list[str], end: Snapshot
+) -> dict[str, str]:
+    """The records' mean size, what the workers published per input record, each input's backlog."""
+    records = [r for topic_records in backlog.values() for r in topic_records]
+    figures = {"record bytes (mean)": f"{sum(len(v) for _, v in records) / max(1, len(records)):,.0f}"}
+    for topic in workload.outputs:
+        produced = sum(end.counters[f"out:{k}:{topic}"] for k in keys)
+        figures[f"{topic} per input"] = f"{produced / max(1, len(records)):.2f}"
+    if len(backlog) > 1:
+        for name, topic_records in backlog.items():
+            figures[f"{name.value} in the backlog"] = f"{len(topic_records):,}"
+    return figures
 
 
 async def run_service(
@@ -191,13 +230,13 @@ async def run_service(
     not_before = 0.0
     async with aiohttp.ClientSession() as session:
         try:
-            if workers == 1 and not produce_after_ready:
+            preload = workers == 1 and not produce_after_ready
+            if preload:
                 await produce_all(ctx, sources)
-                services.start()
-                await services.ready(session)
-            else:
-                services.start()
-                await services.ready(session)
+            services.start()
+            await services.ready(session)
+            at_ready = {key: await held(session, services, key) for key in keys}
+            if not preload:
                 await asyncio.sleep(2 * settings.broker_session_timeout)  # the last join settles
                 await produce_all(ctx, sources)
                 not_before = time.time()
@@ -210,6 +249,9 @@ async def run_service(
                 return finished(snapshots)
 
             snapshots = await watch(session, ctx, services, probes, done, within=ctx.case_timeout)
+            memory: dict[str, str] = {}
+            for key in keys:
+                memory.update(memory_figures(key, at_ready[key], await held(session, services, key)))
         finally:
             services.stop()
     window = backlog_window(
@@ -219,15 +261,7 @@ async def run_service(
         raise RuntimeError("the backlog was not consumed")
     start, end = snapshots[window[0]], snapshots[window[1]]
     consumed = series([end], inputs)[0][1] - series([start], inputs)[0][1]
-    figures = {
-        "record bytes (mean)": f"{sum(len(v) for _, v in records) / max(1, len(records)):,.0f}",
-    }
-    for topic in workload.outputs:
-        produced = sum(end.counters[f"out:{k}:{topic}"] for k in keys)
-        figures[f"{topic} per input"] = f"{produced / max(1, len(records)):.2f}"
-    if len(backlog) > 1:
-        for name, topic_records in backlog.items():
-            figures[f"{name.value} in the backlog"] = f"{len(topic_records):,}"
+    figures = {**output_figures(workload, backlog, keys, end), **memory}
     if workers > 1:
         shares = [
             sum(end.counters[i] - start.counters[i] for i in inputs if i.startswith(f"in:{k}:")) for k in keys

@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.gc_collector import GCCollector
 
+from services.runtime.memory import MemoryCollector
+
 # Milliseconds to minutes: processing is fast, a stalled dependency is not.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -54,6 +56,7 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
     up = Gauge("leadpipe_service_up", "1 while the service runs.", ["service"], registry=registry)
     up.labels(service).set(1)
     GCCollector(registry=registry)  # python_gc_collections_total{generation}: "2" are the full ones
+    registry.register(MemoryCollector(service))  # resident memory against the limit
     frozen = Gauge(
         "leadpipe_gc_frozen_objects",
         "Objects the garbage collector no longer walks: the heap frozen once start-up ended.",

@@ -27,6 +27,7 @@ from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
 from services.runtime.heap import HeapFreezer
+from services.runtime.memory import TableKeysCollector
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, Labelled, common_metrics
 from services.runtime.partitioner import KafkaPartitioner
 from services.runtime.settings import ServiceSettings
@@ -102,6 +103,7 @@ class StreamService:
         self.app = faust_app(name, settings, **app_overrides)
         self.dlq = self.topic(TopicName.DLQ)
         self.tables: list[CaughtUpTable] = []
+        self.metrics.registry.register(TableKeysCollector(name, self._table_sizes))
         self.internal_topics: list[str] = []  # the service's own topics, created before it starts
         self.app.rebalance_ended.append(self.consuming.set)
         self._install_pages()
@@ -148,6 +150,10 @@ class StreamService:
         self.app.tables.add(table)
         self.tables.append(table)
         return table
+
+    def _table_sizes(self) -> list[tuple[str, CaughtUpTable]]:
+        """Each table by the name the service gave it, for `leadpipe_table_keys` (read at each scrape)."""
+        return [(table.name, table) for table in self.tables]
 
     async def decode(self, decoder: Decoder[T], event: faust.EventT[Any]) -> T | None:
         """Decode one record; unreadable ones go to the dead-letter topic and yield None."""

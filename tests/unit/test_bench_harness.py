@@ -19,11 +19,13 @@ from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, record_argv, summarise
 from bench.prom import sample_sum
 from bench.records import ScoreOracle, enriched_stream, interactions, one_event_per_lead
+from bench.service_run import Held, memory_figures
 from bench.windows import backlog_window, first_at_least, last_change, stable_for
 from bench.workers.loadgen import chunks, due_offset
 from schemas.enriched import EnrichedInteraction
 from services.enrich.domain import LeadState as EnrichState
 from services.runtime.codec import encode
+from services.runtime.memory import MemoryCollector, TableKeysCollector
 from services.score.app import create_app
 from services.score.settings import ScoreSettings
 from services.score.state import LeadState
@@ -262,3 +264,24 @@ def test_the_changelog_reads_are_summed_from_the_worker_log(tmp_path: Path) -> N
     assert restored_figure(log) == "1,000,000; 28.5; 35,088"
     log.write_text("no table restored anything\n")
     assert restored_figure(log) == "none"
+
+
+def test_memory_figures_per_table_key_grown_since_ready() -> None:
+    figures = memory_figures("score", Held(resident=100e6, keys=1_000), Held(resident=160e6, keys=21_000))
+    assert figures == {
+        "score: resident MB, table keys at the end": "160, 21,000",
+        "score: resident bytes per table key since ready": "3,000",
+    }
+    # no keys added (a stateless worker, or nothing consumed): no per-key figure to divide out
+    assert list(memory_figures("route", Held(90e6, 0), Held(95e6, 0))) == [
+        "route: resident MB, table keys at the end"
+    ]
+
+
+def test_a_workers_memory_is_read_from_its_exposition() -> None:
+    registry = CollectorRegistry()
+    registry.register(MemoryCollector("score", resident=lambda: 123_000_000))
+    registry.register(TableKeysCollector("score", lambda: [("lead-scores", {b"a": b"1"}), ("erased", {})]))
+    text = generate_latest(registry).decode()
+    assert sample_sum(text, "leadpipe_memory_resident_bytes") == 123_000_000
+    assert sample_sum(text, "leadpipe_table_keys") == 1

@@ -3,7 +3,6 @@ services really export, taken from each service's own registry (built by its `cr
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.devstack.stack import available_services
+from tests.apps import build_app
 from tests.dashboards import DASHBOARDS, PROMETHEUS, ROOT, Query, panel_queries, promql, rule_queries, usage
 
 # Every service the dev stack runs that has an app to build.
@@ -34,26 +34,21 @@ def _series_of(registry: CollectorRegistry) -> Exported:
         labels = frozenset(getattr(collector, "_labelnames", ()))
         describe = getattr(collector, "describe", None)  # the standard collectors have none
         for family in (describe() if describe else None) or collector.collect():
+            # a collector of its own (services/runtime/memory.py) names its labels in its samples only
+            sampled = labels | {label for s in family.samples for label in s.labels}
             if family.type == "counter":
-                found[f"{family.name}_total"] = labels | {label for s in family.samples for label in s.labels}
+                found[f"{family.name}_total"] = sampled
             elif family.type == "histogram":
                 for suffix in HISTOGRAM_SUFFIXES:
                     found[f"{family.name}_{suffix}"] = labels | {"le"} if suffix == "bucket" else labels
             else:
-                found[family.name] = labels
+                found[family.name] = sampled
     return found
 
 
 def _registry_of(service: str) -> CollectorRegistry:
     """Build the service's app from default settings (nothing connects) and take its registry."""
-    app_module = importlib.import_module(f"services.{service}.app")
-    settings_module = importlib.import_module(f"services.{service}.settings")
-    settings_class = next(
-        value
-        for name, value in vars(settings_module).items()
-        if name.endswith("Settings") and name != "ServiceSettings" and isinstance(value, type)
-    )
-    app: Any = app_module.create_app(settings_class())
+    app = build_app(service)
     if service == "capture":
         from services.capture.keys import METRICS
 

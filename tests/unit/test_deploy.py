@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.apps import build_app
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 SERVICES = {"capture": 8080, "enrich": 8081, "score": 8082, "route": 8083, "nurture": 8084}
@@ -96,6 +98,12 @@ def test_every_file_compose_and_docker_refer_to_exists(compose: dict[str, Any]) 
                 assert (ROOT / source).exists(), f"Dockerfile: {source}"
 
 
+def _holds_tables(service: str) -> bool:
+    """Whether the service keeps tables in memory (faust's memory store): their size grows with leads."""
+    app = build_app(service)
+    return bool(getattr(getattr(app, "service", app), "tables", []))
+
+
 def test_kubernetes_manifests_validate() -> None:
     import kubernetes_validate
 
@@ -109,6 +117,9 @@ def test_kubernetes_manifests_validate() -> None:
         assert container["command"] == ["python", "-m", f"services.{name}"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["resources"]["requests"]
+        if _holds_tables(name):  # evicted first under memory pressure when above its request
+            resources = container["resources"]
+            assert resources["requests"]["memory"] == resources["limits"]["memory"], name
     partitions = int(
         next(d for d in documents if d["kind"] == "ConfigMap")["data"]["LEADPIPE_TOPIC_PARTITIONS"]
     )
