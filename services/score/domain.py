@@ -149,8 +149,8 @@ def _points(
     slots = dict(update.get("cap_slots", state.cap_slots))
     if rule.daily_cap is not None:
         key = f"{rule.name}|{_day(at)}"
-        slot = slots.get(key, CapSlot())
-        entries = list(zip(slot.times, slot.event_ids, strict=True))
+        slot = slots.get(key)
+        entries = [] if slot is None else list(zip(slot["times"], slot["event_ids"], strict=True))
         entry = (at, event_id)
         if len(entries) >= rule.daily_cap:
             if entry >= entries[-1]:

@@ -159,8 +159,8 @@ def test_caps_hold(events: list[EnrichedInteraction]) -> None:
     for key, slot in state.cap_slots.items():
         name, day = key.rsplit("|", 1)
         cap = caps[name].daily_cap
-        assert cap is not None and len(slot.times) <= cap
-        assert all(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d") == day for t in slot.times)
+        assert cap is not None and len(slot["times"]) <= cap
+        assert all(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d") == day for t in slot["times"])
     days_by_rule: dict[str, set[str]] = defaultdict(set)
     for key in state.cap_slots:
         name, day = key.rsplit("|", 1)
