@@ -1,8 +1,8 @@
 """A worker's memory against its limit, and the leads its tables hold, as Prometheus series.
 
 Why: enrich, score and nurture keep every lead's state in memory (faust's memory store), so a
-worker's memory grows with the leads it holds: about 2.3 KB per lead in score after one form fill,
-more after many events (docs/performance.md, sixteenth pass). A worker past its container's limit is
+worker's memory grows with the leads it holds: in score about 2.25 KB per lead after one form fill
+and 4.4 KB after ten events (docs/performance.md, sixteenth pass). A worker past its container's limit is
 killed, restarts, reads its changelog back into the same memory and is killed again: the pipeline
 stops scoring. These series let ops see the headroom and be warned before that
 (deploy/prometheus/alerts.yml, `LeadpipeWorkerMemoryNearLimit`).
