@@ -240,6 +240,22 @@ def _dead_letters(report: Report) -> list[str]:
     return ["dead letters (total, per second)", *(_table(rows, {3, 4}) or ["  none"])]
 
 
+def _memory(report: Report) -> list[str]:
+    """Each worker's resident memory against its limit, and the keys its tables hold: the leads
+    enrich, score and nurture keep in memory (services/runtime/memory.py)."""
+    rows = [["service", "resident MB", "limit MB", "used", "table keys"]]
+    for view in report.services:
+        resident = sum(select(view.samples, "leadpipe_memory_resident_bytes").values())
+        limit = sum(select(view.samples, "leadpipe_memory_limit_bytes").values())
+        if not resident:
+            continue
+        keys = select(view.samples, "leadpipe_table_keys")
+        used = f"{resident / limit:.0%}" if limit else "-"
+        held = _number(sum(keys.values())) if keys else "-"
+        rows.append([view.name, _number(resident / 1e6), _number(limit / 1e6) if limit else "-", used, held])
+    return ["memory", *(_table(rows, {1, 2, 3, 4}) if len(rows) > 1 else ["  (no metrics)"])]
+
+
 def render(report: Report) -> str:
     title = f"leadpipe status at {report.at:%Y-%m-%d %H:%M:%S}Z (rates over {report.seconds:.1f}s)"
     sections = [
@@ -248,6 +264,7 @@ def render(report: Report) -> str:
         _lag(report),
         _flows(report),
         _route(report),
+        _memory(report),
         _dead_letters(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"

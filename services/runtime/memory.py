@@ -75,10 +75,15 @@ class MemoryCollector(Collector):
     """`leadpipe_memory_resident_bytes` and `leadpipe_memory_limit_bytes` of one service, read at
     each scrape. The limit is read once: a container's limit does not change while it runs."""
 
-    def __init__(self, service: str, resident: Callable[[], int | None] = resident_bytes) -> None:
+    def __init__(
+        self,
+        service: str,
+        resident: Callable[[], int | None] = resident_bytes,
+        limit: Callable[[], int | None] = memory_limit,
+    ) -> None:
         self.service = service
         self.resident = resident
-        self.limit = memory_limit()
+        self.limit = limit()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         resident = GaugeMetricFamily(

@@ -18,6 +18,7 @@ from services.devstack.status import (
     select,
 )
 from services.route.metrics import route_metrics
+from services.runtime.memory import MemoryCollector, TableKeysCollector
 from services.runtime.metrics import common_metrics
 
 
@@ -104,3 +105,39 @@ def test_report_shows_health_lag_rates_slas_and_dead_letters() -> None:
     # columns line up: every row of the service table starts its url at the same place
     table = text.split("\n\n")[1].splitlines()
     assert len({line.index("http") for line in table[1:]}) == 1, table
+
+
+def _score_memory_exposition(resident: int, limit: int | None, leads: int) -> str:
+    """Score's memory series from the collectors the services register."""
+    registry = CollectorRegistry()
+    registry.register(MemoryCollector("score", resident=lambda: resident, limit=lambda: limit))
+    tables = [("lead-scores", dict.fromkeys(range(leads))), ("erased-leads", {1: 1, 2: 2})]
+    registry.register(TableKeysCollector("score", lambda: tables))
+    return generate_latest(registry).decode()
+
+
+def test_report_shows_memory_against_the_limit_and_the_keys_held() -> None:
+    score = ServiceView(
+        "score",
+        "http://127.0.0.1:8082",
+        up=True,
+        ready=True,
+        samples=parse_metrics(_score_memory_exposition(1_700_000_000, 2_000_000_000, 300)),
+    )
+    no_limit = ServiceView(
+        "enrich",
+        "http://127.0.0.1:8081",
+        up=True,
+        ready=True,
+        samples=parse_metrics(_score_memory_exposition(50_000_000, None, 0).replace("score", "enrich")),
+    )
+    down = ServiceView("route", "http://127.0.0.1:8083", error="not reachable")
+    report = Report(datetime(2026, 12, 5, 9, 30, tzinfo=UTC), 0.0, 1.0, [score, no_limit, down], {})
+    text = render(report)
+    section = text.split("\n\nmemory\n")[1].split("\n\n")[0]
+    rows = [line.split() for line in section.splitlines()]
+    assert rows == [
+        ["service", "resident", "MB", "limit", "MB", "used", "table", "keys"],
+        ["score", "1,700", "2,000", "85%", "302"],
+        ["enrich", "50", "-", "-", "2"],  # no limit known; two erased leads held
+    ]
