@@ -65,9 +65,9 @@ def key_text(key: bytes | str | None) -> str | None:
     return key
 
 
-def encode(record: Any) -> bytes:
-    """JSON bytes of a contract model, as `model_dump_json` writes them. Straight from pydantic's
+def encode(record: Any, *, exclude_none: bool = False) -> bytes:
+    """JSON bytes of a model, as `model_dump_json` writes them. Straight from pydantic's
     serializer: `model_dump_json` decodes its bytes to text, which `.encode()` then copied back,
     12% of an encode (docs/performance.md, fifteenth pass)."""
-    data: bytes = record.__pydantic_serializer__.to_json(record)
+    data: bytes = record.__pydantic_serializer__.to_json(record, exclude_none=exclude_none)
     return data

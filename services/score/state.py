@@ -10,6 +10,7 @@ from typing_extensions import TypedDict
 from schemas.interaction import Source
 from schemas.profile import LeadProfile
 from schemas.stage import LifecycleStage, Temperature
+from services.runtime.codec import encode
 
 
 class BantState(BaseModel):
@@ -69,10 +70,8 @@ class LeadState(BaseModel):
         """The changelog's JSON. Absent values are left out (`exclude_none`), which loses nothing:
         every field that may be None defaults to None (a unit test walks the model tree). Leaving out
         defaults instead cost pydantic a default instance and a Python `__eq__` per nested model:
-        a third of the dump (docs/performance.md, twelfth pass). Bytes straight from the serializer,
-        as `services.runtime.codec.encode` writes them."""
-        data: bytes = self.__pydantic_serializer__.to_json(self, exclude_none=True)
-        return data
+        a third of the dump (docs/performance.md, twelfth pass)."""
+        return encode(self, exclude_none=True)
 
     @classmethod
     def loads(cls, raw: bytes | str) -> LeadState:

@@ -120,4 +120,5 @@ def test_encode_writes_what_model_dump_json_writes() -> None:
     )
     assert isinstance(record, Interaction)
     assert encode(record) == record.model_dump_json().encode()
+    assert encode(record, exclude_none=True) == record.model_dump_json(exclude_none=True).encode()
     assert "Zoë".encode() in encode(record)
