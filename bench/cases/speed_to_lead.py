@@ -25,7 +25,7 @@ from bench.cases.pipeline import LoadGenerator, per_event_cpu
 from bench.kafka import TopicReader
 from bench.latency import LatencySummary
 from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
-from bench.service_run import measured, prepare_topics
+from bench.service_run import measured, prepare_topics, profile_during
 from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapshot
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
@@ -176,6 +176,7 @@ class SpeedToLead(OwnInput):
                     load.start()
                     started = await load.started_at()
                     first = await snapshot(session, ctx, services, probes)
+                    profiles = profile_during(ctx, services, self.name)  # with `--profile` only
                     planned = ctx.events / rate if rate > 0 else 10.0
                     await post_hand_raisers(
                         session,
@@ -232,9 +233,11 @@ class SpeedToLead(OwnInput):
                 f"{background_end.counters['capture.out'] - background_end.counters['enrich.in']:,.0f} events"
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
+            **{
+                f"hop {hop} p50 / p95 / p99 / max (s)": hop_summary.text()
+                for hop, hop_summary in hop_latencies(found, arrived).items()
+            },
         }
-        for hop, hop_summary in hop_latencies(found, arrived).items():
-            figures[f"hop {hop} p50 / p95 / p99 / max (s)"] = hop_summary.text()
         return measured(  # CPU until the last hand-off: the backlog is worked off after the background
             self.name,
             self.description,
@@ -245,6 +248,7 @@ class SpeedToLead(OwnInput):
             services=services,
             suffix=suffix,
             figures=figures,
+            profiles=profiles,
             latencies=sorted(latencies),
             loadgen=outcome,
             counters_at_end=last.counters,
