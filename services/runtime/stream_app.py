@@ -30,6 +30,7 @@ from services.runtime.heap import HeapFreezer
 from services.runtime.memory import TableKeysCollector
 from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, Labelled, common_metrics
 from services.runtime.partitioner import KafkaPartitioner
+from services.runtime.raw_schema import RawBytesSchema
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import changelog_topic_configs, ensure_configured_topics, ensure_pipeline_topics
 
@@ -118,10 +119,7 @@ class StreamService:
         an agent that reads them all (a single writer per lead)."""
         return self.app.topic(
             *names,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
+            schema=RawBytesSchema(),
             partitions=self.settings.topic_partitions,
             **options,
         )
