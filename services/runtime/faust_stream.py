@@ -15,7 +15,7 @@ leadpipe's own additions, not for upstream as they are:
 - The batch is filled straight from the channel's queue, everything it holds at once, instead of
   by faust's stream loop, which takes one event per turn of the event loop (an `asyncio.sleep(0)`,
   sensor calls, a context variable, each processor awaited) and hands it to a buffering processor:
-  a bare batched agent 117 -> 83-89 µs CPU per record (docs/performance.md, seventeenth pass). It
+  enrich alone 265-342 -> 249-255 µs CPU per record (docs/performance.md, seventeenth pass). It
   keeps the loop's rules: an event from before the last rebalance, or taken while the flow is
   suspended, is acknowledged and left out, and the others are tracked as unacknowledged until
   their batch was handled, so a rebalance waits for them. Stream processors are not run (leadpipe
