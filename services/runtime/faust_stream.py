@@ -135,8 +135,8 @@ class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in
         active = app.flow_control.is_active()
         usable: list[EventT[Any]] = []
         for event in taken:
-            if not isinstance(event, EventT):
-                raise RuntimeError("Take buffer found current_event is None")  # faust's error
+            if not isinstance(event, EventT):  # faust's loop found no current event for it
+                raise RuntimeError(f"take_events found {type(event).__name__} on its channel, not an event")
             message = event.message
             if not active or message.generation_id != generation:
                 await self.ack(event)
