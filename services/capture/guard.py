@@ -22,6 +22,29 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 _PENDING = b"pending"
+_NEW = 1  # what `_CLAIM` answers for an id it claimed (a taken id: its value, never an integer)
+
+# A batch's claims and marks as one script each. As a pipeline every command cost redis-py's
+# per-command packing and a timed read of its reply: about 40 µs of capture's CPU per command, two
+# commands per event (docs/performance.md, eighteenth pass). A script's keys must share a slot on a
+# Redis Cluster; leadpipe talks to one Redis (or a Sentinel-managed primary), where they need not.
+_CLAIM = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[2]) then
+    found[i] = 1
+  else
+    found[i] = redis.call('GET', key) or 0
+  end
+end
+return found
+"""
+_COMPLETE = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
 
 
 class ClaimState(StrEnum):
@@ -46,47 +69,34 @@ class Deduplicator:
         self._namespace = namespace
         self._window = window_seconds
         self._pending = pending_seconds
+        self._claim = redis.register_script(_CLAIM)
+        self._complete = redis.register_script(_COMPLETE)
 
     def key(self, sender_id: str) -> str:
         """Namespaced by the topic suffix: pipelines sharing one Redis do not see each other's ids."""
         return f"leadpipe:capture{self._namespace}:seen:{sender_id}"
 
     async def claim(self, sender_ids: Sequence[str]) -> list[Claim]:
-        """One claim per sender id, in order, in at most two round trips (a batch's events share
-        them): `SET NX` for every id, then `GET` for those already taken. An id given twice is
-        claimed once; its second claim finds it in flight."""
+        """One claim per sender id, in order, in one round trip (a batch's events share it): `SET NX`
+        for each id and, where it is taken, its value. An id given twice is claimed once; its
+        second claim finds it in flight."""
         keys = [self.key(sender_id) for sender_id in sender_ids]
         if not keys:
             return []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.set(key, _PENDING, nx=True, ex=self._pending)
-                created = await pipe.execute()
-            taken = [key for key, new in zip(keys, created, strict=True) if not new]
-            values: dict[str, bytes | None] = {}
-            if taken:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in taken:
-                        pipe.get(key)
-                    values = dict(zip(taken, await pipe.execute(), strict=True))
+            found: list[int | bytes] = await self._claim(keys=keys, args=[_PENDING, self._pending])
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("redis unavailable for idempotency, publishing without it: %s", exc)
             return [Claim(ClaimState.UNAVAILABLE, key) for key in keys]
-        return [
-            Claim(ClaimState.NEW, key) if new else _existing(key, values[key])
-            for key, new in zip(keys, created, strict=True)
-        ]
+        return [_claimed(key, value) for key, value in zip(keys, found, strict=True)]
 
     async def complete(self, answers: Sequence[tuple[Claim, dict[str, object]]]) -> None:
         """Mark each claim published, with the answer a repeat gets, in one round trip."""
         if not answers:
             return
+        keys = [claim.key for claim, _ in answers]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for claim, answer in answers:
-                    pipe.set(claim.key, json.dumps(answer), ex=self._window)
-                await pipe.execute()
+            await self._complete(keys=keys, args=[self._window, *(json.dumps(a) for _, a in answers)])
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("could not mark %d event(s) as published: %s", len(answers), exc)
 
@@ -101,9 +111,16 @@ class Deduplicator:
             log.warning("could not release %d claim(s); they expire by themselves: %s", len(keys), exc)
 
 
+def _claimed(key: str, found: int | bytes) -> Claim:
+    """What `_CLAIM` found for one id: claimed now, or held by someone (its value)."""
+    if found == _NEW:
+        return Claim(ClaimState.NEW, key)
+    return _existing(key, found if isinstance(found, bytes) else None)
+
+
 def _existing(key: str, value: bytes | None) -> Claim:
     """The claim of an id someone holds: in flight while pending, else done with its answer."""
-    if value is None or value == _PENDING:  # None: expired between SET and GET, new next time
+    if value is None or value == _PENDING:  # None: gone by the time it was read, new next time
         return Claim(ClaimState.IN_FLIGHT, key)
     try:
         previous = json.loads(value)

@@ -182,6 +182,24 @@ async def test_claims_for_a_batch_in_one_call(redis_url: str, suffix: str) -> No
         await redis.aclose()
 
 
+async def test_claims_expire_and_outlive_a_redis_restart(redis_url: str, suffix: str) -> None:
+    """A claim holds for the pending time, a mark for the window; the claim and mark scripts load
+    again when Redis lost them (a restart empties its script cache)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        dedupe = Deduplicator(redis, window_seconds=600, pending_seconds=30, namespace=suffix)
+        (claim,) = await dedupe.claim(["ttl"])
+        assert 25 <= await redis.ttl(claim.key) <= 30
+        await redis.script_flush()
+        await dedupe.complete([(claim, {"offset": 3})])
+        assert 595 <= await redis.ttl(claim.key) <= 600
+        await redis.script_flush()
+        (again,) = await dedupe.claim(["ttl"])
+        assert (again.state, again.previous) == (ClaimState.DONE, {"offset": 3})
+    finally:
+        await redis.aclose()
+
+
 async def test_a_repeated_batch_is_published_once(
     client: Client, settings: CaptureSettings, broker: EmbeddedBroker
 ) -> None:
