@@ -19,15 +19,15 @@ from enum import StrEnum
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.capture.redis_batch import SetMany
+
 log = logging.getLogger(__name__)
 
 _PENDING = b"pending"
 _NEW = 1  # what `_CLAIM` answers for an id it claimed (a taken id: its value, never an integer)
 
-# A batch's claims and marks as one script each. As a pipeline every command cost redis-py's
-# per-command packing and a timed read of its reply: about 40 µs of capture's CPU per command, two
-# commands per event (docs/performance.md, eighteenth pass). A script's keys must share a slot on a
-# Redis Cluster; leadpipe talks to one Redis (or a Sentinel-managed primary), where they need not.
+# A batch's claims as one script: a command per id in a pipeline cost redis-py's packing and a timed
+# reply read each (services/capture/redis_batch.py). Its answer per id: 1 claimed, else the id's value.
 _CLAIM = """
 local found = {}
 for i, key in ipairs(KEYS) do
@@ -38,12 +38,6 @@ for i, key in ipairs(KEYS) do
   end
 end
 return found
-"""
-_COMPLETE = """
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-end
-return #KEYS
 """
 
 
@@ -70,7 +64,7 @@ class Deduplicator:
         self._window = window_seconds
         self._pending = pending_seconds
         self._claim = redis.register_script(_CLAIM)
-        self._complete = redis.register_script(_COMPLETE)
+        self._set_many = SetMany(redis)
 
     def key(self, sender_id: str) -> str:
         """Namespaced by the topic suffix: pipelines sharing one Redis do not see each other's ids."""
@@ -94,9 +88,8 @@ class Deduplicator:
         """Mark each claim published, with the answer a repeat gets, in one round trip."""
         if not answers:
             return
-        keys = [claim.key for claim, _ in answers]
         try:
-            await self._complete(keys=keys, args=[self._window, *(json.dumps(a) for _, a in answers)])
+            await self._set_many([(claim.key, json.dumps(answer)) for claim, answer in answers], self._window)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("could not mark %d event(s) as published: %s", len(answers), exc)
 

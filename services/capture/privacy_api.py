@@ -22,8 +22,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, cast
 
@@ -42,6 +42,7 @@ from services.capture.auth import CLIENT
 from services.capture.guard import Deduplicator
 from services.capture.keys import METRICS, PUBLISHER, REDIS, SETTINGS
 from services.capture.publisher import BrokerUnavailable, Publisher
+from services.capture.redis_batch import SetMany
 from services.capture.responses import problem
 from services.capture.settings import CaptureSettings
 from services.privacy import exports, records
@@ -128,6 +129,10 @@ class PrivacyDesk:
     publisher: Publisher
     policy: PrivacyPolicy
     metrics: PrivacyMetrics
+    _set_many: SetMany = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._set_many = SetMany(self.redis)
 
     @property
     def namespace(self) -> str:
@@ -161,27 +166,48 @@ class PrivacyDesk:
 
     # -- records from privacy.requests --
 
-    async def handle(self, raw: bytes | None) -> None:
-        try:
-            record = PrivacyRecord.model_validate_json(raw or b"")
-        except ValidationError:
-            self.metrics.handled("unreadable")
-            return
-        if record.kind in consent.PROOF_KINDS:
-            await self.record_proof(record)
-        elif record.kind is PrivacyRequestKind.ERASE:
-            await self.erase_own(record)
-        elif record.kind is PrivacyRequestKind.ERASURE_COMPLETED:
-            await self.log_completion(record)
+    async def handle(self, raws: Sequence[bytes | None]) -> None:
+        """A fetch's records, in order. Consecutive consent records share two round trips (their
+        proofs read together, the changed ones written together): one by one, they cost capture
+        7% of its CPU at 1,000 events/s (docs/performance.md, eighteenth pass)."""
+        proofs: list[PrivacyRecord] = []
+        for raw in raws:
+            try:
+                record = PrivacyRecord.model_validate_json(raw or b"")
+            except ValidationError:
+                self.metrics.handled("unreadable")
+                continue
+            if record.kind in consent.PROOF_KINDS:
+                proofs.append(record)
+                continue
+            await self.record_proofs(proofs)  # before an erasure that may pseudonymise them
+            proofs = []
+            if record.kind is PrivacyRequestKind.ERASE:
+                await self.erase_own(record)
+            elif record.kind is PrivacyRequestKind.ERASURE_COMPLETED:
+                await self.log_completion(record)
+        await self.record_proofs(proofs)
 
-    async def record_proof(self, record: PrivacyRecord) -> None:
-        key = self.consent_key(consent.subject_of(record.lead_id, self.salt))
-        raw = await self.redis.get(key)
-        current = consent.ConsentProof.model_validate_json(raw) if raw else None
-        proof = consent.record_consent(current, record, self.salt)
-        if proof != current:
-            await self._store_proof(key, proof)
-            self.metrics.handled(record.kind.value)
+    async def record_proofs(self, records: Sequence[PrivacyRecord]) -> None:
+        """Add consent records to their subjects' proofs, in order (a subject may come twice)."""
+        if not records:
+            return
+        keys = [self.consent_key(consent.subject_of(record.lead_id, self.salt)) for record in records]
+        unique = list(dict.fromkeys(keys))
+        stored = await self.redis.mget(unique)
+        proofs = {
+            key: consent.ConsentProof.model_validate_json(raw) if raw else None
+            for key, raw in zip(unique, stored, strict=True)
+        }
+        changed: dict[str, consent.ConsentProof] = {}
+        for record, key in zip(records, keys, strict=True):
+            current = proofs[key]
+            proof = consent.record_consent(current, record, self.salt)
+            if proof != current:
+                proofs[key] = changed[key] = proof
+                self.metrics.handled(record.kind.value)
+        ttl = int(self.policy.consent_proof_retention.total_seconds())
+        await self._set_many([(key, proof.model_dump_json()) for key, proof in changed.items()], ttl)
 
     async def _store_proof(self, key: str, proof: consent.ConsentProof) -> None:
         ttl = int(self.policy.consent_proof_retention.total_seconds())
@@ -449,8 +475,7 @@ async def consume(settings: CaptureSettings, desk: PrivacyDesk) -> None:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=200)
                 for batch in batches.values():
-                    for message in batch:
-                        await desk.handle(message.value)
+                    await desk.handle([message.value for message in batch])
                 if batches:
                     await consumer.commit()
                 delay = 1.0

@@ -12,16 +12,23 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from schemas import PrivacyRecord, TopicName
 from schemas.base import utcnow
+from schemas.privacy import PrivacyRequestKind
 from services.capture import consent
 from services.capture.app import create_app
 from services.capture.domain import lead_identity
+from services.capture.privacy_api import PrivacyDesk
+from services.capture.publisher import KafkaPublisher
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
+from services.privacy.metrics import privacy_metrics
+from services.privacy.policy import load_policy
 from services.runtime.api_keys import hash_api_key
+from services.runtime.codec import encode
 from services.runtime.topics import ensure_pipeline_topics
 from tests.kafka import consume_until
 
@@ -192,3 +199,67 @@ async def test_export_reports_capture_data_and_the_services_that_did_not_answer(
     requests = [r for r in await privacy_records(broker, settings) if r.kind.value == "export"]
     assert [r.lead_id for r in requests] == [lead_id] and requests[0].answer_by is not None
     assert not await redis.keys(f"leadpipe:privacy{settings.topic_suffix}:export:*")
+
+
+async def test_a_fetch_of_consent_records_keeps_their_order_around_an_erasure(
+    broker: EmbeddedBroker, settings: CaptureSettings, redis: Redis
+) -> None:
+    """A fetch's consent records are stored together, each subject's in order and once per event id;
+    an erasure between them pseudonymises what came before it and a consent after it names the lead
+    again; an unreadable record is counted and passed over."""
+    await ensure_pipeline_topics(settings)
+    publisher = KafkaPublisher(settings.bootstrap_servers, 5.0)
+    desk = PrivacyDesk(
+        settings=settings,
+        redis=redis,
+        publisher=publisher,
+        policy=load_policy(settings.privacy_file),
+        metrics=privacy_metrics("capture", CollectorRegistry()),
+    )
+    at = utcnow()
+    erika, max_ = "lead-erika" + settings.topic_suffix, "lead-max" + settings.topic_suffix
+
+    def given(lead_id: str, n: int) -> PrivacyRecord:
+        return PrivacyRecord(
+            event_id=f"{lead_id}-{n}",
+            occurred_at=at + timedelta(seconds=n),
+            lead_id=lead_id,
+            kind=PrivacyRequestKind.CONSENT_GIVEN,
+            requested_by="data-subject",
+            consent_text_version="2026-01",
+            consent_source="form",
+        )
+
+    erase = PrivacyRecord(
+        event_id="erase-erika" + settings.topic_suffix,
+        occurred_at=at,
+        lead_id=erika,
+        kind=PrivacyRequestKind.ERASE,
+        requested_by="admin",
+    )
+    fetch = [
+        given(erika, 1),
+        given(max_, 1),
+        given(erika, 1),
+        b"{not json",
+        given(erika, 2),
+        erase,
+        given(erika, 3),
+    ]
+    try:
+        await desk.handle([r if isinstance(r, bytes) else encode(r) for r in fetch])
+    finally:
+        await publisher.close()
+
+    async def proof(lead_id: str) -> consent.ConsentProof:
+        key = desk.consent_key(consent.subject_of(lead_id, SALT))
+        assert 0 < await redis.ttl(key) <= int(desk.policy.consent_proof_retention.total_seconds())
+        return consent.ConsentProof.model_validate_json(await redis.get(key) or b"")
+
+    erika_proof, max_proof = await proof(erika), await proof(max_)
+    assert [e.event_id for e in erika_proof.events] == [f"{erika}-1", f"{erika}-2", f"{erika}-3"]
+    assert erika_proof.lead_id == erika  # named again by the consent after the erasure
+    assert erika_proof.pseudonymised_at is not None  # the erasure saw the first two stored
+    assert [e.event_id for e in max_proof.events] == [f"{max_}-1"] and max_proof.pseudonymised_at is None
+    assert desk.metrics.requests.labels("capture", "unreadable")._value.get() == 1
+    assert desk.metrics.requests.labels("capture", "consent_given")._value.get() == 4
