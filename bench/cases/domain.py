@@ -133,7 +133,7 @@ class EnrichRun:
         return None if raw is None else self.clock.time("load", EnrichState.model_validate_json, raw)
 
     def store(self, outcome: enrich_domain.Outcome) -> None:
-        self.stored[outcome.state.lead_id] = self.clock.time("state JSON", encode, outcome.state)
+        self.stored[outcome.state.lead_id] = self.clock.time("state JSON", outcome.state.dumps)
         self.clock.time("records JSON", _encode_all, [*outcome.records, *outcome.aliases])
         self.records += len(outcome.records)
         self.inbox.extend(outcome.aliases)
@@ -166,7 +166,7 @@ class EnrichRun:
             self.enrich(target, interaction, self.load(target))
         elif isinstance(record, AliasRequest):
             answer = self.clock.time("domain", enrich_domain.alias, self.load(record.lead_id), record)
-            self.stored[record.lead_id] = self.clock.time("state JSON", encode, answer.state)
+            self.stored[record.lead_id] = self.clock.time("state JSON", answer.state.dumps)
             if answer.merge is not None:
                 self.clock.time("records JSON", encode, answer.merge)
                 self.inbox.append(answer.merge)

@@ -48,7 +48,7 @@ from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.batch import Batch, StagedTable
 from services.runtime.changelog_catchup import CaughtUpTable
-from services.runtime.codec import Decoder, encode
+from services.runtime.codec import Decoder
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
@@ -376,7 +376,7 @@ class EnrichBatch(Batch):
     def __init__(self, enricher: Enricher) -> None:
         self.leads = StagedTable(
             enricher.leads,
-            encode=encode,
+            encode=LeadState.dumps,
             decode=LeadState.model_validate_json,
         )
         self.pending = StagedTable(enricher.pending)

@@ -28,6 +28,7 @@ from schemas.profile import FieldSource, Firmographics, LeadProfile
 from services.capture.domain import lead_identity
 from services.enrich.config import EnrichConfig
 from services.enrich.profile import apply_interaction, apply_values, company_domain, merge_profiles
+from services.runtime.codec import encode
 
 
 class LeadState(BaseModel):
@@ -53,6 +54,12 @@ class LeadState(BaseModel):
     @classmethod
     def new(cls, lead_id: str) -> LeadState:
         return cls(lead_id=lead_id, profile=LeadProfile(lead_id=lead_id))
+
+    def dumps(self) -> bytes:
+        """The table's JSON, None values left out: every field that may be None defaults to None (a
+        unit test walks the model tree), so loading it back loses nothing. A fifth smaller than
+        with them, and 15% quicker to load (docs/performance.md, eighteenth pass)."""
+        return encode(self, exclude_none=True)
 
 
 class LookupStatus(StrEnum):

@@ -18,6 +18,7 @@ from services.enrich import domain
 from services.enrich.config import ConfigError, load_config
 from services.enrich.domain import LeadState, Lookup, LookupStatus
 from services.enrich.profile import TRACKED, apply_interaction, contact_domain, merge_profiles
+from tests.model_tree import none_values_not_defaulting_to_none
 
 CONFIG = load_config()
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -342,3 +343,36 @@ def test_config_errors_name_file_key_and_problem(tmp_path: Path, text: str, prob
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(path) in str(error.value) and problem in str(error.value)
+
+
+# --- the table's JSON -------------------------------------------------------------------------------
+
+
+def test_state_fields_that_may_be_none_default_to_none() -> None:
+    """`LeadState.dumps` leaves None values out; that loses nothing only while this holds in every
+    model the state holds."""
+    seen, wrong = none_values_not_defaulting_to_none(LeadState)
+    assert seen >= {"LeadState", "LeadProfile", "Interaction", "Contact", "FieldSource", "Firmographics"}
+    assert wrong == []
+
+
+lookups = st.sampled_from(
+    [None, found(), Lookup("acme.de", LookupStatus.UNAVAILABLE), Lookup("acme.de", LookupStatus.NOT_FOUND)]
+)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(contacts, st.booleans(), lookups), min_size=1, max_size=6))
+def test_any_state_round_trips_through_its_table_json(
+    steps: list[tuple[dict[str, Any], bool, Lookup | None]],
+) -> None:
+    """Anonymous history, a pending lookup, provenance: whatever a state holds loads back equal."""
+    states: dict[str, LeadState] = {}
+    for minute, (contact, known, lookup) in enumerate(steps):
+        email = {"email": "ann@acme.de"} if known else {}
+        event = interaction(f"e{minute}", minute, anonymous_id="anon-1", contact={**contact, **email})
+        state = domain.enrich(states.get(event.lead_id), event.lead_id, event, lookup, CONFIG).state
+        states[event.lead_id] = state
+        stored = state.dumps()
+        assert b"null" not in stored
+        assert LeadState.model_validate_json(stored) == state

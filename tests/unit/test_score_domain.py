@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import typing
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from pydantic import BaseModel
-from typing_extensions import is_typeddict  # typing's own misses typing_extensions' before 3.12
 
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.stage import LifecycleStage, StageKind, Temperature
 from services.score import decay, domain
 from services.score.rules import ScoringRules
 from services.score.state import LeadState
+from tests.model_tree import none_values_not_defaulting_to_none
 from tests.unit.test_score_helpers import LEAD, T0, enriched, rules, sales, vp_profile
 
 R = rules()
@@ -295,42 +292,11 @@ def test_state_round_trips_as_json() -> None:
     assert LeadState.loads(state.dumps()) == state
 
 
-def _models_in(annotation: object) -> Iterator[type]:
-    """The pydantic models and typed dicts an annotation holds."""
-    if isinstance(annotation, type) and (issubclass(annotation, BaseModel) or is_typeddict(annotation)):
-        yield annotation
-    for arg in typing.get_args(annotation):
-        yield from _models_in(arg)
-
-
-def _may_be_none(annotation: object) -> bool:
-    return type(None) in typing.get_args(annotation)
-
-
 def test_state_fields_that_may_be_none_default_to_none() -> None:
     """`LeadState.dumps` leaves None values out; that loses nothing only while this holds in every
-    model the state holds (a None-able field with another default would load as that default, a
-    None-able key a typed dict requires would not load)."""
-    seen: set[type] = set()
-    todo: list[type] = [LeadState]
-    wrong = []
-    while todo:
-        model = todo.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        if is_typeddict(model):
-            for name, annotation in typing.get_type_hints(model).items():
-                if _may_be_none(annotation) and name in model.__required_keys__:  # type: ignore[attr-defined]
-                    wrong.append(f"{model.__name__}.{name}")
-                todo.extend(_models_in(annotation))
-            continue
-        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
-            default = field.get_default(call_default_factory=True)
-            if _may_be_none(field.annotation) and default is not None:
-                wrong.append(f"{model.__name__}.{name}")
-            todo.extend(_models_in(field.annotation))
-    assert {m.__name__ for m in seen} >= {"LeadState", "LeadProfile", "CapSlot", "BantState", "Source"}
+    model the state holds."""
+    seen, wrong = none_values_not_defaulting_to_none(LeadState)
+    assert seen >= {"LeadState", "LeadProfile", "CapSlot", "BantState", "Source"}
     assert wrong == []
 
 
