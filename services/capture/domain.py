@@ -59,13 +59,16 @@ def sender_id(event: InteractionIn) -> str | None:
 
 
 def json_depth(value: object) -> int:
-    """Nesting depth of a decoded JSON value (a scalar is 0, `[]` is 1), without recursion."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth + 1)
+    """Nesting depth of a decoded JSON value (a scalar is 0, `[]` is 1), without recursion: level by
+    level, only containers kept: a batch's scalars are most of its values, and putting each on the
+    walk's stack made it 5% of capture's CPU (docs/performance.md, eighteenth pass)."""
+    depth = 0
+    level: list[dict[str, object] | list[object]] = [value] if isinstance(value, dict | list) else []
+    while level:
+        depth += 1
+        below: list[dict[str, object] | list[object]] = []
+        for item in level:
             children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
+            below.extend(child for child in children if isinstance(child, dict | list))
+        level = below
+    return depth

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -88,8 +89,9 @@ class Deduplicator:
         """Mark each claim published, with the answer a repeat gets, in one round trip."""
         if not answers:
             return
+        marks = [(claim.key, orjson.dumps(answer)) for claim, answer in answers]
         try:
-            await self._set_many([(claim.key, json.dumps(answer)) for claim, answer in answers], self._window)
+            await self._set_many(marks, self._window)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("could not mark %d event(s) as published: %s", len(answers), exc)
 
