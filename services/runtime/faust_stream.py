@@ -8,18 +8,19 @@ timeout, then up to `within` for the rest; acks, the buffer's hand-over and the 
 faust's, unchanged. A batch's first record now waits the whole window (5 ms) instead of until the
 next tick (2.5 ms on average). The same change as a patch for upstream: docs/upstream/.
 
-leadpipe's own additions, not for upstream as they are:
-- With a `window` (services/runtime/batch_window.py) the wait for the rest of a batch follows the
-  agent's load instead of a fixed `within`; the stream tells the window how long each batch was
-  handled.
-- The batch is filled straight from the channel's queue, everything it holds at once, instead of
-  by faust's stream loop, which takes one event per turn of the event loop (an `asyncio.sleep(0)`,
-  sensor calls, a context variable, each processor awaited) and hands it to a buffering processor:
-  enrich alone 265-342 -> 249-255 µs CPU per record (docs/performance.md, seventeenth pass). It
-  keeps the loop's rules: an event from before the last rebalance, or taken while the flow is
-  suspended, is acknowledged and left out, and the others are tracked as unacknowledged until
-  their batch was handled, so a rebalance waits for them. Stream processors are not run (leadpipe
-  adds none; a stream with one is refused).
+The batch is also filled straight from the channel's queue, everything it holds at once, instead
+of by faust's stream loop, which takes one event per turn of the event loop (an `asyncio.sleep(0)`,
+sensor calls, a context variable, each processor awaited) and hands it to a buffering processor:
+enrich alone 265-342 -> 249-255 µs CPU per record (docs/performance.md, seventeenth pass). It keeps
+the loop's rules: an event from before the last rebalance, or taken while the flow is suspended, is
+acknowledged and left out, and the others are tracked as unacknowledged until their batch was
+handled, so a rebalance waits for them. Stream processors are not run (leadpipe adds none; a stream
+with one is refused). As a patch for upstream (docs/upstream/, `take-bulk`), a stream with
+processors takes faust's own path instead.
+
+leadpipe's own addition, not for upstream as it is: with a `window`
+(services/runtime/batch_window.py) the wait for the rest of a batch follows the agent's load
+instead of a fixed `within`; the stream tells the window how long each batch was handled.
 """
 
 from __future__ import annotations
