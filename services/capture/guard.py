@@ -115,7 +115,8 @@ def _claimed(key: str, found: int | bytes) -> Claim:
 
 def _existing(key: str, value: bytes | None) -> Claim:
     """The claim of an id someone holds: in flight while pending, else done with its answer."""
-    if value is None or value == _PENDING:  # None: gone by the time it was read, new next time
+    # None: not there when read (only defensively: the claim script reads in the step of its SET)
+    if value is None or value == _PENDING:
         return Claim(ClaimState.IN_FLIGHT, key)
     try:
         previous = json.loads(value)

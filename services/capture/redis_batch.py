@@ -1,8 +1,8 @@
 """Many Redis keys written in one round trip, each with the same expiry.
 
 redis-py's pipeline packs every command and reads every reply under a timeout of its own: about
-40 µs of capture's CPU per command (docs/performance.md, eighteenth pass), where a script's loop
-costs Redis a few µs. A script's keys must share a slot on a Redis Cluster; capture talks to one
+40 µs of capture's CPU per command (docs/performance.md, eighteenth pass). A script does the loop
+inside Redis and answers once. Its keys must share a slot on a Redis Cluster; capture talks to one
 Redis (or a Sentinel-managed primary), where they need not.
 """
 
