@@ -6,7 +6,8 @@ and value): a codec looked up by name, `want_bytes`, a type check for models, ea
 None), so the event is made from them directly: 3.5 -> 1.6 µs per record, where faust's decode
 was 1.6-2.6% of the samples of score and nurture at 1,000 events/s (docs/performance.md,
 seventeenth pass). Encoding, used when faust itself sends to such a topic, is faust's, unchanged;
-the agents decode the bytes with pydantic (services/runtime/codec.py).
+the agents decode the bytes with pydantic (services/runtime/codec.py). The same change as a patch
+for upstream: docs/upstream/.
 """
 
 from __future__ import annotations
