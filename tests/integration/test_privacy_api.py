@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -263,3 +264,30 @@ async def test_a_fetch_of_consent_records_keeps_their_order_around_an_erasure(
     assert [e.event_id for e in max_proof.events] == [f"{max_}-1"] and max_proof.pseudonymised_at is None
     assert desk.metrics.requests.labels("capture", "unreadable")._value.get() == 1
     assert desk.metrics.requests.labels("capture", "consent_given")._value.get() == 4
+
+
+async def test_the_idempotency_entries_naming_a_lead_are_found_across_scan_pages(
+    settings: CaptureSettings, redis: Redis
+) -> None:
+    """The scan reads 1,000 keys a page and filters each page inside Redis: entries naming the lead
+    are found on every page, and neither a lead id that merely contains it nor an unreadable value
+    is taken for it."""
+    desk = PrivacyDesk(
+        settings=settings,
+        redis=redis,
+        publisher=KafkaPublisher(settings.bootstrap_servers, 5.0),
+        policy=load_policy(settings.privacy_file),
+        metrics=privacy_metrics("capture", CollectorRegistry()),
+    )
+    prefix = desk.idempotency_pattern()[:-1]
+    lead = "e-wanted" + settings.topic_suffix
+    mine = {f"event:ev-{i}" for i in (3, 1_500, 2_999)}
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in range(3_000):
+            sender = f"event:ev-{i}"
+            owner = lead if sender in mine else f"{lead}-{i}" if i % 2 else f"e-other-{i}"
+            pipe.set(prefix + sender, json.dumps({"lead_id": owner, "offset": i}), ex=600)
+        pipe.set(prefix + "event:broken", f"{{not json {lead}", ex=600)
+        await pipe.execute()
+    exported = await desk.own_export(lead)
+    assert set(exported["idempotency_sender_ids"]) == mine
