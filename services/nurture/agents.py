@@ -16,7 +16,6 @@ ledger, so commands already queued for the lead are withheld; `export` answers w
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,6 +36,7 @@ from services.nurture import domain
 from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics
 from services.nurture.rules import NurtureRules
+from services.nurture.schedule import DueSchedule, due_row
 from services.nurture.settings import NurtureSettings
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
@@ -74,7 +74,10 @@ class Nurture:
     privacy_topic: Any = None
     privacy_metrics: PrivacyMetrics | None = None
     redis: Redis | None = None  # for export answers
-    _announced: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
+    schedule: DueSchedule = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = DueSchedule(self.settings.retick_seconds)
 
     async def apply(self, batch: NurtureBatch, event: faust.EventT[Any], lead_id: str, step: Step) -> None:
         """Read-modify-write one lead: hand its commands to the producer and stage its state, stored
@@ -94,11 +97,12 @@ class Nurture:
         if out.stopped:
             await until_redis_answers(partial(self.ledger.mark_stopped, lead_id, now), "stop marker")
         batch.leads.set(key, out.state, event)
-        next_due = out.state.next_due
-        if next_due is not None:
-            batch.due.set(key, f"{next_due.timestamp()!r}|{event.message.partition}".encode(), event)
-        elif batch.due.get(key) is not None:
-            batch.due.set(key, None, event)
+        next_due, partition = out.state.next_due, event.message.partition
+        at = None if next_due is None else next_due.timestamp()
+        row = None if at is None else due_row(at, partition)
+        if row != batch.due.get(key):  # most records leave it as it was: no changelog write
+            batch.due.set(key, row, event)
+            self.schedule.set(lead_id, at, partition)
         self._count(out)
 
     async def erase(self, request: PrivacyRecord) -> None:
@@ -118,7 +122,7 @@ class Nurture:
         if key in self.due:
             del self.due[key]
             erased["due_table"] = 1
-        self._announced.pop(key, None)
+        self.schedule.set(request.lead_id, None)
         if self.privacy_metrics is not None:
             self.privacy_metrics.handled("erase")
             self.privacy_metrics.count_erased(erased)
@@ -157,23 +161,14 @@ class Nurture:
 
     async def announce_due(self) -> int:
         """Publish a tick for each lead due on a partition this worker owns; returns how many."""
+        if self.schedule.needs_rebuild:
+            self.schedule.rebuild(self.due.items())
         actives = self.service.app.assignor.assigned_actives()
         source = self.settings.topic(TopicName.STAGE_CHANGES)
-        now, clock = utcnow().timestamp(), time.monotonic()
-        sent = 0
-        for key, value in list(self.due.items()):
-            at, _, partition = value.partition(b"|")
-            if float(at) > now or TP(source, int(partition)) not in actives:
-                continue
-            last = self._announced.get(key)
-            if last is not None and last[0] == value and clock - last[1] < self.settings.retick_seconds:
-                continue
-            self._announced[key] = (value, clock)
-            await self.ticks.send(key=key, value=b"{}")
-            sent += 1
-        for key in [k for k in self._announced if k not in self.due]:
-            del self._announced[key]
-        return sent
+        due = self.schedule.pop_due(utcnow().timestamp(), lambda partition: TP(source, partition) in actives)
+        for lead_id in due:
+            await self.ticks.send(key=lead_id.encode(), value=b"{}")
+        return len(due)
 
 
 class NurtureBatch(Batch):
