@@ -36,7 +36,7 @@ from services.nurture import domain
 from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics
 from services.nurture.rules import NurtureRules
-from services.nurture.schedule import DueSchedule, due_row
+from services.nurture.schedule import DueSchedule
 from services.nurture.settings import NurtureSettings
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
@@ -44,6 +44,7 @@ from services.runtime.batch import Batch, StagedTable
 from services.runtime.codec import Decoder, encode
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
+from services.runtime.time_index import time_row
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Nurture:
         batch.leads.set(key, out.state, event)
         next_due, partition = out.state.next_due, event.message.partition
         at = None if next_due is None else next_due.timestamp()
-        row = None if at is None else due_row(at, partition)
+        row = None if at is None else time_row(at, partition)
         if row != batch.due.get(key):  # most records leave it as it was: no changelog write
             batch.due.set(key, row, event)
             self.schedule.set(lead_id, at, partition)

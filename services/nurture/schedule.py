@@ -11,17 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from services.runtime.time_index import TimeIndex
-
-
-def due_row(at: float, partition: int) -> bytes:
-    """A `due` table value: when the lead's next step is due, and the input partition it is on."""
-    return f"{at!r}|{partition}".encode()
-
-
-def read_due_row(value: bytes) -> tuple[float, int]:
-    at, _, partition = value.partition(b"|")
-    return float(at), int(partition)
+from services.runtime.time_index import TimeIndex, read_time_row
 
 
 class DueSchedule:
@@ -51,7 +41,7 @@ class DueSchedule:
         self._index.needs_rebuild = False
         for key, value in rows:
             if value:
-                at, partition = read_due_row(value)
+                at, partition = read_time_row(value)
                 self.set(bytes(key).decode(), at, partition)
 
     def set(self, lead_id: str, at: float | None, partition: int = 0) -> None:

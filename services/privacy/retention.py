@@ -6,7 +6,7 @@ rebuilt from the table only after a rebalance or recovery, so a sweep never scan
 
 from __future__ import annotations
 
-from services.runtime.time_index import TimeIndex
+from services.runtime.time_index import TimeIndex, read_time_row, time_row
 
 
 def should_record(stored_at: float | None, at: float, resolution: float) -> bool:
@@ -14,14 +14,10 @@ def should_record(stored_at: float | None, at: float, resolution: float) -> bool
     return stored_at is None or at >= stored_at + resolution
 
 
-def encode_activity(at: float, partition: int) -> bytes:
-    """Time and source partition: a sweep only speaks for partitions its worker owns."""
-    return f"{at!r}|{partition}".encode()
-
-
-def decode_activity(raw: bytes) -> tuple[float, int]:
-    at, _, partition = raw.partition(b"|")
-    return float(at), int(partition or b"0")
+# a lead's last activity as a table value: its time and source partition (a sweep only speaks for
+# partitions its worker owns)
+encode_activity = time_row
+decode_activity = read_time_row
 
 
 class ActivityIndex(TimeIndex):

@@ -9,6 +9,17 @@ from __future__ import annotations
 import heapq
 
 
+def time_row(at: float, partition: int) -> bytes:
+    """A table value behind a time index: the key's time and the source partition its records are
+    on (a timer speaks only for partitions its worker owns)."""
+    return f"{at!r}|{partition}".encode()
+
+
+def read_time_row(raw: bytes) -> tuple[float, int]:
+    at, _, partition = raw.partition(b"|")
+    return float(at), int(partition or b"0")
+
+
 class TimeIndex:
     """A min-heap of (time, key); `_latest` holds each key's current time, older heap entries are stale."""
 

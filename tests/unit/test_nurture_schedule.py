@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.nurture.schedule import DueSchedule, due_row, read_due_row
+from services.nurture.schedule import DueSchedule
+from services.runtime.time_index import read_time_row, time_row
 
 RETICK = 30.0
 
@@ -37,13 +38,13 @@ def test_a_lead_on_a_partition_this_worker_does_not_own_is_dropped_until_the_reb
     assert schedule.pop_due(1_000.0, lambda partition: True) == []  # dropped, not re-armed
     schedule.invalidate()
     assert schedule.needs_rebuild
-    schedule.rebuild([(b"moved", due_row(100.0, 3)), (b"gone", None)])  # the partition came back
+    schedule.rebuild([(b"moved", time_row(100.0, 3)), (b"gone", None)])  # the partition came back
     assert not schedule.needs_rebuild
     assert schedule.pop_due(200.0, lambda partition: True) == ["moved"]
 
 
 def test_a_due_row_reads_back_as_written() -> None:
-    assert read_due_row(due_row(1_765_000_000.123456, 7)) == (1_765_000_000.123456, 7)
+    assert read_time_row(time_row(1_765_000_000.123456, 7)) == (1_765_000_000.123456, 7)
 
 
 @given(
