@@ -42,6 +42,12 @@ return found
 """
 
 
+def seen_key(namespace: str, sender_id: str) -> str:
+    """A sender id's idempotency key, namespaced by the topic suffix: pipelines sharing one Redis do
+    not see each other's ids."""
+    return f"leadpipe:capture{namespace}:seen:{sender_id}"
+
+
 class ClaimState(StrEnum):
     NEW = "new"
     DONE = "done"
@@ -68,8 +74,7 @@ class Deduplicator:
         self._set_many = SetMany(redis)
 
     def key(self, sender_id: str) -> str:
-        """Namespaced by the topic suffix: pipelines sharing one Redis do not see each other's ids."""
-        return f"leadpipe:capture{self._namespace}:seen:{sender_id}"
+        return seen_key(self._namespace, sender_id)
 
     async def claim(self, sender_ids: Sequence[str]) -> list[Claim]:
         """One claim per sender id, in order, in one round trip (a batch's events share it): `SET NX`

@@ -40,7 +40,7 @@ from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.topics import TopicName
 from services.capture import consent, domain
 from services.capture.auth import CLIENT
-from services.capture.guard import Deduplicator
+from services.capture.guard import seen_key
 from services.capture.keys import METRICS, PUBLISHER, REDIS, SETTINGS
 from services.capture.publisher import BrokerUnavailable, Publisher
 from services.capture.redis_batch import SetMany
@@ -172,10 +172,8 @@ class PrivacyDesk:
         return f"leadpipe:privacy{self.namespace}:erasure:{request_id}"
 
     def idempotency_pattern(self) -> str:
-        """The idempotency keys, named by the deduplicator itself so the two never drift apart."""
-        return Deduplicator(self.redis, window_seconds=1, pending_seconds=1, namespace=self.namespace).key(
-            "*"
-        )
+        """The idempotency keys, named as the deduplicator names them so the two never drift apart."""
+        return seen_key(self.namespace, "*")
 
     async def publish(self, record: PrivacyRecord) -> None:
         await self.publisher.publish(
@@ -256,9 +254,9 @@ class PrivacyDesk:
         would be one more place holding the lead id. Each page of the scan is read and filtered
         inside Redis (`_NAMING`): a GET per key cost capture 110 µs of CPU per idempotency entry,
         22 s per erasure at 200,000 entries (docs/performance.md, eighteenth pass)."""
-        cursor: int = 0
+        pattern, cursor = self.idempotency_pattern(), 0
         while True:
-            cursor, keys = await self.redis.scan(cursor, match=self.idempotency_pattern(), count=1000)
+            cursor, keys = await self.redis.scan(cursor, match=pattern, count=1000)
             found = await self._naming(keys=keys, args=[lead_id]) if keys else []
             for key, value in zip(found[::2], found[1::2], strict=True):
                 with contextlib.suppress(ValueError):
