@@ -222,12 +222,12 @@ class PrivacyDesk:
             if proof != current:
                 proofs[key] = changed[key] = proof
                 self.metrics.handled(record.kind.value)
-        ttl = int(self.policy.consent_proof_retention.total_seconds())
-        await self._set_many([(key, proof.model_dump_json()) for key, proof in changed.items()], ttl)
+        await self._store_proofs(changed)
 
-    async def _store_proof(self, key: str, proof: consent.ConsentProof) -> None:
+    async def _store_proofs(self, proofs: dict[str, consent.ConsentProof]) -> None:
+        """Each proof under its key, kept for the policy's retention, in one round trip."""
         ttl = int(self.policy.consent_proof_retention.total_seconds())
-        await self.redis.set(key, proof.model_dump_json(), ex=ttl)
+        await self._set_many([(key, proof.model_dump_json()) for key, proof in proofs.items()], ttl)
 
     async def erase_own(self, request: PrivacyRecord) -> None:
         """Pseudonymise the consent proof, scrub the idempotency answers, report what was done."""
@@ -238,7 +238,7 @@ class PrivacyDesk:
         if raw:
             proof = consent.ConsentProof.model_validate_json(raw)
             if proof.lead_id is not None:
-                await self._store_proof(key, consent.pseudonymise(proof, now))
+                await self._store_proofs({key: consent.pseudonymise(proof, now)})
                 erased["consent_proof_pseudonymised"] = 1
         async for entry_key, answer in self._idempotency_answers(request.lead_id):
             answer.pop("lead_id", None)
