@@ -424,14 +424,10 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
         guard=ErasureGuard(erased, policy.erasure_guard, metrics.dropped_stale),
     )
 
-    async def reindex(*args: Any, **kwargs: Any) -> None:
-        privacy.index.clear()
-
     async def close(*args: Any, **kwargs: Any) -> None:
         await redis.aclose()
 
-    app.on_rebalance_complete.connect(reindex)
-    activity.on_recover(reindex)
+    service.reindex_when_rows_move(activity, privacy.index.clear)
     app.on_before_shutdown.connect(close)
     return privacy
 

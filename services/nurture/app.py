@@ -35,12 +35,7 @@ def create_app(settings: NurtureSettings) -> StreamService:
     nurture.ticks = service.internal_topic(topics["ticks"])
     # one agent over every input: each lead has a single writer (services/nurture/agents.py)
     install_agents(nurture, service.raw_topic(*topics.values()), topics)
-
-    async def reschedule(*args: Any, **kwargs: Any) -> None:
-        nurture.schedule.invalidate()  # the rows this worker holds changed: rebuilt on the next tick
-
-    app.on_rebalance_complete.connect(reschedule)
-    nurture.due.on_recover(reschedule)  # after the catch-up, which was attached first
+    service.reindex_when_rows_move(nurture.due, nurture.schedule.invalidate)  # rebuilt on the next tick
     if settings.mailer_enabled:
         install_mailer(service, Mailer(settings, ledger, SmtpTransport(settings), metrics))
     return service

@@ -149,6 +149,17 @@ class StreamService:
         self.tables.append(table)
         return table
 
+    def reindex_when_rows_move(self, table: CaughtUpTable, reset: Callable[[], None]) -> None:
+        """Call `reset` after a rebalance and after `table`'s recovery: the rows this worker holds
+        changed, so an in-memory index over them is rebuilt (score's due leads, enrich's last
+        activity, nurture's due steps). Attached after the table's catch-up, so it runs after it."""
+
+        async def reindex(*args: Any, **kwargs: Any) -> None:
+            reset()
+
+        self.app.on_rebalance_complete.connect(reindex)
+        table.on_recover(reindex)
+
     def _table_sizes(self) -> list[tuple[str, CaughtUpTable]]:
         """Each table by the name the service gave it, for `leadpipe_table_keys` (read at each scrape)."""
         return [(table.name, table) for table in self.tables]

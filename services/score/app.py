@@ -63,13 +63,9 @@ def create_app(settings: ScoreSettings) -> StreamService:
     )
     register(wiring, channel, intervals)
 
-    async def _reindex(*args: Any, **kwargs: Any) -> None:
-        index.clear()
-
     async def _close(*args: Any, **kwargs: Any) -> None:
         await redis.aclose()
 
-    service.app.on_rebalance_complete.connect(_reindex)
     service.app.on_before_shutdown.connect(_close)
-    table.on_recover(_reindex)  # runs after the catch-up, which was attached first
+    service.reindex_when_rows_move(table, index.clear)
     return service
