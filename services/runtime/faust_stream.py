@@ -84,6 +84,8 @@ class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in
                         await add_to_buffer(usable)
             except asyncio.CancelledError:
                 raise
+            except StopAsyncIteration:  # faust ends a channel so on shutdown; its stream loop returns
+                return
             except Exception as exc:
                 self.log.exception("Error adding to take buffer: %r", exc)
                 await self.crash(exc)

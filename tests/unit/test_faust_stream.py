@@ -132,3 +132,16 @@ async def test_a_stream_with_processors_is_refused(app: LeadpipeApp) -> None:
     stream.add_processor(lambda value: value)
     with pytest.raises(RuntimeError, match="does not run stream processors"):
         await anext(take(stream, 5, within=0.05))
+
+
+async def test_a_channel_ended_on_shutdown_ends_the_take_without_a_crash(app: LeadpipeApp) -> None:
+    """faust ends a channel by throwing StopAsyncIteration into its queue on shutdown; its stream
+    loop returns on it, so the bulk take does too, instead of logging an error and crashing."""
+    stream = app.stream(app.channel())
+    put(app, stream, range(2))
+    batches = take(stream, 5, within=0.05)
+    assert offsets(await anext(batches)) == [0, 1]
+    stream.channel.queue._throw(StopAsyncIteration())
+    await asyncio.sleep(0.05)  # the drain task takes the error and ends
+    assert stream._crash_reason is None
+    await batches.aclose()
