@@ -31,6 +31,13 @@
    where aiokafka's prefetch backoff held back every fetch from the broker for 100 ms per partition
    (docs/performance.md, ninth pass). The consumer thread pauses and resumes in aiokafka what faust
    holds paused.
+7. Two faust settings are read once, not per record. faust's settings object resolves every
+   attribute through its own `__getattribute__` and a descriptor: 2.7 µs for `conf.Event`, which
+   `App.create_event` reads for every record handed to an agent, and 1.5 µs for
+   `conf.producer_threaded`, which the producer buffer reads for every record handed over (the
+   conductor's `wait_until_ebb`) and every buffered send. At 1,000 events/s the two were 1-4% of each
+   stream worker's samples (docs/performance.md, nineteenth pass). Neither changes once the app is
+   built; leadpipe never runs faust's threaded producer (its transport refuses it).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import faust
 from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP, Message
 from mode import Service, ServiceT
 from mode.utils.logging import CompositeLogger
@@ -230,8 +238,30 @@ class _Consumer(faust_aiokafka.Consumer):
             await cast(Any, rest).aclose()
 
 
+class _ProducerBuffer(ProducerBuffer):
+    """faust's buffer of records sent without waiting (table writes), for the unthreaded producer
+    alone: faust asks its settings which producer runs on every call (7.)."""
+
+    def put(self, fut: Any) -> None:
+        self.pending.put_nowait(fut)
+
+    @property
+    def size(self) -> int:
+        return self.pending.qsize()
+
+
+class _Producer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.app.conf.producer_threaded:
+            raise ValueError("leadpipe's transport runs faust's unthreaded producer only")
+        # faust builds its buffer in this constructor; this one has no state of its own to set up
+        self.buffer.__class__ = _ProducerBuffer
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[Any] = _Consumer
+    Producer: ClassVar[Any] = _Producer
 
 
 class LeadpipeApp(faust.App):
@@ -239,6 +269,7 @@ class LeadpipeApp(faust.App):
     partition on a rebalance (see the module docstring), and that says when it consumes again."""
 
     fetch_max_wait_ms: int | None = None
+    _event_type: Any = None  # faust's `conf.Event`, read at the first record (7.)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -246,6 +277,12 @@ class LeadpipeApp(faust.App):
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Message) -> Any:
+        """faust's, with the event class looked up in the settings once (7.)."""
+        if self._event_type is None:
+            self._event_type = self.conf.Event
+        return self._event_type(self, key, value, headers, message)
 
     def on_rebalance_end(self) -> None:
         """faust calls this once a rebalance's recovery is done, the streams are sought to their

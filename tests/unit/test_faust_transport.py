@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import faust
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -160,3 +161,41 @@ async def test_a_rebalance_abandons_the_rest_of_a_fetch(
     assert handed == [10, 11, 12]
     assert consumer._read_offset[tp] == 12
     assert fetches.closed == 1
+
+
+def test_records_become_events_of_the_configured_class(tmp_path: Path) -> None:
+    """The event class is read from faust's settings once; each record still becomes its own event."""
+
+    class TracedEvent(faust.Event):  # type: ignore[type-arg]  # generic only in faust's stubs
+        pass
+
+    settings = ServiceSettings(data_dir=str(tmp_path), web_port=6066)
+    app = faust_app("t", settings, Event=TracedEvent)
+    first, second = (Message("leads.x", 0, offset, 0.0, 0, None, b"k", b"v", None) for offset in (1, 2))
+    events = [app.create_event(b"k", str(m.offset).encode(), None, m) for m in (first, second)]
+    assert [type(e) for e in events] == [TracedEvent, TracedEvent]
+    assert [(e.app, e.key, e.value, e.message) for e in events] == [
+        (app, b"k", b"1", first),
+        (app, b"k", b"2", second),
+    ]
+    assert type(faust_app("u", settings).create_event(b"k", b"v", None, first)) is faust.Event
+
+
+async def test_the_producer_buffer_counts_what_waits_to_be_sent(tmp_path: Path) -> None:
+    """faust's conductor holds the hand-over while more than `max_messages` records wait in the
+    buffer (`wait_until_ebb`): the size it reads must be the buffer's."""
+    app = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066))
+    buffer = app.producer.buffer
+    assert buffer.size == 0
+    pending = [asyncio.get_running_loop().create_future() for _ in range(3)]
+    for fut in pending:
+        buffer.put(fut)
+    assert buffer.size == 3
+    assert await buffer.pending.get() is pending[0]
+    assert buffer.size == 2
+
+
+def test_faust_threaded_producer_is_refused(tmp_path: Path) -> None:
+    app = faust_app("t", ServiceSettings(data_dir=str(tmp_path), web_port=6066), producer_threaded=True)
+    with pytest.raises(ValueError, match="unthreaded producer only"):
+        app.producer  # noqa: B018 (faust builds its producer on first access)
