@@ -27,10 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.base import utcnow
-from schemas.enriched import EnrichedInteraction
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import SalesActivity, SalesRecord
-from schemas.stage import StageChange
 from schemas.topics import TopicName
 from services.nurture import domain
 from services.nurture.ledger import DeliveryLedger
@@ -38,6 +36,7 @@ from services.nurture.metrics import NurtureMetrics
 from services.nurture.rules import NurtureRules
 from services.nurture.schedule import DueSchedule
 from services.nurture.settings import NurtureSettings
+from services.nurture.views import EnrichedView, StageChangeView
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.runtime.batch import Batch, StagedTable
@@ -184,10 +183,10 @@ class NurtureBatch(Batch):
 def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
     """The agent over `channel` (every input topic; `topics` names them by role) and the timer."""
     service, app, rules = n.service, n.service.app, n.rules
-    # Stage changes and enriched interactions come from score and enrich, which read what capture
-    # validated at the edge: their e-mail syntax is not checked again (7% of nurture's CPU).
-    stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name, trusted=True)
-    enriched_decoder: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, service.name, trusted=True)
+    # Stage changes and enriched interactions are read as views: the fields nurture uses (views.py).
+    # They come from score and enrich, which read what capture validated at the edge.
+    stage_decoder: Decoder[StageChangeView] = Decoder(StageChangeView, service.name, trusted=True)
+    enriched_decoder: Decoder[EnrichedView] = Decoder(EnrichedView, service.name, trusted=True)
     sales_decoder: Decoder[SalesActivity | Any] = Decoder(SalesRecord, service.name)
     privacy_decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
     n.privacy_topic = service.topic(TopicName.PRIVACY)

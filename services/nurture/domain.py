@@ -16,14 +16,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from schemas.enriched import EnrichedInteraction
 from schemas.interaction import InteractionType
 from schemas.nurture import NurtureCommand
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
-from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
-from schemas.stage import LifecycleStage, StageChange, Temperature
+from schemas.stage import LifecycleStage, Temperature
 from services.nurture.rules import NurtureRules, QuietHours, Sequence
+from services.nurture.views import EnrichedView, ProfileView, StageChangeView
 
 SALES_OWNED = frozenset(
     {
@@ -132,7 +131,7 @@ def command_id(lead_id: str, sequence: str, enrolment: int, step: int) -> str:
 # --- inputs -------------------------------------------------------------------------------------
 
 
-def on_stage_change(state: LeadState, change: StageChange, rules: NurtureRules, now: datetime) -> Outcome:
+def on_stage_change(state: LeadState, change: StageChangeView, rules: NurtureRules, now: datetime) -> Outcome:
     out = _begin(state, change.event_id, rules)
     if out.duplicate:
         return out
@@ -150,9 +149,7 @@ def on_stage_change(state: LeadState, change: StageChange, rules: NurtureRules, 
     return out
 
 
-def on_interaction(
-    state: LeadState, event: EnrichedInteraction, rules: NurtureRules, now: datetime
-) -> Outcome:
+def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, now: datetime) -> Outcome:
     out = _begin(state, event.event_id, rules)
     if out.duplicate:
         return out
@@ -418,7 +415,7 @@ def _working_copy(state: LeadState) -> LeadState:
     )
 
 
-def _absorb_profile(s: LeadState, profile: LeadProfile) -> None:
+def _absorb_profile(s: LeadState, profile: ProfileView) -> None:
     if s.erased:
         return
     s.email = profile.email or s.email

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from schemas.enriched import EnrichedInteraction
 from schemas.interaction import IdentityKind, Interaction, InteractionType
@@ -21,6 +23,8 @@ from schemas.stage import LifecycleStage, Scores, StageChange, StageKind, Temper
 from services.nurture import domain
 from services.nurture.domain import ExitReason, LeadState, Outcome, Suppression
 from services.nurture.rules import NurtureConfigError, NurtureRules, load_rules
+from services.nurture.views import EnrichedView, StageChangeView
+from services.runtime.codec import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = load_rules(ROOT / "config" / "nurture.yaml")
@@ -91,15 +95,21 @@ def sales(kind: SalesActivityKind) -> SalesActivity:
 
 
 Event = StageChange | PrivacyRecord | EnrichedInteraction | SalesActivity
+V = TypeVar("V", bound=BaseModel)
+
+
+def read_as(view: type[V], record: BaseModel) -> V:
+    """The record as nurture's agent reads it from its topic."""
+    return view.model_validate_json(encode(record))
 
 
 def apply(state: LeadState, event: Event, rules: NurtureRules, now: datetime) -> Outcome:
     if isinstance(event, StageChange):
-        return domain.on_stage_change(state, event, rules, now)
+        return domain.on_stage_change(state, read_as(StageChangeView, event), rules, now)
     if isinstance(event, PrivacyRecord):
         return domain.on_privacy(state, event, rules, now)
     if isinstance(event, EnrichedInteraction):
-        return domain.on_interaction(state, event, rules, now)
+        return domain.on_interaction(state, read_as(EnrichedView, event), rules, now)
     return domain.on_sales_activity(state, event, rules, now)
 
 
