@@ -54,7 +54,7 @@ class ScoreUpdate:
     changes: list[StageChange] = field(default_factory=list)
     duplicate: bool = False
     rule: str | None = None
-    outcome: str = "scored"  # scored | capped | stale | unscored | duplicate | checked
+    outcome: str = "scored"  # scored | capped | stale | unscored | completed | duplicate | checked
     fit: float | None = None  # the fit score the new state was evaluated with (None: not evaluated)
 
 
@@ -384,8 +384,12 @@ def apply_interaction(
     usage = _number(interaction.properties.get(rules.product_qualified.usage_property))
     if usage is not None and usage > old.usage:
         update["usage"] = usage
-    rule = match_rule(interaction, rules)
-    outcome = "unscored"
+    # A late firmographics lookup's completion repeats an interaction whose points were counted when
+    # its partial record came (`EnrichedInteraction.completes`): it brings the completed profile, and
+    # with it the fit, hand-raise and stages to evaluate again, but no points.
+    completion = bool(event.completes)
+    rule = None if completion else match_rule(interaction, rules)
+    outcome = "completed" if completion else "unscored"
     if rule is not None:  # the points change engagement fields only, which `update` leaves alone
         points, outcome = _points(old, rule, at, event.event_id, rules)
         update.update(points)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from schemas.enriched import EnrichedInteraction
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.stage import LifecycleStage, StageKind, Temperature
 from services.score import decay, domain
@@ -252,6 +253,43 @@ def test_duplicate_event_changes_nothing() -> None:
     state, _ = run([sale], state)
     again = domain.apply_sales_activity(state, sale, R)
     assert again.duplicate and again.state == state
+
+
+def completion_of(partial: EnrichedInteraction, profile: LeadProfile) -> EnrichedInteraction:
+    """The record enrich publishes when a late lookup completes `partial` (a new id, the same interaction)."""
+    return partial.model_copy(
+        update={"event_id": f"c-{partial.event_id}", "completes": [partial.event_id], "profile": profile}
+    )
+
+
+def test_a_completion_brings_the_profile_without_counting_the_interaction_again() -> None:
+    """enrich re-emits a partial record's interaction once a late firmographics lookup answers."""
+    partial = enriched(
+        "content_download",
+        properties={"asset_type": "whitepaper"},
+        profile=vp_profile(firmographics=Firmographics()),
+    )
+    state, _ = run([partial])
+    update = domain.apply_interaction(state, completion_of(partial, vp_profile()), R)
+    assert update.outcome == "completed" and update.rule is None
+    assert update.state.points_by_rule == state.points_by_rule
+    assert update.state.engagement_by_rule == state.engagement_by_rule
+    assert update.state.profile == vp_profile()
+    assert update.fit == domain.fit_of(update.state, R) > domain.fit_of(state, R)
+    # and once more (a redelivery) changes nothing
+    assert domain.apply_interaction(update.state, completion_of(partial, vp_profile()), R).duplicate
+
+
+def test_a_completed_profile_can_fast_track_a_hand_raiser() -> None:
+    """A demo request whose company was unknown until the late lookup answered is handed to sales then."""
+    r = rules(hand_raisers=R.hand_raisers.model_copy(update={"min_fit": 30}))
+    partial = enriched("demo_request", profile=vp_profile(firmographics=Firmographics(), seniority=None))
+    state, _ = run([partial], r=r)
+    assert state.lifecycle != LifecycleStage.MQL and state.hand_raised_at is None
+    update = domain.apply_interaction(state, completion_of(partial, vp_profile()), r)
+    assert update.state.lifecycle == LifecycleStage.MQL and update.state.temperature == Temperature.HOT
+    assert {(c.kind, c.to_stage) for c in update.changes} >= {(StageKind.LIFECYCLE, "mql")}
+    assert update.state.points_by_rule == state.points_by_rule
 
 
 def test_recent_event_ids_are_bounded() -> None:

@@ -212,3 +212,19 @@ def test_each_update_carries_the_fit_its_state_was_evaluated_with(events: list[E
         state = update.state
     replay = domain.apply_interaction(state, events[0], R)
     assert replay.duplicate and replay.fit is None
+
+
+@given(histories(), st.data())
+def test_a_completion_never_counts_its_interaction_again(
+    events: list[EnrichedInteraction], data: st.DataObject
+) -> None:
+    """However late enrich completes a partial record (`completes`), engagement stays as it was."""
+    state = apply_all(events)
+    partial = data.draw(st.sampled_from(events))
+    completion = partial.model_copy(
+        update={"event_id": f"c-{partial.event_id}", "completes": [partial.event_id]}
+    )
+    after = domain.apply_interaction(state, completion, R).state
+    assert after.points_by_rule == state.points_by_rule
+    assert after.engagement_by_rule == state.engagement_by_rule
+    assert after.cap_slots == state.cap_slots and after.engagement_at == state.engagement_at
