@@ -30,6 +30,7 @@ from services.enrich.normalise import normalise_phone
 from services.score import domain as score_domain
 from services.score.rules import DEFAULT_RULES_FILE, ScoringRules, load_rules
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 
 Record = tuple[bytes, bytes]
 
@@ -231,7 +232,9 @@ class ScoreOracle:
         return cls(load_rules(DEFAULT_RULES_FILE), {})
 
     def apply(self, event: EnrichedInteraction) -> list[StageChange]:
-        update = score_domain.apply_interaction(self.states.get(event.lead_id), event, self.rules)
+        update = score_domain.apply_interaction(
+            self.states.get(event.lead_id), EnrichedView.of(event), self.rules
+        )
         self.states[event.lead_id] = update.state
         return list(update.changes)
 

@@ -3,7 +3,7 @@ before any framework does.
 
 `domain.score`: the same steps as score's agent, timed one by one over `enriched_stream(events)`:
 
-- decode: the enriched record's JSON (trusted, as score reads it);
+- decode: the enriched record's JSON, as score reads it (trusted, through `services/score/views.py`);
 - load: the lead's stored state parsed back but its profile (`LeadState.loads_without_profile`), as
   a new batch reads its table for an interaction;
 - domain: `apply_interaction`;
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.records import enriched_stream, interactions
 from schemas.base import TRUSTED_CONTEXT
-from schemas.enriched import AliasRequest, EnrichedInteraction, ProfileMerge
+from schemas.enriched import AliasRequest, ProfileMerge
 from schemas.interaction import Interaction
 from services.enrich import domain as enrich_domain
 from services.enrich.config import EnrichConfig
@@ -38,6 +38,7 @@ from services.runtime.codec import encode
 from services.score import domain
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 
 T = TypeVar("T")
 STEPS = ("decode", "load", "domain", "state JSON", "stage changes")
@@ -60,8 +61,8 @@ class StepClock:
         return sum(self.seconds.values())
 
 
-def _decode(raw: bytes) -> EnrichedInteraction:
-    return EnrichedInteraction.model_validate_json(raw, context=TRUSTED_CONTEXT)
+def _decode(raw: bytes) -> EnrichedView:
+    return EnrichedView.model_validate_json(raw, context=TRUSTED_CONTEXT)
 
 
 def _encode_all(records: list[Any]) -> list[bytes]:

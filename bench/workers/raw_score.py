@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from bench import worker_args
 from bench.workers.raw import batched_loop
 from schemas.base import TRUSTED_CONTEXT
-from schemas.enriched import EnrichedInteraction
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_topics
 from services.score import domain
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 
 
 def changes_topic(sink: str) -> str:
@@ -38,7 +38,7 @@ async def score_loop(args: worker_args.WorkerArgs) -> None:
     async def send(
         producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
     ) -> list[asyncio.Future[Any]]:
-        event = EnrichedInteraction.model_validate_json(record.value, context=TRUSTED_CONTEXT)
+        event = EnrichedView.model_validate_json(record.value, context=TRUSTED_CONTEXT)
         update = domain.apply_interaction(states.get(event.lead_id), event, rules)
         acks = [
             await producer.send(changes_topic(args.sink), encode(c), key=record.key) for c in update.changes

@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.base import utcnow
-from schemas.enriched import EnrichedInteraction
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
 from services.privacy import exports, records
@@ -28,6 +27,7 @@ from services.score.due import DueIndex
 from services.score.metrics import ScoreMetrics
 from services.score.rules import RulesError, RulesFile
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class ScoreBatch(Batch):
 
 def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> None:
     service = w.service
-    interactions: Decoder[EnrichedInteraction] = Decoder(EnrichedInteraction, "score", trusted=True)
+    interactions: Decoder[EnrichedView] = Decoder(EnrichedView, "score", trusted=True)
     sales: Decoder[SalesActivity | RepStatusUpdate] = Decoder(SalesRecord, "score")
     privacy: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, "score")
 

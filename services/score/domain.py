@@ -19,8 +19,6 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from schemas.enriched import EnrichedInteraction
-from schemas.interaction import Interaction
 from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import Bant, LifecycleStage, Reason, Scores, StageChange, StageKind, Temperature, Trigger
@@ -36,6 +34,7 @@ from services.score.fit import (
 )
 from services.score.rules import EngagementRule, ScoringRules
 from services.score.state import CapSlot, LeadState
+from services.score.views import EnrichedView, InteractionView
 
 L = LifecycleStage
 SALES_READY = frozenset({L.MQL, L.PQL})
@@ -69,7 +68,7 @@ def from_epoch(seconds: float) -> datetime:
 # --- engagement -------------------------------------------------------------------------------
 
 
-def match_rule(interaction: Interaction, rules: ScoringRules) -> EngagementRule | None:
+def match_rule(interaction: InteractionView, rules: ScoringRules) -> EngagementRule | None:
     """The first engagement rule for the interaction's type whose conditions hold."""
     for rule in rules.engagement:
         if rule.type != interaction.type:
@@ -364,9 +363,7 @@ def _remember(state: LeadState, event_id: str, rules: ScoringRules) -> LeadState
 # --- entry points -----------------------------------------------------------------------------
 
 
-def apply_interaction(
-    state: LeadState | None, event: EnrichedInteraction, rules: ScoringRules
-) -> ScoreUpdate:
+def apply_interaction(state: LeadState | None, event: EnrichedView, rules: ScoringRules) -> ScoreUpdate:
     """Decay engagement to the event's time, add its points, report any stage change."""
     old = state or LeadState.new(event.lead_id)
     if event.event_id in old.recent_event_ids:

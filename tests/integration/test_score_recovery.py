@@ -34,6 +34,7 @@ from services.score import domain
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.settings import ScoreSettings
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 from tests.kafka import consume_until, produce
 from tests.unit.test_score_helpers import enriched, vp_profile
 
@@ -70,7 +71,7 @@ def expected_moves(events: list[EnrichedInteraction], rules_file: Path) -> set[M
     states: dict[str, LeadState | None] = defaultdict(lambda: None)
     moves: set[Move] = set()
     for event in events:
-        update = domain.apply_interaction(states[event.lead_id], event, rules)
+        update = domain.apply_interaction(states[event.lead_id], EnrichedView.of(event), rules)
         states[event.lead_id] = update.state
         moves.update(_move(c) for c in update.changes)
     return moves

@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from schemas.enriched import EnrichedInteraction
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.stage import LifecycleStage, StageKind, Temperature
 from services.score import decay, domain
 from services.score.rules import ScoringRules
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 from tests.model_tree import none_values_not_defaulting_to_none
 from tests.unit.test_score_helpers import LEAD, T0, enriched, rules, sales, vp_profile
 
@@ -255,7 +255,7 @@ def test_duplicate_event_changes_nothing() -> None:
     assert again.duplicate and again.state == state
 
 
-def completion_of(partial: EnrichedInteraction, profile: LeadProfile) -> EnrichedInteraction:
+def completion_of(partial: EnrichedView, profile: LeadProfile) -> EnrichedView:
     """The record enrich publishes when a late lookup completes `partial` (a new id, the same interaction)."""
     return partial.model_copy(
         update={"event_id": f"c-{partial.event_id}", "completes": [partial.event_id], "profile": profile}

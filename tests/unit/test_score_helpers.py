@@ -12,6 +12,7 @@ from schemas.interaction import IdentityKind, Interaction, InteractionType
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from services.score.rules import DEFAULT_RULES_FILE, ScoringRules, load_rules
+from services.score.views import EnrichedView
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAD = "e-lead-1"
@@ -45,7 +46,7 @@ def enriched(
     properties: dict[str, JsonValue] | None = None,
     profile: LeadProfile | None = None,
     lead_id: str = LEAD,
-) -> EnrichedInteraction:
+) -> EnrichedView:
     moment = at if isinstance(at, datetime) else T0 + timedelta(seconds=at)
     kind = InteractionType(type_)
     eid = event_id or f"{kind.value}-{moment.timestamp()}"
@@ -58,13 +59,14 @@ def enriched(
         properties=properties or {},
         received_at=moment,
     )
-    return EnrichedInteraction(
+    record = EnrichedInteraction(
         event_id=eid,
         occurred_at=moment,
         lead_id=lead_id,
         interaction=interaction,
         profile=profile or LeadProfile(lead_id=lead_id),
     )
+    return EnrichedView.of(record)  # as score's agent reads it
 
 
 def sales(

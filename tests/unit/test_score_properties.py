@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.enriched import EnrichedInteraction
 from services.score import decay, domain
 from services.score.state import LeadState
+from services.score.views import EnrichedView
 from tests.unit.test_score_helpers import enriched, rules, vp_profile
 
 R = rules()
@@ -22,7 +22,7 @@ SPAN = 10 * 86400  # inside the late-event window, so every event is scored wher
 
 
 @st.composite
-def histories(draw: st.DrawFn, max_size: int = 25) -> list[EnrichedInteraction]:
+def histories(draw: st.DrawFn, max_size: int = 25) -> list[EnrichedView]:
     raw = draw(
         st.lists(
             st.tuples(st.sampled_from(TYPES), st.integers(0, SPAN), st.sampled_from(["/a", "/pricing"])),
@@ -36,7 +36,7 @@ def histories(draw: st.DrawFn, max_size: int = 25) -> list[EnrichedInteraction]:
     ]
 
 
-def apply_all(events: list[EnrichedInteraction]) -> LeadState:
+def apply_all(events: list[EnrichedView]) -> LeadState:
     state: LeadState | None = None
     for event in events:
         state = domain.apply_interaction(state, event, R).state
@@ -49,14 +49,14 @@ def close(a: float, b: float) -> bool:
 
 
 @given(histories())
-def test_any_state_round_trips_through_its_changelog_json(events: list[EnrichedInteraction]) -> None:
+def test_any_state_round_trips_through_its_changelog_json(events: list[EnrichedView]) -> None:
     state = apply_all(events)
     assert LeadState.loads(state.dumps()) == state
 
 
 @given(histories())
 def test_a_state_loaded_without_its_profile_is_the_stored_state_but_the_profile(
-    events: list[EnrichedInteraction],
+    events: list[EnrichedView],
 ) -> None:
     state = apply_all(events)
     without = LeadState.loads_without_profile(state.dumps())
@@ -70,7 +70,7 @@ NEXT_PROFILES = {"vp": vp_profile(), "student": vp_profile(seniority="student"),
 
 @given(histories(), st.sampled_from(TYPES), st.integers(0, SPAN), st.sampled_from(sorted(NEXT_PROFILES)))
 def test_an_interaction_never_reads_the_stored_profile(
-    events: list[EnrichedInteraction], kind: str, at: int, who: str
+    events: list[EnrichedView], kind: str, at: int, who: str
 ) -> None:
     """Score loads a state without its profile for an interaction (`loads_without_profile`): the
     update must be the same as from the whole state, whatever profile the new event carries."""
@@ -95,7 +95,7 @@ def test_decay_is_monotone_and_never_negative(score: float, t1: float, t2: float
 
 @given(histories(), st.lists(st.integers(0, 400 * 86400), min_size=2, max_size=6))
 def test_engagement_cools_monotonically_and_never_goes_negative(
-    events: list[EnrichedInteraction], offsets: list[int]
+    events: list[EnrichedView], offsets: list[int]
 ) -> None:
     state = apply_all(events)
     assert state.engagement_at is not None
@@ -106,9 +106,7 @@ def test_engagement_cools_monotonically_and_never_goes_negative(
 
 @settings(max_examples=150)
 @given(histories(), st.randoms(use_true_random=False))
-def test_any_arrival_order_gives_the_same_score(
-    events: list[EnrichedInteraction], rnd: random.Random
-) -> None:
+def test_any_arrival_order_gives_the_same_score(events: list[EnrichedView], rnd: random.Random) -> None:
     shuffled = list(events)
     rnd.shuffle(shuffled)
     a, b = apply_all(events), apply_all(shuffled)
@@ -121,7 +119,7 @@ def test_any_arrival_order_gives_the_same_score(
 
 @settings(max_examples=150)
 @given(histories())
-def test_late_events_contribute_points_decayed_from_their_own_time(events: list[EnrichedInteraction]) -> None:
+def test_late_events_contribute_points_decayed_from_their_own_time(events: list[EnrichedView]) -> None:
     """Oracle: per rule and day the earliest `cap` events count, each as points * 2^-((t_max - t)/h)."""
     state = apply_all(events)
     newest = max(e.occurred_at.timestamp() for e in events)
@@ -142,7 +140,7 @@ def test_late_events_contribute_points_decayed_from_their_own_time(events: list[
 
 @settings(max_examples=100)
 @given(histories(), st.data())
-def test_a_duplicate_never_changes_state(events: list[EnrichedInteraction], data: st.DataObject) -> None:
+def test_a_duplicate_never_changes_state(events: list[EnrichedView], data: st.DataObject) -> None:
     state = apply_all(events)
     replay = data.draw(st.sampled_from(events))
     update = domain.apply_interaction(state, replay, R)
@@ -153,7 +151,7 @@ def test_a_duplicate_never_changes_state(events: list[EnrichedInteraction], data
 
 @settings(max_examples=100)
 @given(histories(max_size=40))
-def test_caps_hold(events: list[EnrichedInteraction]) -> None:
+def test_caps_hold(events: list[EnrichedView]) -> None:
     state = apply_all(events)
     caps = {r.name: r for r in R.engagement}
     for key, slot in state.cap_slots.items():
@@ -173,9 +171,7 @@ def test_caps_hold(events: list[EnrichedInteraction]) -> None:
 
 @settings(max_examples=100)
 @given(histories(), st.integers(0, 60 * 86400))
-def test_timer_due_time_is_exactly_when_temperature_drops(
-    events: list[EnrichedInteraction], later: int
-) -> None:
+def test_timer_due_time_is_exactly_when_temperature_drops(events: list[EnrichedView], later: int) -> None:
     state = apply_all(events)
     at = (state.evaluated_at or 0) + later
     update = domain.apply_decay_check(state, domain.from_epoch(at), R)
@@ -204,7 +200,7 @@ def test_the_cached_cap_day_is_the_utc_calendar_day(seconds: float) -> None:
 
 @settings(max_examples=100)
 @given(histories())
-def test_each_update_carries_the_fit_its_state_was_evaluated_with(events: list[EnrichedInteraction]) -> None:
+def test_each_update_carries_the_fit_its_state_was_evaluated_with(events: list[EnrichedView]) -> None:
     state: LeadState | None = None
     for event in events:
         update = domain.apply_interaction(state, event, R)
@@ -216,7 +212,7 @@ def test_each_update_carries_the_fit_its_state_was_evaluated_with(events: list[E
 
 @given(histories(), st.data())
 def test_a_completion_never_counts_its_interaction_again(
-    events: list[EnrichedInteraction], data: st.DataObject
+    events: list[EnrichedView], data: st.DataObject
 ) -> None:
     """However late enrich completes a partial record (`completes`), engagement stays as it was."""
     state = apply_all(events)
