@@ -23,6 +23,7 @@ from schemas.enriched import EnrichedInteraction
 from schemas.interaction import Contact, IdentityKind, Interaction, InteractionIn, InteractionType, Source
 from schemas.profile import EmailKind, FieldSource, Firmographics, LeadProfile
 from schemas.stage import StageChange
+from schemas.views.score import EnrichedView
 from services.capture import domain as capture_domain
 from services.devstack.demo import DemoTraffic
 from services.enrich.firmographics import DEFAULT_COMPANIES, load_companies
@@ -30,7 +31,6 @@ from services.enrich.normalise import normalise_phone
 from services.score import domain as score_domain
 from services.score.rules import DEFAULT_RULES_FILE, ScoringRules, load_rules
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 
 Record = tuple[bytes, bytes]
 

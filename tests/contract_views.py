@@ -1,4 +1,4 @@
-"""Checks that hold a service's views of the contracts it reads (its `views.py`) to those contracts."""
+"""Checks that hold the readers' views of the contracts (`schemas/views/`) to those contracts."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ before any framework does.
 
 `domain.score`: the same steps as score's agent, timed one by one over `enriched_stream(events)`:
 
-- decode: the enriched record's JSON, as score reads it (trusted, through `services/score/views.py`);
+- decode: the enriched record's JSON, as score reads it (trusted, through `schemas/views/score.py`);
 - load: the lead's stored state parsed back but its profile (`LeadState.loads_without_profile`), as
   a new batch reads its table for an interaction;
 - domain: `apply_interaction`;
@@ -29,6 +29,7 @@ from bench.records import enriched_stream, interactions
 from schemas.base import TRUSTED_CONTEXT
 from schemas.enriched import AliasRequest, ProfileMerge
 from schemas.interaction import Interaction
+from schemas.views.score import EnrichedView
 from services.enrich import domain as enrich_domain
 from services.enrich.config import EnrichConfig
 from services.enrich.config import load_config as load_enrich_config
@@ -38,7 +39,6 @@ from services.runtime.codec import encode
 from services.score import domain
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 
 T = TypeVar("T")
 STEPS = ("decode", "load", "domain", "state JSON", "stage changes")

@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from bench import worker_args
 from bench.workers.raw import batched_loop
 from schemas.base import TRUSTED_CONTEXT
+from schemas.views.score import EnrichedView
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_topics
 from services.score import domain
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 
 
 def changes_topic(sink: str) -> str:

@@ -30,13 +30,13 @@ from schemas.base import utcnow
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import SalesActivity, SalesRecord
 from schemas.topics import TopicName
+from schemas.views.nurture import EnrichedView, StageChangeView
 from services.nurture import domain
 from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics
 from services.nurture.rules import NurtureRules
 from services.nurture.schedule import DueSchedule
 from services.nurture.settings import NurtureSettings
-from services.nurture.views import EnrichedView, StageChangeView
 from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.runtime.batch import Batch, StagedTable
@@ -183,7 +183,8 @@ class NurtureBatch(Batch):
 def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
     """The agent over `channel` (every input topic; `topics` names them by role) and the timer."""
     service, app, rules = n.service, n.service.app, n.rules
-    # Stage changes and enriched interactions are read as views: the fields nurture uses (views.py).
+    # Stage changes and enriched interactions are read as views: the fields nurture uses
+    # (schemas/views/nurture.py).
     # They come from score and enrich, which read what capture validated at the edge.
     stage_decoder: Decoder[StageChangeView] = Decoder(StageChangeView, service.name, trusted=True)
     enriched_decoder: Decoder[EnrichedView] = Decoder(EnrichedView, service.name, trusted=True)

@@ -21,8 +21,8 @@ from schemas.nurture import NurtureCommand
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
+from schemas.views.nurture import EnrichedView, ProfileView, StageChangeView
 from services.nurture.rules import NurtureRules, QuietHours, Sequence
-from services.nurture.views import EnrichedView, ProfileView, StageChangeView
 
 SALES_OWNED = frozenset(
     {

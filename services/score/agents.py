@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from schemas.base import utcnow
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
+from schemas.views.score import EnrichedView
 from services.privacy import exports, records
 from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics
@@ -27,7 +28,6 @@ from services.score.due import DueIndex
 from services.score.metrics import ScoreMetrics
 from services.score.rules import RulesError, RulesFile
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 
 log = logging.getLogger(__name__)
 

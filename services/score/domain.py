@@ -22,6 +22,7 @@ from pydantic import JsonValue
 from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import Bant, LifecycleStage, Reason, Scores, StageChange, StageKind, Temperature, Trigger
+from schemas.views.score import EnrichedView, InteractionView
 from services.score import decay
 from services.score.fit import (
     FitTerm,
@@ -34,7 +35,6 @@ from services.score.fit import (
 )
 from services.score.rules import EngagementRule, ScoringRules
 from services.score.state import CapSlot, LeadState
-from services.score.views import EnrichedView, InteractionView
 
 L = LifecycleStage
 SALES_READY = frozenset({L.MQL, L.PQL})

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from schemas.enriched import EnrichedInteraction
 from schemas.stage import StageChange
 from schemas.topics import TopicName
+from schemas.views.score import EnrichedView
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port, spawn, stop
 from services.runtime.topics import ensure_pipeline_topics
@@ -34,7 +35,6 @@ from services.score import domain
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.settings import ScoreSettings
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 from tests.kafka import consume_until, produce
 from tests.unit.test_score_helpers import enriched, vp_profile
 

@@ -20,10 +20,10 @@ from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import LifecycleStage, Scores, StageChange, StageKind, Temperature, Trigger
+from schemas.views.nurture import EnrichedView, StageChangeView
 from services.nurture import domain
 from services.nurture.domain import ExitReason, LeadState, Outcome, Suppression
 from services.nurture.rules import NurtureConfigError, NurtureRules, load_rules
-from services.nurture.views import EnrichedView, StageChangeView
 from services.runtime.codec import encode
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Nurture's views of the contracts it reads (services/nurture/views.py) hold to those contracts:
+"""Nurture's views of the contracts it reads (schemas/views/nurture.py) hold to those contracts:
 the same fields, types, constraints and defaults, and the same values from any record."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from bench.records import enriched_stream, stage_changes
 from schemas.enriched import EnrichedInteraction
 from schemas.interaction import Source
 from schemas.stage import LifecycleStage, Temperature
-from services.nurture.views import CONTRACTS, EnrichedView, StageChangeView
+from schemas.views.nurture import CONTRACTS, EnrichedView, StageChangeView
 from tests.contract_views import (
     assert_reads_the_same,
     enriched_interactions,

@@ -9,10 +9,10 @@ import pytest
 
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.stage import LifecycleStage, StageKind, Temperature
+from schemas.views.score import EnrichedView
 from services.score import decay, domain
 from services.score.rules import ScoringRules
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 from tests.model_tree import none_values_not_defaulting_to_none
 from tests.unit.test_score_helpers import LEAD, T0, enriched, rules, sales, vp_profile
 

@@ -11,8 +11,8 @@ from schemas.enriched import EnrichedInteraction
 from schemas.interaction import IdentityKind, Interaction, InteractionType
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
+from schemas.views.score import EnrichedView
 from services.score.rules import DEFAULT_RULES_FILE, ScoringRules, load_rules
-from services.score.views import EnrichedView
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAD = "e-lead-1"

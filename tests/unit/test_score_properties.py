@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.views.score import EnrichedView
 from services.score import decay, domain
 from services.score.state import LeadState
-from services.score.views import EnrichedView
 from tests.unit.test_score_helpers import enriched, rules, vp_profile
 
 R = rules()

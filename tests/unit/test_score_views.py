@@ -1,4 +1,4 @@
-"""Score's view of the enriched interaction (services/score/views.py) holds to the contract: the same
+"""Score's view of the enriched interaction (schemas/views/score.py) holds to the contract: the same
 fields, types, constraints and defaults, and the same values from any record."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from bench.records import enriched_stream
 from schemas.enriched import EnrichedInteraction
-from services.score.views import CONTRACTS, EnrichedView
+from schemas.views.score import CONTRACTS, EnrichedView
 from tests.contract_views import assert_reads_the_same, enriched_interactions, field_mismatches
 
 

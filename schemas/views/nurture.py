@@ -4,13 +4,9 @@ Why: nurture reads every enriched interaction and every stage change (about 2.4 
 small part of each: the profile fields it personalises and segments with, the interaction's type and
 properties, the stages. Decoding a whole contract cost 23-26 µs per record and was a quarter of
 nurture's samples at 1,000 events/s; the views decode in 8-10 µs (docs/performance.md, nineteenth
-pass). pydantic skips the JSON of keys a model does not declare without building anything from it,
-as the contracts do with unknown keys.
-
-Each field has its contract's type, constraints and default; `tests/unit/test_nurture_views.py`
-holds every view to its contract, so a contract change a view misses fails there. A record is
-dead-lettered only when the fields nurture reads are unreadable: a reader that tolerates what it does
-not read, as the contracts' `extra="ignore"` already makes every consumer.
+pass). `tests/unit/test_nurture_views.py` holds them to their contracts. A record is dead-lettered
+only when the fields nurture reads are unreadable: a reader that tolerates what it does not read, as
+the contracts' `extra="ignore"` already makes every consumer.
 """
 
 from __future__ import annotations

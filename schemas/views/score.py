@@ -4,12 +4,8 @@ Why: score keeps the whole profile (it stores it and passes it on in stage chang
 interaction it reads the type, source and properties alone; the contact block, consent, identity
 and timestamps it skips are a quarter of the record and run seven Python validators per record.
 Decoding through the view, in `domain.score` (three alternating pairs): 37-57 -> 26-35 µs per
-record, from 20% of score's per-record work to 16% (docs/performance.md, nineteenth pass). pydantic
-skips the JSON of keys a model does not declare without building anything from it, as the contracts
-do with unknown keys.
-
-Each field has its contract's type, constraints and default; `tests/unit/test_score_views.py`
-holds the views to their contracts, so a contract change they miss fails there.
+record, from 20% of score's per-record work to 16% (docs/performance.md, nineteenth pass).
+`tests/unit/test_score_views.py` holds them to their contracts.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from schemas.base import Contract
 from schemas.enriched import EnrichedInteraction
 from schemas.interaction import Interaction, InteractionType, Source
 from schemas.profile import LeadProfile
-from services.runtime.codec import encode
 
 
 class InteractionView(Contract):
@@ -43,7 +38,7 @@ class EnrichedView(Contract):
     def of(cls, record: EnrichedInteraction) -> EnrichedView:
         """The view of a record, as score's agent decodes it from the record's JSON (the bench's
         oracle and tests build contracts)."""
-        return cls.model_validate_json(encode(record))
+        return cls.model_validate_json(record.model_dump_json())
 
 
 # Each view and the contract it reads, for the test that holds them together.
