@@ -23,6 +23,7 @@ from schemas.enriched import EnrichedInteraction
 from schemas.interaction import Contact, IdentityKind, Interaction, InteractionIn, InteractionType, Source
 from schemas.profile import EmailKind, FieldSource, Firmographics, LeadProfile
 from schemas.stage import StageChange
+from schemas.views import read_as
 from schemas.views.score import EnrichedView
 from services.capture import domain as capture_domain
 from services.devstack.demo import DemoTraffic
@@ -233,7 +234,7 @@ class ScoreOracle:
 
     def apply(self, event: EnrichedInteraction) -> list[StageChange]:
         update = score_domain.apply_interaction(
-            self.states.get(event.lead_id), EnrichedView.of(event), self.rules
+            self.states.get(event.lead_id), read_as(EnrichedView, event), self.rules
         )
         self.states[event.lead_id] = update.state
         return list(update.changes)

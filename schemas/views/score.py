@@ -34,12 +34,6 @@ class EnrichedView(Contract):
     profile: LeadProfile
     completes: list[str] = Field(default_factory=list)
 
-    @classmethod
-    def of(cls, record: EnrichedInteraction) -> EnrichedView:
-        """The view of a record, as score's agent decodes it from the record's JSON (the bench's
-        oracle and tests build contracts)."""
-        return cls.model_validate_json(record.model_dump_json())
-
 
 # Each view and the contract it reads, for the test that holds them together.
 CONTRACTS: dict[type[Contract], type[Contract]] = {

@@ -183,9 +183,9 @@ class NurtureBatch(Batch):
 def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
     """The agent over `channel` (every input topic; `topics` names them by role) and the timer."""
     service, app, rules = n.service, n.service.app, n.rules
-    # Stage changes and enriched interactions are read as views: the fields nurture uses
-    # (schemas/views/nurture.py).
-    # They come from score and enrich, which read what capture validated at the edge.
+    # Stage changes and enriched interactions are read as views, the fields nurture uses
+    # (schemas/views/nurture.py). They come from score and enrich, which read what capture
+    # validated at the edge.
     stage_decoder: Decoder[StageChangeView] = Decoder(StageChangeView, service.name, trusted=True)
     enriched_decoder: Decoder[EnrichedView] = Decoder(EnrichedView, service.name, trusted=True)
     sales_decoder: Decoder[SalesActivity | Any] = Decoder(SalesRecord, service.name)

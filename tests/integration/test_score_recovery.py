@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from schemas.enriched import EnrichedInteraction
 from schemas.stage import StageChange
 from schemas.topics import TopicName
+from schemas.views import read_as
 from schemas.views.score import EnrichedView
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port, spawn, stop
@@ -71,7 +72,7 @@ def expected_moves(events: list[EnrichedInteraction], rules_file: Path) -> set[M
     states: dict[str, LeadState | None] = defaultdict(lambda: None)
     moves: set[Move] = set()
     for event in events:
-        update = domain.apply_interaction(states[event.lead_id], EnrichedView.of(event), rules)
+        update = domain.apply_interaction(states[event.lead_id], read_as(EnrichedView, event), rules)
         states[event.lead_id] = update.state
         moves.update(_move(c) for c in update.changes)
     return moves

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from schemas.enriched import EnrichedInteraction
 from schemas.interaction import IdentityKind, Interaction, InteractionType
@@ -20,11 +18,11 @@ from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.profile import LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import LifecycleStage, Scores, StageChange, StageKind, Temperature, Trigger
+from schemas.views import read_as
 from schemas.views.nurture import EnrichedView, StageChangeView
 from services.nurture import domain
 from services.nurture.domain import ExitReason, LeadState, Outcome, Suppression
 from services.nurture.rules import NurtureConfigError, NurtureRules, load_rules
-from services.runtime.codec import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = load_rules(ROOT / "config" / "nurture.yaml")
@@ -95,12 +93,6 @@ def sales(kind: SalesActivityKind) -> SalesActivity:
 
 
 Event = StageChange | PrivacyRecord | EnrichedInteraction | SalesActivity
-V = TypeVar("V", bound=BaseModel)
-
-
-def read_as(view: type[V], record: BaseModel) -> V:
-    """The record as nurture's agent reads it from its topic."""
-    return view.model_validate_json(encode(record))
 
 
 def apply(state: LeadState, event: Event, rules: NurtureRules, now: datetime) -> Outcome:

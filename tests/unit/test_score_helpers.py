@@ -11,6 +11,7 @@ from schemas.enriched import EnrichedInteraction
 from schemas.interaction import IdentityKind, Interaction, InteractionType
 from schemas.profile import EmailKind, Firmographics, LeadProfile
 from schemas.sales import SalesActivity, SalesActivityKind
+from schemas.views import read_as
 from schemas.views.score import EnrichedView
 from services.score.rules import DEFAULT_RULES_FILE, ScoringRules, load_rules
 
@@ -66,7 +67,7 @@ def enriched(
         interaction=interaction,
         profile=profile or LeadProfile(lead_id=lead_id),
     )
-    return EnrichedView.of(record)  # as score's agent reads it
+    return read_as(EnrichedView, record)  # as score's agent reads it
 
 
 def sales(
