@@ -36,10 +36,8 @@ def field_mismatches(view: type[BaseModel], contracts: Views) -> list[str]:
         if not field.is_required():
             ours, expected = (f.get_default(call_default_factory=True) for f in (field, theirs))
             if nested is not None:
-                ours, expected = (
-                    ours.model_dump(),
-                    projected(field.annotation, expected.model_dump(), contracts),
-                )  # type: ignore[arg-type]
+                view_type: Any = field.annotation
+                ours, expected = ours.model_dump(), projected(view_type, expected.model_dump(), contracts)
             if ours != expected:
                 wrong.append(f"{name}: default")
     return wrong
