@@ -34,8 +34,9 @@ def events(count: int, *, seed: int = 9, leads: int = 10_000) -> Iterator[tuple[
 
 
 def transform(value: bytes) -> bytes:
-    """The passthrough's work per event: parse, add two fields, serialise (what a light agent does)."""
+    """The passthrough's work per event: parse, add two fields, serialise (what a light agent does).
+    Any leadpipe record will do (every one has a lead id): `raw.enriched` runs it over score's input."""
     doc = orjson.loads(value)
     doc["seen"] = True
-    doc["weight"] = len(doc["kind"])
+    doc["weight"] = len(doc["lead_id"])
     return orjson.dumps(doc)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.case import CaseResult, select
+from bench.records import enriched_stream, record
 from bench.report import format_table, percentile, summarise
 from bench.workload import events, transform
 
@@ -88,3 +90,12 @@ def test_workload_is_reproducible_and_about_250_bytes() -> None:
     key, value = first[0]
     assert key.decode() in value.decode()
     assert b'"seen":true' in transform(value)
+
+
+def test_the_passthrough_transform_reads_score_input_too() -> None:
+    """`raw.enriched` runs the reference transform over score's enriched records."""
+    (key, value), *_ = (record(e) for e in enriched_stream(3))
+    doc = orjson.loads(transform(value))
+    assert doc["seen"] is True
+    assert doc["weight"] == len(key)
+    assert {k: v for k, v in doc.items() if k not in ("seen", "weight")} == orjson.loads(value)
