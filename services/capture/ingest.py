@@ -14,7 +14,7 @@ from services.capture.guard import Claim, ClaimState, Deduplicator
 from services.capture.metrics import CaptureMetrics
 from services.capture.publisher import Acknowledgement, BrokerUnavailable, Publisher
 from services.runtime.codec import encode
-from services.runtime.metrics import CommonMetrics
+from services.runtime.metrics import CommonMetrics, Labelled
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class Ingestor:
         self._dedupe = dedupe
         self._metrics = metrics
         self._common = common
+        # counted per published record: each child looked up once (Labelled)
+        self._published_by = Labelled(metrics.published)
+        self._events_out = Labelled(common.events_out)
 
     async def submit(
         self, topic: str, record: LeadEvent, sender_id: str | None, *, started: float | None = None
@@ -125,11 +128,11 @@ class Ingestor:
         }
         if isinstance(record, Interaction):
             answer["identity"] = record.identity.value
-            self._metrics.published.labels(record.type.value, record.source.channel or "unknown").inc()
+            self._published_by(record.type.value, record.source.channel or "unknown").inc()
         else:
-            self._metrics.published.labels(_kind(record), "privacy").inc()
+            self._published_by(_kind(record), "privacy").inc()
         self._metrics.publish_seconds.observe(time.perf_counter() - started)
-        self._common.events_out.labels("capture", topic).inc()
+        self._events_out("capture", topic).inc()
         return answer
 
 
