@@ -169,8 +169,11 @@ class SpeedToLead(OwnInput):
             try:
                 services.start()
                 await services.ready(session)
-                async with TopicReader(
-                    ctx.bootstrap_servers, settings.topic(TopicName.HANDOFFS), ctx.partitions
+                async with TopicReader(  # a sales tool following hand-offs, at the services' fetch wait
+                    ctx.bootstrap_servers,
+                    settings.topic(TopicName.HANDOFFS),
+                    ctx.partitions,
+                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
                 ) as reader:
                     follower = asyncio.create_task(follow_handoffs(reader, found, stop))
                     load.start()
