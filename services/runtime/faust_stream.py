@@ -130,12 +130,16 @@ class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in
     async def _usable(self, taken: list[Any]) -> list[EventT[Any]]:
         """What faust's stream loop does with each event before its processors, for a batch: an
         event from before the last rebalance (or taken while the flow is suspended) is acknowledged
-        and left out, the others are tracked as unacknowledged on acking topics."""
+        and left out, the others are tracked as unacknowledged on acking topics. Each partition's
+        inbound time is noted as faust's `on_stream_event_in` sensor would: the consumer's liveness
+        check reads it, and without it says every partition with a record in flight "has not started
+        processing" once `stream_processing_timeout` passed since the worker started."""
         app = self.app
         consumer = app.consumer
         add_unacked, on_message_in = consumer.unacked.add, self._on_message_in
         acking_topics, generation = app.topics.acking_topics, app.consumer_generation_id
         active = app.flow_control.is_active()
+        inbound, now = app.monitor.stream_inbound_time, time.monotonic()
         usable: list[EventT[Any]] = []
         for event in taken:
             if not isinstance(event, EventT):  # faust's loop found no current event for it
@@ -149,5 +153,6 @@ class LeadpipeStream(faust.Stream):  # type: ignore[type-arg]  # generic only in
                 add_unacked(message)
                 on_message_in(message.tp, message.offset, message)
             self.events_total += 1
+            inbound[message.tp] = now
             usable.append(event)
         return usable

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -309,3 +310,35 @@ async def test_a_worker_does_not_fetch_its_own_changelog(broker: EmbeddedBroker)
     assert paused == {(changelog, partition) for partition in range(PARTITIONS)}
     assert changelog not in buffered
     assert len(table.data) == LEADS
+
+
+async def test_faust_liveness_check_finds_a_working_worker_working(
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """faust's liveness check (`verify_all_partitions_active`, every 7 s) logs an error for each
+    partition with no fetch, or none of its records handled, once `stream_processing_timeout` passed
+    since the worker started. On a worker that fetched and handled its records it must say nothing:
+    not of the changelog partitions faust holds paused, which aiokafka does not fetch
+    (services/runtime/faust_transport.py, 6.), and not of the input partitions whose records the
+    bulk take handed on (it notes their inbound time, services/runtime/faust_stream.py). Both were
+    reported every 7 s by every worker with a table from five minutes after its start."""
+    service = stream_service(broker, "liveness")
+    table = service.table("states", default=None, partitions=PARTITIONS, **TABLE_FORMS["bytes-keys"])
+    agent = StoringAgent(service, table, lambda raw: raw)
+    source = agent.source.get_topic_name()
+    try:
+        await started(service)
+        await agent.handle(broker.bootstrap_servers, [(f"lead-{i}".encode(), b"v") for i in range(LEADS)])
+        inbound = {(tp.topic, tp.partition) for tp in service.app.monitor.stream_inbound_time}
+        consumer = service.app.consumer
+        consumer._thread.time_started -= 3600  # type: ignore[attr-defined]  # started an hour ago
+        checked = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        with caplog.at_level(logging.ERROR):
+            await consumer.verify_all_partitions_active()
+    finally:
+        await service.app.stop()
+
+    changelog = table.changelog_topic.get_topic_name()
+    assert {(changelog, p) for p in range(PARTITIONS)} <= checked  # the check did see them
+    assert inbound == {(source, p) for p in range(PARTITIONS)}  # every partition got records
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
