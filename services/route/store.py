@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from schemas.handoff import Handoff
 from services.route.domain import Group, LeadState, Pick, RepStatus
+from services.runtime.due_claims import DueClaims
 
 _PICK = """
 local function pick(prefix, argv, i)
@@ -146,15 +147,6 @@ local deadlines = redis.call('ZREM', prefix .. 'sla', lead)
 return {found, deadlines, released}
 """
 
-# ARGV: prefix, now_ms, lease_ms, limit. Claimed deadlines move out by the lease, so a worker that
-# dies while handling one only delays it.
-_CLAIM = """
-local key = ARGV[1] .. 'sla'
-local due = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
-for _, lead in ipairs(due) do redis.call('ZADD', key, tonumber(ARGV[2]) + tonumber(ARGV[3]), lead) end
-return due
-"""
-
 
 def _group_args(groups: Sequence[Group]) -> list[str | int]:
     args: list[str | int] = [len(groups)]
@@ -224,7 +216,7 @@ class RedisStore:
         self._assign = redis.register_script(_ASSIGN)
         self._breach = redis.register_script(_BREACH)
         self._release = redis.register_script(_RELEASE)
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = DueClaims(redis)
         self._erase = redis.register_script(_ERASE)
         self._mark_published = redis.register_script(_MARK_PUBLISHED)
 
@@ -284,8 +276,9 @@ class RedisStore:
         return int(await self.redis.zcard(self._key("sla")))
 
     async def claim_due(self, now: datetime, lease_seconds: float, limit: int = 100) -> list[str]:
-        args: list[str | int] = [self.prefix, _ms(now), int(lease_seconds * 1000), limit]
-        return [_text(lead) for lead in cast(list[Any], await self._claim(keys=[], args=args))]
+        """Deadlines due by `now`, each moved out by the lease (services/runtime/due_claims.py)."""
+        claimed = await self._claim(self._key("sla"), _ms(now), int(lease_seconds * 1000), limit)
+        return [_text(lead) for lead in claimed]
 
     async def save_state(self, state: LeadState) -> None:
         await self.save_states([state])
