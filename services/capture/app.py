@@ -11,13 +11,17 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from schemas.topics import TopicName
 from services.capture import routes, webhooks
 from services.capture.auth import api_key_middleware
+from services.capture.contact_fetch import ContactFetcher, linkedin_fetch, meta_fetch
+from services.capture.fetch_queue import FetchQueue
 from services.capture.forms import load_forms
 from services.capture.guard import Deduplicator, RateLimiter
 from services.capture.ingest import Ingestor
 from services.capture.keys import (
     CAPTURE_METRICS,
+    FETCHER,
     FORMS,
     HEALTH,
     HTTP,
@@ -103,11 +107,22 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Create missing topics in the background (the broker may come up later); close clients."""
-    task = asyncio.create_task(_ensure_topics_until_done(app[SETTINGS]))
-    app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    settings = app[SETTINGS]
+    task = asyncio.create_task(_ensure_topics_until_done(settings))
+    http = app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    app[FETCHER] = ContactFetcher(
+        FetchQueue(app[REDIS], namespace=settings.topic_suffix),
+        fetches={"meta": meta_fetch(http, settings), "linkedin": linkedin_fetch(http, settings)},
+        ingestor=app[INGESTOR],
+        topic=settings.topic(TopicName.INTERACTIONS),
+        settings=settings,
+        metrics=app[CAPTURE_METRICS],
+    )
+    fetching = asyncio.create_task(app[FETCHER].run())
     yield
     task.cancel()
-    background: list[asyncio.Task[None]] = [*app[TASKS]]
+    app[FETCHER].stop()
+    background: list[asyncio.Task[None]] = [*app[TASKS], fetching]
     for pending in background:
         pending.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from services.capture.contact_fetch import ContactFetcher
 from services.capture.forms import FormConfig
 from services.capture.guard import RateLimiter
 from services.capture.ingest import Ingestor
@@ -28,3 +29,4 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 FORMS = web.AppKey("forms", dict[str, FormConfig])
 TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+FETCHER = web.AppKey("fetcher", ContactFetcher)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.runtime.metrics import LATENCY_BUCKETS
 
@@ -18,7 +18,8 @@ class CaptureMetrics:
     duplicates: Counter
     dedupe_unavailable: Counter
     rate_limit_unavailable: Counter
-    graph_fetches: Counter
+    contact_fetches: Counter
+    contact_fetches_waiting: Gauge
 
 
 def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
@@ -57,10 +58,16 @@ def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
             "Requests let through unchecked because Redis did not answer.",
             registry=registry,
         ),
-        graph_fetches=Counter(
-            "leadpipe_capture_graph_fetches_total",
-            "Meta Graph API lead fetches by outcome.",
-            ["outcome"],
+        contact_fetches=Counter(
+            "leadpipe_capture_contact_fetches_total",
+            "Ad-platform contact fetches (Meta Graph API, LinkedIn Lead Sync) by outcome: published, "
+            "failed (retried later), broker_unavailable, gave_up, unqueued (Redis down: retried in memory).",
+            ["platform", "outcome"],
+            registry=registry,
+        ),
+        contact_fetches_waiting=Gauge(
+            "leadpipe_capture_contact_fetches_waiting",
+            "Contact fetches queued in Redis: due now, retrying later, or in flight.",
             registry=registry,
         ),
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -273,12 +275,17 @@ class LinkedInNotification(_Payload):
     leadType: str | None = None
 
 
+def _linkedin_digest(note: LinkedInNotification) -> str:
+    return hashlib.blake2b(note.leadGenFormResponse.encode(), digest_size=12).hexdigest()
+
+
 def linkedin_record(note: LinkedInNotification, received_at: datetime) -> Interaction | PrivacyRecord:
-    """CREATED is an ad lead (contact fetched later by Lead Sync); DELETED is an erasure request."""
+    """CREATED is an ad lead (its answers fetched afterwards, `linkedin_contact_interaction`);
+    DELETED is an erasure request."""
     anonymous_id = f"linkedin:{note.leadGenFormResponse}"
     lead_id, identity = lead_identity(None, anonymous_id)
     occurred_at = datetime.fromtimestamp(note.occuredAt / 1000, UTC) if note.occuredAt else received_at
-    digest = hashlib.blake2b(note.leadGenFormResponse.encode(), digest_size=12).hexdigest()
+    digest = _linkedin_digest(note)
     if note.leadAction.upper() == "DELETED":
         return PrivacyRecord(
             event_id=f"linkedin-erase-{digest}",
@@ -309,3 +316,153 @@ def linkedin_record(note: LinkedInNotification, received_at: datetime) -> Intera
 
 def linkedin_sender_id(note: LinkedInNotification) -> str:
     return f"linkedin:{note.leadGenFormResponse}:{note.leadAction.upper()}"
+
+
+def linkedin_response_id(urn: str) -> str:
+    """`urn:li:leadGenFormResponse:<id>` -> `<id>`, the key of `GET /leadFormResponses/{id}`."""
+    return urn.removeprefix("urn:li:leadGenFormResponse:")
+
+
+_FORM_ID = re.compile(r"urn:li:leadGenForm:(\d+)")
+
+
+def linkedin_form_id(*urns: str | None) -> str | None:
+    """The form id inside `urn:li:versionedLeadGenForm:(urn:li:leadGenForm:<id>,<version>)` or
+    `urn:li:leadGenForm:<id>`, from the first URN that has one."""
+    for urn in urns:
+        found = _FORM_ID.search(urn or "")
+        if found:
+            return found.group(1)
+    return None
+
+
+class LinkedInQuestion(_Payload):
+    questionId: int | str
+    name: str | None = None
+    predefinedField: str | None = None
+    questionDetails: dict[str, Any] = Field(default_factory=dict)
+
+
+class LinkedInFormContent(_Payload):
+    questions: list[LinkedInQuestion] = Field(default_factory=list)
+
+
+class LinkedInForm(_Payload):
+    """A lead form (`GET /leadForms/{id}`, or projected into a response as `form`)."""
+
+    id: int | str | None = None
+    content: LinkedInFormContent | None = None
+    hiddenFields: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LinkedInAnswer(_Payload):
+    questionId: int | str
+    answerDetails: dict[str, Any] = Field(default_factory=dict)
+
+
+class LinkedInFormResponse(_Payload):
+    answers: list[LinkedInAnswer] = Field(default_factory=list)
+    consentResponses: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LinkedInLead(_Payload):
+    """A form response (`GET /leadFormResponses/{id}`): answers keyed by question id."""
+
+    id: str | None = None
+    submittedAt: int | None = None
+    testLead: bool = False
+    versionedLeadGenFormUrn: str | None = None
+    formResponse: LinkedInFormResponse = Field(default_factory=LinkedInFormResponse)
+    form: LinkedInForm | None = None
+
+
+# LinkedIn's predefined fields; a work address is preferred to the member's own.
+LINKEDIN_FIELDS = {
+    "FIRST_NAME": "first_name",
+    "LAST_NAME": "last_name",
+    "WORK_EMAIL": "email",
+    "EMAIL": "email",
+    "WORK_PHONE_NUMBER": "phone",
+    "PHONE_NUMBER": "phone",
+    "COMPANY_NAME": "company",
+    "JOB_TITLE": "job_title",
+    "COUNTRY": "country",
+}
+_FIELD_RANK = {name: rank for rank, name in enumerate(LINKEDIN_FIELDS)}
+
+
+def _linkedin_answer(answer: LinkedInAnswer, question: LinkedInQuestion | None) -> str | None:
+    """A text answer as given; a multiple-choice answer as its options' texts, comma-separated."""
+    text = answer.answerDetails.get("textQuestionAnswer", {}).get("answer")
+    if isinstance(text, str):
+        return text
+    chosen = answer.answerDetails.get("multipleChoiceAnswer", {}).get("options")
+    if not isinstance(chosen, list):
+        return None
+    details = (question.questionDetails if question else {}).get("multipleChoiceQuestionDetails", {})
+    labels = {option.get("id"): _localized(option.get("text")) for option in details.get("options", [])}
+    return ", ".join(labels.get(option) or str(option) for option in chosen)
+
+
+def _localized(text: object) -> str | None:
+    """The first translation of LinkedIn's `{"localized": {"en_US": "..."}}`."""
+    if isinstance(text, dict) and isinstance(text.get("localized"), dict):
+        return next((str(v) for v in text["localized"].values()), None)
+    return None
+
+
+def linkedin_contact_interaction(
+    note: LinkedInNotification, lead: LinkedInLead, form: LinkedInForm | None, received_at: datetime
+) -> Interaction:
+    """The identify event linking `linkedin:<response URN>` to the answers of the form response.
+    Predefined questions fill the contact; the others, the hidden fields and the consent boxes go to
+    properties under their names."""
+    questions = {str(q.questionId): q for q in (form.content.questions if form and form.content else [])}
+    mapped: dict[str, str] = {}
+    mapped_from: dict[str, str] = {}  # contact field -> the predefined field its value came from
+    extra: dict[str, str] = {}
+    for answer in lead.formResponse.answers:
+        question = questions.get(str(answer.questionId))
+        value = _linkedin_answer(answer, question)
+        if value is None or not value.strip():
+            continue
+        predefined = (question.predefinedField if question else None) or ""
+        target = LINKEDIN_FIELDS.get(predefined)
+        if target is None:
+            extra[(question.name if question else None) or f"question_{answer.questionId}"] = value
+        elif target not in mapped or _FIELD_RANK[predefined] < _FIELD_RANK[mapped_from[target]]:
+            if target in mapped:  # a preferred field displaces the other, kept among the answers
+                extra[mapped_from[target]] = mapped[target]
+            mapped[target], mapped_from[target] = value, predefined
+        else:
+            extra[predefined] = value
+    properties: dict[str, object] = {
+        "platform": "linkedin",
+        "form_response_urn": note.leadGenFormResponse,
+        "answers": extra,
+    }
+    form_id = linkedin_form_id(lead.versionedLeadGenFormUrn, note.leadGenForm)
+    if form_id:
+        properties["form_id"] = form_id
+    hidden = {str(f["name"]): f.get("value") for f in (form.hiddenFields if form else []) if f.get("name")}
+    if hidden:
+        properties["hidden_fields"] = hidden
+    consents = {
+        str(c["consentId"]): bool(c.get("accepted"))
+        for c in lead.formResponse.consentResponses
+        if c.get("consentId") is not None
+    }
+    if consents:
+        properties["consents"] = consents
+    submitted = datetime.fromtimestamp(lead.submittedAt / 1000, UTC) if lead.submittedAt else None
+    return _ad_contact_event(
+        event_id=f"linkedin-contact-{_linkedin_digest(note)}",
+        anonymous_id=f"linkedin:{note.leadGenFormResponse}",
+        mapped=mapped,
+        properties=properties,
+        source=Source(channel="linkedin_ads", utm_source="linkedin", utm_medium="paid_social"),
+        interaction_type=InteractionType.IDENTIFY,
+        occurred_at=submitted or received_at,
+        received_at=received_at,
+        is_test=lead.testLead,
+    )

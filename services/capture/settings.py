@@ -54,12 +54,32 @@ class CaptureSettings(ServiceSettings):
     meta_verify_token: SecretStr | None = None
     meta_access_token: SecretStr | None = None
     graph_url: str = Field("https://graph.facebook.com/v21.0", description="Meta Graph API base URL.")
-    graph_attempts: int = Field(
-        6, ge=1, description="Graph fetches per lead before giving up on the contact."
-    )
-    graph_backoff_seconds: float = Field(1.0, gt=0, description="First retry delay; doubles each attempt.")
     google_key: SecretStr | None = None
     linkedin_client_secret: SecretStr | None = None
+    linkedin_access_token: SecretStr | None = Field(
+        None,
+        description="OAuth token with Lead Sync access (r_marketing_leadgen_automation). Without it a "
+        "LinkedIn lead is published with its response URN only, its answers not fetched.",
+    )
+    linkedin_api_url: str = Field("https://api.linkedin.com/rest", description="LinkedIn REST API base URL.")
+    linkedin_api_version: str = Field("202601", description="The LinkedIn-Version header (YYYYMM).")
+    # Contact fetches of Meta and LinkedIn leads (services/capture/contact_fetch.py), queued in Redis.
+    contact_fetch_attempts: int = Field(
+        12, ge=1, description="Tries per lead before giving up on its contact (its lead id stays published)."
+    )
+    contact_fetch_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay; doubles each attempt up to the maximum."
+    )
+    contact_fetch_backoff_max_seconds: float = Field(900.0, gt=0, description="Longest retry delay.")
+    contact_fetch_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a claimed fetch is out of other captures' reach: a fetch whose capture died "
+        "is retried after it. Longer than an HTTP call and a publish.",
+    )
+    contact_fetch_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the queue is read for retries that came due."
+    )
     # Forms and consent.
     forms_file: Path = Field(_FORMS_FILE, description="Web form field mappings (YAML).")
     consent_secret: SecretStr = Field(

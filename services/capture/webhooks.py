@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import time
+from typing import TypeVar
 
-import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from schemas.base import utcnow
 from schemas.topics import TopicName
 from services.capture import platforms
+from services.capture.fetch_queue import FetchJob, Platform
 from services.capture.ingest import Outcome, Status
-from services.capture.keys import CAPTURE_METRICS, HTTP, INGESTOR, SETTINGS, TASKS
+from services.capture.keys import CAPTURE_METRICS, FETCHER, INGESTOR, SETTINGS
 from services.capture.responses import problem
 from services.capture.routes import answer, parse_json
-from services.capture.settings import CaptureSettings
 from services.runtime.errors import field_problems
 
 log = logging.getLogger(__name__)
@@ -71,7 +69,8 @@ async def meta_handshake(request: web.Request) -> web.Response:
 
 
 async def meta_webhook(request: web.Request) -> web.Response:
-    """Publish each lead id at once, then fetch its contact from the Graph API in the background."""
+    """Publish each lead id at once, then fetch its contact from the Graph API in the background
+    (a fetch queued in Redis, services/capture/contact_fetch.py)."""
     settings = request.app[SETTINGS]
     if settings.meta_app_secret is None:
         return _not_configured("meta")
@@ -97,49 +96,10 @@ async def meta_webhook(request: web.Request) -> web.Response:
         )
         if not outcome.ok:
             return answer(request, outcome)  # Meta retries; leads published so far are deduplicated
-        if outcome.status is Status.ACCEPTED:
-            _spawn(request.app, _fetch_meta_contact(request.app, lead))
+        # a duplicate too: the delivery before may have died between its publish and this
+        await _fetch_contact(request.app, "meta", lead.leadgen_id, lead)
         outcomes.append(outcome)
     return _ack(outcomes)
-
-
-def _spawn(app: web.Application, work: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.create_task(work)
-    app[TASKS].add(task)
-    task.add_done_callback(app[TASKS].discard)
-
-
-async def _fetch_meta_contact(app: web.Application, lead: platforms.MetaLeadgen) -> None:
-    """Retry with doubling backoff; the lead id is already published, so giving up loses no lead."""
-    settings: CaptureSettings = app[SETTINGS]
-    metrics = app[CAPTURE_METRICS]
-    url = f"{settings.graph_url.rstrip('/')}/{lead.leadgen_id}"
-    params = {"fields": "field_data,created_time"}
-    if settings.meta_access_token is not None:
-        params["access_token"] = settings.meta_access_token.get_secret_value()
-    delay = settings.graph_backoff_seconds
-    for attempt in range(1, settings.graph_attempts + 1):
-        try:
-            async with app[HTTP].get(url, params=params) as response:
-                response.raise_for_status()
-                body = await response.json()
-            field_data = body.get("field_data", []) if isinstance(body, dict) else []
-            record = platforms.meta_contact_interaction(lead, field_data, utcnow())
-            outcome = await app[INGESTOR].submit(
-                settings.topic(TopicName.INTERACTIONS), record, f"meta-contact:{lead.leadgen_id}"
-            )
-            if outcome.ok:
-                metrics.graph_fetches.labels("published").inc()
-                return
-            metrics.graph_fetches.labels("broker_unavailable").inc()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            metrics.graph_fetches.labels("failed").inc()
-            log.warning("graph fetch %d for lead %s failed: %s", attempt, lead.leadgen_id, exc)
-        if attempt < settings.graph_attempts:
-            await asyncio.sleep(delay)
-            delay *= 2
-    metrics.graph_fetches.labels("gave_up").inc()
-    log.error("gave up fetching Meta lead %s; its ad_lead event is published", lead.leadgen_id)
 
 
 async def google_webhook(request: web.Request) -> web.Response:
@@ -200,4 +160,12 @@ async def linkedin_webhook(request: web.Request) -> web.Response:
     )
     if not outcome.ok:
         return answer(request, outcome)
+    if record.record_type == "interaction" and settings.linkedin_access_token is not None:
+        await _fetch_contact(request.app, "linkedin", note.leadGenFormResponse, note)
     return _ack([outcome])
+
+
+async def _fetch_contact(app: web.Application, platform: Platform, ref: str, lead: BaseModel) -> None:
+    """Queue the fetch of a published lead's answers (services/capture/contact_fetch.py)."""
+    job = FetchJob(platform=platform, ref=ref, lead=lead.model_dump(mode="json"), queued_at=time.time())
+    await app[FETCHER].enqueue(job)

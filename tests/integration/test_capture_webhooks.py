@@ -97,7 +97,8 @@ async def settings(
         meta_app_secret=APP_SECRET,
         meta_verify_token=VERIFY,
         graph_url=graph[0],
-        graph_backoff_seconds=0.05,
+        contact_fetch_backoff_seconds=0.05,
+        contact_fetch_poll_seconds=0.05,
         google_key=GOOGLE_KEY,
         linkedin_client_secret=LI_SECRET,
     )

@@ -1,0 +1,115 @@
+"""Contact fetches waiting in Redis, so a capture restart does not lose them.
+
+Why: Meta and LinkedIn send a lead's id, not its answers; capture publishes the id at once and
+fetches the answers from the platform's API afterwards. Held in memory, a fetch that was waiting to
+retry died with its process, and the lead stayed without a contact. Here each fetch is a job in a
+hash, with its due time in a sorted set; a capture claims due jobs for a lease
+(`services/runtime/due_claims.py`), so a job whose claimer died comes due again, and any number of
+captures share the queue. A job holds platform ids only, no personal data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from redis.asyncio import Redis
+
+from services.runtime.due_claims import DueClaims
+
+Platform = Literal["meta", "linkedin"]
+
+# KEYS: jobs hash, due set. ARGV: job id, job JSON, now. A job already waiting or in flight is kept.
+_ADD = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: jobs hash, due set, failed set. ARGV: job id, job JSON, now, failed entries kept.
+_GIVE_UP = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[4]))
+return 1
+"""
+
+
+class FetchJob(BaseModel):
+    """One lead's contact to fetch: `lead` is the webhook's own record of it (ids only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: Platform
+    ref: str = Field(description="The platform's lead id: Meta's leadgen_id, LinkedIn's response URN.")
+    lead: dict[str, JsonValue]
+    attempts: int = Field(0, ge=0, description="Fetches tried so far.")
+    queued_at: float
+    last_error: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.platform}:{self.ref}"
+
+    def failed(self, error: str) -> FetchJob:
+        return self.model_copy(update={"attempts": self.attempts + 1, "last_error": error[:500]})
+
+
+class FetchQueue:
+    """The jobs of one pipeline (keys namespaced by the topic suffix, as capture's other keys)."""
+
+    def __init__(self, redis: Redis, namespace: str = "", keep_failed: int = 10_000) -> None:
+        prefix = f"leadpipe:capture{namespace}:fetch:"
+        self.jobs_key, self.due_key, self.failed_key = prefix + "jobs", prefix + "due", prefix + "failed"
+        self._redis = redis
+        self._keep_failed = keep_failed
+        self._add = redis.register_script(_ADD)
+        self._give_up = redis.register_script(_GIVE_UP)
+        self._claim = DueClaims(redis)
+
+    async def add(self, job: FetchJob, now: float | None = None) -> bool:
+        """Queue `job`, due at once; False when the same lead's fetch is queued already."""
+        now = time.time() if now is None else now
+        keys = [self.jobs_key, self.due_key]
+        return bool(await self._add(keys=keys, args=[job.id, job.model_dump_json(), now]))
+
+    async def claim(self, now: float, lease_seconds: float, limit: int) -> list[FetchJob]:
+        """Due jobs, each out of the others' reach for `lease_seconds`."""
+        ids = await self._claim(self.due_key, now, lease_seconds, limit)
+        if not ids:
+            return []
+        stored = await self._redis.hmget(self.jobs_key, ids)
+        orphans = [job_id for job_id, raw in zip(ids, stored, strict=True) if raw is None]
+        if orphans:  # finished by another capture after this one's claim read the set
+            await self._redis.zrem(self.due_key, *orphans)
+        return [FetchJob.model_validate_json(raw) for raw in stored if raw is not None]
+
+    async def done(self, job: FetchJob) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.jobs_key, job.id)
+            pipe.zrem(self.due_key, job.id)
+            await pipe.execute()
+
+    async def retry(self, job: FetchJob, at: float) -> None:
+        """Store the job as it is now (attempts, error) and make it due again at `at`."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.jobs_key, job.id, job.model_dump_json())
+            pipe.zadd(self.due_key, {job.id: at})
+            await pipe.execute()
+
+    async def give_up(self, job: FetchJob, now: float) -> None:
+        """Out of the queue, into the failed set (newest `keep_failed` kept) for someone to look at."""
+        keys = [self.jobs_key, self.due_key, self.failed_key]
+        await self._give_up(keys=keys, args=[job.id, job.model_dump_json(), now, self._keep_failed])
+
+    async def waiting(self) -> int:
+        return int(await self._redis.zcard(self.due_key))
+
+    async def failed(self) -> list[FetchJob]:
+        """Given-up jobs, oldest first."""
+        entries = cast(list[bytes], await self._redis.zrange(self.failed_key, 0, -1))
+        return [FetchJob.model_validate_json(raw) for raw in entries]
