@@ -31,7 +31,6 @@ from services.capture.keys import (
     RATE_LIMITER,
     REDIS,
     SETTINGS,
-    TASKS,
 )
 from services.capture.metrics import capture_metrics
 from services.capture.middleware import cors_middleware, errors_and_metrics, rate_limit_middleware
@@ -84,7 +83,6 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
         redis, per_minute=settings.rate_limit_per_minute, namespace=settings.topic_suffix
     )
     app[FORMS] = load_forms(settings.forms_file)
-    app[TASKS] = set()
     health = Health("capture")
     health.add("broker", app[PUBLISHER].reachable)
     health.add("peers", peers_ready(settings.ready_peers, aiohttp.ClientSession))
@@ -122,12 +120,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     app[FETCHER].stop()
-    background: list[asyncio.Task[None]] = [*app[TASKS], fetching]
-    for pending in background:
-        pending.cancel()
+    fetching.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await asyncio.gather(*background, return_exceptions=True)
+    await asyncio.gather(fetching, return_exceptions=True)
     await app[HTTP].close()
     await app[PUBLISHER].close()
     await app[REDIS].aclose()

@@ -174,8 +174,8 @@ class ContactFetcher:
                 self._wake.clear()
                 claimed = await self._round()
                 if claimed < CLAIM_LIMIT:  # a full round may have left more due
-                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that comes
-                    # as its timeout fires, and capture's shutdown would wait on this loop for ever
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that comes
+                    # as its timeout fires (CPython gh-86296); `stop` ends the loop either way
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._settings.contact_fetch_poll_seconds):
                             await self._wake.wait()

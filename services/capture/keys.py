@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
@@ -27,6 +25,5 @@ REDIS = web.AppKey("redis", Redis)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 FORMS = web.AppKey("forms", dict[str, FormConfig])
-TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 FETCHER = web.AppKey("fetcher", ContactFetcher)
