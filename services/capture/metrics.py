@@ -22,7 +22,21 @@ class CaptureMetrics:
     contact_fetches_waiting: Gauge
 
 
+FETCH_PLATFORMS = ("meta", "linkedin")
+FETCH_OUTCOMES = ("published", "failed", "broker_unavailable", "gave_up", "unqueued")
+
+
 def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
+    metrics = _capture_metrics(registry)
+    # every platform and outcome at zero from the start: an alert on given-up fetches has a series
+    # to compare before the first one (Prometheus cannot tell "none yet" from "not scraped")
+    for platform in FETCH_PLATFORMS:
+        for outcome in FETCH_OUTCOMES:
+            metrics.contact_fetches.labels(platform, outcome)
+    return metrics
+
+
+def _capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
     return CaptureMetrics(
         requests=Counter(
             "leadpipe_capture_requests_total", "HTTP requests.", ["route", "status"], registry=registry
