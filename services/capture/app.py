@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
 
 from schemas.topics import TopicName
 from services.capture import routes, webhooks
@@ -39,6 +38,7 @@ from services.capture.publisher import KafkaPublisher, Publisher
 from services.capture.settings import CaptureSettings
 from services.runtime.health import Health, peers_ready
 from services.runtime.metrics import METRICS_CONTENT_TYPE, common_metrics
+from services.runtime.redis_client import redis_client
 from services.runtime.topic_config import TopicConfigError
 from services.runtime.topics import ensure_pipeline_topics, topic_plan
 
@@ -66,11 +66,7 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
     app[PUBLISHER] = publisher or KafkaPublisher(settings.bootstrap_servers, settings.publish_timeout)
     app[METRICS] = metrics
     app[CAPTURE_METRICS] = capture_metrics(metrics.registry)
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-    )
+    redis = redis_client(settings.redis_url, settings.redis_timeout)
     app[REDIS] = redis
     dedupe = Deduplicator(
         redis,

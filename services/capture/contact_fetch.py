@@ -162,8 +162,9 @@ class ContactFetcher:
 
     def stop(self) -> None:
         """End `run` after its current round. Capture's shutdown calls it before it cancels `run`:
-        in tests a cancel alone was sometimes lost inside a round (the task left "cancelling", still
-        looping), and the shutdown waited for ever. Which call drops it is not known yet."""
+        a cancel alone was lost inside a round in tests, by redis-py's send under Python 3.11's
+        `wait_for` (services/runtime/redis_client.py, which now raises it again); the flag ends the
+        loop whatever call drops a cancel."""
         self._stopping = True
         self._wake.set()
 

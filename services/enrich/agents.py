@@ -49,6 +49,7 @@ from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.batch import Batch, StagedTable
 from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.codec import Decoder
+from services.runtime.redis_client import redis_client
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
@@ -411,7 +412,7 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
         help="When erased leads were erased, by lead digest: records from before are dropped.",
     )
     policy = load_policy(settings.privacy_file)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    redis = redis_client(settings.redis_url, 2.0)
     metrics = privacy_metrics(service.name, service.metrics.registry)
     privacy = EnrichPrivacy(
         service=service,

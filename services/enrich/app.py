@@ -18,6 +18,7 @@ from services.enrich.firmographics import (
 )
 from services.enrich.metrics import enrich_metrics
 from services.enrich.settings import EnrichSettings
+from services.runtime.redis_client import redis_client
 from services.runtime.stream_app import StreamService
 
 
@@ -31,7 +32,7 @@ def create_app(settings: EnrichSettings) -> StreamService:
     if settings.provider == "http":
         breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
         http = HttpProvider(settings.provider_url, settings.provider_timeout, breaker, metrics)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        redis = redis_client(settings.redis_url, 0.5)
         provider = CachedProvider(
             http,
             redis,

@@ -41,6 +41,7 @@ from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.runtime.batch import Batch, StagedTable
 from services.runtime.codec import Decoder, encode
+from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 from services.runtime.time_index import time_row
@@ -193,11 +194,7 @@ def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) ->
     n.privacy_topic = service.topic(TopicName.PRIVACY)
     n.privacy_metrics = privacy_metrics(service.name, service.metrics.registry)
     if n.redis is None:
-        n.redis = Redis.from_url(
-            n.settings.redis_url,
-            socket_timeout=n.settings.redis_timeout,
-            socket_connect_timeout=n.settings.redis_timeout,
-        )
+        n.redis = redis_client(n.settings.redis_url, n.settings.redis_timeout)
 
     async def close_redis(*args: Any, **kwargs: Any) -> None:
         if n.redis is not None:

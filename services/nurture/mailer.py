@@ -26,7 +26,6 @@ from typing import Protocol
 
 import aiosmtplib
 import faust
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from schemas.nurture import NurtureCommand
@@ -36,6 +35,7 @@ from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import EmailTemplate, TemplateLibrary, load_templates, render
 from services.runtime.codec import Decoder
+from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService, run_worker
 from services.runtime.tracking_tokens import TokenKind, TrackingClaim, TrackingTokens
@@ -256,11 +256,7 @@ def install_mailer(service: StreamService, mailer: Mailer) -> None:
 
 
 def ledger_for(settings: NurtureSettings) -> DeliveryLedger:
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-    )
+    client = redis_client(settings.redis_url, settings.redis_timeout)
     return DeliveryLedger(
         client,
         sent_ttl=settings.sent_ttl_seconds,

@@ -10,6 +10,7 @@ from services.route.metrics import RouteMetrics, route_metrics
 from services.route.router import Router
 from services.route.settings import RouteSettings
 from services.route.store import RedisStore
+from services.runtime.redis_client import redis_client
 from services.runtime.stream_app import StreamService
 
 
@@ -20,11 +21,7 @@ class RouteService(StreamService):
         super().__init__("route", settings)
         self.route_settings = settings
         self.config = load_config(settings.rules_file)
-        self.redis: Redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-        )
+        self.redis: Redis = redis_client(settings.redis_url, settings.redis_timeout)
         self.store = RedisStore(self.redis, settings.redis_prefix)
         self.router = Router(self.config, self.store)
         self.route_metrics: RouteMetrics = route_metrics(self.metrics.registry)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
 from schemas.topics import TopicName
 from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import privacy_metrics
 from services.privacy.policy import load_policy
+from services.runtime.redis_client import redis_client
 from services.runtime.stream_app import StreamService
 from services.score.agents import Intervals, ScoreWiring, register
 from services.score.due import DueIndex
@@ -37,7 +36,7 @@ def create_app(settings: ScoreSettings) -> StreamService:
     erased = service.table(
         "erased-leads", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
     )
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    redis = redis_client(settings.redis_url, 2.0)
     table = service.table(
         "lead-scores", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
     )
