@@ -114,12 +114,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     )
     fetching = asyncio.create_task(app[FETCHER].run())
     yield
-    task.cancel()
-    app[FETCHER].stop()
-    fetching.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await asyncio.gather(fetching, return_exceptions=True)
+    for background in (task, fetching):
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
     await app[HTTP].close()
     await app[PUBLISHER].close()
     await app[REDIS].aclose()

@@ -144,7 +144,6 @@ class ContactFetcher:
         self._settings = settings
         self._metrics = metrics
         self._wake = asyncio.Event()
-        self._stopping = False
         self._in_memory: set[asyncio.Task[None]] = set()
 
     async def enqueue(self, job: FetchJob) -> None:
@@ -160,23 +159,15 @@ class ContactFetcher:
             return
         self._wake.set()
 
-    def stop(self) -> None:
-        """End `run` after its current round. Capture's shutdown calls it before it cancels `run`:
-        a cancel alone was lost inside a round in tests, by redis-py's send under Python 3.11's
-        `wait_for` (services/runtime/redis_client.py, which now raises it again); the flag ends the
-        loop whatever call drops a cancel."""
-        self._stopping = True
-        self._wake.set()
-
     async def run(self) -> None:
-        """Claim due fetches and run them until stopped; a failing round is logged, not fatal."""
+        """Claim due fetches and run them until cancelled; a failing round is logged, not fatal."""
         try:
-            while not self._stopping:
+            while True:
                 self._wake.clear()
                 claimed = await self._round()
                 if claimed < CLAIM_LIMIT:  # a full round may have left more due
                     # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that comes
-                    # as its timeout fires (CPython gh-86296); `stop` ends the loop either way
+                    # as its timeout fires (CPython gh-86296), as redis-py's did (redis_client.py)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._settings.contact_fetch_poll_seconds):
                             await self._wake.wait()
