@@ -14,6 +14,8 @@ def build_app(service: str) -> Any:
     settings_class = next(
         value
         for name, value in vars(settings_module).items()
-        if name.endswith("Settings") and name != "ServiceSettings" and isinstance(value, type)
+        if name.endswith("Settings")
+        and isinstance(value, type)
+        and value.__module__ == settings_module.__name__
     )
     return app_module.create_app(settings_class())

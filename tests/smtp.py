@@ -12,9 +12,10 @@ from services.devstack.processes import free_port
 
 
 @contextmanager
-def local_smtp(handler: Any) -> Iterator[int]:
-    """Serve `handler` (an aiosmtpd handler: handle_RCPT, handle_DATA, ...) and yield the port."""
-    port = free_port()
+def local_smtp(handler: Any, port: int | None = None) -> Iterator[int]:
+    """Serve `handler` (an aiosmtpd handler: handle_RCPT, handle_DATA, ...) and yield the port (a
+    free one unless given: a test starts the server late on the port a service already uses)."""
+    port = free_port() if port is None else port
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:

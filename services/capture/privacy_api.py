@@ -28,8 +28,7 @@ from datetime import timedelta
 from typing import Any, Literal, cast
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -52,6 +51,7 @@ from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.api_keys import key_is_valid
 from services.runtime.codec import encode
 from services.runtime.errors import field_problems
+from services.runtime.side_consumer import consume_forever
 
 log = logging.getLogger(__name__)
 
@@ -473,36 +473,10 @@ async def _consumer_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def consume(settings: CaptureSettings, desk: PrivacyDesk) -> None:
-    """Handle every privacy record once per capture group, committing after each batch.
+    """Handle every privacy record once per capture group (every handler is idempotent)."""
+    group = f"leadpipe-capture{settings.topic_suffix}-privacy"
 
-    At-least-once: a failure restarts from the last commit, and every handler is idempotent.
-    """
-    session_ms = int(settings.broker_session_timeout * 1000)
-    delay = 1.0
-    while True:
-        consumer = AIOKafkaConsumer(
-            settings.topic(TopicName.PRIVACY),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"leadpipe-capture{settings.topic_suffix}-privacy",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(500, session_ms // 6),
-            metadata_max_age_ms=5000,  # notice the topic soon when capture starts before it exists
-        )
-        try:
-            await consumer.start()
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=200)
-                for batch in batches.values():
-                    await desk.handle([message.value for message in batch])
-                if batches:
-                    await consumer.commit()
-                delay = 1.0
-        except Exception as exc:  # anything but cancellation: keep consuming, from the last commit
-            log.warning("privacy consumer stopped (%s); restarting in %.0fs", type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        finally:
-            with contextlib.suppress(KafkaError, OSError):
-                await consumer.stop()
+    async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        await desk.handle([record.value for record in records])
+
+    await consume_forever(settings, settings.topic(TopicName.PRIVACY), group, handle)

@@ -6,10 +6,11 @@ from typing import Any
 
 from schemas.topics import TopicName
 from services.nurture.agents import Nurture, install_agents
-from services.nurture.mailer import Mailer, SmtpTransport, install_mailer, ledger_for
+from services.nurture.mailer import Mailer, install_mailer, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.rules import load_rules
 from services.nurture.settings import NurtureSettings
+from services.runtime.smtp import SmtpTransport
 from services.runtime.stream_app import StreamService
 
 

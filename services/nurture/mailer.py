@@ -1,8 +1,10 @@
 """The e-mail adapter: `nurture.outbox` -> SMTP (aiosmtplib), once per command id.
 
-It runs as an agent inside the nurture worker (`NURTURE_MAILER_ENABLED=true`, the default) or on
-its own with `python -m services.nurture.mailer` (then set `NURTURE_MAILER_ENABLED=false` for the
-worker). Both may run at once: the Redis claim on the command id keeps each e-mail single.
+It runs inside the nurture worker (`NURTURE_MAILER_ENABLED=true`, the default) or on its own with
+`python -m services.nurture.mailer` (then set `NURTURE_MAILER_ENABLED=false` for the worker), in
+either case as a plain consumer of the outbox beside the faust agents (`install_mailer` says why).
+Both may run at once: they share the outbox's partitions, and the Redis claim on the command id
+keeps each e-mail single.
 Content comes from the template of the command's template id (services/nurture/templates/). Every
 link is a signed redirect through capture (`NURTURE_TRACKING_BASE_URL`, signed with
 `NURTURE_TRACKING_SECRET`, which must equal capture's `CAPTURE_TRACKING_SECRET`), and an open pixel
@@ -12,44 +14,32 @@ interactions on leads.interactions (services/capture/tracking.py).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
-from enum import StrEnum
 from functools import partial
-from typing import Protocol
 
-import aiosmtplib
-import faust
-from redis.exceptions import RedisError
+from aiokafka import ConsumerRecord
 
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
-from services.nurture.ledger import Claim, DeliveryLedger
+from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import EmailTemplate, TemplateLibrary, load_templates, render
 from services.runtime.codec import Decoder
+from services.runtime.health import Flag
 from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
+from services.runtime.send_once import Delivery
+from services.runtime.side_consumer import consume_forever
+from services.runtime.smtp import SmtpTransport, Transport, mail_once
 from services.runtime.stream_app import StreamService, run_worker
 from services.runtime.tracking_tokens import TokenKind, TrackingClaim, TrackingTokens
 
 log = logging.getLogger(__name__)
-
-BUSY_POLL_SECONDS = 0.5  # how often a command another worker holds is looked at again
-
-
-class Delivery(StrEnum):
-    SENT = "sent"
-    DUPLICATE = "duplicate"
-    STOPPED = "stopped"
-
 
 # --- tracking ------------------------------------------------------------------------------------
 
@@ -119,36 +109,6 @@ def build_message(
     return message
 
 
-Accepted = Callable[[], Awaitable[None]]
-
-
-class Transport(Protocol):
-    async def send(self, message: EmailMessage, accepted: Accepted) -> None:
-        """Send `message`; await `accepted` as soon as the server has taken it (before QUIT)."""
-
-
-class SmtpTransport:
-    def __init__(self, settings: NurtureSettings) -> None:
-        self._settings = settings
-
-    async def send(self, message: EmailMessage, accepted: Accepted) -> None:
-        s = self._settings
-        client = aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            start_tls=s.smtp_starttls,
-            use_tls=False,
-            timeout=s.smtp_timeout,
-        )
-        async with client:  # QUIT on the way out; an error in QUIT closes the connection instead
-            await client.send_message(message)
-            # The server's reply to the end of DATA is its acceptance: record it now, not after
-            # QUIT, so a crash in between cannot make the replayed command send the mail again.
-            await accepted()
-
-
 class Mailer:
     """Delivers one command at most once: withheld after a stop, skipped when already sent."""
 
@@ -175,84 +135,55 @@ class Mailer:
 
     async def deliver(self, command: NurtureCommand) -> Delivery:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""
-        delay = 0.5
-        command_id = command.event_id
-        waiting = False
-        while True:
-            stopped = await until_redis_answers(
-                partial(self.ledger.stopped_at, command.lead_id), "stop marker"
-            )
-            if stopped is not None and stopped >= command.occurred_at.timestamp():
-                self.metrics.suppressed.labels("stopped").inc()
-                return Delivery.STOPPED
-            claim = await until_redis_answers(partial(self.ledger.claim, command_id), "delivery claim")
-            if claim is Claim.SENT:
-                self.metrics.duplicates.labels("command").inc()
-                return Delivery.DUPLICATE
-            if claim is Claim.BUSY:  # wait for the other worker to confirm, or for its lease to end
-                if not waiting:
-                    waiting = True
-                    log.info("command %s is claimed by another mailer; waiting for it", command_id)
-                await asyncio.sleep(BUSY_POLL_SECONDS)
-                continue
-            confirmed = False
 
-            async def accepted() -> None:
-                nonlocal confirmed
-                await until_redis_answers(partial(self.ledger.confirm, command_id), "delivery confirmation")
-                confirmed = True
+        async def stopped() -> bool:
+            at = await until_redis_answers(partial(self.ledger.stopped_at, command.lead_id), "stop marker")
+            return at is not None and at >= command.occurred_at.timestamp()
 
-            try:
-                async with self._claim_held(command_id):
-                    await self.transport.send(self.message(command), accepted)
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                if confirmed:  # taken by the server; only the goodbye failed
-                    log.info("SMTP QUIT failed after the server accepted the mail (%s)", type(exc).__name__)
-                    self.metrics.sent.labels(command.sequence).inc()
-                    return Delivery.SENT
-                await until_redis_answers(partial(self.ledger.release, command_id), "delivery claim release")
-                self.metrics.send_failures.inc()
-                log.warning("SMTP send failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.smtp_retry_max_seconds)
-                continue
+        delivery = await mail_once(
+            self.ledger,
+            command.event_id,
+            self.transport,
+            self.message(command),
+            retry_max_seconds=self.settings.smtp_retry_max_seconds,
+            stopped=stopped,
+            failed=lambda _: self.metrics.send_failures.inc(),
+        )
+        if delivery is Delivery.STOPPED:
+            self.metrics.suppressed.labels("stopped").inc()
+        elif delivery is Delivery.DUPLICATE:
+            self.metrics.duplicates.labels("command").inc()
+        else:
             self.metrics.sent.labels(command.sequence).inc()
-            return Delivery.SENT
-
-    @contextlib.asynccontextmanager
-    async def _claim_held(self, command_id: str) -> AsyncIterator[None]:
-        """Renew the claim every third of a lease while an attempt runs: the lease only has to
-        outlast a crash, not the slowest SMTP server (ledger docstring)."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.ledger.lease_seconds / 3)
-                try:
-                    if not await self.ledger.renew(command_id):
-                        log.warning("lost the claim on %s mid-send; another mailer may send it", command_id)
-                        return
-                except (RedisError, OSError) as exc:  # the lease may lapse: at worst a second e-mail
-                    log.warning("could not renew the claim on %s (%s)", command_id, type(exc).__name__)
-
-        renewing = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+        return delivery
 
 
 def install_mailer(service: StreamService, mailer: Mailer) -> None:
-    """Add the outbox agent to a service (the nurture worker or the stand-alone mailer)."""
+    """Deliver the outbox from a service (the nurture worker or the stand-alone mailer).
+
+    Why a plain consumer beside the agents and not a faust agent: faust waits without a limit for
+    every event an agent has begun before it rebalances or stops, and a mail waits while the SMTP
+    server is down. As an agent, the mailer held every rebalance of the nurture group for as long
+    as the server was away (a second worker could not join for the minute measured), and with it
+    nurture's enrolments and schedules (services/runtime/side_consumer.py)."""
+    settings = mailer.settings
     decoder: Decoder[NurtureCommand] = Decoder(NurtureCommand, service.name)
 
-    @service.app.agent(service.topic(TopicName.NURTURE_OUTBOX), name=f"{service.name}-mailer")
-    async def deliver(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            command = await service.decode(decoder, event)
+    async def deliver(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            command = await service.decode_record(decoder, record)
             if command is not None:
                 await mailer.deliver(command)
+
+    running = Flag()
+    service.health.add("mailer", running)
+
+    async def consume() -> None:  # a faust app task: cancelled when the worker stops
+        group = f"leadpipe-nurture{settings.topic_suffix}-mailer"
+        outbox = settings.topic(TopicName.NURTURE_OUTBOX)
+        await consume_forever(settings, outbox, group, deliver, running=running, lags=service.side_lags)
+
+    service.app.task(consume)
 
 
 def ledger_for(settings: NurtureSettings) -> DeliveryLedger:
@@ -267,8 +198,12 @@ def ledger_for(settings: NurtureSettings) -> DeliveryLedger:
 
 
 def create_mailer_app(settings: NurtureSettings) -> StreamService:
-    """The stand-alone mailer: its own consumer group, its own web port (`NURTURE_WEB_PORT`)."""
+    """The stand-alone mailer, its own web port (`NURTURE_WEB_PORT`); it shares the outbox's
+    partitions with the mailers of nurture workers that have one (one consumer group)."""
     service = StreamService("nurture-mailer", settings)
+    # No agents: faust's producer (dead letters) and web server (health, metrics) without its consumer.
+    service.app.producer_only = True
+    del service.health.checks["consumer_group"]
     ledger = ledger_for(settings)
     mailer = Mailer(settings, ledger, SmtpTransport(settings), nurture_metrics(service.metrics.registry))
     install_mailer(service, mailer)

@@ -8,11 +8,12 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.runtime.settings import ServiceSettings
+from services.runtime.smtp import SmtpSettings
 
 _RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "nurture.yaml"
 
 
-class NurtureSettings(ServiceSettings):
+class NurtureSettings(ServiceSettings, SmtpSettings):
     model_config = SettingsConfigDict(
         env_prefix="NURTURE_", frozen=True, populate_by_name=True, extra="ignore"
     )
@@ -41,14 +42,8 @@ class NurtureSettings(ServiceSettings):
     rules_file: Path = Field(_RULES_FILE, description="Sequences, cap and quiet hours (YAML).")
     tick_seconds: float = Field(5.0, gt=0, description="How often the scheduler looks for due steps.")
     retick_seconds: float = Field(30.0, gt=0, description="Re-announce a due step not handled by then.")
-    # The e-mail adapter (services/nurture/mailer.py).
-    mailer_enabled: bool = Field(True, description="Run the mailer agent inside the nurture worker.")
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = Field(1025, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
-    smtp_timeout: float = Field(10.0, gt=0)
+    # The e-mail adapter (services/nurture/mailer.py); the SMTP server is NURTURE_SMTP_* (SmtpSettings).
+    mailer_enabled: bool = Field(True, description="Run the mailer inside the nurture worker.")
     delivery_lease_seconds: int = Field(
         10,
         ge=3,
@@ -56,7 +51,6 @@ class NurtureSettings(ServiceSettings):
         "third of it while an attempt runs): after a crash mid-send the outbox waits at most this long "
         "before the next worker sends the command.",
     )
-    smtp_retry_max_seconds: float = Field(60.0, gt=0, description="Longest back-off while SMTP is down.")
     mail_from: str = "Leadpipe <hello@leadpipe.example>"
     tracking_base_url: str = Field(
         "http://127.0.0.1:8080", description="Public base URL of the tracking redirects (capture)."

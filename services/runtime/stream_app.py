@@ -12,9 +12,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import faust
+from aiokafka import ConsumerRecord
 from faust.web import Request, Response, View
 
 from schemas.dead_letter import DeadLetter, RecordOrigin
@@ -89,6 +90,19 @@ def partition_lag(end_offset: int | None, last_committed: int | None) -> int | N
     return max(0, end_offset - position)
 
 
+class Located(Protocol):
+    """Where a record was read: a faust message or an aiokafka record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+
+
 class StreamService:
     """One faust-based service: app, raw-bytes topics, metrics, health, dead letters."""
 
@@ -106,6 +120,7 @@ class StreamService:
         self.tables: list[CaughtUpTable] = []
         self.metrics.registry.register(TableKeysCollector(name, self._table_sizes))
         self.internal_topics: list[str] = []  # the service's own topics, created before it starts
+        self.side_lags: dict[tuple[str, int], int] = {}  # plain consumers' lag (side_consumer.py)
         self.app.rebalance_ended.append(self.consuming.set)
         self._install_pages()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
@@ -166,22 +181,29 @@ class StreamService:
 
     async def decode(self, decoder: Decoder[T], event: faust.EventT[Any]) -> T | None:
         """Decode one record; unreadable ones go to the dead-letter topic and yield None."""
-        message = event.message
-        self._events_in(self.name, message.topic).inc()
-
-        def origin() -> RecordOrigin:
-            return RecordOrigin(
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=key_text(event.key),
-            )
-
-        result = decoder.decode(event.value, origin)
+        result = self._decoded(decoder, event.value, event.message)
         if isinstance(result, DeadLetter):
             await self.dead_letter(result)
             return None
         return result
+
+    async def decode_record(self, decoder: Decoder[T], record: ConsumerRecord[bytes, bytes]) -> T | None:
+        """The same for a record of a plain consumer beside the agents (services/runtime/side_consumer.py)."""
+        result = self._decoded(decoder, record.value, record)
+        if isinstance(result, DeadLetter):
+            await self.dead_letter(result)
+            return None
+        return result
+
+    def _decoded(self, decoder: Decoder[T], value: bytes | None, source: Located) -> T | DeadLetter:
+        self._events_in(self.name, source.topic).inc()
+
+        def origin() -> RecordOrigin:
+            return RecordOrigin(
+                topic=source.topic, partition=source.partition, offset=source.offset, key=key_text(source.key)
+            )
+
+        return decoder.decode(value, origin)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         key = letter.lead_id.encode() if letter.lead_id else None
@@ -246,16 +268,20 @@ class StreamService:
         self._processing(self.name, topic).observe(time.perf_counter() - started)
 
     async def _report_lag(self) -> None:
-        """Consumer lag per assigned partition (end offset minus committed position)."""
-        consumer = self.app.consumer
+        """Consumer lag per assigned partition (end offset minus committed position), the agents'
+        and the plain consumers' beside them."""
         gauge = self.metrics.consumer_lag
         gauge.clear()
-        committed_offsets = getattr(consumer, "_committed_offset", {})
-        for tp in consumer.assignment():
-            lag = partition_lag(consumer.highwater(tp), committed_offsets.get(tp))
-            if lag is None:
-                continue
-            gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+        if not self.app.producer_only:  # else faust's consumer does not run
+            consumer = self.app.consumer
+            committed_offsets = getattr(consumer, "_committed_offset", {})
+            for tp in consumer.assignment():
+                lag = partition_lag(consumer.highwater(tp), committed_offsets.get(tp))
+                if lag is None:
+                    continue
+                gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+        for (topic, partition), lag in self.side_lags.items():
+            gauge.labels(self.name, topic, str(partition)).set(lag)
 
     def _install_pages(self) -> None:
         service = self

@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from services.nurture.ledger import OWNER, SENDING, SENT, Claim
-from services.nurture.mailer import Delivery, Mailer, SmtpTransport, ledger_for
+from services.nurture.mailer import Mailer, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.settings import NurtureSettings
+from services.runtime.send_once import OWNER, SENDING, SENT, Claim, Delivery
+from services.runtime.smtp import SmtpTransport
 from tests.nurture_commands import command
 from tests.smtp import local_smtp
 

@@ -24,9 +24,11 @@ from services.capture.domain import lead_identity
 from services.capture.settings import CaptureSettings
 from services.capture.tracking import PIXEL
 from services.devstack.broker import EmbeddedBroker
-from services.nurture.mailer import Delivery, Mailer, SmtpTransport, ledger_for
+from services.nurture.mailer import Mailer, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.settings import NurtureSettings
+from services.runtime.send_once import Delivery
+from services.runtime.smtp import SmtpTransport
 from services.runtime.topics import ensure_pipeline_topics
 from services.runtime.tracking_tokens import TokenKind, TrackingClaim, TrackingTokens
 from tests.kafka import consume_until

@@ -1,0 +1,124 @@
+"""An SMTP server that is down delays nurture's e-mails and nothing else (real broker, Redis, aiosmtpd).
+
+As a faust agent the mailer held nurture's consumer group while it retried: faust waits for every
+event an agent has begun before a rebalance, so a second worker could not join (measured: still
+waiting after a minute), and the worker's enrolments and schedules waited with it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from schemas.topics import TopicName
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.nurture.app import create_app
+from services.nurture.mailer import create_mailer_app
+from services.nurture.settings import NurtureSettings
+from services.runtime.codec import encode
+from services.runtime.stream_app import StreamService
+from services.runtime.topics import ensure_pipeline_topics
+from tests.integration.test_nurture_flow import RULES, Mailbox, metric, send
+from tests.nurture_commands import command
+from tests.smtp import local_smtp
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path) -> NurtureSettings:
+    """Nurture with its mail going to a port nobody serves until a test starts the server there."""
+    rules = tmp_path / "nurture.yaml"
+    rules.write_text(RULES)
+    built = NurtureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        web_port=free_port(),
+        broker_session_timeout=6,
+        rules_file=rules,
+        smtp_port=free_port(),
+        smtp_retry_max_seconds=1,
+    )
+    await ensure_pipeline_topics(built)
+    return built
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[StreamService]]:
+    apps: list[StreamService] = []
+    yield apps
+    for app in reversed(apps):
+        await within(app.app.stop(), 30, f"{app.name} stopping")
+
+
+async def within(step: Awaitable[None], seconds: float, what: str) -> None:
+    """Fail when `step` outlasts `seconds`. Not wait_for: a faust start or stop held by a waiting
+    agent does not end when cancelled, and the test would hang instead of failing."""
+    done, _ = await asyncio.wait({asyncio.ensure_future(step)}, timeout=seconds)
+    assert done, f"{what} took longer than {seconds} s"
+
+
+async def eventually(check: Callable[[], object], within: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(
+    settings: NurtureSettings, started: list[StreamService]
+) -> None:
+    first = create_app(settings)
+    await first.app.start()
+    started.append(first)
+    await send(
+        settings, TopicName.NURTURE_OUTBOX, "waits", encode(command("cmd-waits", "waits", "w@example.com"))
+    )
+    await eventually(lambda: metric(first, "leadpipe_nurture_send_failures_total", {}) >= 1)
+    alone = len(first.app.consumer.assignment())
+
+    # The group rebalances around the waiting mail: the second worker gets its share of partitions.
+    second = create_app(settings.model_copy(update={"web_port": free_port()}))
+    await within(second.app.start(), 60, "the second worker's start")
+    started.append(second)
+    await eventually(lambda: second.app.consumer.assignment() and not first.app.rebalancing, within=60)
+    shared = len(first.app.consumer.assignment()), len(second.app.consumer.assignment())
+    assert sum(shared) == alone and 0 not in shared
+
+    box = Mailbox()
+    with local_smtp(box, settings.smtp_port):
+        await eventually(lambda: box.to("w@example.com"))
+        await asyncio.sleep(1)
+    assert len(box.to("w@example.com")) == 1
+
+
+async def test_the_stand_alone_mailer_is_ready_and_delivers(
+    settings: NurtureSettings, started: list[StreamService]
+) -> None:
+    mailer = create_mailer_app(settings)
+    await mailer.app.start()
+    started.append(mailer)
+    url = f"http://127.0.0.1:{settings.web_port}/readyz"
+
+    async def ready() -> bool:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status == 200
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await ready():
+        assert asyncio.get_running_loop().time() < deadline, "the stand-alone mailer never got ready"
+        await asyncio.sleep(0.2)
+    box = Mailbox()
+    with local_smtp(box, settings.smtp_port):
+        await send(
+            settings,
+            TopicName.NURTURE_OUTBOX,
+            "alone",
+            encode(command("cmd-alone", "alone", "a@example.com")),
+        )
+        await eventually(lambda: box.to("a@example.com"))
