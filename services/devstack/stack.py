@@ -107,7 +107,7 @@ class DevStack:
         self.start_smtp()
 
     def start_smtp(self) -> None:
-        """A real local SMTP server (aiosmtpd) that prints every mail nurture sends to its log."""
+        """A real local SMTP server (aiosmtpd) that prints every mail nurture and route send to its log."""
         self.smtp_port = 1025 if processes.port_is_free(1025) else processes.free_port()
         log_path = self.options.state_dir / "logs" / "smtp.log"
         self.smtp = processes.spawn(
@@ -134,6 +134,8 @@ class DevStack:
             env["CAPTURE_READY_PEERS"] = json.dumps(peers)
         if prefix == "ROUTE":
             env["ROUTE_API_KEYS"] = self.options.api_key  # the rep API (/reps) takes the same dev key
+            env["ROUTE_SMTP_HOST"] = self.options.host  # SLA breach notices
+            env["ROUTE_SMTP_PORT"] = str(self.smtp_port)
         if prefix == "NURTURE":
             env["NURTURE_SMTP_HOST"] = self.options.host
             env["NURTURE_SMTP_PORT"] = str(self.smtp_port)

@@ -66,6 +66,9 @@ class Absence(_Model):
 class Rep(_Model):
     id: str = Field(min_length=1)
     name: str | None = None
+    email: str | None = Field(
+        None, description="Where SLA notices go when a team's `lead` or the `escalation` names this rep."
+    )
     weight: int = Field(1, ge=1, le=1000, description="Relative share of the team's leads.")
     capacity: int = Field(20, ge=0, description="Most open leads at once.")
     timezone: str = "UTC"
@@ -196,7 +199,31 @@ class RoutingConfig(_Model):
         for domain, rep in self.account_owners.items():
             if rep not in reps:
                 raise ValueError(f"account_owners[{domain!r}]: rep {rep!r} is not in any team")
+        named = [(f"teams[{t.name!r}].lead", t.lead) for t in self.teams if t.lead]
+        named += [(f"sla.escalation[{i}]", entry) for i, entry in enumerate(self.sla.escalation)]
+        for where, entry in named:
+            problem = self._unreachable(entry)
+            if problem:
+                raise ValueError(f"{where}: {problem}")
         return self
+
+    def _unreachable(self, entry: str) -> str | None:
+        """Why an SLA notice could not reach `entry`, or None when it can."""
+        if "@" in entry:
+            return None
+        found = self.rep(entry)
+        if found is None:
+            return f"{entry!r} is neither an e-mail address nor a rep id"
+        if found[1].email is None:
+            return f"rep {entry!r} is told of SLA breaches but has no email"
+        return None
+
+    def address(self, entry: str) -> str | None:
+        """The e-mail address of a notify entry: itself, or the rep's it names."""
+        if "@" in entry:
+            return entry
+        found = self.rep(entry)
+        return found[1].email if found else None
 
     def team(self, name: str) -> Team:
         for team in self.teams:

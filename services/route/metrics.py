@@ -19,6 +19,7 @@ from services.route.store import RedisStore
 from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
+NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed")
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
@@ -32,6 +33,8 @@ class RouteMetrics:
     reassignments: Counter
     open_leads: Gauge
     open_slas: Gauge
+    notices: Counter
+    notice_failures: Counter
     campaigns: CampaignsConfig
 
     def observe_first_contact(
@@ -56,6 +59,8 @@ class RouteMetrics:
     def start_at_zero(self, teams: list[str], tiers: list[str]) -> None:
         """Create each configured team's and tier's series at 0: Prometheus's increase() cannot see a
         counter's first appearance, so a first breach would otherwise read as no breach."""
+        for outcome in NOTICE_OUTCOMES:
+            self.notices.labels(outcome)
         for team in teams:
             self.reassignments.labels(team)
             self.open_leads.labels(team)
@@ -103,6 +108,17 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         open_slas=Gauge(
             "leadpipe_route_sla_open",
             "Running SLA clocks: handed-off leads not yet contacted.",
+            registry=registry,
+        ),
+        notices=Counter(
+            "leadpipe_route_sla_notices_total",
+            "SLA breach notices: sent, duplicate (sent before a replay), unaddressed (no address to use).",
+            ["outcome"],
+            registry=registry,
+        ),
+        notice_failures=Counter(
+            "leadpipe_route_sla_notice_failures_total",
+            "Attempts to send an SLA notice that the SMTP server did not take (each is retried).",
             registry=registry,
         ),
         campaigns=campaigns or load_campaigns(),

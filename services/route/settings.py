@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.runtime.api_keys import hashed_keys, split_keys
 from services.runtime.settings import ServiceSettings
+from services.runtime.smtp import SmtpSettings
 
 _RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "routing.yaml"
 
 
-class RouteSettings(ServiceSettings):
+class RouteSettings(ServiceSettings, SmtpSettings):
     model_config = SettingsConfigDict(
         env_prefix="ROUTE_",
         frozen=True,
@@ -39,6 +40,22 @@ class RouteSettings(ServiceSettings):
         "the new key while rotating. Only hashes are kept. None: the rep API answers 503.",
     )
     max_body_bytes: int = Field(4096, ge=256, le=1024 * 1024, description="Largest PUT /reps body accepted.")
+    # SLA notices by e-mail (services/route/notifier.py); the SMTP server is ROUTE_SMTP_* (SmtpSettings).
+    notify_enabled: bool = Field(
+        True, description="E-mail the people an SLA breach names (the team lead, then the escalation list)."
+    )
+    notify_from: str = "Leadpipe SLA <sla@leadpipe.example>"
+    notify_lead_url: str | None = Field(
+        None,
+        description="A link to the lead in the sales tool, `{lead_id}` replaced, for example "
+        "https://crm.example.com/leads/{lead_id}. None: the notice gives the lead id alone.",
+    )
+    notify_lease_seconds: int = Field(
+        10, ge=3, description="How long a claim on a notice lasts without renewal (renewed every third)."
+    )
+    notify_sent_ttl_seconds: int = Field(
+        30 * 24 * 3600, ge=60, description="How long a sent notice's id is kept against a replay."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -47,6 +64,13 @@ class RouteSettings(ServiceSettings):
         if isinstance(parts, (tuple, list)) and all(isinstance(p, (str, SecretStr)) for p in parts):
             return hashed_keys(parts)
         return parts
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_renewal(self) -> RouteSettings:
+        # renewed every third of a lease; a renewal may take redis_timeout before it lands
+        if self.notify_lease_seconds / 3 + self.redis_timeout >= self.notify_lease_seconds:
+            raise ValueError("notify_lease_seconds must exceed 1.5 x redis_timeout (renewed every third)")
+        return self
 
     @property
     def api_key_hashes(self) -> frozenset[str]:

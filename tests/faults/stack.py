@@ -301,7 +301,13 @@ class FaultStack:
                 "CAPTURE_RATE_LIMIT_PER_MINUTE": "1000000",
             }
         elif service == "route":
-            env |= {"ROUTE_RULES_FILE": str(self.root / "routing.yaml"), "ROUTE_SLA_CHECK_INTERVAL": "1"}
+            env |= {
+                "ROUTE_RULES_FILE": str(self.root / "routing.yaml"),
+                "ROUTE_SLA_CHECK_INTERVAL": "1",
+                # No breach within any test (SLA of 600 minutes), so no notice; never the dev port 1025.
+                "ROUTE_SMTP_HOST": "127.0.0.1",
+                "ROUTE_SMTP_PORT": str(self.smtp.port),
+            }
         elif service == "nurture":
             env |= {
                 "NURTURE_RULES_FILE": str(self.root / "nurture.yaml"),

@@ -54,12 +54,21 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "redis", "prometheus", "grafana", *SERVICES}
+    assert set(compose["services"]) == {"kafka", "redis", "mailpit", "prometheus", "grafana", *SERVICES}
     kafka = compose["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
-    for name in ("kafka", "redis", "prometheus", "grafana", *SERVICES):
+    for name in ("kafka", "redis", "mailpit", "prometheus", "grafana", *SERVICES):
         assert "healthcheck" in compose["services"][name], name
+
+
+def test_compose_mail_goes_to_the_catching_smtp_server(compose: dict[str, Any]) -> None:
+    """nurture's e-mails and route's SLA notices: never the container's own 127.0.0.1:1025."""
+    for name in ("nurture", "route"):
+        env = compose["services"][name]["environment"]
+        prefix = name.upper()
+        assert (env[f"{prefix}_SMTP_HOST"], env[f"{prefix}_SMTP_PORT"]) == ("mailpit", "1025"), name
+    assert "1025:1025" in compose["services"]["mailpit"]["ports"]
 
 
 @pytest.mark.parametrize(("name", "port"), SERVICES.items())

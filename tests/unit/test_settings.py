@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from services.capture.settings import CaptureSettings
 from services.nurture.app import create_app as create_nurture
 from services.nurture.settings import NurtureSettings
+from services.route.settings import RouteSettings
 from services.runtime.api_keys import hash_api_key
 from services.runtime.settings import ServiceSettings
 
@@ -30,6 +31,19 @@ def test_service_settings_use_their_prefix(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.web_port == 9000
     assert settings.api_key_hashes == {hash_api_key("alpha"), hash_api_key("beta"), hash_api_key("gamma")}
     assert "alpha" not in repr(settings)
+
+
+def test_each_service_reads_its_own_smtp_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nurture's mails and route's SLA notices may go through different relays (SmtpSettings)."""
+    monkeypatch.setenv("NURTURE_SMTP_HOST", "marketing-relay")
+    monkeypatch.setenv("ROUTE_SMTP_HOST", "internal-relay")
+    monkeypatch.setenv("ROUTE_SMTP_PORT", "587")
+    monkeypatch.setenv("ROUTE_SMTP_STARTTLS", "true")
+    nurture, route = NurtureSettings(), RouteSettings()
+    assert (nurture.smtp_host, nurture.smtp_port, nurture.smtp_starttls) == ("marketing-relay", 1025, False)
+    assert (route.smtp_host, route.smtp_port, route.smtp_starttls) == ("internal-relay", 587, True)
+    with pytest.raises(ValidationError, match="notify_lease_seconds must exceed"):
+        RouteSettings(notify_lease_seconds=3, redis_timeout=2.0)
 
 
 def test_wrong_broker_scheme_is_refused() -> None:

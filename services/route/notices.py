@@ -1,0 +1,132 @@
+"""What an SLA breach tells people: the notice for a `breached` event on leads.sla. Pure, like
+domain.py: the notifier (notifier.py) reads the lead's state and sends what this returns.
+
+One notice per breach, on its `breached` event: the `escalated` and `reassigned` events of the same
+breach carry the same people, and three e-mails for one missed deadline teach people to ignore
+them. The notice says what happened since instead, from the lead's state as route stored it before
+it published the breach: reassigned to whom, kept, contacted or closed meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from schemas.handoff import Assignee, SlaEvent, SlaEventKind
+from services.route.config import RoutingConfig
+from services.route.domain import LeadState
+
+
+@dataclass(frozen=True)
+class Notice:
+    message_id: str  # the breach event's id: one notice per breach, however often it is read
+    lead_id: str
+    to: tuple[str, ...]  # the team lead, or the first address reachable
+    cc: tuple[str, ...]  # the escalation chain so far
+    unaddressed: tuple[str, ...]  # notify entries without an address (a rep since removed)
+    subject: str
+    text: str
+
+
+def gives_notice(event: SlaEvent) -> bool:
+    """A breach with people to tell (the first event of each breach)."""
+    return event.kind is SlaEventKind.BREACHED and bool(event.notify)
+
+
+def breach_notice(
+    event: SlaEvent, state: LeadState | None, config: RoutingConfig, lead_url: str | None = None
+) -> Notice | None:
+    """The notice for a breach event with people to tell; None for any other event."""
+    if not gives_notice(event):
+        return None
+    addresses: list[str] = []
+    unaddressed: list[str] = []
+    for entry in dict.fromkeys(event.notify):
+        address = config.address(entry)
+        if address is None:
+            unaddressed.append(entry)
+        elif address not in addresses:
+            addresses.append(address)
+    zone = _zone(config, event.assignee.team)
+    # Personal data only while the lead is open: an erased or closed lead leaves none in route.
+    contact = state.handoff.contact if state is not None else None
+    who = _person(contact.first_name, contact.last_name, contact.company) if contact else None
+    escalated = f", escalated to level {event.escalation_level}" if event.escalation_level else ""
+    deadline = f"its {event.tier} SLA deadline, {_at(event.due_at, zone)}"
+    missed = (
+        f"{_assignee(config, event.assignee)} did not contact this lead before {deadline}."
+        if event.assignee.rep_id
+        else f"Nobody took this lead from the {event.assignee.team} queue before {deadline}."
+    )
+    lines = [
+        missed,
+        "",
+        f"Lead:     {who or 'not named'}",
+    ]
+    if contact is not None:
+        lines += _details(contact.job_title, contact.email, contact.phone)
+    lines += [
+        f"Lead id:  {event.lead_id}",
+        f"Breach:   {event.breach_count}{escalated}",
+        f"Now:      {_now(event, state, config, zone)}",
+    ]
+    if lead_url:
+        lines.append(f"Open:     {lead_url.replace('{lead_id}', event.lead_id)}")
+    lines += ["", "You get this as the team's lead or on the SLA's escalation list (config/routing.yaml)."]
+    tag = "SLA escalated" if event.escalation_level else "SLA missed"
+    subject = f"[{tag}] {who or event.lead_id}: not contacted within the {event.tier} SLA"
+    return Notice(
+        message_id=event.event_id,
+        lead_id=event.lead_id,
+        to=tuple(addresses[:1]),
+        cc=tuple(addresses[1:]),
+        unaddressed=tuple(unaddressed),
+        subject=subject,
+        text="\n".join(lines) + "\n",
+    )
+
+
+def _now(event: SlaEvent, state: LeadState | None, config: RoutingConfig, zone: ZoneInfo) -> str:
+    """What became of the lead after this breach, as far as route knows when the notice goes."""
+    if state is None:
+        return "closed since (won, lost, rejected or erased)"
+    if state.contacted:
+        return "contacted since"
+    handoff = state.handoff
+    if handoff.handoff_id == event.handoff_id:
+        if config.sla.reassign_on_breach and event.breach_count <= config.sla.max_reassignments:
+            return f"still with {_assignee(config, handoff.assignee)}"
+        return f"stays with {_assignee(config, handoff.assignee)}: no reassignments left"
+    due = _at(handoff.sla.due_at, _zone(config, handoff.assignee.team))
+    return f"reassigned to {_assignee(config, handoff.assignee)}, due {due}"
+
+
+def _assignee(config: RoutingConfig, assignee: Assignee) -> str:
+    if assignee.rep_id is None:
+        return f"the {assignee.team} queue"
+    found = config.rep(assignee.rep_id)
+    name = found[1].name if found and found[1].name else assignee.rep_id
+    return f"{name} ({assignee.team})"
+
+
+def _person(first: str | None, last: str | None, company: str | None) -> str | None:
+    name = " ".join(part for part in (first, last) if part)
+    if name and company:
+        return f"{name}, {company}"
+    return name or company
+
+
+def _details(title: str | None, email: str | None, phone: str | None) -> list[str]:
+    labelled = (("Title:    ", title), ("E-mail:   ", email), ("Phone:    ", phone))
+    return [f"{label}{value}" for label, value in labelled if value]
+
+
+def _zone(config: RoutingConfig, team_name: str) -> ZoneInfo:
+    """The team's zone: the people told work there (UTC for a team no longer configured)."""
+    team = next((team for team in config.teams if team.name == team_name), None)
+    return ZoneInfo(team.timezone if team else "UTC")
+
+
+def _at(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime(f"%Y-%m-%d %H:%M {zone.key}")

@@ -1,0 +1,194 @@
+"""SLA breach notices (services/route/notices.py): who is told, once per breach, and what they read."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.handoff import Assignee, SlaEvent, SlaEventKind
+from services.route import domain
+from services.route.config import ConfigError, RoutingConfig, SlaPolicy, parse_config
+from services.route.notices import breach_notice
+from tests.unit.test_route_domain import CONFIG, WED, handoff
+
+
+def config(**sla: Any) -> RoutingConfig:
+    teams = [dict(team) for team in CONFIG["teams"]]
+    teams[0] = {
+        **teams[0],
+        "reps": [
+            {"id": "anna", "name": "Anna Berger", "email": "anna@example.com", "timezone": "Europe/Berlin"},
+            {"id": "jonas", "name": "Jonas Keller", "timezone": "Europe/Berlin"},
+        ],
+    }
+    policy = {"escalation": ["head@example.com", "anna"], "max_reassignments": 2, **sla}
+    return parse_config({**CONFIG, "teams": teams, "sla": policy})
+
+
+def breach(state: domain.LeadState, cfg: RoutingConfig) -> tuple[SlaEvent, list[SlaEvent]]:
+    """The breach events route publishes for `state`, and the first of them (the breached one)."""
+    plan = domain.plan_breach(state, cfg.sla, cfg.team(state.handoff.assignee.team))
+    events = domain.breach_events(state, plan, WED + timedelta(minutes=5))
+    return events[0], events
+
+
+def test_a_first_breach_tells_the_team_lead_with_the_lead_and_what_happened_since() -> None:
+    cfg = config()
+    state = domain.LeadState(handoff=handoff())
+    event, _ = breach(state, cfg)
+    plan = domain.plan_breach(state, cfg.sla, cfg.team("dach"))
+    moved = domain.reassigned(
+        state, plan, domain.Pick("dach", "jonas"), hid="h2", now=WED, due=WED + timedelta(minutes=10)
+    )
+    notice = breach_notice(event, moved, cfg, "https://crm.example/leads/{lead_id}")
+    assert notice is not None
+    assert notice.to == ("lead-dach@example.com",) and notice.cc == () and notice.unaddressed == ()
+    assert notice.message_id == event.event_id and notice.lead_id == "lead-1"
+    assert notice.subject == "[SLA missed] Jane Doe, Acme: not contacted within the hot SLA"
+    lines = notice.text.splitlines()
+    # The deadline in the team's zone: 10:05 UTC is 11:05 in Berlin.
+    assert lines[0] == (
+        "Anna Berger (dach) did not contact this lead before its hot SLA deadline, "
+        "2026-11-25 11:05 Europe/Berlin."
+    )
+    assert "Title:    VP Marketing" in lines and "E-mail:   jane@acme.example" in lines
+    assert "Phone:    +49301234567" in lines and "Lead id:  lead-1" in lines
+    assert "Breach:   1" in lines
+    assert "Now:      reassigned to Jonas Keller (dach), due 2026-11-25 11:10 Europe/Berlin" in lines
+    assert "Open:     https://crm.example/leads/lead-1" in lines
+
+
+def test_an_escalated_breach_copies_the_escalation_list_and_resolves_rep_ids() -> None:
+    cfg = config()
+    state = domain.LeadState(handoff=handoff(), breach_count=2)  # the third breach: level 2
+    event, events = breach(state, cfg)
+    assert [e.kind for e in events] == [SlaEventKind.BREACHED, SlaEventKind.ESCALATED]
+    notice = breach_notice(event, replace(state, breach_count=3), cfg)
+    assert notice is not None
+    assert notice.to == ("lead-dach@example.com",)
+    assert notice.cc == ("head@example.com", "anna@example.com")  # "anna" is a rep id
+    assert notice.subject.startswith("[SLA escalated] ")
+    assert "Breach:   3, escalated to level 2" in notice.text
+    # max_reassignments=2: the third breach keeps the lead where it is.
+    assert "Now:      stays with Anna Berger (dach): no reassignments left" in notice.text
+    assert "Open:" not in notice.text
+
+
+def test_only_the_breached_event_of_a_breach_gives_a_notice() -> None:
+    cfg = config()
+    state = domain.LeadState(handoff=handoff(), breach_count=1)
+    _, events = breach(state, cfg)
+    kinds = [e.kind for e in events]
+    assert kinds == [SlaEventKind.BREACHED, SlaEventKind.ESCALATED]
+    notices = [breach_notice(e, state, cfg) for e in events]
+    assert [n is not None for n in notices] == [True, False]
+    started = domain.sla_event(handoff(), SlaEventKind.STARTED, WED, notify=["lead-dach@example.com"])
+    assert breach_notice(started, state, cfg) is None
+
+
+def test_a_closed_or_erased_lead_gives_no_personal_data() -> None:
+    cfg = config()
+    event, _ = breach(domain.LeadState(handoff=handoff()), cfg)
+    notice = breach_notice(event, None, cfg)
+    assert notice is not None
+    assert "Jane" not in notice.text and "jane@" not in notice.text and "+49" not in notice.text
+    assert "Lead:     not named" in notice.text
+    assert "Now:      closed since (won, lost, rejected or erased)" in notice.text
+    assert notice.subject == "[SLA missed] lead-1: not contacted within the hot SLA"
+
+
+def test_contacted_since_and_a_queued_lead() -> None:
+    cfg = config()
+    queued = domain.LeadState(handoff=handoff(rep=None))
+    event, _ = breach(queued, cfg)
+    notice = breach_notice(event, replace(queued, contacted=True), cfg)
+    assert notice is not None
+    assert notice.text.startswith("Nobody took this lead from the dach queue before its hot SLA deadline")
+    assert "Now:      contacted since" in notice.text
+
+
+def test_entries_without_an_address_are_reported_and_nobody_is_told_twice() -> None:
+    cfg = config()
+    event = domain.sla_event(
+        handoff(),
+        SlaEventKind.BREACHED,
+        WED,
+        breach_count=1,
+        notify=["gone-rep", "head@example.com", "anna", "anna@example.com", "head@example.com"],
+    )
+    notice = breach_notice(event, None, cfg)
+    assert notice is not None
+    assert notice.unaddressed == ("gone-rep",)
+    assert notice.to == ("head@example.com",) and notice.cc == ("anna@example.com",)
+    nobody = event.model_copy(update={"notify": ["gone-rep"]})
+    unaddressed = breach_notice(nobody, None, cfg)
+    assert unaddressed is not None and unaddressed.to == () and unaddressed.unaddressed == ("gone-rep",)
+
+
+def test_a_team_no_longer_configured_reads_in_utc() -> None:
+    cfg = config()
+    gone = handoff().model_copy(update={"assignee": Assignee(rep_id="old", team="disbanded")})
+    event = domain.sla_event(gone, SlaEventKind.BREACHED, WED, breach_count=1, notify=["x@example.com"])
+    notice = breach_notice(event, None, cfg)
+    assert notice is not None
+    assert notice.text.startswith("old (disbanded) did not contact this lead before its hot SLA deadline, ")
+    assert "2026-11-25 10:05 UTC." in notice.text
+
+
+@given(
+    notify=st.lists(
+        st.sampled_from(["lead-dach@example.com", "head@example.com", "anna", "jonas", "gone", "x@y.z"]),
+        max_size=8,
+    ),
+    breaches=st.integers(0, 6),
+    kind=st.sampled_from(list(SlaEventKind)),
+)
+def test_every_address_is_told_once_and_only_a_breach_tells(
+    notify: list[str], breaches: int, kind: SlaEventKind
+) -> None:
+    cfg = config()
+    event = domain.sla_event(handoff(), kind, WED, breach_count=breaches, notify=notify)
+    notice = breach_notice(event, None, cfg)
+    if kind is not SlaEventKind.BREACHED or not notify:
+        assert notice is None
+        return
+    assert notice is not None
+    told = [*notice.to, *notice.cc]
+    assert len(told) == len(set(told))
+    expected = {cfg.address(entry) for entry in notify} - {None}
+    assert set(told) == expected
+    assert len(notice.to) == (1 if expected else 0)
+    assert set(notice.unaddressed) == {e for e in notify if cfg.address(e) is None}
+    assert notice.message_id == event.event_id
+
+
+@pytest.mark.parametrize(
+    ("lead", "escalation", "problem"),
+    [
+        ("bob", [], "teams['dach'].lead: 'bob' is neither an e-mail address nor a rep id"),
+        ("jonas", [], "teams['dach'].lead: rep 'jonas' is told of SLA breaches but has no email"),
+        ("lead@example.com", ["vp@example.com", "nobody"], "sla.escalation[1]: 'nobody' is neither"),
+    ],
+)
+def test_a_notify_entry_nobody_can_be_told_stops_the_service(
+    lead: str, escalation: list[str], problem: str
+) -> None:
+    teams = [dict(team) for team in CONFIG["teams"]]
+    teams[0] = {**teams[0], "lead": lead}
+    with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        parse_config({**CONFIG, "teams": teams, "sla": {"escalation": escalation}})
+
+
+def test_a_rep_with_an_email_may_be_a_team_lead() -> None:
+    cfg = config()
+    teams = [dict(team) for team in CONFIG["teams"]]
+    teams[0] = {**teams[0], "lead": "anna", "reps": cfg.model_dump()["teams"][0]["reps"]}
+    parsed = parse_config({**CONFIG, "teams": teams, "sla": SlaPolicy().model_dump()})
+    assert parsed.address("anna") == "anna@example.com"
+    assert parsed.address("someone@example.com") == "someone@example.com"
+    assert parsed.address("nobody") is None
