@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--campaign", required=True, help="campaign the leads are attributed to")
     imp.add_argument("--url", default="http://127.0.0.1:8080", help="capture's base URL")
     imp.add_argument("--api-key", default="dev-key")
+    requeue = commands.add_parser(
+        "requeue-fetches",
+        help="queue again the Meta and LinkedIn contact fetches capture gave up on (REDIS_URL, as capture)",
+    )
+    requeue.add_argument("--platform", choices=["meta", "linkedin"], help="only this platform's")
     from services.devstack.status import add_arguments as status_arguments
 
     status_arguments(commands.add_parser("status", help="health, lag, rates, open SLAs, dead letters"))
@@ -54,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return import_file(
             args.file, source=args.source, campaign=args.campaign, url=args.url, api_key=args.api_key
         )
+    if args.command == "requeue-fetches":
+        from services.capture.requeue import main as requeue_fetches
+
+        return requeue_fetches(args.platform)
     if args.command == "status":
         from services.devstack.status import main as status
 

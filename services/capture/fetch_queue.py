@@ -39,6 +39,18 @@ return 1
 """
 
 
+# KEYS: failed set, jobs hash, due set. ARGV: failed entry, job id, job JSON, now. Moves one given-up
+# job back into the queue, once however many requeue at the same time; a job queued again since
+# (a repeated webhook) is kept as it is.
+_REQUEUE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 1 then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+end
+return 1
+"""
+
+
 class FetchJob(BaseModel):
     """One lead's contact to fetch: `lead` is the webhook's own record of it (ids only)."""
 
@@ -69,6 +81,7 @@ class FetchQueue:
         self._keep_failed = keep_failed
         self._add = redis.register_script(_ADD)
         self._give_up = redis.register_script(_GIVE_UP)
+        self._requeue = redis.register_script(_REQUEUE)
         self._claim = DueClaims(redis)
 
     async def add(self, job: FetchJob, now: float | None = None) -> bool:
@@ -113,3 +126,18 @@ class FetchQueue:
         """Given-up jobs, oldest first."""
         entries = cast(list[bytes], await self._redis.zrange(self.failed_key, 0, -1))
         return [FetchJob.model_validate_json(raw) for raw in entries]
+
+    async def requeue(self, platform: Platform | None = None, now: float | None = None) -> list[FetchJob]:
+        """Given-up jobs (of one platform, or all) queued again, due at once with a full set of tries:
+        after a token was fixed or a form's access granted. Returns the jobs moved."""
+        now = time.time() if now is None else now
+        moved: list[FetchJob] = []
+        for raw in cast(list[bytes], await self._redis.zrange(self.failed_key, 0, -1)):
+            job = FetchJob.model_validate_json(raw)
+            if platform is not None and job.platform != platform:
+                continue
+            fresh = job.model_copy(update={"attempts": 0})
+            keys = [self.failed_key, self.jobs_key, self.due_key]
+            if await self._requeue(keys=keys, args=[raw, job.id, fresh.model_dump_json(), now]):
+                moved.append(fresh)
+        return moved

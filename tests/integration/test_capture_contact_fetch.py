@@ -3,6 +3,7 @@ kept across a capture restart, given up on for good answers, held in memory whil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,8 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from schemas import Interaction, TopicName
+from services import cli
 from services.capture.app import create_app
 from services.capture.fetch_queue import FetchJob, FetchQueue
+from services.capture.requeue import requeue
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
@@ -229,6 +232,14 @@ async def test_a_fetch_waiting_to_retry_survives_a_capture_restart(
     await redis.aclose()
 
 
+async def given_up(client: Client, queue: FetchQueue, leadgen_id: str) -> None:
+    """Post a Meta lead and wait (up to 5 s) until capture gave its contact fetch up."""
+    await post_meta(client, leadgen_id)
+    deadline = time.monotonic() + 5
+    while not await queue.failed() and time.monotonic() < deadline:
+        await client.get("/healthz")
+
+
 async def test_a_lead_the_platform_does_not_know_is_given_up_at_once_and_kept_for_a_look(
     settings: CaptureSettings, stand_in: StandIn, redis_url: str
 ) -> None:
@@ -236,10 +247,7 @@ async def test_a_lead_the_platform_does_not_know_is_given_up_at_once_and_kept_fo
     redis = Redis.from_url(redis_url)
     queue = FetchQueue(redis, namespace=settings.topic_suffix)
     async with TestClient(TestServer(create_app(settings))) as client:
-        await post_meta(client, "666000111")
-        deadline = time.monotonic() + 5
-        while not await queue.failed() and time.monotonic() < deadline:
-            await client.get("/healthz")
+        await given_up(client, queue, "666000111")
         metrics = await (await client.get("/metrics")).text()
     (failed,) = await queue.failed()
     assert (failed.id, failed.attempts) == ("meta:666000111", 1)
@@ -283,3 +291,54 @@ async def test_a_claimed_fetch_whose_capture_died_comes_due_after_its_lease(
     assert await queue.waiting() == 0
     assert await queue.claim(now=10_000.0, lease_seconds=60, limit=10) == []
     await redis.aclose()
+
+
+async def test_given_up_fetches_are_queued_again_by_the_command_and_then_fetched(
+    settings: CaptureSettings, broker: EmbeddedBroker, stand_in: StandIn, redis_url: str
+) -> None:
+    stand_in.status, stand_in.failures = 404, 10**6  # the form is not shared with the app yet
+    redis = Redis.from_url(redis_url)
+    queue = FetchQueue(redis, namespace=settings.topic_suffix)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        await given_up(client, queue, "888000111")
+    assert [job.id for job in await queue.failed()] == ["meta:888000111"]
+
+    stand_in.failures = 0  # shared now: the platform answers
+    assert await requeue(settings, "linkedin") == []  # another platform's only: nothing moves
+    (moved,) = await requeue(settings, "meta")
+    assert (moved.id, moved.attempts) == ("meta:888000111", 0)
+    assert moved.last_error is not None and "HTTP 404" in moved.last_error  # kept for the record
+    assert await queue.failed() == [] and await queue.waiting() == 1
+    assert await requeue(settings, None) == []  # a second run finds nothing to move
+
+    async with TestClient(TestServer(create_app(settings))):
+        stored = await interactions(broker, settings, 1)
+    contacts = [i for i in stored if i.type.value == "identify"]
+    assert [c.anonymous_id for c in contacts] == ["meta:888000111"]
+    assert await queue.waiting() == 0
+    await redis.aclose()
+
+
+def test_the_requeue_command_reads_capture_s_settings_and_says_what_it_did(
+    redis_url: str, suffix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("LEADPIPE_TOPIC_SUFFIX", suffix)
+    job = FetchJob(platform="linkedin", ref="urn:li:leadFormResponse:1", lead={}, queued_at=0.0)
+
+    async def give_up() -> None:
+        redis = Redis.from_url(redis_url)
+        queue = FetchQueue(redis, namespace=suffix)
+        await queue.add(job)
+        await queue.give_up(job.failed("HTTP 403: no access"), now=1.0)
+        await redis.aclose()
+
+    asyncio.run(give_up())
+    assert cli.main(["requeue-fetches", "--platform", "linkedin"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "queued again: linkedin:urn:li:leadFormResponse:1 (last error: HTTP 403: no access)",
+        "1 contact fetch(es) queued again",
+    ]
+    with pytest.raises(SystemExit):
+        cli.main(["requeue-fetches", "--platform", "google"])  # Google sends the answers itself
