@@ -144,7 +144,7 @@ class Mailer:
             self.ledger,
             command.event_id,
             self.transport,
-            self.message(command),
+            partial(self.message, command),
             retry_max_seconds=self.settings.smtp_retry_max_seconds,
             stopped=stopped,
             failed=lambda _: self.metrics.send_failures.inc(),

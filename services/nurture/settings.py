@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.runtime.send_once import lease_problem
 from services.runtime.settings import ServiceSettings
 from services.runtime.smtp import SmtpSettings
 
@@ -62,7 +63,7 @@ class NurtureSettings(ServiceSettings, SmtpSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_renewal(self) -> NurtureSettings:
-        # renewed every third of a lease; a renewal may take redis_timeout before it lands
-        if self.delivery_lease_seconds / 3 + self.redis_timeout >= self.delivery_lease_seconds:
-            raise ValueError("delivery_lease_seconds must exceed 1.5 x redis_timeout (renewed every third)")
+        problem = lease_problem("delivery_lease_seconds", self.delivery_lease_seconds, self.redis_timeout)
+        if problem:
+            raise ValueError(problem)
         return self

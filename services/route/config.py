@@ -209,14 +209,11 @@ class RoutingConfig(_Model):
 
     def _unreachable(self, entry: str) -> str | None:
         """Why an SLA notice could not reach `entry`, or None when it can."""
-        if "@" in entry:
+        if self.address(entry) is not None:
             return None
-        found = self.rep(entry)
-        if found is None:
+        if self.rep(entry) is None:
             return f"{entry!r} is neither an e-mail address nor a rep id"
-        if found[1].email is None:
-            return f"rep {entry!r} is told of SLA breaches but has no email"
-        return None
+        return f"rep {entry!r} is told of SLA breaches but has no email"
 
     def address(self, entry: str) -> str | None:
         """The e-mail address of a notify entry: itself, or the rep's it names."""

@@ -83,13 +83,11 @@ class SlaNotifier:
         if not notice.to:
             self.metrics.notices.labels("unaddressed").inc()
             return None
-        message = notice_message(notice, self.settings.notify_from)
-
         delivery = await mail_once(
             self.claims,
             notice.message_id,
             self.transport,
-            message,
+            partial(notice_message, notice, self.settings.notify_from),
             retry_max_seconds=self.settings.smtp_retry_max_seconds,
             failed=lambda _: self.metrics.notice_failures.inc(),
         )

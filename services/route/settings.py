@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.runtime.api_keys import hashed_keys, split_keys
+from services.runtime.send_once import lease_problem
 from services.runtime.settings import ServiceSettings
 from services.runtime.smtp import SmtpSettings
 
@@ -67,9 +68,9 @@ class RouteSettings(ServiceSettings, SmtpSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_a_renewal(self) -> RouteSettings:
-        # renewed every third of a lease; a renewal may take redis_timeout before it lands
-        if self.notify_lease_seconds / 3 + self.redis_timeout >= self.notify_lease_seconds:
-            raise ValueError("notify_lease_seconds must exceed 1.5 x redis_timeout (renewed every third)")
+        problem = lease_problem("notify_lease_seconds", self.notify_lease_seconds, self.redis_timeout)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property

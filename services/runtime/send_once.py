@@ -36,6 +36,14 @@ _RENEW = (
 )
 
 
+def lease_problem(name: str, lease_seconds: float, redis_timeout: float) -> str | None:
+    """Why a claim lease is too short, or None: it is renewed every third of itself, and a renewal
+    may take `redis_timeout` before it lands (for the settings that set both)."""
+    if lease_seconds / 3 + redis_timeout >= lease_seconds:
+        return f"{name} must exceed 1.5 x redis_timeout (renewed every third)"
+    return None
+
+
 class Claim(StrEnum):
     MINE = "mine"  # send it
     SENT = "sent"  # somebody sent it: a duplicate

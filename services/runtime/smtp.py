@@ -63,16 +63,17 @@ async def mail_once(
     claims: SendClaims,
     message_id: str,
     transport: Transport,
-    message: EmailMessage,
+    message: Callable[[], EmailMessage],
     *,
     retry_max_seconds: float,
     stopped: Callable[[], Awaitable[bool]] | None = None,
     failed: Callable[[BaseException], None] | None = None,
 ) -> Delivery:
-    """`message` once per `message_id`, retried until the server takes it (send_once.py)."""
+    """The mail `message()` builds, once per `message_id`, retried until the server takes it
+    (send_once.py); built only when an attempt is made, not for a duplicate or a withheld one."""
 
     async def send(accepted: Accepted) -> None:
-        await transport.send(message, accepted)
+        await transport.send(message(), accepted)
 
     return await send_once(
         claims,
