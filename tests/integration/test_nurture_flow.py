@@ -84,6 +84,13 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 async def settings(
     broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, mailbox: tuple[Mailbox, int]
 ) -> NurtureSettings:
+    return await nurture_settings(broker, redis_url, suffix, tmp_path, smtp_port=mailbox[1], tick_seconds=0.2)
+
+
+async def nurture_settings(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, **overrides: Any
+) -> NurtureSettings:
+    """Nurture on the test broker and Redis with RULES and a 1 s SMTP back-off; its topics created."""
     rules = tmp_path / "nurture.yaml"
     rules.write_text(RULES)
     built = NurtureSettings(
@@ -93,9 +100,8 @@ async def settings(
         web_port=free_port(),
         broker_session_timeout=6,
         rules_file=rules,
-        tick_seconds=0.2,
-        smtp_port=mailbox[1],
         smtp_retry_max_seconds=1,
+        **overrides,
     )
     await ensure_pipeline_topics(built)
     return built

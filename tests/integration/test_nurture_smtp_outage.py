@@ -7,7 +7,7 @@ waiting after a minute), and the worker's enrolments and schedules waited with i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -21,8 +21,8 @@ from services.nurture.mailer import create_mailer_app
 from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
-from services.runtime.topics import ensure_pipeline_topics
-from tests.integration.test_nurture_flow import RULES, Mailbox, metric, send
+from tests.eventually import eventually
+from tests.integration.test_nurture_flow import Mailbox, metric, nurture_settings, send, start
 from tests.nurture_commands import command
 from tests.smtp import local_smtp
 
@@ -32,20 +32,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path) -> NurtureSettings:
     """Nurture with its mail going to a port nobody serves until a test starts the server there."""
-    rules = tmp_path / "nurture.yaml"
-    rules.write_text(RULES)
-    built = NurtureSettings(
-        broker_url=broker.url,
-        redis_url=redis_url,
-        topic_suffix=suffix,
-        web_port=free_port(),
-        broker_session_timeout=6,
-        rules_file=rules,
-        smtp_port=free_port(),
-        smtp_retry_max_seconds=1,
-    )
-    await ensure_pipeline_topics(built)
-    return built
+    return await nurture_settings(broker, redis_url, suffix, tmp_path, smtp_port=free_port())
 
 
 @pytest.fixture
@@ -63,23 +50,14 @@ async def within(step: Awaitable[None], seconds: float, what: str) -> None:
     assert done, f"{what} took longer than {seconds} s"
 
 
-async def eventually(check: Callable[[], object], within: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.2)
-
-
 async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(
     settings: NurtureSettings, started: list[StreamService]
 ) -> None:
-    first = create_app(settings)
-    await first.app.start()
-    started.append(first)
+    first = await start(started, create_app(settings))
     await send(
         settings, TopicName.NURTURE_OUTBOX, "waits", encode(command("cmd-waits", "waits", "w@example.com"))
     )
-    await eventually(lambda: metric(first, "leadpipe_nurture_send_failures_total", {}) >= 1)
+    await eventually(lambda: metric(first, "leadpipe_nurture_send_failures_total", {}) >= 1, within=30)
     alone = len(first.app.consumer.assignment())
 
     # The group rebalances around the waiting mail: the second worker gets its share of partitions.
@@ -92,7 +70,7 @@ async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(
 
     box = Mailbox()
     with local_smtp(box, settings.smtp_port):
-        await eventually(lambda: box.to("w@example.com"))
+        await eventually(lambda: box.to("w@example.com"), within=30)
         await asyncio.sleep(1)
     assert len(box.to("w@example.com")) == 1
 
@@ -100,19 +78,14 @@ async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(
 async def test_the_stand_alone_mailer_is_ready_and_delivers(
     settings: NurtureSettings, started: list[StreamService]
 ) -> None:
-    mailer = create_mailer_app(settings)
-    await mailer.app.start()
-    started.append(mailer)
+    await start(started, create_mailer_app(settings))
     url = f"http://127.0.0.1:{settings.web_port}/readyz"
 
     async def ready() -> bool:
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             return response.status == 200
 
-    deadline = asyncio.get_running_loop().time() + 30
-    while not await ready():
-        assert asyncio.get_running_loop().time() < deadline, "the stand-alone mailer never got ready"
-        await asyncio.sleep(0.2)
+    await eventually(ready, within=30)  # the stand-alone mailer's /readyz
     box = Mailbox()
     with local_smtp(box, settings.smtp_port):
         await send(
@@ -121,4 +94,4 @@ async def test_the_stand_alone_mailer_is_ready_and_delivers(
             "alone",
             encode(command("cmd-alone", "alone", "a@example.com")),
         )
-        await eventually(lambda: box.to("a@example.com"))
+        await eventually(lambda: box.to("a@example.com"), within=30)

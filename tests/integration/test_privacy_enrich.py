@@ -3,9 +3,7 @@ anonymous leads, export answers, and the retention sweep that requests erasure o
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from services.privacy import exports
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics, ensure_topics
+from tests.eventually import eventually
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -88,18 +87,6 @@ def rows(service: StreamService, lead_id: str) -> dict[str, Any]:
         for name, table in service.app.tables.items()
         if table.get(lead_id) is not None
     }
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 async def test_erasure_cascades_to_merged_anonymous_leads_and_export_answers(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from schemas.base import utcnow
 from schemas.handoff import SlaEventKind
@@ -25,7 +24,8 @@ from services.devstack.processes import free_port
 from services.route.app import RouteService, create_app
 from services.runtime.send_once import Delivery
 from services.runtime.topics import ensure_pipeline_topics
-from tests.integration.test_route_service import RULES, kinds, read, record, settings_for
+from tests.eventually import eventually
+from tests.integration.test_route_service import kinds, read, record, settings_for, write_rules
 from tests.kafka import produce
 from tests.smtp import local_smtp
 from tests.unit.test_route_domain import make_change
@@ -55,9 +55,7 @@ class Inbox:
 
 @pytest.fixture
 def rules_file(tmp_path: Path) -> Path:
-    path = tmp_path / "routing.yaml"
-    path.write_text(yaml.safe_dump(RULES))
-    return path
+    return write_rules(tmp_path)
 
 
 @pytest.fixture
@@ -91,13 +89,6 @@ async def metric(service: RouteService, line: str, having: str = "") -> float:
         text = await response.text()
     rows = [row for row in text.splitlines() if row.startswith(line) and having in row]
     return sum(float(row.rsplit(" ", 1)[1]) for row in rows)
-
-
-async def eventually(value: Callable[[], Awaitable[float]], within: float = 15) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await value():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.2)
 
 
 async def test_each_breach_tells_the_team_lead_once_and_escalations_copy_the_list(
@@ -152,7 +143,7 @@ async def test_an_smtp_outage_delays_the_notices_and_nothing_else(
     events = await read(
         broker, route, TopicName.SLA, lambda es: SlaEventKind.ESCALATED in kinds(es, "lead-down")
     )
-    await eventually(lambda: metric(route, "leadpipe_route_sla_notice_failures_total "))
+    await eventually(lambda: metric(route, "leadpipe_route_sla_notice_failures_total "), within=15)
     # The notices waiting show as route's lag on leads.sla (the lag gauge is refreshed every 5 s).
     sla = f'topic="{route.settings.topic(TopicName.SLA)}"'
     await eventually(lambda: metric(route, "leadpipe_consumer_lag{", sla), within=20)

@@ -75,11 +75,15 @@ def settings_for(
     )
 
 
-@pytest.fixture
-def rules_file(tmp_path: Path) -> Path:
+def write_rules(tmp_path: Path) -> Path:
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(RULES))
     return path
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    return write_rules(tmp_path)
 
 
 @pytest.fixture
