@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
         help="queue again the Meta and LinkedIn contact fetches capture gave up on (REDIS_URL, as capture)",
     )
     requeue.add_argument("--platform", choices=["meta", "linkedin"], help="only this platform's")
+    crm = commands.add_parser(
+        "requeue-crm",
+        help="queue again the hand-offs whose CRM webhook delivery was dead-lettered (REDIS_URL, as route)",
+    )
+    crm.add_argument("--team", help="only this team's")
     from services.devstack.status import add_arguments as status_arguments
 
     status_arguments(commands.add_parser("status", help="health, lag, rates, open SLAs, dead letters"))
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.capture.requeue import main as requeue_fetches
 
         return requeue_fetches(args.platform)
+    if args.command == "requeue-crm":
+        from services.route.requeue import main as requeue_crm
+
+        return requeue_crm(args.team)
     if args.command == "status":
         from services.devstack.status import main as status
 

@@ -30,6 +30,7 @@ from services.capture.fetch_queue import FetchJob, FetchQueue
 from services.capture.ingest import Ingestor
 from services.capture.metrics import CaptureMetrics
 from services.capture.settings import CaptureSettings
+from services.runtime.backoff import retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,6 @@ def linkedin_fetch(http: aiohttp.ClientSession, settings: CaptureSettings) -> Pl
 def contact_sender_id(job: FetchJob) -> str:
     """The contact's idempotency key: a fetch repeated after a crash publishes it once."""
     return f"{job.platform}-contact:{job.ref}"
-
-
-def retry_delay(attempts: int, first: float, longest: float) -> float:
-    """Seconds before the next try after `attempts` failed ones: first, doubled each time, capped."""
-    return float(min(first * 2 ** max(0, attempts - 1), longest))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from services.devstack.stack import SERVICES, available_services
 Labels = frozenset[tuple[str, str]]
 Samples = dict[tuple[str, Labels], float]
 REQUEST_TIMEOUT = 3.0
+CRM_SHOWN = ("delivered", "retried", "dead_lettered")  # of leadpipe_route_crm_deliveries_total
 
 
 def default_urls(host: str = "127.0.0.1", port_base: int = 8080) -> dict[str, str]:
@@ -221,11 +222,17 @@ def _route(report: Report) -> list[str]:
     handoffs = sum(select(route.samples, "leadpipe_route_handoffs_total").values())
     breaches = sum(select(route.samples, "leadpipe_route_sla_breaches_total").values())
     loads = ", ".join(f"{team} {_number(n)}" for (team,), n in sorted(teams.items())) or "none"
-    return [
+    lines = [
         "route",
         f"  open SLA clocks {_number(open_slas)}; open leads by team: {loads}",
         f"  hand-offs {_number(handoffs)}; SLA breaches {_number(breaches)}",
     ]
+    crm = select(route.samples, "leadpipe_route_crm_deliveries_total", "outcome")
+    if crm:  # a team has a crm_webhook_url
+        waiting = sum(select(route.samples, "leadpipe_route_crm_waiting").values())
+        counts = "; ".join(f"{outcome} {_number(crm.get((outcome,), 0.0))}" for outcome in CRM_SHOWN)
+        lines.append(f"  CRM webhooks: {counts}; waiting {_number(waiting)}")
+    return lines
 
 
 def _dead_letters(report: Report) -> list[str]:

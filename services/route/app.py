@@ -6,9 +6,11 @@ from functools import partial
 
 from redis.asyncio import Redis
 
-from schemas.handoff import SlaEvent
+from schemas.handoff import Handoff, SlaEvent
 from services.route import agents, api
-from services.route.config import load_config
+from services.route.config import ConfigError, load_config
+from services.route.crm_delivery import CrmDelivery
+from services.route.crm_queue import CrmQueue
 from services.route.metrics import RouteMetrics, route_metrics
 from services.route.notifier import SlaNotifier
 from services.route.router import Router
@@ -28,15 +30,24 @@ class RouteService(StreamService):
         super().__init__("route", settings)
         self.route_settings = settings
         self.config = load_config(settings.rules_file)
+        crm_teams = [team.name for team in self.config.teams if team.crm_webhook_url]
+        if crm_teams and not settings.crm_webhook_secret:
+            raise ConfigError(
+                f"{settings.rules_file}: teams {crm_teams} have a crm_webhook_url but "
+                "ROUTE_CRM_WEBHOOK_SECRET is not set: their hand-offs would go unsigned"
+            )
         self.redis: Redis = redis_client(settings.redis_url, settings.redis_timeout)
         self.store = RedisStore(self.redis, settings.redis_prefix)
         self.router = Router(self.config, self.store)
         self.route_metrics: RouteMetrics = route_metrics(self.metrics.registry)
         self.route_metrics.start_at_zero(
-            [team.name for team in self.config.teams], [tier.name for tier in self.config.sla.tiers]
+            [team.name for team in self.config.teams],
+            [tier.name for tier in self.config.sla.tiers],
+            crm_teams,
         )
         self.health.add("redis", self.store.ping)
         self.notifier = self._notifier(settings) if settings.notify_enabled else None
+        self.crm = self._crm(settings) if crm_teams else None
 
     def _notifier(self, settings: RouteSettings) -> SlaNotifier:
         claims = SendClaims(
@@ -56,6 +67,23 @@ class RouteService(StreamService):
             metrics=self.route_metrics,
         )
 
+    def _crm(self, settings: RouteSettings) -> CrmDelivery:
+        queue = CrmQueue(
+            self.redis,
+            settings.redis_prefix,
+            done_ttl=settings.crm_done_ttl_seconds,
+            keep_failed_seconds=settings.crm_keep_failed_seconds,
+        )
+        decoder: Decoder[Handoff] = Decoder(Handoff, self.name, trusted=True)  # route's own records
+        return CrmDelivery(
+            settings,
+            config=self.config,
+            queue=queue,
+            decode=partial(self.decode_record, decoder),
+            dead_letter=self.dead_letter,
+            metrics=self.route_metrics,
+        )
+
     async def close(self) -> None:
         await self.redis.aclose()
 
@@ -71,4 +99,11 @@ def create_app(settings: RouteSettings) -> RouteService:
             await notifier.run(service.side_lags)
 
         service.app.task(notices)
+    crm = service.crm
+    if crm is not None:
+
+        async def crm_deliveries() -> None:  # a faust app task: cancelled when the worker stops
+            await crm.run(service.side_lags)
+
+        service.app.task(crm_deliveries)
     return service

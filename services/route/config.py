@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from schemas.stage import LifecycleStage, Temperature
 from services.runtime.config_file import read_yaml, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 
 
 class _Model(BaseModel):
@@ -90,12 +91,23 @@ class Team(_Model):
         default_factory=WorkingHours, description="Business hours; null for around the clock."
     )
     reps: tuple[Rep, ...] = ()
-    crm_webhook_url: str | None = None
+    crm_webhook_url: str | None = Field(
+        None,
+        description="Each of the team's hand-offs is POSTed here, signed with ROUTE_CRM_WEBHOOK_SECRET "
+        "(services/route/crm.py).",
+    )
 
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
         return _zone(value)
+
+    @field_validator("crm_webhook_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _HTTP_URL.validate_python(value)
+        return value
 
 
 class Match(_Model):

@@ -7,6 +7,7 @@ Three durations, because a lead waits in two places: `speed_to_lead` is the pipe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -20,6 +21,7 @@ from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
 NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed")
+CRM_OUTCOMES = ("queued", "delivered", "retried", "dead_lettered", "dropped")
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
@@ -35,6 +37,9 @@ class RouteMetrics:
     open_slas: Gauge
     notices: Counter
     notice_failures: Counter
+    crm_deliveries: Counter
+    crm_delivery_seconds: Histogram
+    crm_waiting: Gauge
     campaigns: CampaignsConfig
 
     def observe_first_contact(
@@ -56,11 +61,16 @@ class RouteMetrics:
         """Running SLA clocks: hand-offs no rep has contacted yet (the store's `sla` deadlines)."""
         self.open_slas.set(await store.open_clocks())
 
-    def start_at_zero(self, teams: list[str], tiers: list[str]) -> None:
+    def start_at_zero(
+        self, teams: Sequence[str], tiers: Sequence[str], crm_teams: Sequence[str] = ()
+    ) -> None:
         """Create each configured team's and tier's series at 0: Prometheus's increase() cannot see a
         counter's first appearance, so a first breach would otherwise read as no breach."""
         for outcome in NOTICE_OUTCOMES:
             self.notices.labels(outcome)
+        for team in crm_teams:
+            for outcome in CRM_OUTCOMES:
+                self.crm_deliveries.labels(team, outcome)
         for team in teams:
             self.reassignments.labels(team)
             self.open_leads.labels(team)
@@ -119,6 +129,25 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         notice_failures=Counter(
             "leadpipe_route_sla_notice_failures_total",
             "Attempts to send an SLA notice that the SMTP server did not take (each is retried).",
+            registry=registry,
+        ),
+        crm_deliveries=Counter(
+            "leadpipe_route_crm_deliveries_total",
+            "Hand-offs to CRM webhooks: queued, delivered, retried (a failed post, tried again), "
+            "dead_lettered (refused, or the last try failed), dropped (the team's webhook was removed).",
+            ["team", "outcome"],
+            registry=registry,
+        ),
+        crm_delivery_seconds=Histogram(
+            "leadpipe_route_crm_delivery_seconds",
+            "Hand-off queued for its CRM webhook to the CRM's 2xx.",
+            ["team"],
+            buckets=SPEED_BUCKETS,
+            registry=registry,
+        ),
+        crm_waiting=Gauge(
+            "leadpipe_route_crm_waiting",
+            "CRM deliveries waiting for their first or next try, in every worker's queue.",
             registry=registry,
         ),
         campaigns=campaigns or load_campaigns(),

@@ -7,7 +7,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from schemas.handoff import Handoff
 from services.route.api_models import RepList, RepOut, RepStatusIn
+from services.route.crm import RETRYABLE_CLIENT_ERRORS, SIGNATURE_HEADER
 from services.runtime.problems import Problem
 
 _MODELS: tuple[type[BaseModel], ...] = (RepStatusIn, RepOut, RepList, Problem)
@@ -42,9 +44,53 @@ def _answers(model: type[BaseModel], *refusals: int) -> dict[str, Any]:
     return answers
 
 
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_RETRIED = ", ".join(str(status) for status in sorted(RETRYABLE_CLIENT_ERRORS))
+_HANDOFF_WEBHOOK = {
+    "post": {
+        "summary": "A hand-off of the team, POSTed to its crm_webhook_url (config/routing.yaml)",
+        "description": "The body is the record route published on leads.handoffs, byte for byte. "
+        "Deliveries are not ordered: order a lead's hand-offs by `handed_off_at`. A post whose answer "
+        "was lost is sent again with the same Idempotency-Key.",
+        "parameters": [
+            _header(
+                SIGNATURE_HEADER,
+                "`t=<unix seconds>,v1=<hex>`: HMAC-SHA256 of `<t>.<body>` under ROUTE_CRM_WEBHOOK_SECRET, "
+                "one `v1` per secret while a secret is rotated. Refuse a `t` more than 5 minutes away.",
+            ),
+            _header("Idempotency-Key", "The hand-off id: a repeat of a delivered hand-off can be dropped."),
+            _header("Leadpipe-Delivery", "The hand-off id, as Idempotency-Key."),
+            _header("Leadpipe-Attempt", "1 for the first post, counting up on each retry."),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Handoff"}}},
+        },
+        "responses": {
+            "2XX": {"description": "Delivered."},
+            "default": {
+                "description": f"5xx, {_RETRIED} or no answer: tried again after a back-off (Retry-After is "
+                "honoured), dead-lettered after ROUTE_CRM_ATTEMPTS tries. Any other answer, a redirect "
+                "included, is dead-lettered at once; `leadpipe requeue-crm` posts it again."
+            },
+        },
+    }
+}
+
+
 def build(max_body_bytes: int = 4096) -> dict[str, Any]:
     _, definitions = models_json_schema(
-        [(model, "validation") for model in _MODELS], ref_template="#/components/schemas/{model}"
+        [(model, "validation") for model in _MODELS] + [(Handoff, "serialization")],
+        ref_template="#/components/schemas/{model}",
     )
     return {
         "openapi": "3.1.0",
@@ -52,13 +98,15 @@ def build(max_body_bytes: int = 4096) -> dict[str, Any]:
             "title": "leadpipe route: rep API",
             "version": "1",
             "description": "Rep availability, capacity and out-of-office for sales tools. Every operation "
-            "needs a key from ROUTE_API_KEYS in X-API-Key.",
+            "needs a key from ROUTE_API_KEYS in X-API-Key. `webhooks` describes the hand-offs route posts "
+            "to a team's CRM.",
         },
         "components": {
             "schemas": definitions.get("$defs", {}),
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },
         "security": _KEY,
+        "webhooks": {"handoff": _HANDOFF_WEBHOOK},
         "paths": {
             "/reps": {
                 "get": {

@@ -58,6 +58,33 @@ class RouteSettings(ServiceSettings, SmtpSettings):
         30 * 24 * 3600, ge=60, description="How long a sent notice's id is kept against a replay."
     )
 
+    # Hand-offs POSTed to a team's crm_webhook_url (services/route/crm_delivery.py).
+    crm_webhook_secret: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated secrets the CRM webhooks are signed with (a `v1` signature each): "
+        "list the new and the old one while the receivers change over. Required once a team has a "
+        "crm_webhook_url.",
+    )
+    crm_timeout_seconds: float = Field(10.0, gt=0, description="Seconds a CRM has to answer a POST.")
+    crm_attempts: int = Field(10, ge=1, description="Posts tried before a hand-off is dead-lettered.")
+    crm_backoff_seconds: float = Field(5.0, gt=0, description="Wait after the first failed post; doubled.")
+    crm_backoff_max_seconds: float = Field(
+        900.0, gt=0, description="Longest wait between posts, a Retry-After included (10 tries: ~40 min)."
+    )
+    crm_lease_seconds: float = Field(
+        60.0, gt=0, description="A claimed delivery comes due again after this if its worker died."
+    )
+    crm_poll_seconds: float = Field(1.0, gt=0, description="Seconds between looks for due deliveries.")
+    crm_concurrency: int = Field(20, ge=1, le=500, description="Posts in flight per worker.")
+    crm_done_ttl_seconds: int = Field(
+        30 * 24 * 3600, ge=60, description="How long a delivered hand-off's id is kept against a replay."
+    )
+    crm_keep_failed_seconds: int = Field(
+        14 * 24 * 3600,
+        ge=60,
+        description="How long a dead-lettered delivery waits for `leadpipe requeue-crm`.",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _hash_keys(cls, value: object) -> object:
@@ -66,12 +93,27 @@ class RouteSettings(ServiceSettings, SmtpSettings):
             return hashed_keys(parts)
         return parts
 
+    @field_validator("crm_webhook_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        return split_keys(value)
+
     @model_validator(mode="after")
     def _lease_outlasts_a_renewal(self) -> RouteSettings:
         problem = lease_problem("notify_lease_seconds", self.notify_lease_seconds, self.redis_timeout)
         if problem:
             raise ValueError(problem)
+        if self.crm_lease_seconds < 2 * self.crm_timeout_seconds:
+            raise ValueError(
+                f"crm_lease_seconds ({self.crm_lease_seconds:g}) must be at least twice "
+                f"crm_timeout_seconds ({self.crm_timeout_seconds:g}): a post still waiting for its "
+                "answer would be claimed and posted again by another worker"
+            )
         return self
+
+    @property
+    def crm_secrets(self) -> tuple[str, ...]:
+        return tuple(secret.get_secret_value() for secret in self.crm_webhook_secret)
 
     @property
     def api_key_hashes(self) -> frozenset[str]:

@@ -127,9 +127,10 @@ return {'released'}
 """
 )
 
-# ARGV: prefix, lead_id. Erasure: the rep's load drops as on a release, the lead's hash and SLA
-# deadline go. `seen:<handoff_id>` stays: an opaque digest that keeps a replayed stage change from
-# making the hand-off again.
+# ARGV: prefix, lead_id. Erasure: the rep's load drops as on a release, the lead's hash, SLA
+# deadline and CRM deliveries waiting or given up (crm_queue.py's keys) go. `seen:<handoff_id>` and
+# `crm:done:<handoff_id>` stay: opaque digests that keep a replay from making or posting the
+# hand-off again.
 _ERASE = """
 local prefix, lead = ARGV[1], ARGV[2]
 local lead_key = prefix .. 'lead:' .. lead
@@ -144,7 +145,14 @@ if redis.call('EXISTS', lead_key) == 1 then
   redis.call('DEL', lead_key)
 end
 local deadlines = redis.call('ZREM', prefix .. 'sla', lead)
-return {found, deadlines, released}
+local jobs = prefix .. 'crm:jobs:' .. lead
+local deliveries = redis.call('HKEYS', jobs)
+for _, hid in ipairs(deliveries) do
+  redis.call('ZREM', prefix .. 'crm:due', hid .. ':' .. lead)
+  redis.call('ZREM', prefix .. 'crm:failed', hid .. ':' .. lead)
+end
+redis.call('DEL', jobs)
+return {found, deadlines, released, #deliveries}
 """
 
 
@@ -349,8 +357,14 @@ class RedisStore:
 
     async def erase(self, lead_id: str) -> dict[str, int]:
         """Remove the lead from every key it is in, in one step; counts per store (no data)."""
-        found, deadlines, released = cast(list[Any], await self._erase(keys=[], args=[self.prefix, lead_id]))
-        return {"assignments": int(found), "sla_deadlines": int(deadlines), "rep_load": int(released)}
+        erased = cast(list[Any], await self._erase(keys=[], args=[self.prefix, lead_id]))
+        found, deadlines, released, deliveries = (int(count) for count in erased)
+        return {
+            "assignments": found,
+            "sla_deadlines": deadlines,
+            "rep_load": released,
+            "crm_deliveries": deliveries,
+        }
 
     async def export(self, lead_id: str) -> dict[str, Any]:
         """What route holds about the lead: its open hand-off and SLA deadline."""

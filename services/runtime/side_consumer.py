@@ -84,7 +84,8 @@ async def _record_lags(
     lags: dict[tuple[str, int], int],
 ) -> None:
     assigned = consumer.assignment()
-    for key in [key for key in lags if TopicPartition(*key) not in assigned]:
+    topics = consumer.subscription()  # `lags` may be shared with a consumer of another topic
+    for key in [key for key in lags if key[0] in topics and TopicPartition(*key) not in assigned]:
         del lags[key]
     for tp in assigned:
         end = consumer.highwater(tp)

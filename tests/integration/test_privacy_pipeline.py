@@ -523,7 +523,12 @@ def test_every_service_reports_the_erasure_with_counts(run: Run) -> None:
     for record in reports:
         first.setdefault((record.lead_id, record.service), record)
     hot, nurtured = run.hot.lead_id, run.nurtured.lead_id
-    assert first[(hot, "route")].erased == {"assignments": 1, "sla_deadlines": 1, "rep_load": 1}
+    assert first[(hot, "route")].erased == {
+        "assignments": 1,
+        "sla_deadlines": 1,
+        "rep_load": 1,
+        "crm_deliveries": 0,
+    }
     assert first[(hot, "enrich")].erased["leads_table"] == 1
     assert first[(nurtured, "enrich")].erased["merged_leads"] == 1
     assert first[(nurtured, "nurture")].erased == {"leads_table": 1, "due_table": 1}

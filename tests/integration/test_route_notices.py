@@ -21,11 +21,10 @@ from schemas.handoff import SlaEventKind
 from schemas.topics import TopicName
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
-from services.route.app import RouteService, create_app
+from services.route.app import RouteService
 from services.runtime.send_once import Delivery
-from services.runtime.topics import ensure_pipeline_topics
 from tests.eventually import eventually
-from tests.integration.test_route_service import kinds, read, record, settings_for, write_rules
+from tests.integration.test_route_service import kinds, read, record, running, settings_for, write_rules
 from tests.kafka import produce
 from tests.smtp import local_smtp
 from tests.unit.test_route_domain import make_change
@@ -72,14 +71,8 @@ async def started(
             "notify_lead_url": "https://crm.example/leads/{lead_id}",
         }
     )
-    await ensure_pipeline_topics(settings)
-    service = create_app(settings)
-    await service.app.start()
-    try:
+    async with running(settings) as service:
         yield service, port
-    finally:
-        await service.app.stop()
-        await service.close()
 
 
 async def metric(service: RouteService, line: str, having: str = "") -> float:

@@ -24,6 +24,7 @@ from services.route.openapi import build
 from services.route.settings import RouteSettings
 from services.runtime.api_keys import hash_api_key
 from services.runtime.topics import ensure_pipeline_topics
+from tests.integration.test_route_service import running
 
 pytestmark = pytest.mark.integration
 
@@ -215,10 +216,7 @@ async def test_openapi_and_health_need_no_key(http: aiohttp.ClientSession, base_
 async def test_without_keys_the_api_is_closed(broker: EmbeddedBroker, redis_url: str, rules: Path) -> None:
     config = route_settings(broker, redis_url, rules, "")
     assert config.api_key_hashes == frozenset()
-    await ensure_pipeline_topics(config)
-    service = create_app(config)
-    await service.app.start()
-    try:
+    async with running(config):
         url = f"http://127.0.0.1:{config.web_port}"
         async with aiohttp.ClientSession() as http:
             for _ in range(100):
@@ -235,6 +233,3 @@ async def test_without_keys_the_api_is_closed(broker: EmbeddedBroker, redis_url:
             assert "ROUTE_API_KEYS" in answer["message"]
             status, _ = await call(http, "GET", f"{url}/reps")
             assert status == 503
-    finally:
-        await service.app.stop()
-        await service.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import Counter
@@ -86,11 +87,9 @@ def rules_file(tmp_path: Path) -> Path:
     return write_rules(tmp_path)
 
 
-@pytest.fixture
-async def route(
-    broker: EmbeddedBroker, redis_url: str, suffix: str, rules_file: Path
-) -> AsyncIterator[RouteService]:
-    settings = settings_for(broker, redis_url, suffix, rules_file, f"test:{uuid.uuid4().hex}:")
+@contextlib.asynccontextmanager
+async def running(settings: RouteSettings) -> AsyncIterator[RouteService]:
+    """A route worker on `settings`, its topics created, started and stopped around the block."""
     await ensure_pipeline_topics(settings)
     service = create_app(settings)
     await service.app.start()
@@ -99,6 +98,16 @@ async def route(
     finally:
         await service.app.stop()
         await service.close()
+
+
+@pytest.fixture
+async def route(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, rules_file: Path
+) -> AsyncIterator[RouteService]:
+    async with running(
+        settings_for(broker, redis_url, suffix, rules_file, f"test:{uuid.uuid4().hex}:")
+    ) as service:
+        yield service
 
 
 def record(change: StageChange) -> tuple[bytes, bytes]:
@@ -289,17 +298,12 @@ async def test_a_backlog_with_every_change_twice_hands_each_lead_off_once(
     await produce(
         broker.bootstrap_servers, settings.topic(TopicName.STAGE_CHANGES), [record(c) for c in changes * 2]
     )
-    service = create_app(settings)
-    await service.app.start()
-    try:
+    async with running(settings) as service:
         await read(broker, service, TopicName.HANDOFFS, lambda hs: len({h.lead_id for h in hs}) >= 12)
         await asyncio.sleep(1.0)
         handoffs: list[Handoff] = await read(
             broker, service, TopicName.HANDOFFS, lambda hs: False, within=1.0
         )
-    finally:
-        await service.app.stop()
-        await service.close()
     assert sorted(h.lead_id for h in handoffs) == sorted(c.lead_id for c in changes)  # exactly one each
     assert await RedisStoreProbe(redis_url, prefix).published([c.lead_id for c in changes]) == 12
 

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.capture import platforms
-from services.capture.contact_fetch import contact_sender_id, retry_delay
+from services.capture.contact_fetch import contact_sender_id
 from services.capture.fetch_queue import FetchJob
+from services.runtime.backoff import retry_delay
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 NOTE = platforms.LinkedInNotification(

@@ -36,6 +36,10 @@ def _route_exposition(events: int, dead: int) -> str:
     route.open_leads.labels("dach").set(5)
     route.handoffs.labels("dach", "hot").inc(7)
     route.breaches.labels("dach", "hot").inc(1)
+    route.crm_deliveries.labels("dach", "delivered").inc(6)
+    route.crm_deliveries.labels("na", "delivered").inc(1)
+    route.crm_deliveries.labels("dach", "dead_lettered").inc(1)
+    route.crm_waiting.set(2)
     return generate_latest(registry).decode()
 
 
@@ -101,6 +105,7 @@ def test_report_shows_health_lag_rates_slas_and_dead_letters() -> None:
     assert ["route", "out", "leads.handoffs", "5"] in rows
     assert "open SLA clocks 2; open leads by team: dach 5" in text
     assert "hand-offs 7; SLA breaches 1" in text
+    assert "CRM webhooks: delivered 7; retried 0; dead_lettered 1; waiting 2" in text
     assert ["route", "leads.stage-changes", "invalid_json", "3", "1"] in rows
     # columns line up: every row of the service table starts its url at the same place
     table = text.split("\n\n")[1].splitlines()

@@ -1,0 +1,232 @@
+"""Hand-offs to CRM webhooks: `leads.handoffs` -> a queue in Redis -> a signed POST per hand-off.
+
+A plain consumer of leads.handoffs in its own group (services/runtime/side_consumer.py) queues the
+hand-off of every team with a `crm_webhook_url` (crm_queue.py); a loop beside it claims due
+deliveries and posts them, as many at once as `ROUTE_CRM_CONCURRENCY`. A CRM that is down delays
+its own team's deliveries and nothing else: hand-offs, the SLA clock and the other teams' CRMs go
+on. A post is tried `ROUTE_CRM_ATTEMPTS` times with capped doubling back-off (longer when the CRM
+answers with Retry-After); an answer that retrying cannot change (a 4xx but 408, 425 and 429, a
+redirect) or the last failed try dead-letters it on leads.dlq with the reason, and `leadpipe
+requeue-crm` queues it again once the CRM's side is mended. Each post carries the hand-off id as
+`Idempotency-Key`: a post whose answer was lost is sent again, and the receiver drops the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import aiohttp
+from aiokafka import ConsumerRecord
+from redis.exceptions import RedisError
+
+from schemas.base import new_event_id, utcnow
+from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.handoff import Handoff
+from schemas.topics import TopicName
+from services.route.config import RoutingConfig
+from services.route.crm import (
+    MAX_DETAIL_CHARS,
+    SIGNATURE_HEADER,
+    CrmJob,
+    Verdict,
+    next_delay,
+    retry_after,
+    sign,
+)
+from services.route.crm import verdict as verdict_of
+from services.route.crm_queue import CrmQueue
+from services.route.metrics import RouteMetrics
+from services.route.settings import RouteSettings
+from services.runtime.codec import key_text
+from services.runtime.redis_retry import until_redis_answers
+from services.runtime.side_consumer import consume_forever
+
+log = logging.getLogger(__name__)
+
+Decode = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[Handoff | None]]
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one post came to; `error` says why it was not delivered, `asked` is a Retry-After."""
+
+    verdict: Verdict
+    error: str | None = None
+    asked: float | None = None
+
+
+class CrmDelivery:
+    def __init__(
+        self,
+        settings: RouteSettings,
+        *,
+        config: RoutingConfig,
+        queue: CrmQueue,
+        decode: Decode,
+        dead_letter: DeadLetterSink,
+        metrics: RouteMetrics,
+    ) -> None:
+        self.settings, self.config, self.queue = settings, config, queue
+        self.decode, self.dead_letter, self.metrics = decode, dead_letter, metrics
+        self._wake = asyncio.Event()
+
+    def url(self, team: str) -> str | None:
+        """The team's webhook as configured now; None for a team without one, or no longer there."""
+        try:
+            return self.config.team(team).crm_webhook_url
+        except KeyError:
+            return None
+
+    async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """One fetch of leads.handoffs: every hand-off of a team with a webhook queued, in order."""
+        for record in records:
+            handoff = await self.decode(record)  # an unreadable one is dead-lettered
+            if handoff is None or self.url(handoff.assignee.team) is None or record.value is None:
+                continue
+            job = CrmJob(
+                lead_id=handoff.lead_id,
+                handoff_id=handoff.handoff_id,
+                team=handoff.assignee.team,
+                origin=RecordOrigin(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=key_text(record.key),
+                ),
+                body=record.value.decode(),
+                queued_at=time.time(),
+            )
+            if await until_redis_answers(partial(self.queue.add, job), "queue CRM delivery"):
+                self.metrics.crm_deliveries.labels(job.team, "queued").inc()
+                self._wake.set()
+
+    async def run(self, lags: dict[tuple[str, int], int]) -> None:
+        """Queue and deliver until cancelled, reporting leads.handoffs' lag into `lags`."""
+        s = self.settings
+        group = f"leadpipe-route{s.topic_suffix}-crm"
+        timeout = aiohttp.ClientTimeout(total=s.crm_timeout_seconds)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            await asyncio.gather(
+                consume_forever(s, s.topic(TopicName.HANDOFFS), group, self.handle, lags=lags),
+                self.deliver_forever(http),
+            )
+
+    async def deliver_forever(self, http: aiohttp.ClientSession) -> None:
+        while True:
+            self._wake.clear()
+            claimed = await self.deliver_due(http)
+            if claimed < self.settings.crm_concurrency:  # a full round may have left more due
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: see contact_fetch.py
+                    async with asyncio.timeout(self.settings.crm_poll_seconds):
+                        await self._wake.wait()
+
+    async def deliver_due(self, http: aiohttp.ClientSession) -> int:
+        """One round: the due deliveries claimed and posted together; how many were claimed."""
+        s = self.settings
+        try:
+            jobs = await self.queue.claim(time.time(), s.crm_lease_seconds, s.crm_concurrency)
+            results = await asyncio.gather(*(self.settle(http, job) for job in jobs), return_exceptions=True)
+            for job, result in zip(jobs, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.warning(
+                        "CRM delivery %s not settled (%r); tried again after its lease",
+                        job.handoff_id,
+                        result,
+                    )
+            self.metrics.crm_waiting.set(await self.queue.waiting())
+            return len(jobs)
+        except (RedisError, OSError) as exc:
+            log.warning("CRM delivery queue unavailable (%s); retrying", exc)
+        except Exception:  # one bad round must not end the loop: its claims come due again
+            log.exception("CRM delivery round failed")
+        return 0
+
+    async def settle(self, http: aiohttp.ClientSession, job: CrmJob) -> str:
+        """Post `job` once and store what came of it; returns the outcome, as counted."""
+        outcome = await self._settled(http, job)
+        self.metrics.crm_deliveries.labels(job.team, outcome).inc()
+        return outcome
+
+    async def _settled(self, http: aiohttp.ClientSession, job: CrmJob) -> str:
+        url = self.url(job.team)
+        if url is None:
+            await self.queue.drop(job)
+            log.warning(
+                "CRM delivery %s dropped: team %r has no crm_webhook_url now", job.handoff_id, job.team
+            )
+            return "dropped"
+        answer = await self.post(http, url, job)
+        if answer.verdict is Verdict.DELIVERED:
+            await self.queue.done(job)
+            self.metrics.crm_delivery_seconds.labels(job.team).observe(max(0.0, time.time() - job.queued_at))
+            return "delivered"
+        failed = job.failed(answer.error or answer.verdict.value)
+        s = self.settings
+        if answer.verdict is Verdict.RETRY and failed.attempts < s.crm_attempts:
+            delay = next_delay(
+                failed.attempts, s.crm_backoff_seconds, s.crm_backoff_max_seconds, answer.asked
+            )
+            await self.queue.retry(failed, time.time() + delay)
+            log.warning(
+                "CRM post %d of %s to %s failed: %s; next in %.0fs",
+                failed.attempts,
+                job.handoff_id,
+                url,
+                answer.error,
+                delay,
+            )
+            return "retried"
+        await self.dead_letter(self.letter(failed, url, answer))  # before the queue lets go of it
+        await self.queue.give_up(failed, time.time())
+        log.error(
+            "CRM delivery of %s to %s given up after %d tries: %s",
+            job.handoff_id,
+            url,
+            failed.attempts,
+            answer.error,
+        )
+        return "dead_lettered"
+
+    async def post(self, http: aiohttp.ClientSession, url: str, job: CrmJob) -> Answer:
+        body = job.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "leadpipe-route",
+            SIGNATURE_HEADER: sign(self.settings.crm_secrets, int(time.time()), body),
+            "Idempotency-Key": job.handoff_id,
+            "Leadpipe-Delivery": job.handoff_id,
+            "Leadpipe-Attempt": str(job.attempts + 1),
+        }
+        try:
+            async with http.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                verdict = verdict_of(response.status)
+                if verdict is Verdict.DELIVERED:
+                    return Answer(verdict)
+                text = (await response.content.read(MAX_DETAIL_CHARS)).decode(errors="replace").strip()
+                where = f", to {response.headers.get('Location')}" if 300 <= response.status < 400 else ""
+                error = f"HTTP {response.status} {response.reason or ''}{where}".strip()
+                asked = retry_after(response.headers.get("Retry-After"), utcnow())
+                return Answer(verdict, f"{error}: {text}" if text else error, asked)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    def letter(self, job: CrmJob, url: str, answer: Answer) -> DeadLetter:
+        refused = answer.verdict is Verdict.REFUSED
+        return DeadLetter(
+            event_id=new_event_id(),
+            occurred_at=utcnow(),
+            lead_id=job.lead_id,
+            service="route",
+            origin=job.origin,
+            reason="crm_webhook_refused" if refused else "crm_webhook_failed",
+            detail=f"POST {url} (team {job.team}) {'refused' if refused else 'failed'} after "
+            f"{job.attempts} tries: {answer.error}; `leadpipe requeue-crm` posts it again",
+            payload=job.body,
+        )

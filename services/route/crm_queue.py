@@ -1,0 +1,186 @@
+"""CRM webhook deliveries waiting in Redis, so a restart or a long CRM outage loses none.
+
+Why a queue and not retries in the consumer: one team's CRM that is down for an hour must not hold
+the other teams' deliveries behind it, and a delivery waiting to be tried again must survive its
+worker. Each job sits in its lead's hash (`crm:jobs:<lead>`, field: hand-off id), so erasing a lead
+removes its deliveries in one step (store.py's erase script); the due set is scored by due time
+and claimed for a lease (services/runtime/due_claims.py), so any number of route workers share it
+and a job whose claimer died comes due again. A delivered or given-up hand-off's id is kept for
+`done_ttl` so that a replay of leads.handoffs does not post it again. Given-up jobs stay in the
+failed set for `leadpipe requeue-crm` for `keep_failed_seconds`.
+
+Keys, under route's prefix: `crm:jobs:<lead>` (hash), `crm:due` and `crm:failed` (sorted sets of
+`<hand-off id>:<lead id>`), `crm:done:<hand-off id>` (string with expiry).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from services.route.crm import CrmJob
+from services.runtime.due_claims import DueClaims
+
+# KEYS: the lead's jobs, due set, done marker. ARGV: hand-off id, job JSON, now, member.
+_ADD = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+# KEYS: the lead's jobs, due set, done marker. ARGV: hand-off id, member, done TTL.
+_DONE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+return 1
+"""
+
+# KEYS: the lead's jobs, due set. ARGV: hand-off id, job JSON, due at, member. A job erased while it
+# was being tried is not written back.
+_RETRY = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+# KEYS: the lead's jobs, due set, failed set, done marker. ARGV: hand-off id, job JSON, now, member,
+# done TTL, prefix, oldest failure kept. Failures older than that go, with their jobs.
+_GIVE_UP = """
+redis.call('ZREM', KEYS[2], ARGV[4])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[5])
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[7])) do
+  local hid, lead = string.match(member, '^([^:]*):(.*)$')
+  redis.call('HDEL', ARGV[6] .. 'crm:jobs:' .. lead, hid)
+  redis.call('ZREM', KEYS[3], member)
+end
+return 1
+"""
+
+# KEYS: failed set, the lead's jobs, due set, done marker. ARGV: member, hand-off id, job JSON, now.
+# Moves one given-up job back, once however many requeue at the same time.
+_REQUEUE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('DEL', KEYS[4])
+return 1
+"""
+
+
+def member(job: CrmJob) -> str:
+    """A job's entry in the due and failed sets; hand-off ids are hex, so the first `:` splits."""
+    return f"{job.handoff_id}:{job.lead_id}"
+
+
+class CrmQueue:
+    def __init__(
+        self, redis: Redis, prefix: str, *, done_ttl: int, keep_failed_seconds: float = 14 * 24 * 3600
+    ) -> None:
+        self._redis, self._prefix = redis, prefix
+        self.due_key, self.failed_key = f"{prefix}crm:due", f"{prefix}crm:failed"
+        self._done_ttl, self._keep_failed = done_ttl, keep_failed_seconds
+        self._add = redis.register_script(_ADD)
+        self._done = redis.register_script(_DONE)
+        self._retry = redis.register_script(_RETRY)
+        self._give_up = redis.register_script(_GIVE_UP)
+        self._requeue = redis.register_script(_REQUEUE)
+        self._claim = DueClaims(redis)
+
+    def _jobs(self, lead_id: str) -> str:
+        return f"{self._prefix}crm:jobs:{lead_id}"
+
+    def _done_key(self, handoff_id: str) -> str:
+        return f"{self._prefix}crm:done:{handoff_id}"
+
+    async def add(self, job: CrmJob, now: float | None = None) -> bool:
+        """Queue `job`, due at once; False when it is queued, delivered or given up already."""
+        now = time.time() if now is None else now
+        keys = [self._jobs(job.lead_id), self.due_key, self._done_key(job.handoff_id)]
+        args: list[str | float] = [job.handoff_id, job.model_dump_json(), now, member(job)]
+        return bool(await self._add(keys=keys, args=args))
+
+    async def claim(self, now: float, lease_seconds: float, limit: int) -> list[CrmJob]:
+        """Due jobs, each out of the other workers' reach for `lease_seconds`."""
+        members = [m.decode() for m in await self._claim(self.due_key, now, lease_seconds, limit)]
+        if not members:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in members:
+                handoff_id, _, lead_id = entry.partition(":")
+                pipe.hget(self._jobs(lead_id), handoff_id)
+            stored: list[Any] = await pipe.execute()
+        orphans = [entry for entry, raw in zip(members, stored, strict=True) if raw is None]
+        if orphans:  # delivered by another worker after this claim read the set, or erased
+            await self._redis.zrem(self.due_key, *orphans)
+        return [CrmJob.model_validate_json(raw) for raw in stored if raw is not None]
+
+    async def done(self, job: CrmJob) -> None:
+        keys = [self._jobs(job.lead_id), self.due_key, self._done_key(job.handoff_id)]
+        await self._done(keys=keys, args=[job.handoff_id, member(job), self._done_ttl])
+
+    async def drop(self, job: CrmJob) -> None:
+        """Out of the queue without a post (its team has no webhook any more); a replay adds it again."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._jobs(job.lead_id), job.handoff_id)
+            pipe.zrem(self.due_key, member(job))
+            await pipe.execute()
+
+    async def retry(self, job: CrmJob, at: float) -> None:
+        """Store the job as it is now (attempts, error) and make it due again at `at`."""
+        keys = [self._jobs(job.lead_id), self.due_key]
+        await self._retry(keys=keys, args=[job.handoff_id, job.model_dump_json(), at, member(job)])
+
+    async def give_up(self, job: CrmJob, now: float) -> None:
+        """Out of the due set into the failed set, where `requeue` finds it."""
+        keys = [self._jobs(job.lead_id), self.due_key, self.failed_key, self._done_key(job.handoff_id)]
+        args: list[str | float] = [
+            job.handoff_id,
+            job.model_dump_json(),
+            now,
+            member(job),
+            self._done_ttl,
+            self._prefix,
+            now - self._keep_failed,
+        ]
+        await self._give_up(keys=keys, args=args)
+
+    async def waiting(self) -> int:
+        return int(await self._redis.zcard(self.due_key))
+
+    async def failed(self) -> list[CrmJob]:
+        """Given-up jobs, oldest first."""
+        jobs: list[CrmJob] = []
+        for entry in cast(list[bytes], await self._redis.zrange(self.failed_key, 0, -1)):
+            handoff_id, _, lead_id = entry.decode().partition(":")
+            raw = await self._redis.hget(self._jobs(lead_id), handoff_id)
+            if raw is not None:
+                jobs.append(CrmJob.model_validate_json(raw))
+        return jobs
+
+    async def requeue(self, team: str | None = None, now: float | None = None) -> list[CrmJob]:
+        """Given-up jobs (of one team, or all) due again at once with a full set of tries, once the
+        CRM's side is mended. Returns the jobs moved."""
+        now = time.time() if now is None else now
+        moved: list[CrmJob] = []
+        for job in await self.failed():
+            if team is not None and job.team != team:
+                continue
+            fresh = job.model_copy(update={"attempts": 0})
+            keys = [self.failed_key, self._jobs(job.lead_id), self.due_key, self._done_key(job.handoff_id)]
+            args: list[str | float] = [member(job), job.handoff_id, fresh.model_dump_json(), now]
+            if await self._requeue(keys=keys, args=args):
+                moved.append(fresh)
+        return moved

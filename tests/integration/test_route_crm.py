@@ -1,0 +1,253 @@
+"""Hand-offs posted to CRM webhooks against the real broker and Redis, with a real HTTP receiver:
+signed as published, once per hand-off, retried with back-off, dead-lettered with the reason, and
+posted again by `leadpipe requeue-crm`."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from aiohttp import web
+from aiokafka import ConsumerRecord
+from pydantic import SecretStr
+
+from schemas.base import utcnow
+from schemas.dead_letter import DeadLetter
+from schemas.topics import TopicName
+from services import cli
+from services.devstack.broker import EmbeddedBroker
+from services.devstack.processes import free_port
+from services.route.app import RouteService, create_app
+from services.route.config import ConfigError
+from services.route.crm import SIGNATURE_HEADER, verify
+from services.route.openapi import build
+from services.route.requeue import requeue
+from tests.eventually import eventually
+from tests.integration.test_route_notices import metric
+from tests.integration.test_route_service import RULES, record, running, settings_for
+from tests.kafka import consume_until, produce
+from tests.unit.test_route_domain import make_change
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec-test"
+
+
+@dataclass
+class Crm:
+    """A CRM's webhook endpoint: answers each post with the next of `answers` (the last repeats)."""
+
+    answers: list[tuple[int, dict[str, str], str]] = field(default_factory=lambda: [(200, {}, "")])
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        self.posts.append((dict(request.headers), await request.read()))
+        status, headers, text = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return web.Response(status=status, headers=headers, text=text)
+
+    async def wait_for(self, count: int, within: float = 30) -> list[tuple[dict[str, str], bytes]]:
+        async def arrived() -> bool:
+            return len(self.posts) >= count
+
+        await eventually(arrived, within=within)
+        return self.posts
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[tuple[Crm, str]]:
+    receiver = Crm()
+    app = web.Application()
+    app.router.add_post("/hooks/leadpipe", receiver.receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield receiver, f"http://127.0.0.1:{port}/hooks/leadpipe"
+    finally:
+        await runner.cleanup()
+
+
+def rules_with_webhook(tmp_path: Path, url: str) -> Path:
+    """The route tests' teams with an hour's SLA (no reassignments meanwhile); emea posts to `url`."""
+    rules: dict[str, Any] = copy.deepcopy(RULES)
+    rules["teams"][0]["crm_webhook_url"] = url
+    rules["sla"]["tiers"][0]["minutes"] = 60
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+@pytest.fixture
+async def route(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, crm: tuple[Crm, str]
+) -> AsyncIterator[RouteService]:
+    rules = rules_with_webhook(tmp_path, crm[1])
+    settings = settings_for(broker, redis_url, suffix, rules, f"test:{uuid.uuid4().hex}:")
+    settings = settings.model_copy(
+        update={
+            "crm_webhook_secret": (SecretStr(SECRET),),
+            "crm_attempts": 3,
+            "crm_backoff_seconds": 0.3,
+            "crm_backoff_max_seconds": 1.0,
+            "crm_timeout_seconds": 2.0,
+            "crm_lease_seconds": 5.0,
+            "crm_poll_seconds": 0.2,
+            "notify_enabled": False,
+        }
+    )
+    async with running(settings) as service:
+        yield service
+
+
+async def hand_off(broker: EmbeddedBroker, route: RouteService, lead: str, country: str = "DE") -> None:
+    change = make_change(lead, email=f"{lead}@example.com", country=country, occurred_at=utcnow())
+    await produce(broker.bootstrap_servers, route.settings.topic(TopicName.STAGE_CHANGES), [record(change)])
+
+
+async def published(broker: EmbeddedBroker, route: RouteService, lead: str) -> ConsumerRecord[bytes, bytes]:
+    """The lead's hand-off record as route published it on leads.handoffs."""
+    records = await consume_until(
+        broker.bootstrap_servers,
+        route.settings.topic(TopicName.HANDOFFS),
+        lambda rs: any(r.key == lead.encode() for r in rs),
+    )
+    (found,) = [r for r in records if r.key == lead.encode()]
+    return found
+
+
+async def dead_letters(broker: EmbeddedBroker, route: RouteService, count: int) -> list[DeadLetter]:
+    records = await consume_until(
+        broker.bootstrap_servers, route.settings.topic(TopicName.DLQ), lambda rs: len(rs) >= count
+    )
+    return [DeadLetter.model_validate_json(r.value) for r in records]
+
+
+async def test_each_hand_off_is_posted_once_signed_and_as_published(
+    route: RouteService, broker: EmbeddedBroker, crm: tuple[Crm, str]
+) -> None:
+    receiver, _ = crm
+    await hand_off(broker, route, "lead-us", country="US")  # team na: no webhook
+    await hand_off(broker, route, "lead-de")
+    ((headers, body),) = await receiver.wait_for(1)
+    handoff = await published(broker, route, "lead-de")
+    await published(broker, route, "lead-us")
+
+    assert body == handoff.value  # what a Kafka subscriber reads, byte for byte
+    document = build()  # route's /openapi.json describes the post under `webhooks`
+    jsonschema.validate(json.loads(body), {"$ref": "#/components/schemas/Handoff", **document})
+    assert {p["name"] for p in document["webhooks"]["handoff"]["post"]["parameters"]} <= set(headers)
+    assert verify(SECRET, headers[SIGNATURE_HEADER], body, now=time.time())
+    assert headers["Content-Type"] == "application/json"
+    handoff_id = json.loads(handoff.value)["handoff_id"]
+    assert headers["Idempotency-Key"] == headers["Leadpipe-Delivery"] == handoff_id
+    assert headers["Leadpipe-Attempt"] == "1"
+
+    # A replay of leads.handoffs (a rebalance, a restart) queues nothing: the hand-off was delivered.
+    assert route.crm is not None
+    await route.crm.handle([handoff])
+    await asyncio.sleep(1)
+    assert len(receiver.posts) == 1
+    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="queued"') == 1
+    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="delivered"') == 1
+    assert await metric(route, "leadpipe_route_crm_delivery_seconds_count{", 'team="emea"') == 1
+
+
+async def test_a_failing_crm_is_tried_again_after_a_back_off_and_gets_the_hand_off_once(
+    route: RouteService, broker: EmbeddedBroker, crm: tuple[Crm, str]
+) -> None:
+    receiver, _ = crm
+    receiver.answers = [(503, {"Retry-After": "1"}, "maintenance"), (502, {}, ""), (200, {}, "")]
+    await hand_off(broker, route, "lead-flaky")
+    posts = await receiver.wait_for(3)
+    await asyncio.sleep(1)
+    assert len(posts) == 3
+    assert [headers["Leadpipe-Attempt"] for headers, _ in posts] == ["1", "2", "3"]
+    assert len({body for _, body in posts}) == 1
+    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="retried"') == 2
+    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="delivered"') == 1
+    assert await metric(route, "leadpipe_dead_letters_total{") == 0
+
+
+async def test_a_refusal_is_dead_lettered_with_the_reason_and_requeue_posts_it_again(
+    route: RouteService, broker: EmbeddedBroker, crm: tuple[Crm, str]
+) -> None:
+    receiver, _ = crm
+    receiver.answers = [(400, {}, '{"error": "unknown field lead_id"}')]
+    await hand_off(broker, route, "lead-refused")
+    await receiver.wait_for(1)
+    (letter,) = await dead_letters(broker, route, 1)
+    handoff = await published(broker, route, "lead-refused")
+
+    assert (letter.service, letter.reason, letter.lead_id) == ("route", "crm_webhook_refused", "lead-refused")
+    assert letter.detail.startswith(f"POST {crm[1]} (team emea) refused after 1 tries: HTTP 400 Bad Request")
+    assert "unknown field lead_id" in letter.detail and "leadpipe requeue-crm" in letter.detail
+    assert (letter.origin.topic, letter.origin.offset) == (handoff.topic, handoff.offset)
+    assert letter.payload.encode() == handoff.value
+    await asyncio.sleep(1)
+    assert len(receiver.posts) == 1  # not tried again
+
+    receiver.answers = [(200, {}, "")]  # the CRM's mapping is mended
+    (moved,) = await requeue(route.route_settings, team=None)
+    assert moved.lead_id == "lead-refused" and moved.last_error and "HTTP 400" in moved.last_error
+    posts = await receiver.wait_for(2)
+    assert posts[1][1] == handoff.value and posts[1][0]["Leadpipe-Attempt"] == "1"
+    assert await requeue(route.route_settings, team=None) == []
+
+
+async def test_the_last_failed_try_is_dead_lettered(
+    route: RouteService, broker: EmbeddedBroker, crm: tuple[Crm, str]
+) -> None:
+    receiver, _ = crm
+    receiver.answers = [(503, {}, "")]
+    await hand_off(broker, route, "lead-down")
+    await receiver.wait_for(3)  # ROUTE_CRM_ATTEMPTS
+    (letter,) = await dead_letters(broker, route, 1)
+    assert letter.reason == "crm_webhook_failed"
+    assert "failed after 3 tries: HTTP 503 Service Unavailable" in letter.detail
+    await asyncio.sleep(1.5)
+    assert len(receiver.posts) == 3
+    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="dead_lettered"') == 1
+
+
+async def test_the_requeue_command_reads_route_s_settings_and_says_what_it_did(
+    route: RouteService,
+    broker: EmbeddedBroker,
+    crm: tuple[Crm, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    receiver, _ = crm
+    receiver.answers = [(404, {}, "")]
+    await hand_off(broker, route, "lead-moved")
+    await dead_letters(broker, route, 1)
+    monkeypatch.setenv("REDIS_URL", route.settings.redis_url)
+    monkeypatch.setenv("ROUTE_REDIS_PREFIX", route.route_settings.redis_prefix)
+    assert await asyncio.to_thread(cli.main, ["requeue-crm", "--team", "na"]) == 0  # its own loop
+    assert capsys.readouterr().out.splitlines() == ["0 CRM deliveries queued again"]
+    assert await asyncio.to_thread(cli.main, ["requeue-crm", "--team", "emea"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0].startswith("queued again: hand-off ")
+        and "of lead-moved to emea (last error: HTTP 404" in out[0]
+    )
+    assert out[1] == "1 CRM delivery queued again"
+
+
+async def test_a_webhook_without_a_secret_stops_route_at_start(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path
+) -> None:
+    rules = rules_with_webhook(tmp_path, "https://crm.example/hook")
+    settings = settings_for(broker, redis_url, suffix, rules, "test:unused:")
+    with pytest.raises(ConfigError, match=r"\['emea'\] have a crm_webhook_url but ROUTE_CRM_WEBHOOK_SECRET"):
+        create_app(settings)

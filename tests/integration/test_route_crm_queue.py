@@ -1,0 +1,108 @@
+"""Route's CRM delivery queue against the real Redis: once per hand-off, leases, failures kept for a
+requeue, and erasure taking a lead's deliveries with it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from schemas.dead_letter import RecordOrigin
+from services.route.crm import CrmJob
+from services.route.crm_queue import CrmQueue
+from services.route.store import RedisStore
+from services.runtime.redis_client import redis_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = redis_client(redis_url, 2.0)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test:{uuid.uuid4().hex}:"
+
+
+def job(lead: str = "lead:1", handoff: str = "a" * 32, team: str = "emea") -> CrmJob:
+    origin = RecordOrigin(topic="leads.handoffs", partition=0, offset=7, key=lead)
+    return CrmJob(lead_id=lead, handoff_id=handoff, team=team, origin=origin, body="{}", queued_at=0)
+
+
+async def test_a_hand_off_is_queued_once_and_not_again_once_delivered(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    assert await queue.add(job(), now=100)
+    assert not await queue.add(job(), now=101)  # a replay while it waits
+    (claimed,) = await queue.claim(now=100, lease_seconds=30, limit=10)
+    assert claimed == job()
+    assert await queue.claim(now=120, lease_seconds=30, limit=10) == []  # leased to its claimer
+    await queue.done(claimed)
+    assert await queue.waiting() == 0
+    assert not await queue.add(job(), now=200)  # a replay after delivery
+    assert await redis.ttl(f"{prefix}crm:done:{'a' * 32}") > 0
+
+
+async def test_a_claim_whose_worker_died_comes_due_after_its_lease(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    await queue.add(job(), now=100)
+    assert await queue.claim(now=100, lease_seconds=30, limit=10)
+    assert await queue.claim(now=131, lease_seconds=30, limit=10) == [job()]
+
+
+async def test_a_retry_keeps_the_attempts_and_waits_until_it_is_due(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    await queue.add(job(), now=100)
+    (claimed,) = await queue.claim(now=100, lease_seconds=30, limit=10)
+    await queue.retry(claimed.failed("HTTP 503"), at=150)
+    assert await queue.claim(now=149, lease_seconds=30, limit=10) == []
+    (again,) = await queue.claim(now=150, lease_seconds=30, limit=10)
+    assert (again.attempts, again.last_error) == (1, "HTTP 503")
+
+
+async def test_given_up_jobs_wait_for_a_requeue_with_a_full_set_of_tries(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    other = job(lead="lead:2", handoff="b" * 32, team="na")
+    for entry in (job(), other):
+        await queue.add(entry, now=100)
+        await queue.give_up(entry.failed("HTTP 400").failed("HTTP 400"), now=110)
+    assert await queue.waiting() == 0
+    assert [j.handoff_id for j in await queue.failed()] == ["a" * 32, "b" * 32]
+    assert not await queue.add(job(), now=120)  # a replay does not post a given-up hand-off again
+
+    (moved,) = await queue.requeue(team="emea", now=130)
+    assert (moved.handoff_id, moved.attempts, moved.last_error) == ("a" * 32, 0, "HTTP 400")
+    assert await queue.requeue(team="emea", now=131) == []  # moved once
+    assert await queue.claim(now=130, lease_seconds=30, limit=10) == [moved]
+    assert [j.handoff_id for j in await queue.failed()] == ["b" * 32]
+
+
+async def test_failures_older_than_kept_go_when_the_next_one_is_given_up(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60, keep_failed_seconds=100)
+    old, new = job(lead="lead:old", handoff="c" * 32), job(lead="lead:new", handoff="d" * 32)
+    await queue.add(old, now=0)
+    await queue.give_up(old, now=10)
+    await queue.add(new, now=200)
+    await queue.give_up(new, now=200)
+    assert [j.handoff_id for j in await queue.failed()] == ["d" * 32]
+    assert not await redis.exists(f"{prefix}crm:jobs:lead:old")
+
+
+async def test_a_job_erased_while_it_was_tried_is_not_written_back(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    store = RedisStore(redis, prefix)
+    await queue.add(job(), now=100)
+    await queue.add(job(handoff="e" * 32), now=100)
+    claimed = await queue.claim(now=100, lease_seconds=30, limit=10)
+    assert len(claimed) == 2
+    erased = await store.erase("lead:1")
+    assert erased["crm_deliveries"] == 2
+    await queue.retry(claimed[0].failed("timeout"), at=120)
+    await queue.give_up(claimed[1].failed("HTTP 400"), now=120)
+    assert await queue.waiting() == 0 and await queue.failed() == []
+    assert not await redis.exists(f"{prefix}crm:jobs:lead:1")

@@ -1,0 +1,120 @@
+"""The pure rules of CRM webhook delivery: signatures, what an answer means, when to try again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.route.config import ConfigError, parse_config
+from services.route.crm import Verdict, next_delay, retry_after, sign, verdict, verify
+from services.route.settings import RouteSettings
+from services.runtime.backoff import retry_delay
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+secrets = st.text(min_size=1, max_size=40).filter(lambda s: "," not in s)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, Verdict.DELIVERED),
+        (202, Verdict.DELIVERED),
+        (204, Verdict.DELIVERED),
+        (301, Verdict.REFUSED),  # redirects are not followed
+        (307, Verdict.REFUSED),
+        (400, Verdict.REFUSED),
+        (401, Verdict.REFUSED),
+        (404, Verdict.REFUSED),
+        (410, Verdict.REFUSED),
+        (422, Verdict.REFUSED),
+        (408, Verdict.RETRY),
+        (425, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (502, Verdict.RETRY),
+        (503, Verdict.RETRY),
+    ],
+)
+def test_what_an_answer_means(status: int, expected: Verdict) -> None:
+    assert verdict(status) is expected
+
+
+@given(secret=secrets, body=st.binary(max_size=2000), stamp=st.integers(0, 4_000_000_000))
+def test_a_signed_body_verifies_and_nothing_else_does(secret: str, body: bytes, stamp: int) -> None:
+    header = sign([secret], stamp, body)
+    assert verify(secret, header, body, now=stamp)
+    assert verify(secret, header, body, now=stamp + 300)
+    assert not verify(secret, header, body, now=stamp + 301)  # an old request replayed
+    assert not verify(secret, header, body + b" ", now=stamp)
+    assert not verify(secret + "x", header, body, now=stamp)
+    forged = header.replace(f"t={stamp}", f"t={stamp + 1}")  # a newer time on an old signature
+    assert not verify(secret, forged, body, now=stamp)
+
+
+@given(new=secrets, old=secrets, body=st.binary(max_size=200))
+def test_while_a_secret_is_rotated_either_secret_verifies(new: str, old: str, body: bytes) -> None:
+    header = sign([new, old], 1_800_000_000, body)
+    assert header.count("v1=") == 2
+    assert verify(new, header, body, now=1_800_000_000)
+    assert verify(old, header, body, now=1_800_000_000)
+
+
+def test_the_signature_is_hmac_sha256_of_time_dot_body() -> None:
+    # Computed apart: printf '1800000000.{"a":1}' | openssl dgst -sha256 -hmac whsec
+    expected = "t=1800000000,v1=adf19a16865985b0891b0e7e4f6770e17d6bdd6462d897848f5adb661c4381bb"
+    assert sign(["whsec"], 1_800_000_000, b'{"a":1}') == expected
+
+
+@pytest.mark.parametrize("header", ["", "v1=abc", "t=x,v1=abc", "t=1,t=1,v1=abc", "t=-5,v1=abc"])
+def test_a_malformed_header_does_not_verify(header: str) -> None:
+    assert not verify("secret", header, b"{}", now=1)
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    assert retry_after("120", NOW) == 120
+    assert retry_after(" 7 ", NOW) == 7
+    assert retry_after(format_datetime(NOW + timedelta(seconds=90), usegmt=True), NOW) == 90
+    assert retry_after(format_datetime(NOW - timedelta(seconds=90), usegmt=True), NOW) == 0
+    assert retry_after(None, NOW) is None
+    assert retry_after("soon", NOW) is None
+    assert retry_after("Sat, 06 Dec 2026 12:00:00 -0000", NOW) is None  # no zone: unreadable
+
+
+@given(
+    attempts=st.integers(1, 40),
+    first=st.floats(0.1, 60),
+    longest=st.floats(1, 3600),
+    asked=st.none() | st.floats(0, 100_000),
+)
+def test_the_next_try_waits_the_back_off_or_what_was_asked_never_past_the_longest(
+    attempts: int, first: float, longest: float, asked: float | None
+) -> None:
+    delay = next_delay(attempts, first, longest, asked)
+    backoff = retry_delay(attempts, first, longest)
+    assert delay <= max(longest, backoff)
+    assert delay >= min(backoff, longest)
+    if asked is not None and asked <= longest:
+        assert delay >= asked
+
+
+def test_a_webhook_url_must_be_http(tmp_path: Path) -> None:
+    data = {"teams": [{"name": "emea", "crm_webhook_url": "ftp://crm.example"}], "fallback_team": "emea"}
+    with pytest.raises(ConfigError, match=r"teams\.0\.crm_webhook_url.*http"):
+        parse_config(yaml.safe_load(yaml.safe_dump(data)))
+    ok = parse_config(
+        {"teams": [{"name": "emea", "crm_webhook_url": "https://crm.example/h"}], "fallback_team": "emea"}
+    )
+    assert ok.team("emea").crm_webhook_url == "https://crm.example/h"
+
+
+def test_secrets_are_split_and_the_lease_outlasts_two_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTE_CRM_WEBHOOK_SECRET", " new , old ")
+    assert RouteSettings().crm_secrets == ("new", "old")
+    with pytest.raises(ValueError, match=r"crm_lease_seconds .* twice crm_timeout_seconds"):
+        RouteSettings(crm_timeout_seconds=10, crm_lease_seconds=15)
