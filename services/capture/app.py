@@ -20,6 +20,7 @@ from services.capture.guard import Deduplicator, RateLimiter
 from services.capture.ingest import Ingestor
 from services.capture.keys import (
     CAPTURE_METRICS,
+    CONSUMER_LAGS,
     FETCHER,
     FORMS,
     HEALTH,
@@ -65,6 +66,7 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
     app[SETTINGS] = settings
     app[PUBLISHER] = publisher or KafkaPublisher(settings.bootstrap_servers, settings.publish_timeout)
     app[METRICS] = metrics
+    app[CONSUMER_LAGS] = {}
     app[CAPTURE_METRICS] = capture_metrics(metrics.registry)
     redis = redis_client(settings.redis_url, settings.redis_timeout)
     app[REDIS] = redis
@@ -150,5 +152,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    body = request.app[METRICS].exposition()
+    metrics = request.app[METRICS]
+    metrics.consumer_lag.clear()  # partitions the privacy consumer gave up go with their series
+    lags: dict[tuple[str, int], int] = request.app[CONSUMER_LAGS]
+    metrics.show_lags("capture", lags)
+    body = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})

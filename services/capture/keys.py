@@ -27,3 +27,5 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 FORMS = web.AppKey("forms", dict[str, FormConfig])
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 FETCHER = web.AppKey("fetcher", ContactFetcher)
+# Capture's plain consumers' lag per (topic, partition), shown as leadpipe_consumer_lag on /metrics.
+CONSUMER_LAGS = web.AppKey("consumer_lags", dict[tuple[str, int], int])

@@ -33,7 +33,10 @@ def linkedin_challenge_response(challenge_code: str, client_secret: str) -> str:
 
 
 def linkedin_signature_ok(raw_body: bytes, header: str | None, client_secret: str) -> bool:
-    """`X-LI-Signature`: hex HMAC-SHA256 of "hmacsha256=" + raw body with the client secret."""
+    """`X-LI-Signature`: hex HMAC-SHA256 of "hmacsha256=" + raw body with the client secret, as
+    LinkedIn's "Webhook validation" guide (learn.microsoft.com/linkedin/shared/api-guide/
+    webhook-validation, "Requirements for Processing Notifications") states it. A header that
+    itself carries the `hmacsha256=` prefix, as some receivers' examples show, is taken too."""
     if not header:
         return False
     expected = _hmac_hex(client_secret, b"hmacsha256=" + raw_body)

@@ -40,7 +40,7 @@ from schemas.topics import TopicName
 from services.capture import consent, domain
 from services.capture.auth import CLIENT
 from services.capture.guard import seen_key
-from services.capture.keys import METRICS, PUBLISHER, REDIS, SETTINGS
+from services.capture.keys import CONSUMER_LAGS, METRICS, PUBLISHER, REDIS, SETTINGS
 from services.capture.publisher import BrokerUnavailable, Publisher
 from services.capture.redis_batch import SetMany
 from services.capture.responses import problem
@@ -465,18 +465,19 @@ def _unavailable(request: web.Request) -> web.Response:
 
 
 async def _consumer_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(consume(app[SETTINGS], app[PRIVACY]))
+    task = asyncio.create_task(consume(app[SETTINGS], app[PRIVACY], app[CONSUMER_LAGS]))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
-async def consume(settings: CaptureSettings, desk: PrivacyDesk) -> None:
-    """Handle every privacy record once per capture group (every handler is idempotent)."""
+async def consume(settings: CaptureSettings, desk: PrivacyDesk, lags: dict[tuple[str, int], int]) -> None:
+    """Handle every privacy record once per capture group (every handler is idempotent), reporting
+    the lag of each partition into `lags`."""
     group = f"leadpipe-capture{settings.topic_suffix}-privacy"
 
     async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
         await desk.handle([record.value for record in records])
 
-    await consume_forever(settings, settings.topic(TopicName.PRIVACY), group, handle)
+    await consume_forever(settings, settings.topic(TopicName.PRIVACY), group, handle, lags=lags)

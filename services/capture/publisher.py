@@ -56,7 +56,8 @@ class KafkaPublisher:
                     partitioner=KafkaPartitioner(),
                 )
                 try:
-                    await asyncio.wait_for(producer.start(), self._timeout)
+                    async with asyncio.timeout(self._timeout):  # not wait_for: redis_client.py says why
+                        await producer.start()
                 except (KafkaError, OSError, TimeoutError) as exc:
                     await producer.stop()
                     raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
@@ -106,7 +107,8 @@ class KafkaPublisher:
     async def reachable(self) -> bool:
         try:
             producer = await self._ensure_producer()
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await producer.client.fetch_all_metadata()
         except (BrokerUnavailable, KafkaError, OSError, TimeoutError):
             return False
         return True

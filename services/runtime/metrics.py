@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -49,6 +50,11 @@ class CommonMetrics:
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
         return data
+
+    def show_lags(self, service: str, lags: Mapping[tuple[str, int], int]) -> None:
+        """`leadpipe_consumer_lag` of plain consumers (services/runtime/side_consumer.py fills `lags`)."""
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(service, topic, str(partition)).set(lag)
 
 
 def common_metrics(service: str, registry: CollectorRegistry | None = None) -> CommonMetrics:

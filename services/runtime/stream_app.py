@@ -280,8 +280,7 @@ class StreamService:
                 if lag is None:
                     continue
                 gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
-        for (topic, partition), lag in self.side_lags.items():
-            gauge.labels(self.name, topic, str(partition)).set(lag)
+        self.metrics.show_lags(self.name, self.side_lags)
 
     def _install_pages(self) -> None:
         service = self

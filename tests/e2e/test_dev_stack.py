@@ -13,6 +13,7 @@ import pytest
 
 from schemas import Interaction, TopicName
 from tests.e2e.stack import Stack, processes_mentioning, start_stack
+from tests.eventually import eventually
 from tests.kafka import consume_until
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +54,11 @@ async def test_dev_stack_accepts_events_shows_demo_traffic_and_stops_cleanly(sta
     await asyncio.to_thread(stack.wait_for, "| interactions", 30)
     demo = await consume_until(stack.bootstrap, TopicName.INTERACTIONS, lambda rs: len(rs) > 10)
     assert len(demo) > 10, "demo traffic should be flowing"
+
+    # Route posts the demo's hand-offs to the stack's CRM webhook, which checks their signatures.
+    crm_log = stack.output.parent / "state" / "logs" / "crm.log"
+    await eventually(lambda: crm_log.exists() and "signature ok" in crm_log.read_text(), within=120)
+    assert "refused" not in crm_log.read_text()
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(60) == 0, stack.text()

@@ -148,6 +148,11 @@ async def test_erasure_pseudonymises_consent_proof_and_scrubs_idempotency(
 
     entry = await eventually(capture_done)
     assert entry["pending"] == ["enrich"] and not entry["complete"]
+    # The privacy consumer's lag shows on /metrics, per partition of privacy.requests.
+    exposition = await (await client.get("/metrics")).text()
+    topic = settings.topic(TopicName.PRIVACY)
+    lags = [line for line in exposition.splitlines() if line.startswith("leadpipe_consumer_lag{")]
+    assert lags and all('service="capture"' in line and f'topic="{topic}"' in line for line in lags)
     assert entry["requested_by"].startswith("admin")
     # The event, its consent record and the confirmation link each left an idempotency answer.
     assert entry["completed"]["capture"]["erased"] == {

@@ -11,9 +11,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jsonschema
 import pytest
 import yaml
@@ -103,7 +105,7 @@ async def route(
             "crm_timeout_seconds": 2.0,
             "crm_lease_seconds": 5.0,
             "crm_poll_seconds": 0.2,
-            "notify_enabled": False,
+            "smtp_port": free_port(),  # nobody there; with an hour's SLA no notice is due
         }
     )
     async with running(settings) as service:
@@ -161,6 +163,17 @@ async def test_each_hand_off_is_posted_once_signed_and_as_published(
     assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="queued"') == 1
     assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="delivered"') == 1
     assert await metric(route, "leadpipe_route_crm_delivery_seconds_count{", 'team="emea"') == 1
+
+    # The deliveries' consumer and the SLA notices' report their lag side by side.
+    async def lags_of(name: str) -> bool:
+        url = f"http://127.0.0.1:{route.settings.web_port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            text = await response.text()
+        topic = f'topic="{route.settings.topic(name)}"'
+        return any(row.startswith("leadpipe_consumer_lag{") and topic in row for row in text.splitlines())
+
+    for name in (TopicName.HANDOFFS, TopicName.SLA):
+        await eventually(partial(lags_of, name), within=20)
 
 
 async def test_a_failing_crm_is_tried_again_after_a_back_off_and_gets_the_hand_off_once(

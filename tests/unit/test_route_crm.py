@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 import yaml
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.devstack.crm_sink import make_app
 from services.route.config import ConfigError, parse_config
-from services.route.crm import Verdict, next_delay, retry_after, sign, verdict, verify
+from services.route.crm import SIGNATURE_HEADER, Verdict, next_delay, retry_after, sign, verdict, verify
 from services.route.settings import RouteSettings
 from services.runtime.backoff import retry_delay
 
@@ -118,3 +122,18 @@ def test_secrets_are_split_and_the_lease_outlasts_two_timeouts(monkeypatch: pyte
     assert RouteSettings().crm_secrets == ("new", "old")
     with pytest.raises(ValueError, match=r"crm_lease_seconds .* twice crm_timeout_seconds"):
         RouteSettings(crm_timeout_seconds=10, crm_lease_seconds=15)
+
+
+async def test_the_dev_stack_s_crm_webhook_takes_signed_hand_offs_only() -> None:
+    handoff = {
+        "handoff_id": "h1",
+        "lead_id": "e-1",
+        "assignee": {"team": "emea", "rep_id": None},
+        "sla": {"tier": "hot", "due_at": "2026-12-06T12:05:00Z"},
+    }
+    body = json.dumps(handoff).encode()
+    async with TestClient(TestServer(make_app("dev-secret"))) as client:
+        for secret, status in (("dev-secret", 204), ("other", 401)):
+            signed = {SIGNATURE_HEADER: sign([secret], int(time.time()), body)}
+            answer = await client.post("/hooks/handoffs", data=body, headers=signed)
+            assert answer.status == status
