@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from redis.asyncio import Redis
@@ -9,6 +10,7 @@ from redis.asyncio import Redis
 from schemas.handoff import Handoff, SlaEvent
 from services.route import agents, api
 from services.route.config import ConfigError, load_config
+from services.route.crm import team_secrets
 from services.route.crm_delivery import CrmDelivery
 from services.route.crm_queue import CrmQueue
 from services.route.metrics import RouteMetrics, route_metrics
@@ -30,12 +32,11 @@ class RouteService(StreamService):
         super().__init__("route", settings)
         self.route_settings = settings
         self.config = load_config(settings.rules_file)
-        crm_teams = [team.name for team in self.config.teams if team.crm_webhook_url]
-        if crm_teams and not settings.crm_webhook_secret:
-            raise ConfigError(
-                f"{settings.rules_file}: teams {crm_teams} have a crm_webhook_url but "
-                "ROUTE_CRM_WEBHOOK_SECRET is not set: their hand-offs would go unsigned"
-            )
+        try:
+            self.crm_secrets = team_secrets(self.config, settings.crm_secrets, os.environ)
+        except ValueError as exc:
+            raise ConfigError(f"{settings.rules_file}: {exc}") from None
+        crm_teams = list(self.crm_secrets)
         self.redis: Redis = redis_client(settings.redis_url, settings.redis_timeout)
         self.store = RedisStore(self.redis, settings.redis_prefix)
         self.router = Router(self.config, self.store)
@@ -82,6 +83,7 @@ class RouteService(StreamService):
             decode=partial(self.decode_record, decoder),
             dead_letter=self.dead_letter,
             metrics=self.route_metrics,
+            secrets=self.crm_secrets,
         )
 
     async def close(self) -> None:

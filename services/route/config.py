@@ -96,6 +96,12 @@ class Team(_Model):
         description="Each of the team's hand-offs is POSTed here, signed with ROUTE_CRM_WEBHOOK_SECRET "
         "(services/route/crm.py).",
     )
+    crm_webhook_secret_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="The environment variable holding this team's own webhook secret (new and old, "
+        "comma-separated, while rotating), for a CRM run by someone else; unset: ROUTE_CRM_WEBHOOK_SECRET.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -108,6 +114,12 @@ class Team(_Model):
         if value is not None:
             _HTTP_URL.validate_python(value)
         return value
+
+    @model_validator(mode="after")
+    def _secret_needs_a_webhook(self) -> Team:
+        if self.crm_webhook_secret_env and not self.crm_webhook_url:
+            raise ValueError("crm_webhook_secret_env is set but crm_webhook_url is not: nothing to sign")
+        return self
 
 
 class Match(_Model):

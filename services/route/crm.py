@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -19,6 +19,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.dead_letter import RecordOrigin
+from services.route.config import RoutingConfig
+from services.runtime.api_keys import comma_separated
 from services.runtime.backoff import retry_delay
 
 SIGNATURE_HEADER = "Leadpipe-Signature"
@@ -83,6 +85,28 @@ def next_delay(attempts: int, first: float, longest: float, asked: float | None 
     longer than `longest` (a receiver cannot park a hand-off for a day)."""
     delay = retry_delay(attempts, first, longest)
     return delay if asked is None else min(max(delay, asked), longest)
+
+
+def team_secrets(
+    config: RoutingConfig, default: Sequence[str], environ: Mapping[str, str]
+) -> dict[str, tuple[str, ...]]:
+    """Each webhook team's signing secrets: from the variable its `crm_webhook_secret_env` names, else
+    `default` (ROUTE_CRM_WEBHOOK_SECRET). Raises ValueError naming the team when it has none, so
+    route does not start to post hand-offs unsigned."""
+    secrets: dict[str, tuple[str, ...]] = {}
+    for team in config.teams:
+        if not team.crm_webhook_url:
+            continue
+        name = team.crm_webhook_secret_env
+        found = comma_separated(environ.get(name, "")) if name else tuple(default)
+        if not found:
+            where = f"its crm_webhook_secret_env, {name}," if name else "ROUTE_CRM_WEBHOOK_SECRET"
+            raise ValueError(
+                f"team {team.name!r} has a crm_webhook_url but {where} is not set: its hand-offs would "
+                "go unsigned"
+            )
+        secrets[team.name] = found
+    return secrets
 
 
 class CrmJob(BaseModel):

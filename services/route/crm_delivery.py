@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -72,9 +72,11 @@ class CrmDelivery:
         decode: Decode,
         dead_letter: DeadLetterSink,
         metrics: RouteMetrics,
+        secrets: Mapping[str, Sequence[str]],
     ) -> None:
         self.settings, self.config, self.queue = settings, config, queue
         self.decode, self.dead_letter, self.metrics = decode, dead_letter, metrics
+        self.secrets = secrets  # by team (crm.team_secrets)
         self._wake = asyncio.Event()
 
     def url(self, team: str) -> str | None:
@@ -199,7 +201,7 @@ class CrmDelivery:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "leadpipe-route",
-            SIGNATURE_HEADER: sign(self.settings.crm_secrets, int(time.time()), body),
+            SIGNATURE_HEADER: sign(self.secrets[job.team], int(time.time()), body),
             "Idempotency-Key": job.handoff_id,
             "Leadpipe-Delivery": job.handoff_id,
             "Leadpipe-Attempt": str(job.attempts + 1),

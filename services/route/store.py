@@ -367,15 +367,17 @@ class RedisStore:
         }
 
     async def export(self, lead_id: str) -> dict[str, Any]:
-        """What route holds about the lead: its open hand-off and SLA deadline."""
+        """What route holds about the lead: its open hand-off, SLA deadline and CRM deliveries."""
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("lead", lead_id)))
         assignment = {_text(k): _text(v) for k, v in raw.items()}
         if "state" in assignment:
             assignment["state"] = json.loads(assignment["state"])
         deadline = await self.redis.zscore(self._key("sla"), lead_id)
+        deliveries = cast(dict[Any, Any], await self.redis.hgetall(self._key("crm:jobs", lead_id)))
         return {
             "assignment": assignment or None,
             "sla_deadline_ms": int(deadline) if deadline is not None else None,
+            "crm_deliveries": [json.loads(job) for job in deliveries.values()],  # waiting or given up
         }
 
     async def ping(self) -> bool:

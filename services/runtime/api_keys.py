@@ -25,8 +25,12 @@ def hash_api_key(key: str) -> str:
 def split_keys(value: object) -> object:
     """A comma-separated environment value as a tuple of non-empty, stripped parts."""
     if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
+        return comma_separated(value)
     return value
+
+
+def comma_separated(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def as_hash(key: str) -> str:

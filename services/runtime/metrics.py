@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.gc_collector import GCCollector
 
+from services.runtime.heap import GcCollections
 from services.runtime.memory import MemoryCollector
 
 # Milliseconds to minutes: processing is fast, a stalled dependency is not.
@@ -62,6 +63,7 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
     up = Gauge("leadpipe_service_up", "1 while the service runs.", ["service"], registry=registry)
     up.labels(service).set(1)
     GCCollector(registry=registry)  # python_gc_collections_total{generation}: "2" are the full ones
+    registry.register(GcCollections(service))  # the same with the service's label
     registry.register(MemoryCollector(service))  # resident memory against the limit
     frozen = Gauge(
         "leadpipe_gc_frozen_objects",

@@ -43,6 +43,7 @@ from tests.unit.test_route_domain import make_change
 pytestmark = pytest.mark.integration
 
 SECRET = "whsec-test"
+NA_SECRET, NA_SECRET_ENV = "whsec-na", "LEADPIPE_TEST_CRM_NA_SECRET"
 
 
 @dataclass
@@ -81,9 +82,11 @@ async def crm() -> AsyncIterator[tuple[Crm, str]]:
 
 
 def rules_with_webhook(tmp_path: Path, url: str) -> Path:
-    """The route tests' teams with an hour's SLA (no reassignments meanwhile); emea posts to `url`."""
+    """The route tests' teams with an hour's SLA (no reassignments meanwhile): emea and na post to
+    `url`, na signing with its own secret; the fallback queue has no webhook."""
     rules: dict[str, Any] = copy.deepcopy(RULES)
     rules["teams"][0]["crm_webhook_url"] = url
+    rules["teams"][1] |= {"crm_webhook_url": url, "crm_webhook_secret_env": NA_SECRET_ENV}
     rules["sla"]["tiers"][0]["minutes"] = 60
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(rules))
@@ -92,8 +95,15 @@ def rules_with_webhook(tmp_path: Path, url: str) -> Path:
 
 @pytest.fixture
 async def route(
-    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, crm: tuple[Crm, str]
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    *,
+    crm: tuple[Crm, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[RouteService]:
+    monkeypatch.setenv(NA_SECRET_ENV, NA_SECRET)
     rules = rules_with_webhook(tmp_path, crm[1])
     settings = settings_for(broker, redis_url, suffix, rules, f"test:{uuid.uuid4().hex}:")
     settings = settings.model_copy(
@@ -139,11 +149,17 @@ async def test_each_hand_off_is_posted_once_signed_and_as_published(
     route: RouteService, broker: EmbeddedBroker, crm: tuple[Crm, str]
 ) -> None:
     receiver, _ = crm
-    await hand_off(broker, route, "lead-us", country="US")  # team na: no webhook
+    await hand_off(broker, route, "lead-fr", country="FR")  # the fallback queue: no webhook
+    await hand_off(broker, route, "lead-us", country="US")  # team na: its own secret
     await hand_off(broker, route, "lead-de")
-    ((headers, body),) = await receiver.wait_for(1)
+    posts = {json.loads(body)["lead_id"]: (headers, body) for headers, body in await receiver.wait_for(2)}
     handoff = await published(broker, route, "lead-de")
-    await published(broker, route, "lead-us")
+    await published(broker, route, "lead-fr")
+    assert sorted(posts) == ["lead-de", "lead-us"]
+    na_headers, na_body = posts["lead-us"]
+    assert verify(NA_SECRET, na_headers[SIGNATURE_HEADER], na_body, now=time.time())
+    assert not verify(SECRET, na_headers[SIGNATURE_HEADER], na_body, now=time.time())
+    headers, body = posts["lead-de"]
 
     assert body == handoff.value  # what a Kafka subscriber reads, byte for byte
     document = build()  # route's /openapi.json describes the post under `webhooks`
@@ -159,9 +175,10 @@ async def test_each_hand_off_is_posted_once_signed_and_as_published(
     assert route.crm is not None
     await route.crm.handle([handoff])
     await asyncio.sleep(1)
-    assert len(receiver.posts) == 1
-    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="queued"') == 1
-    assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="delivered"') == 1
+    assert len(receiver.posts) == 2
+    for outcome in ("queued", "delivered"):
+        line = f'leadpipe_route_crm_deliveries_total{{outcome="{outcome}",team="emea"}} '
+        assert await metric(route, line) == 1
     assert await metric(route, "leadpipe_route_crm_delivery_seconds_count{", 'team="emea"') == 1
 
     # The deliveries' consumer and the SLA notices' report their lag side by side.
@@ -262,5 +279,12 @@ async def test_a_webhook_without_a_secret_stops_route_at_start(
 ) -> None:
     rules = rules_with_webhook(tmp_path, "https://crm.example/hook")
     settings = settings_for(broker, redis_url, suffix, rules, "test:unused:")
-    with pytest.raises(ConfigError, match=r"\['emea'\] have a crm_webhook_url but ROUTE_CRM_WEBHOOK_SECRET"):
+    with pytest.raises(
+        ConfigError, match="team 'emea' has a crm_webhook_url but ROUTE_CRM_WEBHOOK_SECRET is not"
+    ):
         create_app(settings)
+    with_default = settings.model_copy(update={"crm_webhook_secret": (SecretStr(SECRET),)})
+    with pytest.raises(
+        ConfigError, match=f"team 'na' .* its crm_webhook_secret_env, {NA_SECRET_ENV}, is not"
+    ):
+        create_app(with_default)

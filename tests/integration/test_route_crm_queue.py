@@ -100,9 +100,12 @@ async def test_a_job_erased_while_it_was_tried_is_not_written_back(redis: Redis,
     await queue.add(job(handoff="e" * 32), now=100)
     claimed = await queue.claim(now=100, lease_seconds=30, limit=10)
     assert len(claimed) == 2
+    exported = (await store.export("lead:1"))["crm_deliveries"]
+    assert sorted(job["handoff_id"] for job in exported) == ["a" * 32, "e" * 32]
     erased = await store.erase("lead:1")
     assert erased["crm_deliveries"] == 2
     await queue.retry(claimed[0].failed("timeout"), at=120)
     await queue.give_up(claimed[1].failed("HTTP 400"), now=120)
     assert await queue.waiting() == 0 and await queue.failed() == []
     assert not await redis.exists(f"{prefix}crm:jobs:lead:1")
+    assert (await store.export("lead:1"))["crm_deliveries"] == []

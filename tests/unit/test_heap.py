@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from services.runtime.heap import HeapFreezer
+from services.runtime.heap import GcCollections, HeapFreezer
 
 
 class Node:
@@ -63,3 +63,18 @@ def test_garbage_frozen_with_the_heap_stays_and_collect_frees_it_first(registry:
     later = _garbage_cycle()
     gc.collect()
     assert later() is None  # garbage made after the freeze is collected as before
+
+
+def test_full_collections_are_counted_under_the_service_s_label() -> None:
+    registry = CollectorRegistry()
+    registry.register(GcCollections("score"))
+
+    def full() -> float | None:
+        return registry.get_sample_value(
+            "leadpipe_gc_collections_total", {"service": "score", "generation": "2"}
+        )
+
+    before = full()
+    assert before is not None
+    gc.collect()
+    assert full() == before + 1

@@ -15,8 +15,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.devstack.crm_sink import make_app
-from services.route.config import ConfigError, parse_config
-from services.route.crm import SIGNATURE_HEADER, Verdict, next_delay, retry_after, sign, verdict, verify
+from services.route.config import ConfigError, RoutingConfig, parse_config
+from services.route.crm import (
+    SIGNATURE_HEADER,
+    Verdict,
+    next_delay,
+    retry_after,
+    sign,
+    team_secrets,
+    verdict,
+    verify,
+)
 from services.route.settings import RouteSettings
 from services.runtime.backoff import retry_delay
 
@@ -137,3 +146,37 @@ async def test_the_dev_stack_s_crm_webhook_takes_signed_hand_offs_only() -> None
             signed = {SIGNATURE_HEADER: sign([secret], int(time.time()), body)}
             answer = await client.post("/hooks/handoffs", data=body, headers=signed)
             assert answer.status == status
+
+
+def _config(*teams: dict[str, object]) -> RoutingConfig:
+    return parse_config({"teams": list(teams), "fallback_team": "queue"})
+
+
+def test_each_webhook_team_signs_with_its_own_secret_or_the_default() -> None:
+    config = _config(
+        {"name": "emea", "crm_webhook_url": "https://hooks.example/emea"},
+        {"name": "na", "crm_webhook_url": "https://crm.na.example/h", "crm_webhook_secret_env": "NA_CRM"},
+        {"name": "queue"},  # no webhook: nothing to sign
+    )
+    secrets = team_secrets(config, ("default",), {"NA_CRM": " new, old "})
+    assert secrets == {"emea": ("default",), "na": ("new", "old")}
+    with pytest.raises(ValueError, match=r"team 'na' .* its crm_webhook_secret_env, NA_CRM, is not set"):
+        team_secrets(config, ("default",), {})
+    with pytest.raises(ValueError, match=r"team 'emea' .* ROUTE_CRM_WEBHOOK_SECRET is not set"):
+        team_secrets(config, (), {"NA_CRM": "new"})
+    assert team_secrets(_config({"name": "queue"}), (), {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("team", "problem"),
+    [
+        ({"crm_webhook_secret_env": "NA_CRM"}, "crm_webhook_secret_env is set but crm_webhook_url is not"),
+        (
+            {"crm_webhook_url": "https://h.example", "crm_webhook_secret_env": "na-crm"},
+            "crm_webhook_secret_env",
+        ),
+    ],
+)
+def test_a_secret_variable_needs_a_webhook_and_a_variable_s_name(team: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        _config({"name": "queue", **team})
