@@ -2,13 +2,14 @@
 
 A plain consumer of leads.handoffs in its own group (services/runtime/side_consumer.py) queues the
 hand-off of every team with a `crm_webhook_url` (crm_queue.py); a loop beside it claims due
-deliveries and posts them, as many at once as `ROUTE_CRM_CONCURRENCY`. A CRM that is down delays
-its own team's deliveries and nothing else: hand-offs, the SLA clock and the other teams' CRMs go
-on. A post is tried `ROUTE_CRM_ATTEMPTS` times with capped doubling back-off (longer when the CRM
-answers with Retry-After); an answer that retrying cannot change (a 4xx but 408, 425 and 429, a
-redirect) or the last failed try dead-letters it on leads.dlq with the reason, and `leadpipe
-requeue-crm` queues it again once the CRM's side is mended. Each post carries the hand-off id as
-`Idempotency-Key`: a post whose answer was lost is sent again, and the receiver drops the repeat.
+deliveries and posts them, a loop per team, each with up to `ROUTE_CRM_CONCURRENCY` posts at once. A
+CRM that is down or hangs delays its own team's deliveries and nothing else: hand-offs, the SLA
+clock and the other teams' CRMs go on. A post is tried `ROUTE_CRM_ATTEMPTS` times with capped
+doubling back-off (longer when the CRM answers with Retry-After); an answer that retrying cannot
+change (a 4xx but 408, 425 and 429, a redirect) or the last failed try dead-letters it on leads.dlq
+with the reason, and `leadpipe requeue-crm` queues it again once the CRM's side is mended. Each post
+carries the hand-off id as `Idempotency-Key`: a post whose answer was lost is sent again, and the
+receiver drops the repeat.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ class CrmDelivery:
     ) -> None:
         self.settings, self.config, self.queue = settings, config, queue
         self.decode, self.dead_letter, self.metrics = decode, dead_letter, metrics
-        self.secrets = secrets  # by team (crm.team_secrets)
-        self._wake = asyncio.Event()
+        self.secrets = secrets  # by team (crm.team_secrets): the teams with a webhook
+        self._wake = {team: asyncio.Event() for team in secrets}
 
     def url(self, team: str) -> str | None:
         """The team's webhook as configured now; None for a team without one, or no longer there."""
@@ -107,7 +108,7 @@ class CrmDelivery:
             )
             if await until_redis_answers(partial(self.queue.add, job), "queue CRM delivery"):
                 self.metrics.crm_deliveries.labels(job.team, "queued").inc()
-                self._wake.set()
+                self._wake[job.team].set()
 
     async def run(self, lags: dict[tuple[str, int], int]) -> None:
         """Queue and deliver until cancelled, reporting leads.handoffs' lag into `lags`."""
@@ -117,38 +118,56 @@ class CrmDelivery:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await asyncio.gather(
                 consume_forever(s, s.topic(TopicName.HANDOFFS), group, self.handle, lags=lags),
-                self.deliver_forever(http),
+                *(self.deliver_forever(http, team) for team in self.secrets),
             )
 
-    async def deliver_forever(self, http: aiohttp.ClientSession) -> None:
-        while True:
-            self._wake.clear()
-            claimed = await self.deliver_due(http)
-            if claimed < self.settings.crm_concurrency:  # a full round may have left more due
-                with contextlib.suppress(TimeoutError):  # asyncio.timeout: see contact_fetch.py
-                    async with asyncio.timeout(self.settings.crm_poll_seconds):
-                        await self._wake.wait()
+    async def deliver_forever(self, http: aiohttp.ClientSession, team: str) -> None:
+        """The team's deliveries, each posted as soon as it is due and one of the team's
+        `ROUTE_CRM_CONCURRENCY` slots is free: a post that waits for a slow CRM holds its own slot,
+        not the posts queued after it, and a loop per team keeps one team's CRM from holding
+        another's. Posts still waiting when the worker stops are cancelled; their claims come due
+        again after the lease."""
+        wake = self._wake[team]
+        posting: set[asyncio.Task[None]] = set()
 
-    async def deliver_due(self, http: aiohttp.ClientSession) -> int:
-        """One round: the due deliveries claimed and posted together; how many were claimed."""
-        s = self.settings
+        def finished(task: asyncio.Task[None]) -> None:
+            posting.discard(task)
+            wake.set()  # a slot is free
+
         try:
-            jobs = await self.queue.claim(time.time(), s.crm_lease_seconds, s.crm_concurrency)
-            results = await asyncio.gather(*(self.settle(http, job) for job in jobs), return_exceptions=True)
-            for job, result in zip(jobs, results, strict=True):
-                if isinstance(result, BaseException):
-                    log.warning(
-                        "CRM delivery %s not settled (%r); tried again after its lease",
-                        job.handoff_id,
-                        result,
-                    )
-            self.metrics.crm_waiting.set(await self.queue.waiting())
-            return len(jobs)
+            while True:
+                wake.clear()
+                free = self.settings.crm_concurrency - len(posting)
+                claimed = await self.claim_due(team, free) if free > 0 else []
+                for job in claimed:
+                    task = asyncio.create_task(self.settle_logged(http, job))
+                    posting.add(task)
+                    task.add_done_callback(finished)
+                if len(claimed) < free or free <= 0:  # else more may be due at once
+                    with contextlib.suppress(TimeoutError):  # asyncio.timeout: see contact_fetch.py
+                        async with asyncio.timeout(self.settings.crm_poll_seconds):
+                            await wake.wait()
+        finally:
+            for task in posting:
+                task.cancel()
+
+    async def claim_due(self, team: str, limit: int) -> list[CrmJob]:
+        """Up to `limit` of the team's due deliveries, claimed for the lease; none while Redis is away."""
+        try:
+            jobs = await self.queue.claim(team, time.time(), self.settings.crm_lease_seconds, limit)
+            self.metrics.crm_waiting.labels(team).set(await self.queue.waiting(team))
+            return jobs
         except (RedisError, OSError) as exc:
             log.warning("CRM delivery queue unavailable (%s); retrying", exc)
-        except Exception:  # one bad round must not end the loop: its claims come due again
-            log.exception("CRM delivery round failed")
-        return 0
+        except Exception:  # a bad round must not end the loop: its claims come due again
+            log.exception("CRM delivery claim failed")
+        return []
+
+    async def settle_logged(self, http: aiohttp.ClientSession, job: CrmJob) -> None:
+        try:
+            await self.settle(http, job)
+        except Exception as exc:  # Redis away, the dead letter not sent: the claim comes due again
+            log.warning("CRM delivery %s not settled (%r); tried again after its lease", job.handoff_id, exc)
 
     async def settle(self, http: aiohttp.ClientSession, job: CrmJob) -> str:
         """Post `job` once and store what came of it; returns the outcome, as counted."""

@@ -3,14 +3,15 @@
 Why a queue and not retries in the consumer: one team's CRM that is down for an hour must not hold
 the other teams' deliveries behind it, and a delivery waiting to be tried again must survive its
 worker. Each job sits in its lead's hash (`crm:jobs:<lead>`, field: hand-off id), so erasing a lead
-removes its deliveries in one step (store.py's erase script); the due set is scored by due time
-and claimed for a lease (services/runtime/due_claims.py), so any number of route workers share it
-and a job whose claimer died comes due again. A delivered or given-up hand-off's id is kept for
-`done_ttl` so that a replay of leads.handoffs does not post it again. Given-up jobs stay in the
-failed set for `leadpipe requeue-crm` for `keep_failed_seconds`.
+removes its deliveries in one step (store.py's erase script). Each team has its own due set, scored
+by due time and claimed for a lease (services/runtime/due_claims.py): any number of route workers
+share it, a job whose claimer died comes due again, and a team whose CRM hangs fills only its own. A
+delivered or given-up hand-off's id is kept for `done_ttl` so that a replay of leads.handoffs does
+not post it again. Given-up jobs stay in the failed set for `leadpipe requeue-crm` for
+`keep_failed_seconds`.
 
-Keys, under route's prefix: `crm:jobs:<lead>` (hash), `crm:due` and `crm:failed` (sorted sets of
-`<hand-off id>:<lead id>`), `crm:done:<hand-off id>` (string with expiry).
+Keys, under route's prefix: `crm:jobs:<lead>` (hash), `crm:due:<team>` and `crm:failed` (sorted sets
+of `<hand-off id>:<lead id>`), `crm:done:<hand-off id>` (string with expiry).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class CrmQueue:
         self, redis: Redis, prefix: str, *, done_ttl: int, keep_failed_seconds: float = 14 * 24 * 3600
     ) -> None:
         self._redis, self._prefix = redis, prefix
-        self.due_key, self.failed_key = f"{prefix}crm:due", f"{prefix}crm:failed"
+        self.failed_key = f"{prefix}crm:failed"
         self._done_ttl, self._keep_failed = done_ttl, keep_failed_seconds
         self._add = redis.register_script(_ADD)
         self._done = redis.register_script(_DONE)
@@ -98,6 +99,9 @@ class CrmQueue:
         self._give_up = redis.register_script(_GIVE_UP)
         self._requeue = redis.register_script(_REQUEUE)
         self._claim = DueClaims(redis)
+
+    def due_key(self, team: str) -> str:
+        return f"{self._prefix}crm:due:{team}"
 
     def _jobs(self, lead_id: str) -> str:
         return f"{self._prefix}crm:jobs:{lead_id}"
@@ -108,13 +112,14 @@ class CrmQueue:
     async def add(self, job: CrmJob, now: float | None = None) -> bool:
         """Queue `job`, due at once; False when it is queued, delivered or given up already."""
         now = time.time() if now is None else now
-        keys = [self._jobs(job.lead_id), self.due_key, self._done_key(job.handoff_id)]
+        keys = [self._jobs(job.lead_id), self.due_key(job.team), self._done_key(job.handoff_id)]
         args: list[str | float] = [job.handoff_id, job.model_dump_json(), now, member(job)]
         return bool(await self._add(keys=keys, args=args))
 
-    async def claim(self, now: float, lease_seconds: float, limit: int) -> list[CrmJob]:
-        """Due jobs, each out of the other workers' reach for `lease_seconds`."""
-        members = [m.decode() for m in await self._claim(self.due_key, now, lease_seconds, limit)]
+    async def claim(self, team: str, now: float, lease_seconds: float, limit: int) -> list[CrmJob]:
+        """The team's due jobs, each out of the other workers' reach for `lease_seconds`."""
+        due_key = self.due_key(team)
+        members = [m.decode() for m in await self._claim(due_key, now, lease_seconds, limit)]
         if not members:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -124,28 +129,33 @@ class CrmQueue:
             stored: list[Any] = await pipe.execute()
         orphans = [entry for entry, raw in zip(members, stored, strict=True) if raw is None]
         if orphans:  # delivered by another worker after this claim read the set, or erased
-            await self._redis.zrem(self.due_key, *orphans)
+            await self._redis.zrem(due_key, *orphans)
         return [CrmJob.model_validate_json(raw) for raw in stored if raw is not None]
 
     async def done(self, job: CrmJob) -> None:
-        keys = [self._jobs(job.lead_id), self.due_key, self._done_key(job.handoff_id)]
+        keys = [self._jobs(job.lead_id), self.due_key(job.team), self._done_key(job.handoff_id)]
         await self._done(keys=keys, args=[job.handoff_id, member(job), self._done_ttl])
 
     async def drop(self, job: CrmJob) -> None:
         """Out of the queue without a post (its team has no webhook any more); a replay adds it again."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(self._jobs(job.lead_id), job.handoff_id)
-            pipe.zrem(self.due_key, member(job))
+            pipe.zrem(self.due_key(job.team), member(job))
             await pipe.execute()
 
     async def retry(self, job: CrmJob, at: float) -> None:
         """Store the job as it is now (attempts, error) and make it due again at `at`."""
-        keys = [self._jobs(job.lead_id), self.due_key]
+        keys = [self._jobs(job.lead_id), self.due_key(job.team)]
         await self._retry(keys=keys, args=[job.handoff_id, job.model_dump_json(), at, member(job)])
 
     async def give_up(self, job: CrmJob, now: float) -> None:
         """Out of the due set into the failed set, where `requeue` finds it."""
-        keys = [self._jobs(job.lead_id), self.due_key, self.failed_key, self._done_key(job.handoff_id)]
+        keys = [
+            self._jobs(job.lead_id),
+            self.due_key(job.team),
+            self.failed_key,
+            self._done_key(job.handoff_id),
+        ]
         args: list[str | float] = [
             job.handoff_id,
             job.model_dump_json(),
@@ -157,8 +167,8 @@ class CrmQueue:
         ]
         await self._give_up(keys=keys, args=args)
 
-    async def waiting(self) -> int:
-        return int(await self._redis.zcard(self.due_key))
+    async def waiting(self, team: str) -> int:
+        return int(await self._redis.zcard(self.due_key(team)))
 
     async def failed(self) -> list[CrmJob]:
         """Given-up jobs, oldest first."""
@@ -179,7 +189,12 @@ class CrmQueue:
             if team is not None and job.team != team:
                 continue
             fresh = job.model_copy(update={"attempts": 0})
-            keys = [self.failed_key, self._jobs(job.lead_id), self.due_key, self._done_key(job.handoff_id)]
+            keys = [
+                self.failed_key,
+                self._jobs(job.lead_id),
+                self.due_key(job.team),
+                self._done_key(job.handoff_id),
+            ]
             args: list[str | float] = [member(job), job.handoff_id, fresh.model_dump_json(), now]
             if await self._requeue(keys=keys, args=args):
                 moved.append(fresh)

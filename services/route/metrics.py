@@ -69,6 +69,7 @@ class RouteMetrics:
         for outcome in NOTICE_OUTCOMES:
             self.notices.labels(outcome)
         for team in crm_teams:
+            self.crm_waiting.labels(team)
             for outcome in CRM_OUTCOMES:
                 self.crm_deliveries.labels(team, outcome)
         for team in teams:
@@ -147,7 +148,8 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         ),
         crm_waiting=Gauge(
             "leadpipe_route_crm_waiting",
-            "CRM deliveries waiting for their first or next try, in every worker's queue.",
+            "A team's CRM deliveries waiting for their first or next try (the queue all workers share).",
+            ["team"],
             registry=registry,
         ),
         campaigns=campaigns or load_campaigns(),

@@ -75,7 +75,7 @@ class RouteSettings(ServiceSettings, SmtpSettings):
         60.0, gt=0, description="A claimed delivery comes due again after this if its worker died."
     )
     crm_poll_seconds: float = Field(1.0, gt=0, description="Seconds between looks for due deliveries.")
-    crm_concurrency: int = Field(20, ge=1, le=500, description="Posts in flight per worker.")
+    crm_concurrency: int = Field(20, ge=1, le=500, description="Posts in flight per team and worker.")
     crm_done_ttl_seconds: int = Field(
         30 * 24 * 3600, ge=60, description="How long a delivered hand-off's id is kept against a replay."
     )

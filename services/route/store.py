@@ -146,13 +146,14 @@ if redis.call('EXISTS', lead_key) == 1 then
 end
 local deadlines = redis.call('ZREM', prefix .. 'sla', lead)
 local jobs = prefix .. 'crm:jobs:' .. lead
-local deliveries = redis.call('HKEYS', jobs)
-for _, hid in ipairs(deliveries) do
-  redis.call('ZREM', prefix .. 'crm:due', hid .. ':' .. lead)
-  redis.call('ZREM', prefix .. 'crm:failed', hid .. ':' .. lead)
+local deliveries = redis.call('HGETALL', jobs)
+for i = 1, #deliveries, 2 do
+  local member = deliveries[i] .. ':' .. lead
+  redis.call('ZREM', prefix .. 'crm:due:' .. cjson.decode(deliveries[i + 1])['team'], member)
+  redis.call('ZREM', prefix .. 'crm:failed', member)
 end
 redis.call('DEL', jobs)
-return {found, deadlines, released, #deliveries}
+return {found, deadlines, released, #deliveries / 2}
 """
 
 

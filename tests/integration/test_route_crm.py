@@ -34,6 +34,7 @@ from services.route.config import ConfigError
 from services.route.crm import SIGNATURE_HEADER, verify
 from services.route.openapi import build
 from services.route.requeue import requeue
+from services.route.settings import RouteSettings
 from tests.eventually import eventually
 from tests.integration.test_route_notices import metric
 from tests.integration.test_route_service import RULES, record, running, settings_for
@@ -52,9 +53,13 @@ class Crm:
 
     answers: list[tuple[int, dict[str, str], str]] = field(default_factory=lambda: [(200, {}, "")])
     posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    hold: set[str] = field(default_factory=set)  # teams whose posts get no answer until `release`
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def receive(self, request: web.Request) -> web.Response:
         self.posts.append((dict(request.headers), await request.read()))
+        if request.query.get("team", "emea") in self.hold:
+            await self.release.wait()
         status, headers, text = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return web.Response(status=status, headers=headers, text=text)
 
@@ -78,6 +83,7 @@ async def crm() -> AsyncIterator[tuple[Crm, str]]:
     try:
         yield receiver, f"http://127.0.0.1:{port}/hooks/leadpipe"
     finally:
+        receiver.release.set()
         await runner.cleanup()
 
 
@@ -86,27 +92,20 @@ def rules_with_webhook(tmp_path: Path, url: str) -> Path:
     `url`, na signing with its own secret; the fallback queue has no webhook."""
     rules: dict[str, Any] = copy.deepcopy(RULES)
     rules["teams"][0]["crm_webhook_url"] = url
-    rules["teams"][1] |= {"crm_webhook_url": url, "crm_webhook_secret_env": NA_SECRET_ENV}
+    rules["teams"][1] |= {"crm_webhook_url": f"{url}?team=na", "crm_webhook_secret_env": NA_SECRET_ENV}
     rules["sla"]["tiers"][0]["minutes"] = 60
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(rules))
     return path
 
 
-@pytest.fixture
-async def route(
-    broker: EmbeddedBroker,
-    redis_url: str,
-    suffix: str,
-    tmp_path: Path,
-    *,
-    crm: tuple[Crm, str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[RouteService]:
-    monkeypatch.setenv(NA_SECRET_ENV, NA_SECRET)
-    rules = rules_with_webhook(tmp_path, crm[1])
+def crm_settings(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, url: str, **changes: Any
+) -> RouteSettings:
+    """Route posting to `url` with three tries a second or less apart (`changes` on top)."""
+    rules = rules_with_webhook(tmp_path, url)
     settings = settings_for(broker, redis_url, suffix, rules, f"test:{uuid.uuid4().hex}:")
-    settings = settings.model_copy(
+    return settings.model_copy(
         update={
             "crm_webhook_secret": (SecretStr(SECRET),),
             "crm_attempts": 3,
@@ -116,9 +115,22 @@ async def route(
             "crm_lease_seconds": 5.0,
             "crm_poll_seconds": 0.2,
             "smtp_port": free_port(),  # nobody there; with an hour's SLA no notice is due
+            **changes,
         }
     )
-    async with running(settings) as service:
+
+
+@pytest.fixture(autouse=True)
+def na_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Team na's own signing secret, in the variable its crm_webhook_secret_env names."""
+    monkeypatch.setenv(NA_SECRET_ENV, NA_SECRET)
+
+
+@pytest.fixture
+async def route(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, crm: tuple[Crm, str]
+) -> AsyncIterator[RouteService]:
+    async with running(crm_settings(broker, redis_url, suffix, tmp_path, crm[1])) as service:
         yield service
 
 
@@ -209,6 +221,30 @@ async def test_a_failing_crm_is_tried_again_after_a_back_off_and_gets_the_hand_o
     assert await metric(route, "leadpipe_dead_letters_total{") == 0
 
 
+async def test_a_crm_that_hangs_holds_up_its_own_team_s_deliveries_only(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, crm: tuple[Crm, str]
+) -> None:
+    receiver, url = crm
+    receiver.hold = {"emea"}  # emea's CRM takes every post and never answers
+    settings = crm_settings(
+        broker, redis_url, suffix, tmp_path, url, crm_timeout_seconds=30, crm_lease_seconds=60
+    )
+    async with running(settings) as route:
+        for n in range(3):
+            await hand_off(broker, route, f"lead-hung-{n}")
+        await receiver.wait_for(3)  # all three wait for emea's CRM, for up to 30 s each
+        await hand_off(broker, route, "lead-na", country="US")
+        posts = await receiver.wait_for(4)
+        assert json.loads(posts[3][1])["lead_id"] == "lead-na"
+        # na's post went out while emea's three were still waiting for their answers: none has
+        # timed out, so none was retried yet.
+        emea = 'team="emea"'
+        assert await metric(route, 'leadpipe_route_crm_deliveries_total{outcome="retried",', emea) == 0
+        assert (
+            await metric(route, 'leadpipe_route_crm_deliveries_total{outcome="delivered",', 'team="na"') == 1
+        )
+
+
 async def test_a_refusal_is_dead_lettered_with_the_reason_and_requeue_posts_it_again(
     route: RouteService, broker: EmbeddedBroker, crm: tuple[Crm, str]
 ) -> None:
@@ -275,8 +311,9 @@ async def test_the_requeue_command_reads_route_s_settings_and_says_what_it_did(
 
 
 async def test_a_webhook_without_a_secret_stops_route_at_start(
-    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(NA_SECRET_ENV)
     rules = rules_with_webhook(tmp_path, "https://crm.example/hook")
     settings = settings_for(broker, redis_url, suffix, rules, "test:unused:")
     with pytest.raises(

@@ -39,11 +39,11 @@ async def test_a_hand_off_is_queued_once_and_not_again_once_delivered(redis: Red
     queue = CrmQueue(redis, prefix, done_ttl=60)
     assert await queue.add(job(), now=100)
     assert not await queue.add(job(), now=101)  # a replay while it waits
-    (claimed,) = await queue.claim(now=100, lease_seconds=30, limit=10)
+    (claimed,) = await queue.claim("emea", now=100, lease_seconds=30, limit=10)
     assert claimed == job()
-    assert await queue.claim(now=120, lease_seconds=30, limit=10) == []  # leased to its claimer
+    assert await queue.claim("emea", now=120, lease_seconds=30, limit=10) == []  # leased to its claimer
     await queue.done(claimed)
-    assert await queue.waiting() == 0
+    assert await queue.waiting("emea") == 0
     assert not await queue.add(job(), now=200)  # a replay after delivery
     assert await redis.ttl(f"{prefix}crm:done:{'a' * 32}") > 0
 
@@ -51,17 +51,17 @@ async def test_a_hand_off_is_queued_once_and_not_again_once_delivered(redis: Red
 async def test_a_claim_whose_worker_died_comes_due_after_its_lease(redis: Redis, prefix: str) -> None:
     queue = CrmQueue(redis, prefix, done_ttl=60)
     await queue.add(job(), now=100)
-    assert await queue.claim(now=100, lease_seconds=30, limit=10)
-    assert await queue.claim(now=131, lease_seconds=30, limit=10) == [job()]
+    assert await queue.claim("emea", now=100, lease_seconds=30, limit=10)
+    assert await queue.claim("emea", now=131, lease_seconds=30, limit=10) == [job()]
 
 
 async def test_a_retry_keeps_the_attempts_and_waits_until_it_is_due(redis: Redis, prefix: str) -> None:
     queue = CrmQueue(redis, prefix, done_ttl=60)
     await queue.add(job(), now=100)
-    (claimed,) = await queue.claim(now=100, lease_seconds=30, limit=10)
+    (claimed,) = await queue.claim("emea", now=100, lease_seconds=30, limit=10)
     await queue.retry(claimed.failed("HTTP 503"), at=150)
-    assert await queue.claim(now=149, lease_seconds=30, limit=10) == []
-    (again,) = await queue.claim(now=150, lease_seconds=30, limit=10)
+    assert await queue.claim("emea", now=149, lease_seconds=30, limit=10) == []
+    (again,) = await queue.claim("emea", now=150, lease_seconds=30, limit=10)
     assert (again.attempts, again.last_error) == (1, "HTTP 503")
 
 
@@ -71,15 +71,27 @@ async def test_given_up_jobs_wait_for_a_requeue_with_a_full_set_of_tries(redis: 
     for entry in (job(), other):
         await queue.add(entry, now=100)
         await queue.give_up(entry.failed("HTTP 400").failed("HTTP 400"), now=110)
-    assert await queue.waiting() == 0
+    assert await queue.waiting("emea") == 0
     assert [j.handoff_id for j in await queue.failed()] == ["a" * 32, "b" * 32]
     assert not await queue.add(job(), now=120)  # a replay does not post a given-up hand-off again
 
     (moved,) = await queue.requeue(team="emea", now=130)
     assert (moved.handoff_id, moved.attempts, moved.last_error) == ("a" * 32, 0, "HTTP 400")
     assert await queue.requeue(team="emea", now=131) == []  # moved once
-    assert await queue.claim(now=130, lease_seconds=30, limit=10) == [moved]
+    assert await queue.claim("emea", now=130, lease_seconds=30, limit=10) == [moved]
+    assert await queue.claim("na", now=130, lease_seconds=30, limit=10) == []
     assert [j.handoff_id for j in await queue.failed()] == ["b" * 32]
+
+
+async def test_each_team_claims_only_its_own_deliveries(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    stuck = [job(lead=f"lead:{n}", handoff=f"{n:032x}") for n in range(5)]
+    for entry in stuck:
+        await queue.add(entry, now=100)  # due before na's, claimed by emea's loop only
+    na = job(lead="lead:na", handoff="f" * 32, team="na")
+    await queue.add(na, now=200)
+    assert await queue.claim("na", now=200, lease_seconds=30, limit=1) == [na]
+    assert (await queue.waiting("emea"), await queue.waiting("na")) == (5, 1)
 
 
 async def test_failures_older_than_kept_go_when_the_next_one_is_given_up(redis: Redis, prefix: str) -> None:
@@ -97,15 +109,20 @@ async def test_a_job_erased_while_it_was_tried_is_not_written_back(redis: Redis,
     queue = CrmQueue(redis, prefix, done_ttl=60)
     store = RedisStore(redis, prefix)
     await queue.add(job(), now=100)
-    await queue.add(job(handoff="e" * 32), now=100)
-    claimed = await queue.claim(now=100, lease_seconds=30, limit=10)
+    await queue.add(job(handoff="e" * 32, team="na"), now=100)  # reassigned to another team since
+    claimed = [
+        *await queue.claim("emea", now=100, lease_seconds=30, limit=10),
+        *await queue.claim("na", now=100, lease_seconds=30, limit=10),
+    ]
     assert len(claimed) == 2
     exported = (await store.export("lead:1"))["crm_deliveries"]
     assert sorted(job["handoff_id"] for job in exported) == ["a" * 32, "e" * 32]
     erased = await store.erase("lead:1")
     assert erased["crm_deliveries"] == 2
+    assert await queue.waiting("emea") == await queue.waiting("na") == 0  # each team's due set
     await queue.retry(claimed[0].failed("timeout"), at=120)
     await queue.give_up(claimed[1].failed("HTTP 400"), now=120)
-    assert await queue.waiting() == 0 and await queue.failed() == []
+    assert await queue.waiting("emea") == await queue.waiting("na") == 0
+    assert await queue.failed() == []
     assert not await redis.exists(f"{prefix}crm:jobs:lead:1")
     assert (await store.export("lead:1"))["crm_deliveries"] == []

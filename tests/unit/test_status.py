@@ -39,7 +39,7 @@ def _route_exposition(events: int, dead: int) -> str:
     route.crm_deliveries.labels("dach", "delivered").inc(6)
     route.crm_deliveries.labels("na", "delivered").inc(1)
     route.crm_deliveries.labels("dach", "dead_lettered").inc(1)
-    route.crm_waiting.set(2)
+    route.crm_waiting.labels("dach").set(2)
     return generate_latest(registry).decode()
 
 
