@@ -77,21 +77,17 @@ class CrmDelivery:
     ) -> None:
         self.settings, self.config, self.queue = settings, config, queue
         self.decode, self.dead_letter, self.metrics = decode, dead_letter, metrics
-        self.secrets = secrets  # by team (crm.team_secrets): the teams with a webhook
-        self._wake = {team: asyncio.Event() for team in secrets}
-
-    def url(self, team: str) -> str | None:
-        """The team's webhook as configured now; None for a team without one, or no longer there."""
-        try:
-            return self.config.team(team).crm_webhook_url
-        except KeyError:
-            return None
+        self.secrets = secrets  # by team (crm.team_secrets)
+        # The teams with a webhook, each with a loop. A team's webhook removed from the config
+        # leaves its waiting deliveries in its queue, posted should it come back.
+        self.urls = {team.name: team.crm_webhook_url for team in config.teams if team.crm_webhook_url}
+        self._wake = {team: asyncio.Event() for team in self.urls}
 
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """One fetch of leads.handoffs: every hand-off of a team with a webhook queued, in order."""
         for record in records:
             handoff = await self.decode(record)  # an unreadable one is dead-lettered
-            if handoff is None or self.url(handoff.assignee.team) is None or record.value is None:
+            if handoff is None or handoff.assignee.team not in self.urls or record.value is None:
                 continue
             job = CrmJob(
                 lead_id=handoff.lead_id,
@@ -118,7 +114,7 @@ class CrmDelivery:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await asyncio.gather(
                 consume_forever(s, s.topic(TopicName.HANDOFFS), group, self.handle, lags=lags),
-                *(self.deliver_forever(http, team) for team in self.secrets),
+                *(self.deliver_forever(http, team) for team in self.urls),
             )
 
     async def deliver_forever(self, http: aiohttp.ClientSession, team: str) -> None:
@@ -176,13 +172,7 @@ class CrmDelivery:
         return outcome
 
     async def _settled(self, http: aiohttp.ClientSession, job: CrmJob) -> str:
-        url = self.url(job.team)
-        if url is None:
-            await self.queue.drop(job)
-            log.warning(
-                "CRM delivery %s dropped: team %r has no crm_webhook_url now", job.handoff_id, job.team
-            )
-            return "dropped"
+        url = self.urls[job.team]
         answer = await self.post(http, url, job)
         if answer.verdict is Verdict.DELIVERED:
             await self.queue.done(job)

@@ -136,13 +136,6 @@ class CrmQueue:
         keys = [self._jobs(job.lead_id), self.due_key(job.team), self._done_key(job.handoff_id)]
         await self._done(keys=keys, args=[job.handoff_id, member(job), self._done_ttl])
 
-    async def drop(self, job: CrmJob) -> None:
-        """Out of the queue without a post (its team has no webhook any more); a replay adds it again."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self._jobs(job.lead_id), job.handoff_id)
-            pipe.zrem(self.due_key(job.team), member(job))
-            await pipe.execute()
-
     async def retry(self, job: CrmJob, at: float) -> None:
         """Store the job as it is now (attempts, error) and make it due again at `at`."""
         keys = [self._jobs(job.lead_id), self.due_key(job.team)]

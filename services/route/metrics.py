@@ -21,7 +21,7 @@ from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
 NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed")
-CRM_OUTCOMES = ("queued", "delivered", "retried", "dead_lettered", "dropped")
+CRM_OUTCOMES = ("queued", "delivered", "retried", "dead_lettered")
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
@@ -135,7 +135,7 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         crm_deliveries=Counter(
             "leadpipe_route_crm_deliveries_total",
             "Hand-offs to CRM webhooks: queued, delivered, retried (a failed post, tried again), "
-            "dead_lettered (refused, or the last try failed), dropped (the team's webhook was removed).",
+            "dead_lettered (refused, or the last try failed).",
             ["team", "outcome"],
             registry=registry,
         ),
