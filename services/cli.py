@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         help="queue again the hand-offs whose CRM webhook delivery was dead-lettered (REDIS_URL, as route)",
     )
     crm.add_argument("--team", help="only this team's")
+    ping = commands.add_parser(
+        "crm-ping",
+        help="post an example hand-off, signed, to a team's CRM webhook (route's settings and rules)",
+    )
+    ping.add_argument("--team", required=True, help="the team whose crm_webhook_url to post to")
     from services.devstack.status import add_arguments as status_arguments
 
     status_arguments(commands.add_parser("status", help="health, lag, rates, open SLAs, dead letters"))
@@ -72,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.route.requeue import main as requeue_crm
 
         return requeue_crm(args.team)
+    if args.command == "crm-ping":
+        from services.route.crm_ping import main as crm_ping
+
+        return crm_ping(args.team)
     if args.command == "status":
         from services.devstack.status import main as status
 

@@ -206,27 +206,14 @@ class CrmDelivery:
         return "dead_lettered"
 
     async def post(self, http: aiohttp.ClientSession, url: str, job: CrmJob) -> Answer:
-        body = job.body.encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "leadpipe-route",
-            SIGNATURE_HEADER: sign(self.secrets[job.team], int(time.time()), body),
-            "Idempotency-Key": job.handoff_id,
-            "Leadpipe-Delivery": job.handoff_id,
-            "Leadpipe-Attempt": str(job.attempts + 1),
-        }
-        try:
-            async with http.post(url, data=body, headers=headers, allow_redirects=False) as response:
-                verdict = verdict_of(response.status)
-                if verdict is Verdict.DELIVERED:
-                    return Answer(verdict)
-                text = (await response.content.read(MAX_DETAIL_CHARS)).decode(errors="replace").strip()
-                where = f", to {response.headers.get('Location')}" if 300 <= response.status < 400 else ""
-                error = f"HTTP {response.status} {response.reason or ''}{where}".strip()
-                asked = retry_after(response.headers.get("Retry-After"), utcnow())
-                return Answer(verdict, f"{error}: {text}" if text else error, asked)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return await post_handoff(
+            http,
+            url,
+            job.body.encode(),
+            secrets=self.secrets[job.team],
+            delivery_id=job.handoff_id,
+            attempt=job.attempts + 1,
+        )
 
     def letter(self, job: CrmJob, url: str, answer: Answer) -> DeadLetter:
         refused = answer.verdict is Verdict.REFUSED
@@ -241,3 +228,38 @@ class CrmDelivery:
             f"{job.attempts} tries: {answer.error}; `leadpipe requeue-crm` posts it again",
             payload=job.body,
         )
+
+
+async def post_handoff(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    *,
+    secrets: Sequence[str],
+    delivery_id: str,
+    attempt: int,
+    extra: Mapping[str, str] | None = None,
+) -> Answer:
+    """One signed POST of a hand-off's record and what its answer means (`leadpipe crm-ping` sends
+    its example the same way)."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "leadpipe-route",
+        SIGNATURE_HEADER: sign(secrets, int(time.time()), body),
+        "Idempotency-Key": delivery_id,
+        "Leadpipe-Delivery": delivery_id,
+        "Leadpipe-Attempt": str(attempt),
+        **(extra or {}),
+    }
+    try:
+        async with http.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            verdict = verdict_of(response.status)
+            if verdict is Verdict.DELIVERED:
+                return Answer(verdict)
+            text = (await response.content.read(MAX_DETAIL_CHARS)).decode(errors="replace").strip()
+            where = f", to {response.headers.get('Location')}" if 300 <= response.status < 400 else ""
+            error = f"HTTP {response.status} {response.reason or ''}{where}".strip()
+            asked = retry_after(response.headers.get("Retry-After"), utcnow())
+            return Answer(verdict, f"{error}: {text}" if text else error, asked)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}".rstrip(": "))

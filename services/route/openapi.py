@@ -60,7 +60,8 @@ _HANDOFF_WEBHOOK = {
         "summary": "A hand-off of the team, POSTed to its crm_webhook_url (config/routing.yaml)",
         "description": "The body is the record route published on leads.handoffs, byte for byte. "
         "Deliveries are not ordered: order a lead's hand-offs by `handed_off_at`. A post whose answer "
-        "was lost is sent again with the same Idempotency-Key.",
+        "was lost is sent again with the same Idempotency-Key. `leadpipe crm-ping` posts a made-up "
+        "example the same way, with the header `Leadpipe-Test: true`.",
         "parameters": [
             _header(
                 SIGNATURE_HEADER,

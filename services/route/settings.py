@@ -99,7 +99,7 @@ class RouteSettings(ServiceSettings, SmtpSettings):
         return split_keys(value)
 
     @model_validator(mode="after")
-    def _lease_outlasts_a_renewal(self) -> RouteSettings:
+    def _leases_outlast_their_work(self) -> RouteSettings:
         problem = lease_problem("notify_lease_seconds", self.notify_lease_seconds, self.redis_timeout)
         if problem:
             raise ValueError(problem)

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from schemas.base import utcnow
 from schemas.dead_letter import DeadLetter
+from schemas.handoff import Handoff
 from schemas.topics import TopicName
 from services import cli
 from services.devstack.broker import EmbeddedBroker
@@ -325,3 +326,26 @@ async def test_a_webhook_without_a_secret_stops_route_at_start(
         ConfigError, match=f"team 'na' .* its crm_webhook_secret_env, {NA_SECRET_ENV}, is not"
     ):
         create_app(with_default)
+
+
+async def test_crm_ping_posts_a_signed_example_and_says_whether_it_was_taken(
+    crm: tuple[Crm, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver, url = crm
+    monkeypatch.setenv("ROUTE_RULES_FILE", str(rules_with_webhook(tmp_path, url)))
+    monkeypatch.setenv("ROUTE_CRM_WEBHOOK_SECRET", SECRET)
+
+    assert await asyncio.to_thread(cli.main, ["crm-ping", "--team", "na"]) == 0  # its own loop
+    ((headers, body),) = receiver.posts
+    assert verify(NA_SECRET, headers[SIGNATURE_HEADER], body, now=time.time())  # na's own secret
+    assert headers["Leadpipe-Test"] == "true"
+    assert Handoff.model_validate_json(body).assignee.team == "na"
+    assert "taken (2xx)" in capsys.readouterr().out
+
+    receiver.answers = [(401, {}, "signature mismatch")]
+    assert await asyncio.to_thread(cli.main, ["crm-ping", "--team", "emea"]) == 1
+    out = capsys.readouterr().out
+    assert "HTTP 401 Unauthorized: signature mismatch (route would dead-letter it)" in out
+    assert await asyncio.to_thread(cli.main, ["crm-ping", "--team", "queue"]) == 2
+    assert "team 'queue' has no crm_webhook_url" in capsys.readouterr().out
+    assert len(receiver.posts) == 2
