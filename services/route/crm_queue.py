@@ -17,6 +17,7 @@ of `<hand-off id>:<lead id>`), `crm:done:<hand-off id>` (string with expiry).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -55,7 +56,7 @@ return 1
 """
 
 # KEYS: the lead's jobs, due set, failed set, done marker. ARGV: hand-off id, job JSON, now, member,
-# done TTL, prefix, oldest failure kept. Failures older than that go, with their jobs.
+# done TTL, the jobs keys' prefix, oldest failure kept. Failures older than that go, with their jobs.
 _GIVE_UP = """
 redis.call('ZREM', KEYS[2], ARGV[4])
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -64,7 +65,7 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[5])
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[7])) do
   local hid, lead = string.match(member, '^([^:]*):(.*)$')
-  redis.call('HDEL', ARGV[6] .. 'crm:jobs:' .. lead, hid)
+  redis.call('HDEL', ARGV[6] .. lead, hid)
   redis.call('ZREM', KEYS[3], member)
 end
 return 1
@@ -81,6 +82,35 @@ return 1
 """
 
 
+@dataclass(frozen=True)
+class CrmKeys:
+    """The deliveries' keys under route's prefix, in one place for the queue and for the store's
+    erase and export (store.py), which remove and list a lead's deliveries."""
+
+    prefix: str
+
+    @property
+    def jobs_prefix(self) -> str:
+        return f"{self.prefix}crm:jobs:"
+
+    def jobs(self, lead_id: str) -> str:
+        return self.jobs_prefix + lead_id
+
+    @property
+    def due_prefix(self) -> str:
+        return f"{self.prefix}crm:due:"
+
+    def due(self, team: str) -> str:
+        return self.due_prefix + team
+
+    @property
+    def failed(self) -> str:
+        return f"{self.prefix}crm:failed"
+
+    def done(self, handoff_id: str) -> str:
+        return f"{self.prefix}crm:done:{handoff_id}"
+
+
 def member(job: CrmJob) -> str:
     """A job's entry in the due and failed sets; hand-off ids are hex, so the first `:` splits."""
     return f"{job.handoff_id}:{job.lead_id}"
@@ -90,8 +120,7 @@ class CrmQueue:
     def __init__(
         self, redis: Redis, prefix: str, *, done_ttl: int, keep_failed_seconds: float = 14 * 24 * 3600
     ) -> None:
-        self._redis, self._prefix = redis, prefix
-        self.failed_key = f"{prefix}crm:failed"
+        self._redis, self.keys = redis, CrmKeys(prefix)
         self._done_ttl, self._keep_failed = done_ttl, keep_failed_seconds
         self._add = redis.register_script(_ADD)
         self._done = redis.register_script(_DONE)
@@ -100,54 +129,45 @@ class CrmQueue:
         self._requeue = redis.register_script(_REQUEUE)
         self._claim = DueClaims(redis)
 
-    def due_key(self, team: str) -> str:
-        return f"{self._prefix}crm:due:{team}"
-
-    def _jobs(self, lead_id: str) -> str:
-        return f"{self._prefix}crm:jobs:{lead_id}"
-
-    def _done_key(self, handoff_id: str) -> str:
-        return f"{self._prefix}crm:done:{handoff_id}"
-
     async def add(self, job: CrmJob, now: float | None = None) -> bool:
         """Queue `job`, due at once; False when it is queued, delivered or given up already."""
         now = time.time() if now is None else now
-        keys = [self._jobs(job.lead_id), self.due_key(job.team), self._done_key(job.handoff_id)]
+        keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team), self.keys.done(job.handoff_id)]
         args: list[str | float] = [job.handoff_id, job.model_dump_json(), now, member(job)]
         return bool(await self._add(keys=keys, args=args))
 
     async def claim(self, team: str, now: float, lease_seconds: float, limit: int) -> list[CrmJob]:
         """The team's due jobs, each out of the other workers' reach for `lease_seconds`."""
-        due_key = self.due_key(team)
-        members = [m.decode() for m in await self._claim(due_key, now, lease_seconds, limit)]
+        due = self.keys.due(team)
+        members = [m.decode() for m in await self._claim(due, now, lease_seconds, limit)]
         if not members:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in members:
                 handoff_id, _, lead_id = entry.partition(":")
-                pipe.hget(self._jobs(lead_id), handoff_id)
+                pipe.hget(self.keys.jobs(lead_id), handoff_id)
             stored: list[Any] = await pipe.execute()
         orphans = [entry for entry, raw in zip(members, stored, strict=True) if raw is None]
         if orphans:  # delivered by another worker after this claim read the set, or erased
-            await self._redis.zrem(due_key, *orphans)
+            await self._redis.zrem(due, *orphans)
         return [CrmJob.model_validate_json(raw) for raw in stored if raw is not None]
 
     async def done(self, job: CrmJob) -> None:
-        keys = [self._jobs(job.lead_id), self.due_key(job.team), self._done_key(job.handoff_id)]
+        keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team), self.keys.done(job.handoff_id)]
         await self._done(keys=keys, args=[job.handoff_id, member(job), self._done_ttl])
 
     async def retry(self, job: CrmJob, at: float) -> None:
         """Store the job as it is now (attempts, error) and make it due again at `at`."""
-        keys = [self._jobs(job.lead_id), self.due_key(job.team)]
+        keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team)]
         await self._retry(keys=keys, args=[job.handoff_id, job.model_dump_json(), at, member(job)])
 
     async def give_up(self, job: CrmJob, now: float) -> None:
         """Out of the due set into the failed set, where `requeue` finds it."""
         keys = [
-            self._jobs(job.lead_id),
-            self.due_key(job.team),
-            self.failed_key,
-            self._done_key(job.handoff_id),
+            self.keys.jobs(job.lead_id),
+            self.keys.due(job.team),
+            self.keys.failed,
+            self.keys.done(job.handoff_id),
         ]
         args: list[str | float] = [
             job.handoff_id,
@@ -155,20 +175,20 @@ class CrmQueue:
             now,
             member(job),
             self._done_ttl,
-            self._prefix,
+            self.keys.jobs_prefix,
             now - self._keep_failed,
         ]
         await self._give_up(keys=keys, args=args)
 
     async def waiting(self, team: str) -> int:
-        return int(await self._redis.zcard(self.due_key(team)))
+        return int(await self._redis.zcard(self.keys.due(team)))
 
     async def failed(self) -> list[CrmJob]:
         """Given-up jobs, oldest first."""
         jobs: list[CrmJob] = []
-        for entry in cast(list[bytes], await self._redis.zrange(self.failed_key, 0, -1)):
+        for entry in cast(list[bytes], await self._redis.zrange(self.keys.failed, 0, -1)):
             handoff_id, _, lead_id = entry.decode().partition(":")
-            raw = await self._redis.hget(self._jobs(lead_id), handoff_id)
+            raw = await self._redis.hget(self.keys.jobs(lead_id), handoff_id)
             if raw is not None:
                 jobs.append(CrmJob.model_validate_json(raw))
         return jobs
@@ -183,10 +203,10 @@ class CrmQueue:
                 continue
             fresh = job.model_copy(update={"attempts": 0})
             keys = [
-                self.failed_key,
-                self._jobs(job.lead_id),
-                self.due_key(job.team),
-                self._done_key(job.handoff_id),
+                self.keys.failed,
+                self.keys.jobs(job.lead_id),
+                self.keys.due(job.team),
+                self.keys.done(job.handoff_id),
             ]
             args: list[str | float] = [member(job), job.handoff_id, fresh.model_dump_json(), now]
             if await self._requeue(keys=keys, args=args):

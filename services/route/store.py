@@ -26,6 +26,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from schemas.handoff import Handoff
+from services.route.crm_queue import CrmKeys
 from services.route.domain import Group, LeadState, Pick, RepStatus
 from services.runtime.due_claims import DueClaims
 
@@ -127,8 +128,9 @@ return {'released'}
 """
 )
 
-# ARGV: prefix, lead_id. Erasure: the rep's load drops as on a release, the lead's hash, SLA
-# deadline and CRM deliveries waiting or given up (crm_queue.py's keys) go. `seen:<handoff_id>` and
+# ARGV: prefix, lead_id, then the lead's CRM jobs key, the CRM due sets' prefix and the CRM failed
+# set (crm_queue.CrmKeys). Erasure: the rep's load drops as on a release, the lead's hash, SLA
+# deadline and CRM deliveries waiting or given up go. `seen:<handoff_id>` and
 # `crm:done:<handoff_id>` stay: opaque digests that keep a replay from making or posting the
 # hand-off again.
 _ERASE = """
@@ -145,12 +147,12 @@ if redis.call('EXISTS', lead_key) == 1 then
   redis.call('DEL', lead_key)
 end
 local deadlines = redis.call('ZREM', prefix .. 'sla', lead)
-local jobs = prefix .. 'crm:jobs:' .. lead
+local jobs = ARGV[3]
 local deliveries = redis.call('HGETALL', jobs)
 for i = 1, #deliveries, 2 do
   local member = deliveries[i] .. ':' .. lead
-  redis.call('ZREM', prefix .. 'crm:due:' .. cjson.decode(deliveries[i + 1])['team'], member)
-  redis.call('ZREM', prefix .. 'crm:failed', member)
+  redis.call('ZREM', ARGV[4] .. cjson.decode(deliveries[i + 1])['team'], member)
+  redis.call('ZREM', ARGV[5], member)
 end
 redis.call('DEL', jobs)
 return {found, deadlines, released, #deliveries / 2}
@@ -358,7 +360,9 @@ class RedisStore:
 
     async def erase(self, lead_id: str) -> dict[str, int]:
         """Remove the lead from every key it is in, in one step; counts per store (no data)."""
-        erased = cast(list[Any], await self._erase(keys=[], args=[self.prefix, lead_id]))
+        crm = CrmKeys(self.prefix)
+        args = [self.prefix, lead_id, crm.jobs(lead_id), crm.due_prefix, crm.failed]
+        erased = cast(list[Any], await self._erase(keys=[], args=args))
         found, deadlines, released, deliveries = (int(count) for count in erased)
         return {
             "assignments": found,
@@ -374,7 +378,7 @@ class RedisStore:
         if "state" in assignment:
             assignment["state"] = json.loads(assignment["state"])
         deadline = await self.redis.zscore(self._key("sla"), lead_id)
-        deliveries = cast(dict[Any, Any], await self.redis.hgetall(self._key("crm:jobs", lead_id)))
+        deliveries = cast(dict[Any, Any], await self.redis.hgetall(CrmKeys(self.prefix).jobs(lead_id)))
         return {
             "assignment": assignment or None,
             "sla_deadline_ms": int(deadline) if deadline is not None else None,
