@@ -75,7 +75,7 @@ class CrmDelivery:
         metrics: RouteMetrics,
         secrets: Mapping[str, Sequence[str]],
     ) -> None:
-        self.settings, self.config, self.queue = settings, config, queue
+        self.settings, self.queue = settings, queue
         self.decode, self.dead_letter, self.metrics = decode, dead_letter, metrics
         self.secrets = secrets  # by team (crm.team_secrets)
         # The teams with a webhook, each with a loop. A team's webhook removed from the config
@@ -173,7 +173,14 @@ class CrmDelivery:
 
     async def _settled(self, http: aiohttp.ClientSession, job: CrmJob) -> str:
         url = self.urls[job.team]
-        answer = await self.post(http, url, job)
+        answer = await post_handoff(
+            http,
+            url,
+            job.body.encode(),
+            secrets=self.secrets[job.team],
+            delivery_id=job.handoff_id,
+            attempt=job.attempts + 1,
+        )
         if answer.verdict is Verdict.DELIVERED:
             await self.queue.done(job)
             self.metrics.crm_delivery_seconds.labels(job.team).observe(max(0.0, time.time() - job.queued_at))
@@ -204,16 +211,6 @@ class CrmDelivery:
             answer.error,
         )
         return "dead_lettered"
-
-    async def post(self, http: aiohttp.ClientSession, url: str, job: CrmJob) -> Answer:
-        return await post_handoff(
-            http,
-            url,
-            job.body.encode(),
-            secrets=self.secrets[job.team],
-            delivery_id=job.handoff_id,
-            attempt=job.attempts + 1,
-        )
 
     def letter(self, job: CrmJob, url: str, answer: Answer) -> DeadLetter:
         refused = answer.verdict is Verdict.REFUSED
