@@ -1,8 +1,8 @@
 """Count every event end to end: what was sent, which effects came out, what is missing or doubled.
 
 A run sends a workload of leads through capture's HTTP API, each event with its own id, and reads
-the pipeline's outputs (topics and the SMTP mailbox). Every effect has an identity (what it is
-about) and an id (which publication it is):
+the pipeline's outputs (topics, the SMTP mailbox and the CRM webhook's posts). Every effect has an
+identity (what it is about) and an id (which publication it is):
 
 | effect        | identity                        | id            | a second one is            |
 |---------------|---------------------------------|---------------|----------------------------|
@@ -10,12 +10,14 @@ about) and an id (which publication it is):
 | enriched      | the interaction's event id      | record id     | harmless when the same id  |
 | stage change  | (lead, kind, from, to)          | change id     | a duplicate if another id  |
 | hand-off      | lead                            | hand-off id   | a duplicate if another id  |
+| CRM post      | lead                            | hand-off id   | a duplicate if another id  |
 | outbox        | (lead, sequence, step)          | command id    | a duplicate if another id  |
 | e-mail        | (lead, sequence, step)          | each delivery | always a duplicate         |
 
 Lost = expected identities never seen. Duplicated = identities with more than one distinct id (a
 second hand-off, a second e-mail). Repeats = the same id published again after a replay, which
-consumers drop by id (at-least-once with idempotent effects). Unexpected = identities the workload
+consumers drop by id (at-least-once with idempotent effects; a CRM post sent again after a crash
+carries its hand-off id as Idempotency-Key). Unexpected = identities the workload
 cannot produce, the sign of a service that forgot its state.
 """
 
@@ -105,6 +107,7 @@ def expected_effects(leads: Iterable[Lead]) -> dict[str, set[Identity]]:
                 (lead.lead_id, "temperature", "cold", "hot"),
             }
             out["hand-off"].add(lead.lead_id)
+            out["CRM post"].add(lead.lead_id)
         else:
             out["stage change"].add((lead.lead_id, "lifecycle", "raw", "iql"))
             steps = {(lead.lead_id, SEQUENCE, step) for step in range(STEPS)}
@@ -113,7 +116,7 @@ def expected_effects(leads: Iterable[Lead]) -> dict[str, set[Identity]]:
     return out
 
 
-EFFECTS = ("interaction", "enriched", "stage change", "hand-off", "outbox", "e-mail")
+EFFECTS = ("interaction", "enriched", "stage change", "hand-off", "CRM post", "outbox", "e-mail")
 
 
 @dataclass(frozen=True)
@@ -341,6 +344,7 @@ class Run:
         capture_url: str,
         api_key: str,
         mailbox: Callable[[], list[tuple[str, str]]],
+        crm: Callable[[], list[tuple[str, str]]],
         leads: int,
         rate: float = 25.0,
         patience: float = 90.0,
@@ -352,7 +356,8 @@ class Run:
         self.run_id = uuid.uuid4().hex[:8]
         self.leads = workload(self.run_id, leads)
         self.expected = expected_effects(self.leads)
-        self.mailbox = mailbox
+        self.mailbox = mailbox  # (command id, recipient) of every e-mail delivered
+        self.crm = crm  # (lead id, hand-off id) of every CRM post taken
         self.sender = Sender(capture_url, api_key, rate=rate)
         keys = {lead.lead_id.encode() for lead in self.leads} | set(extra_keys)
         self.collector = Collector(bootstrap, OUTPUTS, keys)
@@ -449,6 +454,8 @@ class Run:
         }
         deliveries = [command for command, recipient in self.mailbox() if recipient in emails]
         out["e-mail"] = [(self.commands.get(c, ("?", c)), f"delivery-{n}") for n, c in enumerate(deliveries)]
+        leads = {lead.lead_id for lead in self.leads}
+        out["CRM post"] = [(lead_id, handoff) for lead_id, handoff in self.crm() if lead_id in leads]
         return out
 
     def report(self) -> Report:

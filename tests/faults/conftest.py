@@ -63,6 +63,7 @@ def new_run(stack: FaultStack, scale: Scale, label: str, extra_keys: tuple[bytes
         capture_url=stack.capture_url,
         api_key=API_KEY,
         mailbox=stack.mailbox.deliveries,
+        crm=stack.crm.deliveries,
         leads=scale.leads,
         rate=scale.rate,
         patience=scale.patience,

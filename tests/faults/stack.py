@@ -21,10 +21,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import yaml
 from aiosmtpd.controller import Controller
 
@@ -32,16 +35,19 @@ from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port, spawn, stop, wait_for_port
 from services.devstack.redis_server import redis_server_binary
 from services.devstack.stack import SERVICES
+from services.route.crm import SIGNATURE_HEADER, verify
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_pipeline_topics
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "fault-key"
+CRM_SECRET = "fault-crm-secret"
 PARTITIONS = 4
 SESSION_TIMEOUT = 6.0
 
 # Reps on call around the clock with room for every lead, and an SLA far beyond any test: the only
-# hand-off a lead may get is its first one (a breach would legitimately reassign it).
+# hand-off a lead may get is its first one (a breach would legitimately reassign it). The team's CRM
+# webhook (its URL filled in at start) gets every hand-off.
 ROUTING: dict[str, Any] = {
     "teams": [
         {
@@ -49,6 +55,7 @@ ROUTING: dict[str, Any] = {
             "lead": "lead-inbound@example.com",
             "working_hours": None,
             "reps": [{"id": "ada", "capacity": 100000}, {"id": "bo", "capacity": 100000}],
+            "crm_webhook_url": None,
         }
     ],
     "rules": [],
@@ -125,6 +132,99 @@ class Mailbox:
                     return
             assert time.monotonic() < deadline, "no delivery in flight"
             await asyncio.sleep(0.01)
+
+
+@dataclass
+class Posted:
+    """One post the CRM took: the hand-off's Idempotency-Key, its lead and the try it said it was."""
+
+    delivery: str
+    lead_id: str
+    attempt: str
+
+
+class CrmReceiver:
+    """The team's CRM webhook, in a thread of its own like the mailbox's SMTP server: it checks each
+    post's signature as a receiver should and keeps what it took. `delay` holds each post that long
+    before answering 200, so a kill -9 can land while route waits for the answer."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.delay = 0.0
+        self.refused = 0  # posts without a valid signature (answered 401)
+        self.lock = threading.Lock()
+        self._holding: list[str] = []  # deliveries held in that delay right now
+        self._taken: list[Posted] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/hooks/handoffs"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = receiver.take(self.headers, body)
+                with contextlib.suppress(OSError):  # route died waiting: the post was still taken
+                    self.send_response(status)
+                    self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler
+
+    def take(self, headers: Message, body: bytes) -> int:
+        """The status to answer: 200 once the post is kept, 401 to a post not signed with the secret."""
+        if not verify(self.secret, headers.get(SIGNATURE_HEADER, ""), body, now=time.time()):
+            with self.lock:
+                self.refused += 1
+            return 401
+        posted = Posted(
+            headers.get("Idempotency-Key", ""),
+            str(orjson.loads(body)["lead_id"]),
+            headers.get("Leadpipe-Attempt", ""),
+        )
+        with self.lock:
+            self._holding.append(posted.delivery)
+        try:
+            time.sleep(self.delay)
+        finally:
+            with self.lock:
+                self._holding.remove(posted.delivery)
+                self._taken.append(posted)
+        return 200
+
+    def posts(self) -> list[Posted]:
+        with self.lock:
+            return list(self._taken)
+
+    def deliveries(self) -> list[tuple[str, str]]:
+        """(lead id, hand-off id) of every post taken, a post sent again after a crash as often."""
+        return [(posted.lead_id, posted.delivery) for posted in self.posts()]
+
+    def holding(self) -> list[str]:
+        """The deliveries whose posts are held now."""
+        with self.lock:
+            return list(self._holding)
+
+    async def mid_post(self, within: float = 60.0) -> None:
+        """Wait until a post is held: route has claimed the delivery and sent it, and has no answer."""
+        deadline = time.monotonic() + within
+        while not self.holding():
+            assert time.monotonic() < deadline, "no CRM post in flight"
+            await asyncio.sleep(0.01)
+
+    def start(self) -> None:
+        threading.Thread(target=self._server.serve_forever, name="crm-receiver", daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class DurableRedis:
@@ -227,7 +327,7 @@ class Worker:
 
 
 class FaultStack:
-    """Private broker, durable Redis, SMTP mailbox and one worker per service."""
+    """Private broker, durable Redis, SMTP mailbox, CRM webhook and one worker per service."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -235,6 +335,7 @@ class FaultStack:
         self.redis = DurableRedis(root / "redis", free_port(), root / "logs")
         self.mailbox = Mailbox()
         self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=free_port())
+        self.crm = CrmReceiver(CRM_SECRET)
         self.workers: dict[str, list[Worker]] = {name: [] for name, _, _ in SERVICES}
         self._prefixes = {name: prefix for name, _, prefix in SERVICES}
 
@@ -253,7 +354,9 @@ class FaultStack:
         self.broker.start()
         self.redis.start()
         self.smtp.start()
-        (self.root / "routing.yaml").write_text(yaml.safe_dump(ROUTING))
+        self.crm.start()
+        teams = [{**team, "crm_webhook_url": self.crm.url} for team in ROUTING["teams"]]
+        (self.root / "routing.yaml").write_text(yaml.safe_dump({**ROUTING, "teams": teams}))
         (self.root / "nurture.yaml").write_text(yaml.safe_dump(NURTURE))
         settings = ServiceSettings(broker_url=self.broker.url, topic_partitions=PARTITIONS)
         await ensure_pipeline_topics(settings)
@@ -307,6 +410,14 @@ class FaultStack:
                 # No breach within any test (SLA of 600 minutes), so no notice; never the dev port 1025.
                 "ROUTE_SMTP_HOST": "127.0.0.1",
                 "ROUTE_SMTP_PORT": str(self.smtp.port),
+                # A post held past the timeout is tried again; a dead worker's claim comes due
+                # after the lease.
+                "ROUTE_CRM_WEBHOOK_SECRET": CRM_SECRET,
+                "ROUTE_CRM_TIMEOUT_SECONDS": "2",
+                "ROUTE_CRM_LEASE_SECONDS": "4",
+                "ROUTE_CRM_BACKOFF_SECONDS": "0.5",
+                "ROUTE_CRM_BACKOFF_MAX_SECONDS": "2",
+                "ROUTE_CRM_POLL_SECONDS": "0.25",
             }
         elif service == "nurture":
             env |= {
@@ -357,6 +468,8 @@ class FaultStack:
             worker.stop()
         with contextlib.suppress(Exception):
             self.smtp.stop()
+        with contextlib.suppress(Exception):
+            self.crm.stop()
         self.redis.stop()
         self.broker.stop()
         # Keep the logs (small) for a failed run's post-mortem; drop the data.

@@ -15,6 +15,7 @@ def test_workload_has_unique_event_ids_and_both_kinds_of_lead() -> None:
     assert Counter(lead.kind for lead in leads) == {HOT: 3, NURTURE: 3}
     expected = expected_effects(leads)
     assert len(expected["hand-off"]) == 3
+    assert expected["CRM post"] == expected["hand-off"]  # every hand-off reaches the team's CRM
     assert len(expected["e-mail"]) == len(expected["outbox"]) == 9
     assert len(expected["stage change"]) == 3 * 2 + 3
 

@@ -37,6 +37,8 @@ POISON: dict[str, tuple[bytes, str, frozenset[str]]] = {
         frozenset({"enrich", "score", "route", "nurture"}),
     ),
     TopicName.NURTURE_OUTBOX: (b"[1, 2, 3]", "validation_failed", frozenset({"nurture"})),
+    # read by route's CRM delivery, which posts the team's hand-offs to its webhook
+    TopicName.HANDOFFS: (b'{"record_type": "handoff"}', "validation_failed", frozenset({"route"})),
 }
 
 
