@@ -61,9 +61,17 @@ def series(snapshots: Sequence[Snapshot], names: Sequence[str]) -> list[Point]:
     return [(s.at, sum(s.counters[n] for n in names)) for s in snapshots]
 
 
-def backlog_done(inputs: list[str], outputs: list[str], total: int) -> Callable[[list[Snapshot]], bool]:
+def backlog_done(
+    inputs: list[str], outputs: list[str], total: int, behind: Sequence[tuple[str, str]] = ()
+) -> Callable[[list[Snapshot]], bool]:
+    """Done when the whole backlog was consumed, each (effect, output) of `behind` has caught up with
+    its output, and nothing moved for SETTLE_SECONDS."""
+
     def done(snapshots: list[Snapshot]) -> bool:
         if series(snapshots[-1:], inputs)[0][1] < total:
+            return False
+        last = snapshots[-1].counters
+        if any(last[effect] < last[output] for effect, output in behind):
             return False
         return all(stable_for(series(snapshots, [o]), SETTLE_SECONDS) for o in [*outputs, *inputs])
 
@@ -166,6 +174,16 @@ async def produce_all(ctx: BenchContext, sources: dict[str, list[Record]]) -> No
 
 
 @dataclass(frozen=True)
+class Effect:
+    """A counter in the worker's /metrics (`sample` with `labels`) that counts one effect per record
+    the worker publishes on `one_per` (an output topic)."""
+
+    sample: str
+    labels: Mapping[str, str]
+    one_per: str
+
+
+@dataclass(frozen=True)
 class ServiceWorkload:
     """What one service case feeds and follows: `backlog(n)` gives the records per input topic (one
     topic for most services; nurture reads enriched interactions and stage changes)."""
@@ -174,6 +192,9 @@ class ServiceWorkload:
     outputs: tuple[str, ...]  # catalogue or internal topic names, before the run suffix
     backlog: Callable[[int], dict[TopicName, list[Record]]]
     env: Mapping[str, str] = field(default_factory=dict)  # the worker's own settings, beside the bench's
+    # Work that leaves the worker other than as records (a post to a webhook), one per record of an
+    # output topic, done later: the clock runs until every one is counted.
+    effects: Mapping[str, Effect] = field(default_factory=dict)
 
 
 def one_source(
@@ -189,9 +210,9 @@ def output_figures(
     """The records' mean size, what the workers published per input record, each input's backlog."""
     records = [r for topic_records in backlog.values() for r in topic_records]
     figures = {"record bytes (mean)": f"{sum(len(v) for _, v in records) / max(1, len(records)):,.0f}"}
-    for topic in workload.outputs:
-        produced = sum(end.counters[f"out:{k}:{topic}"] for k in keys)
-        figures[f"{topic} per input"] = f"{produced / max(1, len(records)):.2f}"
+    for output in [*workload.outputs, *workload.effects]:
+        produced = sum(end.counters[f"out:{k}:{output}"] for k in keys)
+        figures[f"{output} per input"] = f"{produced / max(1, len(records)):.2f}"
     if len(backlog) > 1:
         for name, topic_records in backlog.items():
             figures[f"{name.value} in the backlog"] = f"{len(topic_records):,}"
@@ -225,6 +246,13 @@ async def run_service(
         for k in keys
         for t in workload.outputs
     ]
+    probes += [
+        Probe(f"out:{k}:{name}", k, effect.sample, effect.labels)
+        for k in keys
+        for name, effect in workload.effects.items()
+    ]
+    effects = workload.effects.items()
+    behind = [(f"out:{k}:{name}", f"out:{k}:{effect.one_per}") for k in keys for name, effect in effects]
     inputs = [p.name for p in probes if p.name.startswith("in:")]
     outputs = [p.name for p in probes if p.name.startswith("out:")]
     not_before = 0.0
@@ -240,7 +268,7 @@ async def run_service(
                 await asyncio.sleep(2 * settings.broker_session_timeout)  # the last join settles
                 await produce_all(ctx, sources)
                 not_before = time.time()
-            finished = backlog_done(inputs, outputs, len(records))
+            finished = backlog_done(inputs, outputs, len(records), behind)
             profiles: list[tuple[str, Path]] = []
 
             def done(snapshots: list[Snapshot]) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bench import crm
 from bench.case import BenchContext, CaseResult, OwnInput, register
 from bench.provider import remote_provider
 from bench.records import Record, enriched_stream, hand_raiser_changes, interactions, record, stage_changes
-from bench.service_run import ServiceWorkload, one_source, run_service
+from bench.service_run import Effect, ServiceWorkload, one_source, run_service
 from schemas.topics import TopicName
+from services.devstack.crm_sink import routing_with_webhook
 from services.enrich.agents import INBOX
 
 
@@ -87,3 +89,39 @@ class EnrichRemoteProvider(OwnInput):
 
 
 register(EnrichRemoteProvider())
+
+
+DELIVERED = "leadpipe_route_crm_deliveries_total"
+
+
+@dataclass(frozen=True)
+class RouteCrmWebhook(OwnInput):
+    """`service.route` with every team's hand-offs posted to a CRM webhook (`bench/crm.py`) that
+    answers after `delay`: what CRM delivery adds to route (its consumer of leads.handoffs, the Redis
+    queue, the signed posts). The clock runs until the last post was taken."""
+
+    name: str = "service.route-crm"
+    description: str = "route over the same stage changes, every hand-off posted to a CRM webhook (20 ms)"
+    delay: float = 0.02
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        _, workload = WORKLOADS["route"]
+        async with crm.crm_webhook(self.delay) as (url, taken):
+            rules = routing_with_webhook(url, ctx.work_dir / f"{self.name}-{ctx.run_id}" / "routing.yaml")
+            posting = replace(
+                workload,
+                env={"ROUTE_RULES_FILE": str(rules), "ROUTE_CRM_WEBHOOK_SECRET": crm.SECRET},
+                effects={"CRM posts": Effect(DELIVERED, {"outcome": "delivered"}, TopicName.HANDOFFS)},
+            )
+            # The backlog is written once the worker is ready and its consumer of leads.handoffs,
+            # in a group of its own, has joined (route's readiness does not wait for it).
+            result = await run_service(
+                ctx, case=self.name, description=self.description, workload=posting, produce_after_ready=True
+            )
+        result.figures["CRM posts taken, hand-offs among them, refused"] = (
+            f"{taken.posts:,}, {len(taken.handoffs):,}, {taken.refused:,}"
+        )
+        return result
+
+
+register(RouteCrmWebhook())

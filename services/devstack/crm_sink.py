@@ -11,10 +11,13 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
+import yaml
 from aiohttp import web
 
 from services.route.crm import SIGNATURE_HEADER, verify
+from services.route.settings import RouteSettings
 
 SECRET = web.AppKey("secret", str)
 
@@ -40,6 +43,17 @@ def make_app(secret: str) -> web.Application:
     app[SECRET] = secret
     app.router.add_post("/hooks/handoffs", receive)
     return app
+
+
+def routing_with_webhook(url: str, path: Path) -> Path:
+    """Route's routing rules (ROUTE_RULES_FILE, else the shipped ones) written to `path` with every
+    team that has no webhook of its own posting its hand-offs to `url`."""
+    rules = yaml.safe_load(RouteSettings().rules_file.read_text(encoding="utf-8"))
+    for team in rules["teams"]:
+        team.setdefault("crm_webhook_url", url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def main() -> None:

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import yaml
 
 from services.devstack import processes
 from services.devstack.broker import EmbeddedBroker
+from services.devstack.crm_sink import routing_with_webhook
 from services.devstack.demo import DemoTraffic
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
 from services.devstack.summary import PipelineSummary, follow
-from services.route.settings import RouteSettings
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_pipeline_topics
 
@@ -144,11 +143,7 @@ class DevStack:
         )
         processes.wait_for_port(self.options.host, port, within=10, process=self.crm)
         url = f"http://{self.options.host}:{port}/hooks/handoffs"
-        rules = yaml.safe_load(RouteSettings().rules_file.read_text(encoding="utf-8"))
-        for team in rules["teams"]:
-            team.setdefault("crm_webhook_url", url)
-        self.rules_file = self.options.state_dir / "routing.yaml"
-        self.rules_file.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+        self.rules_file = routing_with_webhook(url, self.options.state_dir / "routing.yaml")
         say(f"  crm      {url} (a webhook for every team's hand-offs; printed to {log_path})")
 
     def service_env(self, prefix: str, port: int, peers: dict[str, str]) -> dict[str, str]:

@@ -19,7 +19,8 @@ from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, record_argv, summarise
 from bench.prom import sample_sum
 from bench.records import ScoreOracle, enriched_stream, interactions, one_event_per_lead
-from bench.service_run import Held, memory_figures
+from bench.service_run import Held, backlog_done, memory_figures
+from bench.stack import Snapshot
 from bench.windows import backlog_window, first_at_least, last_change, stable_for
 from bench.workers.loadgen import chunks, due_offset
 from schemas.enriched import EnrichedInteraction
@@ -63,6 +64,21 @@ def test_backlog_window_ends_when_the_last_output_settles() -> None:
     assert backlog_window(inputs, [], 100) == (2, 3)
     assert backlog_window(inputs, outputs, 101) is None
     assert backlog_window(inputs, outputs, 100, not_before=2.5) == (3, 4)
+
+
+def test_a_run_is_not_done_while_an_effect_lags_behind_its_output() -> None:
+    """A webhook post counted after its hand-off: a run whose posts have not caught up with its
+    hand-offs goes on even when nothing has moved for a while (the posts' consumer still joining)."""
+
+    def at(t: float, consumed: float, handoffs: float, posts: float) -> Snapshot:
+        counters = {"in": consumed, "out:handoffs": handoffs, "out:posts": posts}
+        return Snapshot(at=t, counters=counters, cpu={}, broker_cpu=None)
+
+    done = backlog_done(["in"], ["out:handoffs", "out:posts"], 10, behind=[("out:posts", "out:handoffs")])
+    waiting = [at(0, 10, 5, 0), at(1, 10, 5, 0), at(5, 10, 5, 0)]
+    assert not done(waiting)
+    assert done([*waiting, at(6, 10, 5, 5), at(9, 10, 5, 5)])
+    assert backlog_done(["in"], ["out:handoffs", "out:posts"], 10)(waiting)  # without it: done too soon
 
 
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.integers(1, 2000))
