@@ -84,25 +84,31 @@ class CrmDelivery:
         self._wake = {team: asyncio.Event() for team in self.urls}
 
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """One fetch of leads.handoffs: every hand-off of a team with a webhook queued, in order."""
+        """One fetch of leads.handoffs: every hand-off of a team with a webhook queued, in one round
+        trip."""
+        jobs = []
         for record in records:
             handoff = await self.decode(record)  # an unreadable one is dead-lettered
             if handoff is None or handoff.assignee.team not in self.urls or record.value is None:
                 continue
-            job = CrmJob(
-                lead_id=handoff.lead_id,
-                handoff_id=handoff.handoff_id,
-                team=handoff.assignee.team,
-                origin=RecordOrigin(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=key_text(record.key),
-                ),
-                body=record.value.decode(),
-                queued_at=time.time(),
+            origin = RecordOrigin(
+                topic=record.topic, partition=record.partition, offset=record.offset, key=key_text(record.key)
             )
-            if await until_redis_answers(partial(self.queue.add, job), "queue CRM delivery"):
+            jobs.append(
+                CrmJob(
+                    lead_id=handoff.lead_id,
+                    handoff_id=handoff.handoff_id,
+                    team=handoff.assignee.team,
+                    origin=origin,
+                    body=record.value.decode(),
+                    queued_at=time.time(),
+                )
+            )
+        if not jobs:
+            return
+        added = await until_redis_answers(partial(self.queue.add_many, jobs), "queue CRM deliveries")
+        for job, queued in zip(jobs, added, strict=True):
+            if queued:
                 self.metrics.crm_deliveries.labels(job.team, "queued").inc()
                 self._wake[job.team].set()
 
@@ -150,9 +156,9 @@ class CrmDelivery:
     async def claim_due(self, team: str, limit: int) -> list[CrmJob]:
         """Up to `limit` of the team's due deliveries, claimed for the lease; none while Redis is away."""
         try:
-            jobs = await self.queue.claim(team, time.time(), self.settings.crm_lease_seconds, limit)
-            self.metrics.crm_waiting.labels(team).set(await self.queue.waiting(team))
-            return jobs
+            claimed = await self.queue.claim(team, time.time(), self.settings.crm_lease_seconds, limit)
+            self.metrics.crm_waiting.labels(team).set(claimed.waiting)
+            return claimed.jobs
         except (RedisError, OSError) as exc:
             log.warning("CRM delivery queue unavailable (%s); retrying", exc)
         except Exception:  # a bad round must not end the loop: its claims come due again

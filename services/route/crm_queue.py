@@ -4,8 +4,10 @@ Why a queue and not retries in the consumer: one team's CRM that is down for an 
 the other teams' deliveries behind it, and a delivery waiting to be tried again must survive its
 worker. Each job sits in its lead's hash (`crm:jobs:<lead>`, field: hand-off id), so erasing a lead
 removes its deliveries in one step (store.py's erase script). Each team has its own due set, scored
-by due time and claimed for a lease (services/runtime/due_claims.py): any number of route workers
-share it, a job whose claimer died comes due again, and a team whose CRM hangs fills only its own. A
+by due time and claimed for a lease, as services/runtime/due_claims.py claims: any number of route
+workers share it, a job whose claimer died comes due again, and a team whose CRM hangs fills only its
+own. A claim reads the jobs and the count still waiting in the same round trip, and a fetch of
+hand-offs is queued in one: a post costs route two round trips to Redis, its claim and its end. A
 delivered or given-up hand-off's id is kept for `done_ttl` so that a replay of leads.handoffs does
 not post it again. Given-up jobs stay in the failed set for `leadpipe requeue-crm` for
 `keep_failed_seconds`.
@@ -17,13 +19,13 @@ of `<hand-off id>:<lead id>`), `crm:done:<hand-off id>` (string with expiry).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from services.route.crm import CrmJob
-from services.runtime.due_claims import DueClaims
 
 # KEYS: the lead's jobs, due set, done marker. ARGV: hand-off id, job JSON, now, member.
 _ADD = """
@@ -33,6 +35,25 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   return 1
 end
 return 0
+"""
+
+# KEYS: the team's due set. ARGV: now, lease, limit, the jobs keys' prefix. Each due job is moved out
+# by the lease and returned; a member whose job is gone (erased) leaves the set. Returns the jobs and
+# how many members the set keeps.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local jobs = {}
+for _, member in ipairs(due) do
+  local hid, lead = string.match(member, '^([^:]*):(.*)$')
+  local job = redis.call('HGET', ARGV[4] .. lead, hid)
+  if job then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), member)
+    table.insert(jobs, job)
+  else
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return {redis.call('ZCARD', KEYS[1]), jobs}
 """
 
 # KEYS: the lead's jobs, due set, done marker. ARGV: hand-off id, member, done TTL.
@@ -111,6 +132,14 @@ class CrmKeys:
         return f"{self.prefix}crm:done:{handoff_id}"
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claim's jobs, and how many of the team's deliveries wait (the claimed ones among them)."""
+
+    jobs: list[CrmJob]
+    waiting: int
+
+
 def member(job: CrmJob) -> str:
     """A job's entry in the due and failed sets; hand-off ids are hex, so the first `:` splits."""
     return f"{job.handoff_id}:{job.lead_id}"
@@ -127,30 +156,29 @@ class CrmQueue:
         self._retry = redis.register_script(_RETRY)
         self._give_up = redis.register_script(_GIVE_UP)
         self._requeue = redis.register_script(_REQUEUE)
-        self._claim = DueClaims(redis)
+        self._claim = redis.register_script(_CLAIM)
 
     async def add(self, job: CrmJob, now: float | None = None) -> bool:
         """Queue `job`, due at once; False when it is queued, delivered or given up already."""
-        now = time.time() if now is None else now
-        keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team), self.keys.done(job.handoff_id)]
-        args: list[str | float] = [job.handoff_id, job.model_dump_json(), now, member(job)]
-        return bool(await self._add(keys=keys, args=args))
+        (added,) = await self.add_many([job], now)
+        return added
 
-    async def claim(self, team: str, now: float, lease_seconds: float, limit: int) -> list[CrmJob]:
-        """The team's due jobs, each out of the other workers' reach for `lease_seconds`."""
-        due = self.keys.due(team)
-        members = [m.decode() for m in await self._claim(due, now, lease_seconds, limit)]
-        if not members:
-            return []
+    async def add_many(self, jobs: Sequence[CrmJob], now: float | None = None) -> list[bool]:
+        """Queue each of `jobs` as `add` does, in one round trip; whether each was queued."""
+        now = time.time() if now is None else now
         async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in members:
-                handoff_id, _, lead_id = entry.partition(":")
-                pipe.hget(self.keys.jobs(lead_id), handoff_id)
-            stored: list[Any] = await pipe.execute()
-        orphans = [entry for entry, raw in zip(members, stored, strict=True) if raw is None]
-        if orphans:  # delivered by another worker after this claim read the set, or erased
-            await self._redis.zrem(due, *orphans)
-        return [CrmJob.model_validate_json(raw) for raw in stored if raw is not None]
+            for job in jobs:
+                keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team), self.keys.done(job.handoff_id)]
+                args: list[str | float] = [job.handoff_id, job.model_dump_json(), now, member(job)]
+                await self._add(keys=keys, args=args, client=pipe)
+            added: list[Any] = await pipe.execute()
+        return [bool(result) for result in added]
+
+    async def claim(self, team: str, now: float, lease_seconds: float, limit: int) -> Claimed:
+        """The team's due jobs, each out of the other workers' reach for `lease_seconds`."""
+        args: list[str | float] = [now, lease_seconds, limit, self.keys.jobs_prefix]
+        waiting, stored = cast(list[Any], await self._claim(keys=[self.keys.due(team)], args=args))
+        return Claimed([CrmJob.model_validate_json(raw) for raw in stored], int(waiting))
 
     async def done(self, job: CrmJob) -> None:
         keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team), self.keys.done(job.handoff_id)]

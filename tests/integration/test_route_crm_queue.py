@@ -39,29 +39,49 @@ async def test_a_hand_off_is_queued_once_and_not_again_once_delivered(redis: Red
     queue = CrmQueue(redis, prefix, done_ttl=60)
     assert await queue.add(job(), now=100)
     assert not await queue.add(job(), now=101)  # a replay while it waits
-    (claimed,) = await queue.claim("emea", now=100, lease_seconds=30, limit=10)
+    (claimed,) = (await queue.claim("emea", now=100, lease_seconds=30, limit=10)).jobs
     assert claimed == job()
-    assert await queue.claim("emea", now=120, lease_seconds=30, limit=10) == []  # leased to its claimer
+    leased = await queue.claim("emea", now=120, lease_seconds=30, limit=10)
+    assert leased.jobs == []  # leased to its claimer
     await queue.done(claimed)
     assert await queue.waiting("emea") == 0
     assert not await queue.add(job(), now=200)  # a replay after delivery
     assert await redis.ttl(f"{prefix}crm:done:{'a' * 32}") > 0
 
 
+async def test_a_fetch_is_queued_in_one_step_and_each_replay_in_it_is_refused(
+    redis: Redis, prefix: str
+) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    first, second = job(), job(lead="lead:2", handoff="b" * 32)
+    assert await queue.add(first, now=100)
+    assert await queue.add_many([first, second, second], now=100) == [False, True, False]
+    claimed = await queue.claim("emea", now=100, lease_seconds=30, limit=1)
+    assert (claimed.jobs, claimed.waiting) == ([first], 2)  # the claimed one still waits, leased
+
+
+async def test_a_claim_drops_an_entry_whose_job_is_gone(redis: Redis, prefix: str) -> None:
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    await queue.add(job(), now=100)
+    await redis.zadd(f"{prefix}crm:due:emea", {f"{'9' * 32}:lead:gone": 50})  # its job hash erased
+    claimed = await queue.claim("emea", now=100, lease_seconds=30, limit=10)
+    assert (claimed.jobs, claimed.waiting) == ([job()], 1)
+
+
 async def test_a_claim_whose_worker_died_comes_due_after_its_lease(redis: Redis, prefix: str) -> None:
     queue = CrmQueue(redis, prefix, done_ttl=60)
     await queue.add(job(), now=100)
-    assert await queue.claim("emea", now=100, lease_seconds=30, limit=10)
-    assert await queue.claim("emea", now=131, lease_seconds=30, limit=10) == [job()]
+    assert (await queue.claim("emea", now=100, lease_seconds=30, limit=10)).jobs
+    assert (await queue.claim("emea", now=131, lease_seconds=30, limit=10)).jobs == [job()]
 
 
 async def test_a_retry_keeps_the_attempts_and_waits_until_it_is_due(redis: Redis, prefix: str) -> None:
     queue = CrmQueue(redis, prefix, done_ttl=60)
     await queue.add(job(), now=100)
-    (claimed,) = await queue.claim("emea", now=100, lease_seconds=30, limit=10)
+    (claimed,) = (await queue.claim("emea", now=100, lease_seconds=30, limit=10)).jobs
     await queue.retry(claimed.failed("HTTP 503"), at=150)
-    assert await queue.claim("emea", now=149, lease_seconds=30, limit=10) == []
-    (again,) = await queue.claim("emea", now=150, lease_seconds=30, limit=10)
+    assert (await queue.claim("emea", now=149, lease_seconds=30, limit=10)).jobs == []
+    (again,) = (await queue.claim("emea", now=150, lease_seconds=30, limit=10)).jobs
     assert (again.attempts, again.last_error) == (1, "HTTP 503")
 
 
@@ -78,8 +98,8 @@ async def test_given_up_jobs_wait_for_a_requeue_with_a_full_set_of_tries(redis: 
     (moved,) = await queue.requeue(team="emea", now=130)
     assert (moved.handoff_id, moved.attempts, moved.last_error) == ("a" * 32, 0, "HTTP 400")
     assert await queue.requeue(team="emea", now=131) == []  # moved once
-    assert await queue.claim("emea", now=130, lease_seconds=30, limit=10) == [moved]
-    assert await queue.claim("na", now=130, lease_seconds=30, limit=10) == []
+    assert (await queue.claim("emea", now=130, lease_seconds=30, limit=10)).jobs == [moved]
+    assert (await queue.claim("na", now=130, lease_seconds=30, limit=10)).jobs == []
     assert [j.handoff_id for j in await queue.failed()] == ["b" * 32]
 
 
@@ -90,7 +110,7 @@ async def test_each_team_claims_only_its_own_deliveries(redis: Redis, prefix: st
         await queue.add(entry, now=100)  # due before na's, claimed by emea's loop only
     na = job(lead="lead:na", handoff="f" * 32, team="na")
     await queue.add(na, now=200)
-    assert await queue.claim("na", now=200, lease_seconds=30, limit=1) == [na]
+    assert (await queue.claim("na", now=200, lease_seconds=30, limit=1)).jobs == [na]
     assert (await queue.waiting("emea"), await queue.waiting("na")) == (5, 1)
 
 
@@ -111,8 +131,8 @@ async def test_a_job_erased_while_it_was_tried_is_not_written_back(redis: Redis,
     await queue.add(job(), now=100)
     await queue.add(job(handoff="e" * 32, team="na"), now=100)  # reassigned to another team since
     claimed = [
-        *await queue.claim("emea", now=100, lease_seconds=30, limit=10),
-        *await queue.claim("na", now=100, lease_seconds=30, limit=10),
+        *(await queue.claim("emea", now=100, lease_seconds=30, limit=10)).jobs,
+        *(await queue.claim("na", now=100, lease_seconds=30, limit=10)).jobs,
     ]
     assert len(claimed) == 2
     exported = (await store.export("lead:1"))["crm_deliveries"]
