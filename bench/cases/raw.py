@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bench.case import BenchContext, CaseResult, register
 from bench.kafka import create_topics, produce
 from bench.measure import measure_passthrough
-from bench.records import enriched_stream, record
+from bench.records import Record, enriched_stream, interactions, record
 from bench.workers import raw, raw_score
 
 
@@ -25,14 +26,22 @@ class RawAiokafka:
         )
 
 
-async def over_score_input(ctx: BenchContext, case: str, description: str, *, module: str) -> CaseResult:
-    """`module` on the raw loop over the enriched records `service.score` reads (`ctx.events`)."""
+async def over_records(
+    ctx: BenchContext, case: str, description: str, *, module: str, records: Iterable[Record]
+) -> CaseResult:
+    """`module` on the raw loop over `records` on a topic of the case's own."""
     source = f"bench.{case.replace('.', '-')}-input.{ctx.run_id}"
     await create_topics(ctx.bootstrap_servers, [source], ctx.partitions)
-    await produce(ctx.bootstrap_servers, source, (record(e) for e in enriched_stream(ctx.events)))
+    await produce(ctx.bootstrap_servers, source, records)
     return await measure_passthrough(
         ctx, case=case, description=description, module=module, options=raw.DEFAULTS, source=source
     )
+
+
+async def over_score_input(ctx: BenchContext, case: str, description: str, *, module: str) -> CaseResult:
+    """`module` on the raw loop over the enriched records `service.score` reads (`ctx.events`)."""
+    score_input = (record(e) for e in enriched_stream(ctx.events))
+    return await over_records(ctx, case, description, module=module, records=score_input)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,27 @@ class RawEnriched:
         return await over_score_input(ctx, self.name, self.description, module=raw.__name__)
 
 
+@dataclass(frozen=True)
+class RawInteractions:
+    """The reference passthrough over the pipeline's input: `pipeline.stream`'s interactions (as
+    capture makes them from the demo traffic, about 670 bytes) through the bare client. With
+    `raw.enriched` it gives each throughput case a reference on its own records, a ratio that holds
+    across hosts where the 250-byte line's does not (docs/performance.md, twenty-first pass)."""
+
+    name: str = "raw.interactions"
+    description: str = "aiokafka `getmany` + `send` over pipeline.stream's interactions"
+
+    def unavailable(self) -> str | None:
+        return None
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        pipeline_input = (record(i) for i in interactions(ctx.events))
+        return await over_records(
+            ctx, self.name, self.description, module=raw.__name__, records=pipeline_input
+        )
+
+
 register(RawAiokafka())
 register(RawScore())
 register(RawEnriched())
+register(RawInteractions())

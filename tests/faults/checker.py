@@ -17,8 +17,8 @@ identity (what it is about) and an id (which publication it is):
 Lost = expected identities never seen. Duplicated = identities with more than one distinct id (a
 second hand-off, a second e-mail). Repeats = the same id published again after a replay, which
 consumers drop by id (at-least-once with idempotent effects; a CRM post sent again after a crash
-carries its hand-off id as Idempotency-Key). Unexpected = identities the workload
-cannot produce, the sign of a service that forgot its state.
+carries its hand-off id as Idempotency-Key). Unexpected = identities the workload cannot produce,
+the sign of a service that forgot its state.
 """
 
 from __future__ import annotations

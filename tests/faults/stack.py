@@ -134,13 +134,12 @@ class Mailbox:
             await asyncio.sleep(0.01)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Posted:
-    """One post the CRM took: the hand-off's Idempotency-Key, its lead and the try it said it was."""
+    """One post the CRM took: the hand-off's Idempotency-Key and its lead."""
 
     delivery: str
     lead_id: str
-    attempt: str
 
 
 class CrmReceiver:
@@ -184,11 +183,7 @@ class CrmReceiver:
             with self.lock:
                 self.refused += 1
             return 401
-        posted = Posted(
-            headers.get("Idempotency-Key", ""),
-            str(orjson.loads(body)["lead_id"]),
-            headers.get("Leadpipe-Attempt", ""),
-        )
+        posted = Posted(headers.get("Idempotency-Key", ""), str(orjson.loads(body)["lead_id"]))
         with self.lock:
             self._holding.append(posted.delivery)
         try:
