@@ -79,8 +79,8 @@ class RawEnriched:
 class RawInteractions:
     """The reference passthrough over the pipeline's input: `pipeline.stream`'s interactions (as
     capture makes them from the demo traffic, about 670 bytes) through the bare client. With
-    `raw.enriched` it gives each throughput case a reference on its own records, a ratio that holds
-    across hosts where the 250-byte line's does not (docs/performance.md, twenty-first pass)."""
+    `raw.enriched` it gives each throughput case a reference on its own records, a ratio steadier
+    across hosts than the 250-byte line's (docs/performance.md, twenty-first pass)."""
 
     name: str = "raw.interactions"
     description: str = "aiokafka `getmany` + `send` over pipeline.stream's interactions"
