@@ -213,13 +213,13 @@ class CrmQueue:
 
     async def failed(self) -> list[CrmJob]:
         """Given-up jobs, oldest first."""
-        jobs: list[CrmJob] = []
-        for entry in cast(list[bytes], await self._redis.zrange(self.keys.failed, 0, -1)):
-            handoff_id, _, lead_id = entry.decode().partition(":")
-            raw = await self._redis.hget(self.keys.jobs(lead_id), handoff_id)
-            if raw is not None:
-                jobs.append(CrmJob.model_validate_json(raw))
-        return jobs
+        entries = cast(list[bytes], await self._redis.zrange(self.keys.failed, 0, -1))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                handoff_id, _, lead_id = entry.decode().partition(":")
+                pipe.hget(self.keys.jobs(lead_id), handoff_id)
+            stored: list[Any] = await pipe.execute()
+        return [CrmJob.model_validate_json(raw) for raw in stored if raw is not None]
 
     async def requeue(self, team: str | None = None, now: float | None = None) -> list[CrmJob]:
         """Given-up jobs (of one team, or all) due again at once with a full set of tries, once the
