@@ -246,13 +246,9 @@ async def run_service(
         for k in keys
         for t in workload.outputs
     ]
-    probes += [
-        Probe(f"out:{k}:{name}", k, effect.sample, effect.labels)
-        for k in keys
-        for name, effect in workload.effects.items()
-    ]
     effects = workload.effects.items()
-    behind = [(f"out:{k}:{name}", f"out:{k}:{effect.one_per}") for k in keys for name, effect in effects]
+    probes += [Probe(f"out:{k}:{name}", k, e.sample, e.labels) for k in keys for name, e in effects]
+    behind = [(f"out:{k}:{name}", f"out:{k}:{e.one_per}") for k in keys for name, e in effects]
     inputs = [p.name for p in probes if p.name.startswith("in:")]
     outputs = [p.name for p in probes if p.name.startswith("out:")]
     not_before = 0.0
