@@ -15,6 +15,9 @@ from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
 
+# A run ends when pytest is done, even when a failed test left faust's consumer thread running.
+pytest_plugins = ["tests.exit_guard"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep faust's local files out of the checkout."""
