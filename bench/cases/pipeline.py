@@ -54,6 +54,18 @@ def per_event_cpu(start: Snapshot, end: Snapshot, events: int) -> str:
     return ", ".join(f"{key} {1e6 * (end.cpu[key] - start.cpu[key]) / max(1, events):.0f}" for key in end.cpu)
 
 
+def cores_busy(start: Snapshot, end: Snapshot, cores: int) -> str:
+    """The cores the workers and the broker kept busy between two snapshots, against the machine's:
+    whether a run that fell behind had the CPU to keep up at all (a capacity limit, not a wait)."""
+    wall = max(1e-9, end.at - start.at)
+    workers = sum(end.cpu[key] - start.cpu[key] for key in end.cpu) / wall
+    text = f"workers {workers:.2f}"
+    if start.broker_cpu is not None and end.broker_cpu is not None:
+        broker = (end.broker_cpu - start.broker_cpu) / wall
+        text += f" + broker {broker:.2f} = {workers + broker:.2f}"
+    return f"{text} of {cores}"
+
+
 @dataclass(frozen=True)
 class StreamPipeline(OwnInput):
     """enrich -> score -> route over a backlog of interactions; the rate is backlog / time to drain."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from bench.case import BenchContext, CaseResult, OwnInput, register
-from bench.cases.pipeline import LoadGenerator, per_event_cpu
+from bench.cases.pipeline import LoadGenerator, cores_busy, per_event_cpu
 from bench.kafka import TopicReader
 from bench.latency import LatencySummary
 from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
@@ -236,6 +237,7 @@ class SpeedToLead(OwnInput):
                 f"{background_end.counters['capture.out'] - background_end.counters['enrich.in']:,.0f} events"
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
+            "cores busy during the background": cores_busy(first, background_end, os.cpu_count() or 1),
             **{
                 f"hop {hop} p50 / p95 / p99 / max (s)": hop_summary.text()
                 for hop, hop_summary in hop_latencies(found, arrived).items()

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from bench.__main__ import lead_counts, parse
 from bench.cases.domain import ENRICH_STEPS, STEPS, EnrichRun, score_records
+from bench.cases.pipeline import cores_busy
 from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, changelog_reads, probe_indexes, restored_figure, size_label
 from bench.cases.speed_to_lead import HandRaisers, hop_latencies
@@ -79,6 +80,14 @@ def test_a_run_is_not_done_while_an_effect_lags_behind_its_output() -> None:
     assert not done(waiting)
     assert done([*waiting, at(6, 10, 5, 5), at(9, 10, 5, 5)])
     assert backlog_done(["in"], ["out:handoffs", "out:posts"], 10)(waiting)  # without it: done too soon
+
+
+def test_cores_busy_sums_every_worker_and_the_broker_over_the_wall_clock() -> None:
+    start = Snapshot(at=10.0, counters={}, cpu={"enrich": 1.0, "score": 2.0}, broker_cpu=5.0)
+    end = Snapshot(at=14.0, counters={}, cpu={"enrich": 4.0, "score": 4.2}, broker_cpu=6.2)
+    assert cores_busy(start, end, 2) == "workers 1.30 + broker 0.30 = 1.60 of 2"
+    unknown = Snapshot(at=14.0, counters={}, cpu=end.cpu, broker_cpu=None)
+    assert cores_busy(start, unknown, 2) == "workers 1.30 of 2"
 
 
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.integers(1, 2000))
