@@ -29,8 +29,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config.stash[_status] = int(exitstatus)
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The status as the other plugins left it (a plugin may change it in this hook)."""
+    session.config.stash[_status] = int(session.exitstatus)
 
 
 @pytest.hookimpl(trylast=True)
