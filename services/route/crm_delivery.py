@@ -110,7 +110,11 @@ class CrmDelivery:
         for job, queued in zip(jobs, added, strict=True):
             if queued:
                 self.metrics.crm_deliveries.labels(job.team, "queued").inc()
-                self._wake[job.team].set()
+        # Every team with a job in the fetch, queued now or not: a try whose answer was lost with
+        # the connection may have queued jobs that the retry then finds queued already (and does not
+        # count), and those must not wait for the next poll. A needless wake costs one claim.
+        for team in {job.team for job in jobs}:
+            self._wake[team].set()
 
     async def run(self, lags: dict[tuple[str, int], int]) -> None:
         """Queue and deliver until cancelled, reporting leads.handoffs' lag into `lags`."""

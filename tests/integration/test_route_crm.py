@@ -24,15 +24,16 @@ from aiokafka import ConsumerRecord
 from pydantic import SecretStr
 
 from schemas.base import utcnow
-from schemas.dead_letter import DeadLetter
-from schemas.handoff import Handoff
+from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.handoff import Assignee, Handoff
 from schemas.topics import TopicName
 from services import cli
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.route.app import RouteService, create_app
-from services.route.config import ConfigError
-from services.route.crm import SIGNATURE_HEADER, verify
+from services.route.config import ConfigError, SlaTier
+from services.route.crm import SIGNATURE_HEADER, CrmJob, verify
+from services.route.domain import build_handoff
 from services.route.openapi import build
 from services.route.requeue import requeue
 from services.route.settings import RouteSettings
@@ -220,6 +221,44 @@ async def test_a_failing_crm_is_tried_again_after_a_back_off_and_gets_the_hand_o
     assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="retried"') == 2
     assert await metric(route, "leadpipe_route_crm_deliveries_total{", 'outcome="delivered"') == 1
     assert await metric(route, "leadpipe_dead_letters_total{") == 0
+
+
+async def test_a_hand_off_that_a_lost_answer_queued_is_posted_without_waiting_for_the_poll(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, crm: tuple[Crm, str]
+) -> None:
+    """Queueing a fetch whose answer was lost with the connection queued its hand-off already; the
+    retry finds it queued, and the team's loop must look now, not at its next poll (an hour here)."""
+    receiver, url = crm
+    service = RouteService(crm_settings(broker, redis_url, suffix, tmp_path, url, crm_poll_seconds=3600))
+    delivery = service.crm
+    assert delivery is not None
+    change = make_change("lead-lost-answer", email="lost@example.com", occurred_at=utcnow())
+    tier = SlaTier(name="hot", minutes=60, temperatures=("hot",))
+    now = utcnow()
+    made = build_handoff(change, Assignee(rep_id="anna", team="emea"), tier, due=now, now=now, hid="c" * 32)
+    body = made.model_dump_json().encode()
+    topic = service.settings.topic(TopicName.HANDOFFS)
+    fetched = ConsumerRecord(topic, 0, 0, 0, 0, made.lead_id.encode(), body, None, 0, len(body), ())
+    origin = RecordOrigin(topic=topic, partition=0, offset=0, key=made.lead_id)
+    lost = CrmJob(
+        lead_id=made.lead_id,
+        handoff_id=made.handoff_id,
+        team="emea",
+        origin=origin,
+        body=body.decode(),
+        queued_at=time.time(),
+    )
+    async with aiohttp.ClientSession() as http:
+        loop = asyncio.create_task(delivery.deliver_forever(http, "emea"))
+        try:
+            await asyncio.sleep(0.5)  # its first look found nothing: it waits for a wake or the poll
+            assert await delivery.queue.add(lost)  # what the try whose answer was lost did
+            await delivery.handle([fetched])
+            ((_, posted),) = await receiver.wait_for(1, within=10)
+            assert posted == body
+        finally:
+            loop.cancel()
+            await service.close()
 
 
 async def test_a_crm_that_hangs_holds_up_its_own_team_s_deliveries_only(
