@@ -5,6 +5,7 @@ posted again by `leadpipe requeue-crm`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import time
@@ -223,13 +224,23 @@ async def test_a_failing_crm_is_tried_again_after_a_back_off_and_gets_the_hand_o
     assert await metric(route, "leadpipe_dead_letters_total{") == 0
 
 
-async def test_a_hand_off_that_a_lost_answer_queued_is_posted_without_waiting_for_the_poll(
+@pytest.fixture
+async def unstarted_route(
     broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, crm: tuple[Crm, str]
+) -> AsyncIterator[RouteService]:
+    """A route worker, not started, whose CRM deliveries look for due posts once an hour."""
+    service = RouteService(crm_settings(broker, redis_url, suffix, tmp_path, crm[1], crm_poll_seconds=3600))
+    yield service
+    await service.close()
+
+
+async def test_a_hand_off_that_a_lost_answer_queued_is_posted_without_waiting_for_the_poll(
+    unstarted_route: RouteService, crm: tuple[Crm, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Queueing a fetch whose answer was lost with the connection queued its hand-off already; the
     retry finds it queued, and the team's loop must look now, not at its next poll (an hour here)."""
-    receiver, url = crm
-    service = RouteService(crm_settings(broker, redis_url, suffix, tmp_path, url, crm_poll_seconds=3600))
+    receiver, _ = crm
+    service = unstarted_route
     delivery = service.crm
     assert delivery is not None
     change = make_change("lead-lost-answer", email="lost@example.com", occurred_at=utcnow())
@@ -248,17 +259,27 @@ async def test_a_hand_off_that_a_lost_answer_queued_is_posted_without_waiting_fo
         body=body.decode(),
         queued_at=time.time(),
     )
+    looked = asyncio.Event()
+    claim = delivery.queue.claim
+
+    async def claim_and_tell(*args: Any, **kwargs: Any) -> Any:
+        claimed = await claim(*args, **kwargs)
+        looked.set()
+        return claimed
+
+    monkeypatch.setattr(delivery.queue, "claim", claim_and_tell)
     async with aiohttp.ClientSession() as http:
         loop = asyncio.create_task(delivery.deliver_forever(http, "emea"))
         try:
-            await asyncio.sleep(0.5)  # its first look found nothing: it waits for a wake or the poll
+            await asyncio.wait_for(looked.wait(), 10)  # its first look found nothing: it waits
             assert await delivery.queue.add(lost)  # what the try whose answer was lost did
             await delivery.handle([fetched])
             ((_, posted),) = await receiver.wait_for(1, within=10)
             assert posted == body
         finally:
             loop.cancel()
-            await service.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
 
 
 async def test_a_crm_that_hangs_holds_up_its_own_team_s_deliveries_only(
