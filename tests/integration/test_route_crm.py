@@ -25,7 +25,7 @@ from aiokafka import ConsumerRecord
 from pydantic import SecretStr
 
 from schemas.base import utcnow
-from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.dead_letter import DeadLetter
 from schemas.handoff import Assignee, Handoff
 from schemas.topics import TopicName
 from services import cli
@@ -33,12 +33,13 @@ from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.route.app import RouteService, create_app
 from services.route.config import ConfigError, SlaTier
-from services.route.crm import SIGNATURE_HEADER, CrmJob, verify
+from services.route.crm import SIGNATURE_HEADER, verify
 from services.route.domain import build_handoff
 from services.route.openapi import build
 from services.route.requeue import requeue
 from services.route.settings import RouteSettings
 from tests.eventually import eventually
+from tests.integration.test_route_crm_queue import job
 from tests.integration.test_route_notices import metric
 from tests.integration.test_route_service import RULES, record, running, settings_for
 from tests.kafka import consume_until, produce
@@ -250,15 +251,7 @@ async def test_a_hand_off_that_a_lost_answer_queued_is_posted_without_waiting_fo
     body = made.model_dump_json().encode()
     topic = service.settings.topic(TopicName.HANDOFFS)
     fetched = ConsumerRecord(topic, 0, 0, 0, 0, made.lead_id.encode(), body, None, 0, len(body), ())
-    origin = RecordOrigin(topic=topic, partition=0, offset=0, key=made.lead_id)
-    lost = CrmJob(
-        lead_id=made.lead_id,
-        handoff_id=made.handoff_id,
-        team="emea",
-        origin=origin,
-        body=body.decode(),
-        queued_at=time.time(),
-    )
+    lost = job(made.lead_id, made.handoff_id).model_copy(update={"body": body.decode()})
     looked = asyncio.Event()
     claim = delivery.queue.claim
 
