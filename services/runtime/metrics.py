@@ -15,6 +15,8 @@ from services.runtime.memory import MemoryCollector
 
 # Milliseconds to minutes: processing is fast, a stalled dependency is not.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# A batch holds one record when idle and up to `LEADPIPE_BATCH_MAX_RECORDS` (500) under load.
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 M = TypeVar("M", Counter, Gauge, Histogram)
@@ -47,6 +49,9 @@ class CommonMetrics:
     up: Gauge
     frozen_objects: Gauge  # of this service (one label value): services/runtime/heap.py
     batch_window: Gauge  # of this service's batched agent: services/runtime/batch_window.py
+    batch_records: Histogram  # of this service's batched agent, and its two phases' times:
+    batch_handling: Histogram  # handling its records (effects handed to the producer) ...
+    batch_commit: Histogram  # ... and the commit (their acknowledgement, then state stored)
 
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
@@ -75,6 +80,21 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
         "leadpipe_batch_window_seconds",
         "How long the batched agent waits for a batch to fill; grows with its load.",
         ["service"],
+        registry=registry,
+    )
+    batch_records = Histogram(
+        "leadpipe_batch_records",
+        "Records in each batch of the batched agent: they grow with its load before its lag does.",
+        ["service"],
+        buckets=BATCH_SIZE_BUCKETS,
+        registry=registry,
+    )
+    batch_seconds = Histogram(
+        "leadpipe_batch_seconds",
+        "Time of each batch by phase: handle (its records) and commit (effects acknowledged, then "
+        "state stored). A batch's effects reach the broker together, at its commit.",
+        ["service", "phase"],
+        buckets=LATENCY_BUCKETS,
         registry=registry,
     )
     return CommonMetrics(
@@ -107,6 +127,9 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
         up=up,
         frozen_objects=frozen.labels(service),
         batch_window=window.labels(service),
+        batch_records=batch_records.labels(service),
+        batch_handling=batch_seconds.labels(service, "handle"),
+        batch_commit=batch_seconds.labels(service, "commit"),
     )
 
 

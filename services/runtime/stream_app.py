@@ -242,8 +242,14 @@ class StreamService:
         current event (tables write to its partition), then commit it (services/runtime/batch.py).
 
         An await inside `handle` that really waits lets the producer send what the batch handed it
-        so far as a request of its own (docs/performance.md, fourteenth pass): wait in `prepare`."""
+        so far as a request of its own (docs/performance.md, fourteenth pass): wait in `prepare`.
+
+        Each committed batch is reported: its records (`leadpipe_batch_records`) and the time of
+        its two phases (`leadpipe_batch_seconds`): handling, and the commit (effects acknowledged,
+        then state stored). A record's effects leave at the commit, so it waits for its batch."""
+        metrics = self.metrics
         async for events in self.batches(stream):
+            began = time.perf_counter()
             batch = begin()
             if prepare is not None:
                 await prepare(batch, events)
@@ -252,7 +258,11 @@ class StreamService:
                 with processing(event):
                     await handle(batch, event)
                 self.observe(event.message.topic, started)
+            handled = time.perf_counter()
             await batch.commit()
+            metrics.batch_records.observe(len(events))
+            metrics.batch_handling.observe(handled - began)
+            metrics.batch_commit.observe(time.perf_counter() - handled)
 
     def outbox(self) -> Outbox:
         """Effects of one batch, acknowledged together (`Outbox.flush`)."""

@@ -224,6 +224,53 @@ async def test_a_busy_agent_waits_longer_for_its_batches_and_a_quiet_one_short_a
     assert sorted(seen) == sorted([*keys, b"late", b"later"])
 
 
+async def test_each_batch_is_counted_with_its_records_and_the_time_of_its_two_phases(
+    broker: EmbeddedBroker,
+) -> None:
+    """`run_batches` reports every batch: how many records it held (`leadpipe_batch_records`) and
+    how long handling them and committing took (`leadpipe_batch_seconds`); the commit's time is the
+    wait for the broker's acknowledgement of the batch's effects, held back here."""
+    service = stream_service(broker, "batchmetrics", batch_max_records=10)
+    source, sink = service.topic("leads.interactions"), service.topic("leads.enriched")
+    sizes: list[int] = []
+    acknowledgement = 0.05  # added to every commit, as a slow broker would
+
+    class HeldBatch(Batch):
+        async def commit(self) -> None:
+            sizes.append(len(self.outbox))
+            await asyncio.sleep(acknowledgement)
+            await super().commit()
+
+    async def forward(batch: HeldBatch, event: faust.EventT[bytes]) -> None:
+        await batch.outbox.send(sink, event.key, event.value)
+
+    @service.app.agent(source)
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        await service.run_batches(stream, lambda: HeldBatch(service.outbox()), forward)
+
+    def sample(name: str, **labels: str) -> float:
+        value = service.metrics.registry.get_sample_value(name, {"service": service.name, **labels})
+        return value or 0.0
+
+    keys = [b"m%02d" % i for i in range(40)]
+    try:
+        await started(service)
+        await produce(broker.bootstrap_servers, source.get_topic_name(), [(k, b"{}") for k in keys])
+        async with asyncio.timeout(60):
+            while sample("leadpipe_batch_records_sum") < len(keys):  # noqa: ASYNC110 - polls a metric
+                await asyncio.sleep(0.05)
+    finally:
+        await service.app.stop()
+    assert sum(sizes) == len(keys) and max(sizes) <= 10
+    assert sample("leadpipe_batch_records_count") == len(sizes)
+    assert sample("leadpipe_batch_records_bucket", le="10.0") == len(sizes)
+    assert sample("leadpipe_batch_records_bucket", le="1.0") == sizes.count(1)
+    for phase in ("handle", "commit"):
+        assert sample("leadpipe_batch_seconds_count", phase=phase) == len(sizes)
+    assert sample("leadpipe_batch_seconds_sum", phase="commit") >= acknowledgement * len(sizes)
+    assert sample("leadpipe_batch_seconds_sum", phase="handle") < acknowledgement * len(sizes)
+
+
 class StoringAgent:
     """An agent over leads.interactions that stores each record's value under its key through
     batches (a value of b"delete" erases the key); `handle` sends records and waits for them."""
