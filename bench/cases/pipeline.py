@@ -66,6 +66,38 @@ def cores_busy(start: Snapshot, end: Snapshot, cores: int) -> str:
     return f"{text} of {cores}"
 
 
+BATCH_SAMPLES = {  # probe suffix -> (sample, labels) of services/runtime/metrics.py's batch metrics
+    "batches": ("leadpipe_batch_records_count", {}),
+    "batch.records": ("leadpipe_batch_records_sum", {}),
+    "batch.handle": ("leadpipe_batch_seconds_sum", {"phase": "handle"}),
+    "batch.commit": ("leadpipe_batch_seconds_sum", {"phase": "commit"}),
+}
+
+
+def batch_probes(services: list[str]) -> list[Probe]:
+    """Probes of each service's batches: how many, their records, their handling and commit time."""
+    return [
+        Probe(f"{name}.{suffix}", name, sample, labels)
+        for name in services
+        for suffix, (sample, labels) in BATCH_SAMPLES.items()
+    ]
+
+
+def batch_means(start: Snapshot, end: Snapshot, services: list[str]) -> str:
+    """Per service between two snapshots: mean records per batch, mean handling and commit ms."""
+
+    def delta(key: str) -> float:
+        return end.counters[key] - start.counters[key]
+
+    parts = []
+    for name in services:
+        batches = max(1.0, delta(f"{name}.batches"))
+        records = delta(f"{name}.batch.records") / batches
+        handle, commit = (1e3 * delta(f"{name}.batch.{phase}") / batches for phase in ("handle", "commit"))
+        parts.append(f"{name} {records:.0f} / {handle:.1f} / {commit:.1f}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class StreamPipeline(OwnInput):
     """enrich -> score -> route over a backlog of interactions; the rate is backlog / time to drain."""
@@ -90,6 +122,8 @@ class StreamPipeline(OwnInput):
             Probe("route.in", "route", EVENTS_IN, topic(TopicName.STAGE_CHANGES)),
             Probe("route.out", "route", EVENTS_OUT, topic(TopicName.HANDOFFS)),
         ]
+        batched = ["enrich", "score", "route"]
+        counted = [*probes, *batch_probes(batched)]
         chain = [("score.in", "enrich.out"), ("route.in", "score.out")]
         profiles: list[tuple[str, Path]] = []
         services = Services(ctx, self.name, suffix)
@@ -110,7 +144,7 @@ class StreamPipeline(OwnInput):
                         profiles.extend(profile_during(ctx, services, self.name))
                     return finished(snapshots)
 
-                snapshots = await watch(session, ctx, services, probes, done, within=ctx.case_timeout)
+                snapshots = await watch(session, ctx, services, counted, done, within=ctx.case_timeout)
             finally:
                 services.stop()
         start_index = next(i for i, s in enumerate(snapshots) if s.counters["enrich.in"] > 0)
@@ -128,6 +162,7 @@ class StreamPipeline(OwnInput):
                 f"{finished_at(snapshots, n) - start.at:.1f}" for n in ("enrich.in", "score.in", "route.in")
             ),
             "CPU µs per input event": per_event_cpu(start, end, consumed),
+            "batches: records / handle ms / commit ms (means)": batch_means(start, end, batched),
         }
         return measured(
             self.name,

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from bench.case import BenchContext, CaseResult, OwnInput, register
-from bench.cases.pipeline import LoadGenerator, cores_busy, per_event_cpu
+from bench.cases.pipeline import LoadGenerator, batch_means, batch_probes, cores_busy, per_event_cpu
 from bench.kafka import TopicReader
 from bench.latency import LatencySummary
 from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
@@ -31,6 +31,8 @@ from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapsho
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
 from services.runtime.settings import ServiceSettings
+
+BATCHED = ["enrich", "score", "route"]  # the batched agents on a hand-raiser's path
 
 
 @dataclass
@@ -161,6 +163,7 @@ class SpeedToLead(OwnInput):
             Probe("capture.out", "capture", EVENTS_OUT, {"service": "capture", **interactions}),
             Probe("enrich.in", "enrich", EVENTS_IN, interactions),
             Probe("route.out", "route", EVENTS_OUT, {"topic": settings.topic(TopicName.HANDOFFS)}),
+            *batch_probes(BATCHED),
         ]
         rate = ctx.background_rate
         load = LoadGenerator(ctx, self.name, services["capture"].url, events=ctx.events, rate=rate)
@@ -238,6 +241,9 @@ class SpeedToLead(OwnInput):
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
             "cores busy during the background": cores_busy(first, background_end, os.cpu_count() or 1),
+            "batches during the background: records / handle ms / commit ms (means)": batch_means(
+                first, background_end, BATCHED
+            ),
             **{
                 f"hop {hop} p50 / p95 / p99 / max (s)": hop_summary.text()
                 for hop, hop_summary in hop_latencies(found, arrived).items()

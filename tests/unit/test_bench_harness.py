@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from bench.__main__ import lead_counts, parse
 from bench.cases.domain import ENRICH_STEPS, STEPS, EnrichRun, score_records
-from bench.cases.pipeline import cores_busy
+from bench.cases.pipeline import batch_means, batch_probes, cores_busy
 from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, changelog_reads, probe_indexes, restored_figure, size_label
 from bench.cases.speed_to_lead import HandRaisers, hop_latencies
@@ -28,6 +28,7 @@ from schemas.enriched import EnrichedInteraction
 from services.enrich.domain import LeadState as EnrichState
 from services.runtime.codec import encode
 from services.runtime.memory import MemoryCollector, TableKeysCollector
+from services.runtime.metrics import common_metrics
 from services.score.app import create_app
 from services.score.settings import ScoreSettings
 from services.score.state import LeadState
@@ -88,6 +89,27 @@ def test_cores_busy_sums_every_worker_and_the_broker_over_the_wall_clock() -> No
     assert cores_busy(start, end, 2) == "workers 1.30 + broker 0.30 = 1.60 of 2"
     unknown = Snapshot(at=14.0, counters={}, cpu=end.cpu, broker_cpu=None)
     assert cores_busy(start, unknown, 2) == "workers 1.30 of 2"
+
+
+def test_batch_means_read_the_services_own_batch_metrics() -> None:
+    """The probes name the series `run_batches` reports (services/runtime/metrics.py): the means
+    come from two snapshots of a real registry's exposition."""
+    metrics = common_metrics("score")
+    probes = batch_probes(["score"])
+
+    def snap(at: float) -> Snapshot:
+        text = metrics.exposition().decode()
+        counters = {p.name: sample_sum(text, p.sample, service="score", **p.labels) for p in probes}
+        return Snapshot(at=at, counters=counters, cpu={}, broker_cpu=None)
+
+    metrics.batch_records.observe(500)  # before the window: left out
+    start = snap(1.0)
+    for records, handle, commit in ((60, 0.020, 0.010), (20, 0.010, 0.014)):
+        metrics.batch_records.observe(records)
+        metrics.batch_handling.observe(handle)
+        metrics.batch_commit.observe(commit)
+    assert batch_means(start, snap(2.0), ["score"]) == "score 40 / 15.0 / 12.0"
+    assert batch_means(start, start, ["score"]) == "score 0 / 0.0 / 0.0"  # no batch: no division by 0
 
 
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.integers(1, 2000))
