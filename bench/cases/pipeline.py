@@ -84,17 +84,22 @@ def batch_probes(services: list[str]) -> list[Probe]:
 
 
 def batch_means(start: Snapshot, end: Snapshot, services: list[str]) -> str:
-    """Per service between two snapshots: mean records per batch, mean handling and commit ms."""
+    """Per service between two snapshots: mean records per batch, mean handling and commit ms, and
+    the share of the wall clock spent on batches (`leadpipe:batch_busy:ratio` of the alert rules)."""
 
     def delta(key: str) -> float:
         return end.counters[key] - start.counters[key]
 
+    wall = max(1e-9, end.at - start.at)
     parts = []
     for name in services:
         batches = max(1.0, delta(f"{name}.batches"))
         records = delta(f"{name}.batch.records") / batches
-        handle, commit = (1e3 * delta(f"{name}.batch.{phase}") / batches for phase in ("handle", "commit"))
-        parts.append(f"{name} {records:.0f} / {handle:.1f} / {commit:.1f}")
+        handle, commit = (delta(f"{name}.batch.{phase}") for phase in ("handle", "commit"))
+        busy = (handle + commit) / wall
+        parts.append(
+            f"{name} {records:.0f} / {1e3 * handle / batches:.1f} / {1e3 * commit / batches:.1f} / {busy:.0%}"
+        )
     return ", ".join(parts)
 
 
@@ -162,7 +167,7 @@ class StreamPipeline(OwnInput):
                 f"{finished_at(snapshots, n) - start.at:.1f}" for n in ("enrich.in", "score.in", "route.in")
             ),
             "CPU µs per input event": per_event_cpu(start, end, consumed),
-            "batches: records / handle ms / commit ms (means)": batch_means(start, end, batched),
+            "batches: records / handle ms / commit ms (means) / busy": batch_means(start, end, batched),
         }
         return measured(
             self.name,

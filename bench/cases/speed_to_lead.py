@@ -241,7 +241,7 @@ class SpeedToLead(OwnInput):
             ),
             "CPU µs per background event, until the last hand-off": per_event_cpu(first, last, accepted),
             "cores busy during the background": cores_busy(first, background_end, os.cpu_count() or 1),
-            "batches during the background: records / handle ms / commit ms (means)": batch_means(
+            "batches during the background: records / handle ms / commit ms (means) / busy": batch_means(
                 first, background_end, BATCHED
             ),
             **{
