@@ -1,8 +1,9 @@
 """`leadpipe status`: the running pipeline in a terminal, for people without Grafana.
 
 Asks every service for `/healthz`, `/readyz` and `/metrics`, scrapes the metrics twice a moment
-apart to turn counters into rates, and prints health, consumer lag, event rates, route's open SLA
-clocks and dead letters as plain text. The exit code says whether every service is up and ready.
+apart to turn counters into rates, and prints health, consumer lag, event rates, the batched agents'
+batches, route's open SLA clocks and dead letters as plain text. The exit code says whether every
+service is up and ready.
 """
 
 from __future__ import annotations
@@ -263,6 +264,27 @@ def _memory(report: Report) -> list[str]:
     return ["memory", *(_table(rows, {1, 2, 3, 4}) if len(rows) > 1 else ["  (no metrics)"])]
 
 
+def _batches(report: Report) -> list[str]:
+    """Each batched agent's batches over the interval: how many, their records, their handling and
+    commit time, and its share of the wall clock on them (alert LeadpipeWorkerBusy above 90%)."""
+    rows = [["service", "batches/s", "records", "handle ms", "commit ms", "busy"]]
+    for view in report.services:
+        rate = report.rates.get(view.name, {})
+        if not sum(select(view.samples, "leadpipe_batch_records_count").values()):
+            continue  # no batch yet: capture (it has no batched agent) or a service that is down
+        batches = sum(select(rate, "leadpipe_batch_records_count").values())
+        phases = select(rate, "leadpipe_batch_seconds_sum", "phase")
+        handle, commit = phases.get(("handle",), 0.0), phases.get(("commit",), 0.0)
+        if batches:
+            records = sum(select(rate, "leadpipe_batch_records_sum").values()) / batches
+            means = [_number(records), f"{1e3 * handle / batches:.1f}", f"{1e3 * commit / batches:.1f}"]
+        else:
+            means = ["-", "-", "-"]
+        rows.append([view.name, _number(batches), *means, f"{handle + commit:.0%}"])
+    lines = _table(rows, {1, 2, 3, 4, 5}) if len(rows) > 1 else ["  (no metrics)"]
+    return ["batches (means over the interval; busy: share of the time spent on them)", *lines]
+
+
 def render(report: Report) -> str:
     title = f"leadpipe status at {report.at:%Y-%m-%d %H:%M:%S}Z (rates over {report.seconds:.1f}s)"
     sections = [
@@ -270,6 +292,7 @@ def render(report: Report) -> str:
         _services(report),
         _lag(report),
         _flows(report),
+        _batches(report),
         _route(report),
         _memory(report),
         _dead_letters(report),

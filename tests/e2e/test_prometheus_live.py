@@ -350,6 +350,9 @@ async def test_status_shows_every_service_healthy_with_event_rates(stack: Stack)
     for name, url in urls.items():
         assert [name, "up", "ready"] in rows and url in done.stdout, done.stdout
     assert ["enrich", "in", "leads.interactions"] in rows, done.stdout
+    batches = done.stdout.split("\n\nbatches (")[1].split("\n\n")[0]
+    batched = {line.split()[0] for line in batches.splitlines()[2:]}
+    assert "enrich" in batched and batched <= {"enrich", "score", "route", "nurture"}, done.stdout
 
 
 async def test_every_service_froze_its_start_up_heap(stack: Stack) -> None:

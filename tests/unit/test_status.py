@@ -146,3 +146,35 @@ def test_report_shows_memory_against_the_limit_and_the_keys_held() -> None:
         ["score", "1,700", "2,000", "85%", "302"],
         ["enrich", "50", "-", "-", "2"],  # no limit known; two erased leads held
     ]
+
+
+def _batches_exposition(service: str, batches: list[tuple[int, float, float]]) -> str:
+    """A service's batch metrics as `run_batches` observes them: (records, handling, commit) each."""
+    common = common_metrics(service)
+    for records, handle, commit in batches:
+        common.batch_records.observe(records)
+        common.batch_handling.observe(handle)
+        common.batch_commit.observe(commit)
+    return common.exposition().decode()
+
+
+def test_report_shows_each_batched_agents_batches_and_how_busy_they_keep_it() -> None:
+    first = [(10, 0.01, 0.005)]
+    before = parse_metrics(_batches_exposition("enrich", first))
+    # four more batches in 0.5 s: 240 records, 300 ms of handling and 100 of committing
+    more = [(60, 0.075, 0.025)] * 4
+    after = parse_metrics(_batches_exposition("enrich", first + more))
+    enrich = ServiceView("enrich", "http://127.0.0.1:8081", up=True, ready=True, samples=after)
+    idle = parse_metrics(_batches_exposition("score", first))
+    score = ServiceView("score", "http://127.0.0.1:8082", up=True, ready=True, samples=idle)
+    none = parse_metrics(_batches_exposition("capture", []))  # the series, never observed
+    capture = ServiceView("capture", "http://127.0.0.1:8080", up=True, ready=True, samples=none)
+    per_second = {"enrich": rates(before, after, 0.5), "score": rates(idle, idle, 0.5)}
+    report = Report(datetime(2026, 12, 7, 9, 30, tzinfo=UTC), 0.0, 0.5, [capture, enrich, score], per_second)
+    section = render(report).split("\n\nbatches (")[1].split("\n\n")[0]
+    rows = [line.split() for line in section.splitlines()[1:]]
+    assert rows == [
+        ["service", "batches/s", "records", "handle", "ms", "commit", "ms", "busy"],
+        ["enrich", "8", "60", "75.0", "25.0", "80%"],
+        ["score", "0", "-", "-", "-", "0%"],  # no batch in the interval; capture none at all
+    ]
