@@ -281,7 +281,7 @@ def _batches(report: Report) -> list[str]:
         else:
             means = ["-", "-", "-"]
         rows.append([view.name, _number(batches), *means, f"{handle + commit:.0%}"])
-    lines = _table(rows, {1, 2, 3, 4, 5}) if len(rows) > 1 else ["  (no metrics)"]
+    lines = _table(rows, {1, 2, 3, 4, 5}) if len(rows) > 1 else ["  (no batch yet)"]
     return ["batches (means over the interval; busy: share of the time spent on them)", *lines]
 
 
