@@ -1,10 +1,14 @@
-"""Wait for a condition the system reaches on its own (a record consumed, a mail received)."""
+"""Wait for a condition the system reaches on its own (a record consumed, a mail received), or for
+a step that must end in time (an app's start or stop)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Awaitable, Callable
+
+import pytest
 
 
 async def eventually(check: Callable[[], Awaitable[object] | object], within: float = 60.0) -> None:
@@ -18,3 +22,15 @@ async def eventually(check: Callable[[], Awaitable[object] | object], within: fl
             return
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.2)
+
+
+async def within(step: Awaitable[None], seconds: float, what: str) -> None:
+    """Fail when `step` outlasts `seconds`, with the stack of every task still waiting. Not
+    wait_for: a faust start or stop held by a waiting agent does not end when cancelled, and the
+    test would hang until pytest-timeout ends the whole run with the threads' stacks only."""
+    done, _ = await asyncio.wait({asyncio.ensure_future(step)}, timeout=seconds)
+    if not done:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=12, file=stacks)
+        pytest.fail(f"{what} took longer than {seconds} s; the tasks still waiting:\n{stacks.getvalue()}")

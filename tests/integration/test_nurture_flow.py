@@ -30,6 +30,7 @@ from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
+from tests.eventually import within
 from tests.kafka import consume_until, produce
 from tests.nurture_commands import command as nurture_command
 from tests.smtp import local_smtp
@@ -109,11 +110,12 @@ async def nurture_settings(
 
 @pytest.fixture
 async def started() -> AsyncIterator[list[StreamService]]:
-    """Apps started by a test; all stopped at the end."""
+    """Apps started by a test; all stopped at the end, each within a minute. A stop here once held a
+    CI run until pytest-timeout ended it; now the test fails and names the tasks that held it."""
     apps: list[StreamService] = []
     yield apps
     for app in reversed(apps):
-        await app.app.stop()
+        await within(app.app.stop(), 60, f"{app.name} stopping")
 
 
 async def start(apps: list[StreamService], service: StreamService) -> StreamService:

@@ -7,7 +7,7 @@ waiting after a minute), and the worker's enrolments and schedules waited with i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +21,7 @@ from services.nurture.mailer import create_mailer_app
 from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
-from tests.eventually import eventually
+from tests.eventually import eventually, within
 from tests.integration.test_nurture_flow import Mailbox, metric, nurture_settings, send, start
 from tests.nurture_commands import command
 from tests.smtp import local_smtp
@@ -41,13 +41,6 @@ async def started() -> AsyncIterator[list[StreamService]]:
     yield apps
     for app in reversed(apps):
         await within(app.app.stop(), 30, f"{app.name} stopping")
-
-
-async def within(step: Awaitable[None], seconds: float, what: str) -> None:
-    """Fail when `step` outlasts `seconds`. Not wait_for: a faust start or stop held by a waiting
-    agent does not end when cancelled, and the test would hang instead of failing."""
-    done, _ = await asyncio.wait({asyncio.ensure_future(step)}, timeout=seconds)
-    assert done, f"{what} took longer than {seconds} s"
 
 
 async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(
