@@ -66,6 +66,7 @@ def cores_busy(start: Snapshot, end: Snapshot, cores: int) -> str:
     return f"{text} of {cores}"
 
 
+BATCHED = ["enrich", "score", "route"]  # the batched agents from leads.interactions to hand-offs
 BATCH_SAMPLES = {  # probe suffix -> (sample, labels) of services/runtime/metrics.py's batch metrics
     "batches": ("leadpipe_batch_records_count", {}),
     "batch.records": ("leadpipe_batch_records_sum", {}),
@@ -127,8 +128,7 @@ class StreamPipeline(OwnInput):
             Probe("route.in", "route", EVENTS_IN, topic(TopicName.STAGE_CHANGES)),
             Probe("route.out", "route", EVENTS_OUT, topic(TopicName.HANDOFFS)),
         ]
-        batched = ["enrich", "score", "route"]
-        counted = [*probes, *batch_probes(batched)]
+        counted = [*probes, *batch_probes(BATCHED)]
         chain = [("score.in", "enrich.out"), ("route.in", "score.out")]
         profiles: list[tuple[str, Path]] = []
         services = Services(ctx, self.name, suffix)
@@ -167,7 +167,7 @@ class StreamPipeline(OwnInput):
                 f"{finished_at(snapshots, n) - start.at:.1f}" for n in ("enrich.in", "score.in", "route.in")
             ),
             "CPU µs per input event": per_event_cpu(start, end, consumed),
-            "batches: records / handle ms / commit ms (means) / busy": batch_means(start, end, batched),
+            "batches: records / handle ms / commit ms (means) / busy": batch_means(start, end, BATCHED),
         }
         return measured(
             self.name,

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from bench.case import BenchContext, CaseResult, OwnInput, register
-from bench.cases.pipeline import LoadGenerator, batch_means, batch_probes, cores_busy, per_event_cpu
+from bench.cases.pipeline import BATCHED, LoadGenerator, batch_means, batch_probes, cores_busy, per_event_cpu
 from bench.kafka import TopicReader
 from bench.latency import LatencySummary
 from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
@@ -31,8 +31,6 @@ from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapsho
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
 from services.runtime.settings import ServiceSettings
-
-BATCHED = ["enrich", "score", "route"]  # the batched agents on a hand-raiser's path
 
 
 @dataclass
