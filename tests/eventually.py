@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from services.runtime.stream_app import StreamService
 
 
 async def eventually(check: Callable[[], Awaitable[object] | object], within: float = 60.0) -> None:
@@ -33,4 +38,14 @@ async def within(step: Awaitable[None], seconds: float, what: str) -> None:
         stacks = io.StringIO()
         for task in asyncio.all_tasks():
             task.print_stack(limit=12, file=stacks)
-        pytest.fail(f"{what} took longer than {seconds} s; the tasks still waiting:\n{stacks.getvalue()}")
+        report = f"{what} took longer than {seconds} s; the tasks still waiting:\n{stacks.getvalue()}"
+        # At once, past pytest's capture: the held step is left running, and a run it then holds
+        # until pytest-timeout ends it never prints this test's failure.
+        print(report, file=sys.__stderr__, flush=True)
+        pytest.fail(report)
+
+
+async def stopped(service: StreamService, seconds: float = 60.0) -> None:
+    """Stop a service's app; a stop that outlasts `seconds` fails the test and names the tasks that
+    held it (a stop in a test's teardown once held a whole CI run until pytest-timeout ended it)."""
+    await within(service.app.stop(), seconds, f"{service.name} stopping")

@@ -19,6 +19,7 @@ from services.devstack.processes import free_port
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_topics
+from tests.eventually import stopped
 from tests.tables import TABLE_FORMS
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,7 @@ async def test_recovery_reads_to_the_real_end_of_an_under_reported_changelog(
     try:
         await asyncio.wait_for(recovered.wait(), timeout=60)
     finally:
-        await service.app.stop()
+        await stopped(service)
 
     assert seen_when_streams_resume == expected
     if first_read_fails:  # faust stopped at the reported end; the read after it found the rest
@@ -172,6 +173,6 @@ async def test_a_worker_says_it_consumes_once_its_tables_are_restored_and_its_st
             seen = await watch
     finally:
         watch.cancel()
-        await service.app.stop()
+        await stopped(service)
 
     assert seen == (True, True, expected, {})

@@ -27,6 +27,7 @@ from services.enrich.settings import EnrichSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics, ensure_topics
+from tests.eventually import stopped
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,7 @@ async def enrich(broker: EmbeddedBroker, redis_url: str, suffix: str) -> AsyncIt
     try:
         yield service
     finally:
-        await service.app.stop()
+        await stopped(service)
 
 
 async def test_anonymous_history_merges_into_the_known_lead(
@@ -251,7 +252,7 @@ async def test_slow_provider_passes_events_partial_then_completes_them(
         finally:
             await redis.aclose()
     finally:
-        await service.app.stop()
+        await stopped(service)
 
 
 class CountingProvider:
@@ -304,7 +305,7 @@ async def test_a_batchs_lookups_go_to_a_remote_provider_together(
             await asyncio.sleep(1)  # a second dead letter would have arrived by now
             letters = await consume_until(broker.bootstrap_servers, dlq, lambda rs: False, within=1)
         finally:
-            await service.app.stop()
+            await stopped(service)
 
     assert sorted(r.event_id for r in out) == sorted(f"form-{i}" for i in range(8))
     for record in out:  # each record got its own company's answer

@@ -30,7 +30,7 @@ from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
-from tests.eventually import within
+from tests.eventually import stopped
 from tests.kafka import consume_until, produce
 from tests.nurture_commands import command as nurture_command
 from tests.smtp import local_smtp
@@ -115,7 +115,7 @@ async def started() -> AsyncIterator[list[StreamService]]:
     apps: list[StreamService] = []
     yield apps
     for app in reversed(apps):
-        await within(app.app.stop(), 60, f"{app.name} stopping")
+        await stopped(app)
 
 
 async def start(apps: list[StreamService], service: StreamService) -> StreamService:
@@ -250,7 +250,7 @@ async def test_restart_between_steps_neither_loses_nor_repeats(
     await asyncio.sleep(0.5)
     await send(settings, TopicName.STAGE_CHANGES, lead, stage(lead, LifecycleStage.IQL, Temperature.WARM))
     await box.wait_for(lambda: len(box.to(address)) == 1)
-    await first.app.stop()
+    await stopped(first)
 
     await start(started, create_app(settings.model_copy(update={"web_port": free_port()})))
     await box.wait_for(lambda: len(box.to(address)) == 3, within=45)

@@ -21,7 +21,7 @@ from services.nurture.mailer import create_mailer_app
 from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
-from tests.eventually import eventually, within
+from tests.eventually import eventually, stopped, within
 from tests.integration.test_nurture_flow import Mailbox, metric, nurture_settings, send, start
 from tests.nurture_commands import command
 from tests.smtp import local_smtp
@@ -40,7 +40,7 @@ async def started() -> AsyncIterator[list[StreamService]]:
     apps: list[StreamService] = []
     yield apps
     for app in reversed(apps):
-        await within(app.app.stop(), 30, f"{app.name} stopping")
+        await stopped(app, 30)
 
 
 async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(

@@ -23,7 +23,7 @@ from services.privacy import exports
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics, ensure_topics
-from tests.eventually import eventually
+from tests.eventually import eventually, stopped
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ async def started() -> AsyncIterator[list[StreamService]]:
     apps: list[StreamService] = []
     yield apps
     for app in apps:
-        await app.app.stop()
+        await stopped(app)
 
 
 def interaction(**fields: Any) -> tuple[bytes, bytes]:

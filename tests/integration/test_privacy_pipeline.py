@@ -52,6 +52,7 @@ from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics, ensure_topics
 from services.score.app import create_app as create_score
 from services.score.settings import ScoreSettings
+from tests.eventually import stopped
 from tests.kafka import consume_until
 
 pytestmark = pytest.mark.integration
@@ -299,7 +300,7 @@ class Pipeline:
 
     async def stop(self) -> None:
         for app in reversed(self.started):
-            await app.app.stop()
+            await stopped(app)
         await self.route.close()
         await self.client.close()
         await self.redis.aclose()

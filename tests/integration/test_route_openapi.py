@@ -24,6 +24,7 @@ from services.route.openapi import build
 from services.route.settings import RouteSettings
 from services.runtime.api_keys import hash_api_key
 from services.runtime.topics import ensure_pipeline_topics
+from tests.eventually import stopped
 from tests.integration.test_route_service import running
 
 pytestmark = pytest.mark.integration
@@ -97,7 +98,7 @@ def base_url(broker: EmbeddedBroker, redis_url: str, rules: Path) -> Iterator[st
         loop.run_forever()
 
     async def stop() -> None:
-        await holder[0].app.stop()
+        await stopped(holder[0])
         await holder[0].close()
 
     thread = threading.Thread(target=serve, daemon=True)

@@ -27,6 +27,7 @@ from services.route.app import RouteService, create_app
 from services.route.settings import RouteSettings
 from services.route.store import RedisStore
 from services.runtime.topics import ensure_pipeline_topics
+from tests.eventually import stopped
 from tests.kafka import consume_until, produce
 from tests.unit.test_route_domain import make_change
 
@@ -96,7 +97,7 @@ async def running(settings: RouteSettings) -> AsyncIterator[RouteService]:
     try:
         yield service
     finally:
-        await service.app.stop()
+        await stopped(service)
         await service.close()
 
 
@@ -350,7 +351,7 @@ async def test_two_workers_never_double_assign_a_burst(
         )
     finally:
         for service in services:
-            await service.app.stop()
+            await stopped(service)
             await service.close()
     assert sorted(h.lead_id for h in handoffs) == sorted(c.lead_id for c in burst)  # exactly one each
     per_rep = Counter(h.assignee.rep_id for h in handoffs if h.assignee.rep_id)

@@ -26,6 +26,7 @@ from services.runtime.topics import ensure_pipeline_topics
 from services.score.app import create_app
 from services.score.rules import DEFAULT_RULES_FILE
 from services.score.settings import ScoreSettings
+from tests.eventually import stopped
 from tests.kafka import consume_until, produce
 from tests.unit.test_score_helpers import enriched, vp_profile
 
@@ -60,7 +61,7 @@ async def score(broker: EmbeddedBroker, suffix: str, tmp_path: Path) -> AsyncIte
     try:
         yield service
     finally:
-        await service.app.stop()
+        await stopped(service)
 
 
 def record(event: EnrichedInteraction) -> tuple[bytes, bytes]:

@@ -29,6 +29,7 @@ from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
+from tests.eventually import stopped
 from tests.kafka import produce
 from tests.tables import TABLE_FORMS
 
@@ -122,7 +123,7 @@ async def test_a_batch_publishes_first_stores_on_the_input_partition_and_a_timer
         table.delete_at(victim, input_partition[victim])
         assert table.get(victim) is None
     finally:
-        await service.app.stop()
+        await stopped(service)
 
     assert batches >= 1 and len(acknowledged_before_stored) >= LEADS and all(acknowledged_before_stored)
     published = service.metrics.events_out.labels(service.name, sink.get_topic_name())
@@ -176,7 +177,7 @@ async def test_an_idle_batched_agent_sleeps_until_a_record_comes(broker: Embedde
         await produce(broker.bootstrap_servers, source.get_topic_name(), [(b"c", b"{}")])
         await delivered(3)
     finally:
-        await service.app.stop()
+        await stopped(service)
     assert idle_waits <= 2
     assert sorted(seen) == [b"a", b"b", b"c"]
 
@@ -218,7 +219,7 @@ async def test_a_busy_agent_waits_longer_for_its_batches_and_a_quiet_one_short_a
         await delivered(len(keys) + 2)
         quiet = gauge._value.get()
     finally:
-        await service.app.stop()
+        await stopped(service)
     assert busy > shortest + 0.5 * (longest - shortest)
     assert quiet < shortest + 0.1 * (longest - shortest)
     assert sorted(seen) == sorted([*keys, b"late", b"later"])
@@ -260,7 +261,7 @@ async def test_each_batch_is_counted_with_its_records_and_the_time_of_its_two_ph
             while sample("leadpipe_batch_records_sum") < len(keys):  # noqa: ASYNC110 - polls a metric
                 await asyncio.sleep(0.05)
     finally:
-        await service.app.stop()
+        await stopped(service)
     assert sum(sizes) == len(keys) and max(sizes) <= 10
     assert sample("leadpipe_batch_records_count") == len(sizes)
     assert sample("leadpipe_batch_records_bucket", le="10.0") == len(sizes)
@@ -323,7 +324,7 @@ async def test_staged_changes_reach_the_changelog_as_a_new_worker_reads_them(
         await service.app.producer.flush()
         held = dict(table.data.items())
     finally:
-        await service.app.stop()
+        await stopped(service)
 
     assert held == {as_key(k): b"second " + k for k in keys if k not in gone}
     successor = stream_service(broker, "direct", suffix)  # the same app id, so the same changelog
@@ -352,7 +353,7 @@ async def test_a_worker_does_not_fetch_its_own_changelog(broker: EmbeddedBroker)
         paused = {(tp.topic, tp.partition) for tp in consumer.paused()}
         buffered = {tp.topic for tp in consumer._fetcher._records}
     finally:
-        await service.app.stop()
+        await stopped(service)
 
     assert paused == {(changelog, partition) for partition in range(PARTITIONS)}
     assert changelog not in buffered
@@ -383,7 +384,7 @@ async def test_faust_liveness_check_finds_a_working_worker_working(
         with caplog.at_level(logging.ERROR):
             await consumer.verify_all_partitions_active()
     finally:
-        await service.app.stop()
+        await stopped(service)
 
     changelog = table.changelog_topic.get_topic_name()
     assert {(changelog, p) for p in range(PARTITIONS)} <= checked  # the check did see them

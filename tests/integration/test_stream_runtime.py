@@ -19,6 +19,7 @@ from services.runtime.codec import Decoder
 from services.runtime.settings import ServiceSettings
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
+from tests.eventually import stopped
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,7 @@ async def running(broker: EmbeddedBroker, suffix: str) -> AsyncIterator[StreamSe
     try:
         yield service
     finally:
-        await service.app.stop()
+        await stopped(service)
 
 
 async def test_poison_record_goes_to_dlq_and_processing_continues(
