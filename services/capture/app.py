@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -37,6 +36,7 @@ from services.capture.middleware import cors_middleware, errors_and_metrics, rat
 from services.capture.openapi import openapi_view
 from services.capture.publisher import KafkaPublisher, Publisher
 from services.capture.settings import CaptureSettings
+from services.runtime.cancellation import cancel_and_wait
 from services.runtime.health import Health, peers_ready
 from services.runtime.metrics import METRICS_CONTENT_TYPE, common_metrics
 from services.runtime.redis_client import redis_client
@@ -117,9 +117,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     fetching = asyncio.create_task(app[FETCHER].run())
     yield
     for background in (task, fetching):
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
+        await cancel_and_wait(background)
     await app[HTTP].close()
     await app[PUBLISHER].close()
     await app[REDIS].aclose()

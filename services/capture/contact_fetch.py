@@ -31,6 +31,7 @@ from services.capture.ingest import Ingestor
 from services.capture.metrics import CaptureMetrics
 from services.capture.settings import CaptureSettings
 from services.runtime.backoff import retry_delay
+from services.runtime.cancellation import honour_cancel
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class ContactFetcher:
         """Claim due fetches and run them until cancelled; a failing round is logged, not fatal."""
         try:
             while True:
+                honour_cancel()  # a stop that a library swallowed still ends the loop
                 self._wake.clear()
                 claimed = await self._round()
                 if claimed < CLAIM_LIMIT:  # a full round may have left more due

@@ -49,6 +49,7 @@ from services.privacy import exports, records
 from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.privacy.policy import PrivacyPolicy, load_policy
 from services.runtime.api_keys import key_is_valid
+from services.runtime.cancellation import cancel_and_wait
 from services.runtime.codec import encode
 from services.runtime.errors import field_problems
 from services.runtime.side_consumer import consume_forever
@@ -467,9 +468,7 @@ def _unavailable(request: web.Request) -> web.Response:
 async def _consumer_lifecycle(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(consume(app[SETTINGS], app[PRIVACY], app[CONSUMER_LAGS]))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 async def consume(settings: CaptureSettings, desk: PrivacyDesk, lags: dict[tuple[str, int], int]) -> None:

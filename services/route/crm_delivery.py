@@ -44,6 +44,7 @@ from services.route.crm import verdict as verdict_of
 from services.route.crm_queue import CrmQueue
 from services.route.metrics import RouteMetrics
 from services.route.settings import RouteSettings
+from services.runtime.cancellation import honour_cancel
 from services.runtime.codec import key_text
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.side_consumer import consume_forever
@@ -142,6 +143,7 @@ class CrmDelivery:
 
         try:
             while True:
+                honour_cancel()  # a stop that a library swallowed still ends the loop
                 wake.clear()
                 free = self.settings.crm_concurrency - len(posting)
                 claimed = await self.claim_due(team, free) if free > 0 else []

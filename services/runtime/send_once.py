@@ -21,6 +21,7 @@ from functools import partial
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from services.runtime.cancellation import cancel_and_wait
 from services.runtime.redis_retry import until_redis_answers
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,7 @@ class SendClaims:
         try:
             yield
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await cancel_and_wait(renewing)
 
     def _key(self, message_id: str) -> str:
         return f"{self._key_prefix}{message_id}"

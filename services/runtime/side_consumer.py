@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from services.runtime.cancellation import honour_cancel
 from services.runtime.health import Flag
 from services.runtime.settings import ServiceSettings
 
@@ -59,6 +60,7 @@ async def consume_forever(
             if running is not None:
                 running.set()
             while True:
+                honour_cancel()  # a stop that a handler's library swallowed still ends the loop
                 batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
                 if lags is not None:
                     await _record_lags(consumer, batches, lags)
