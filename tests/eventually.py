@@ -4,7 +4,6 @@ a step that must end in time (an app's start or stop)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -35,14 +34,27 @@ async def within(step: Awaitable[None], seconds: float, what: str) -> None:
     test would hang until pytest-timeout ends the whole run with the threads' stacks only."""
     done, _ = await asyncio.wait({asyncio.ensure_future(step)}, timeout=seconds)
     if not done:
-        stacks = io.StringIO()
-        for task in asyncio.all_tasks():
-            task.print_stack(limit=12, file=stacks)
-        report = f"{what} took longer than {seconds} s; the tasks still waiting:\n{stacks.getvalue()}"
+        stacks = "\n".join(awaiting(task) for task in asyncio.all_tasks())
+        report = f"{what} took longer than {seconds} s; the tasks still waiting:\n{stacks}"
         # At once, past pytest's capture: the held step is left running, and a run it then holds
         # until pytest-timeout ends it never prints this test's failure.
         print(report, file=sys.__stderr__, flush=True)
         pytest.fail(report)
+
+
+def awaiting(task: asyncio.Task[object]) -> str:
+    """The task and every coroutine down the chain it awaits, innermost last, with what that one
+    waits for. Not `Task.print_stack`: of a suspended task it shows the outermost frame only."""
+    lines = [repr(task)]
+    awaited: object = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is None:  # a future, or a generator-based awaitable
+            lines.append(f"    awaiting {awaited!r}")
+            break
+        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return "\n".join(lines)
 
 
 async def stopped(service: StreamService, seconds: float = 60.0) -> None:
