@@ -1,9 +1,9 @@
 """Cancelling a task without losing a cancel of the caller's own.
 
 Why: a worker's stop cancels each of its background loops once, then waits for them without a
-limit (mode's `Service.stop`). A loop that loses that cancel runs on, and the stop never ends: a CI
-run hung so in a nurture test's teardown until pytest-timeout ended it. Nurture's mailer lost its
-stop in two ways, both found by a probe that stops it while it delivers (docs/reliability.md, 17):
+limit (mode's `Service.stop`). A loop that loses that cancel runs on, and the stop never ends (most
+likely what held a CI run in a nurture test's teardown). Nurture's mailer lost its stop in two
+ways, both found by a probe that stops it while it delivers (docs/reliability.md, 17):
 
 - `with suppress(CancelledError): await task` after `task.cancel()` also swallows a cancel of the
   caller that arrives while it waits (`SendClaims.held`, as a mail's claim renewal was stopped).
