@@ -29,7 +29,7 @@ async def eventually(check: Callable[[], Awaitable[object] | object], within: fl
 
 
 async def within(step: Awaitable[None], seconds: float, what: str) -> None:
-    """Fail when `step` outlasts `seconds`, with the stack of every task still waiting. Not
+    """Fail when `step` outlasts `seconds`, with every waiting task's chain of awaits. Not
     wait_for: a faust start or stop held by a waiting agent does not end when cancelled, and the
     test would hang until pytest-timeout ends the whole run with the threads' stacks only."""
     done, _ = await asyncio.wait({asyncio.ensure_future(step)}, timeout=seconds)
