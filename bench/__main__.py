@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.case import REGISTRY, BenchContext, CaseResult, select
+from bench.goals import format_verdicts, judge
 from bench.kafka import create_topics, preload
 from bench.measure import LOG_DIR
 from bench.report import format_figures, format_table, machine, summarise
@@ -177,10 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     summaries = summarise(results)
     table = format_table(summaries)
     figures = format_figures(results)
+    verdicts = judge(results)
     print(table)
     if figures:
         print()
         print(figures)
+    goals = format_verdicts(verdicts)
+    if goals:
+        print()
+        print(goals)
     document = {
         "started_at": stamp,
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "table": table,
         "figures": figures,
+        "goals": [asdict(v) for v in verdicts],
         "load_average": {"start": load_start, "end": os.getloadavg()},
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -158,7 +158,11 @@ class StreamPipeline(OwnInput):
         end = next(s for s in snapshots if s.at >= end_at)
         consumed = int(end.counters["enrich.in"] - start.counters["enrich.in"])
         last = snapshots[-1].counters
+        to_stage_changes = finished_at(snapshots, "score.out") - start.at  # issue 9's goal ends there
         figures = {
+            "events/s to stage changes / to hand-offs": " / ".join(
+                f"{consumed / max(1e-9, seconds):,.0f}" for seconds in (to_stage_changes, end.at - start.at)
+            ),
             "per input: enriched / stage changes / hand-offs": (
                 f"{last['enrich.out'] / len(items):.2f} / {last['score.out'] / len(items):.2f} "
                 f"/ {last['route.out'] / len(items):.3f}"
@@ -180,6 +184,7 @@ class StreamPipeline(OwnInput):
             figures=figures,
             profiles=profiles,
             counters=last,
+            stage_changes_seconds=to_stage_changes,
         )
 
 

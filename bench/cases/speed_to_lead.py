@@ -259,6 +259,7 @@ class SpeedToLead(OwnInput):
             figures=figures,
             profiles=profiles,
             latencies=sorted(latencies),
+            rate=rate,
             loadgen=outcome,
             counters_at_end=last.counters,
         )
