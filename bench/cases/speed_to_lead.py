@@ -47,10 +47,18 @@ class HandRaisers:
     ) -> list[float]:
         """Of the hand-raisers handed off, those whose 202 came in [accepted_from, accepted_before)."""
         return [
-            self.handed_off_at[lead] - at
-            for lead, at in self.accepted_at.items()
-            if lead in self.handed_off_at and accepted_from <= at < accepted_before
+            latency
+            for lead, latency in self.latencies_by_lead().items()
+            if accepted_from <= self.accepted_at[lead] < accepted_before
         ]
+
+    def latencies_by_lead(self) -> dict[str, float]:
+        """Each hand-raiser handed off, with its latency."""
+        return {
+            lead: self.handed_off_at[lead] - at
+            for lead, at in self.accepted_at.items()
+            if lead in self.handed_off_at
+        }
 
     def missing(self) -> int:
         return sum(1 for lead in self.accepted_at if lead not in self.handed_off_at)
@@ -79,6 +87,37 @@ def hop_latencies(found: HandRaisers, arrived: HopTimes) -> dict[str, LatencySum
         if seconds:
             hops[f"-> {name}"] = LatencySummary.of(seconds)
     return hops
+
+
+def by_thirds(found: HandRaisers, since: float, duration: float) -> str:
+    """p50 and max of the hand-raisers accepted in each third of the load: a tail that grows third
+    by third points at the broker, whose fetches cost more with every batch it stores
+    (docs/performance.md, eleventh pass), not at the services' steady work."""
+    parts = []
+    for third in range(3):
+        latencies = found.latencies(since + duration * third / 3, since + duration * (third + 1) / 3)
+        if latencies:
+            summary = LatencySummary.of(latencies)
+            parts.append(f"{summary.p50:.3f} / {summary.max:.3f} (n={summary.count})")
+        else:
+            parts.append("none")
+    return "; ".join(parts)
+
+
+def slowest(found: HandRaisers, arrived: HopTimes, since: float, count: int = 5) -> str:
+    """The `count` slowest hand-raisers: when each was accepted and where its time went, to tell a
+    tail of one moment (a stall of the host or the broker: the slow ones accepted together, the wait
+    in whichever hop each was in) from a tail of queueing (spread over the run, in one hop)."""
+    marks = [found.accepted_at, *(arrived.get(t.value, {}) for t in HOP_TOPICS), found.handed_off_at]
+    ranked = sorted(found.latencies_by_lead().items(), key=lambda item: item[1], reverse=True)[:count]
+    rows = []
+    for lead, total in ranked:
+        hops = [
+            f"{1000 * (after[lead] - before[lead]):.0f}" if lead in before and lead in after else "?"
+            for before, after in itertools.pairwise(marks)
+        ]
+        rows.append(f"+{found.accepted_at[lead] - since:.1f}: {1000 * total:.0f} = {' + '.join(hops)}")
+    return "; ".join(rows) or "none"
 
 
 def nth_hand_raiser(ctx: BenchContext, index: int) -> dict[str, Any]:
@@ -246,6 +285,10 @@ class SpeedToLead(OwnInput):
                 f"hop {hop} p50 / p95 / p99 / max (s)": hop_summary.text()
                 for hop, hop_summary in hop_latencies(found, arrived).items()
             },
+            "p50 / max by third of the load (s)": by_thirds(found, started, planned),
+            "slowest: s into the load: ms = capture + enrich + score + route": slowest(
+                found, arrived, started
+            ),
         }
         return measured(  # CPU until the last hand-off: the backlog is worked off after the background
             self.name,

@@ -15,7 +15,7 @@ from bench.cases.domain import ENRICH_STEPS, STEPS, EnrichRun, score_records
 from bench.cases.pipeline import batch_means, batch_probes, cores_busy
 from bench.cases.score_recovery import changelog_topic, stored_states
 from bench.cases.score_state import as_expected, changelog_reads, probe_indexes, restored_figure, size_label
-from bench.cases.speed_to_lead import HandRaisers, hop_latencies
+from bench.cases.speed_to_lead import HandRaisers, by_thirds, hop_latencies, slowest
 from bench.latency import LatencySummary
 from bench.profile import package_of, parse_frame, record_argv, summarise
 from bench.prom import sample_sum
@@ -333,3 +333,27 @@ def test_a_workers_memory_is_read_from_its_exposition() -> None:
     text = generate_latest(registry).decode()
     assert sample_sum(text, "leadpipe_memory_resident_bytes") == 123_000_000
     assert sample_sum(text, "leadpipe_table_keys") == 1
+
+
+def test_the_slowest_hand_raisers_say_when_they_came_and_where_they_waited() -> None:
+    found = HandRaisers(
+        accepted_at={"fast": 101.0, "slow": 112.0, "slower": 112.3, "lost": 113.0, "unseen": 114.0},
+        handed_off_at={"fast": 101.1, "slow": 112.3, "slower": 112.7, "unseen": 114.2},
+    )
+    arrived = {
+        "leads.interactions": {"fast": 101.0, "slow": 112.0, "slower": 112.3, "lost": 113.0},
+        "leads.enriched": {"fast": 101.03, "slow": 112.2, "slower": 112.35},
+        "leads.stage-changes": {"fast": 101.06, "slow": 112.25, "slower": 112.6},
+    }
+    assert slowest(found, arrived, since=100.0, count=3) == (
+        "+12.3: 400 = 0 + 50 + 250 + 100; +12.0: 300 = 0 + 200 + 50 + 50; +14.0: 200 = ? + ? + ? + ?"
+    )
+    assert slowest(HandRaisers(), arrived, since=100.0) == "none"
+
+
+def test_hand_raisers_are_summed_up_by_third_of_the_load() -> None:
+    found = HandRaisers(
+        accepted_at={"a": 100.5, "b": 101.0, "d": 108.0, "e": 108.5, "after": 109.0, "lost": 108.7},
+        handed_off_at={"a": 100.6, "b": 101.3, "d": 108.2, "e": 108.6, "after": 112.0},
+    )
+    assert by_thirds(found, since=100.0, duration=9.0) == "0.200 / 0.300 (n=2); none; 0.150 / 0.200 (n=2)"
