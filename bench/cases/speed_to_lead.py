@@ -27,7 +27,7 @@ from bench.kafka import TopicReader
 from bench.latency import LatencySummary
 from bench.records import good_fit_companies, hand_raiser, hand_raiser_lead_id
 from bench.service_run import measured, prepare_topics, profile_during
-from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, snapshot
+from bench.stack import API_KEY, EVENTS_IN, EVENTS_OUT, Probe, Services, Snapshot, snapshot
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
 from services.runtime.settings import ServiceSettings
@@ -102,6 +102,35 @@ def by_thirds(found: HandRaisers, since: float, duration: float) -> str:
         else:
             parts.append("none")
     return "; ".join(parts)
+
+
+async def handed_off(found: HandRaisers, services: Services, *, within: float) -> None:
+    """Wait until every accepted hand-raiser was handed off, or `within` seconds; a worker that
+    exited ends the run with its log."""
+    deadline = time.monotonic() + within
+    while found.missing() and time.monotonic() < deadline:
+        if services.crashed():
+            raise RuntimeError(f"{services.crashed()} exited\n{services.logs()}")
+        await asyncio.sleep(0.5)
+
+
+async def snapshots_at_thirds(
+    session: aiohttp.ClientSession,
+    ctx: BenchContext,
+    services: Services,
+    probes: list[Probe],
+    *,
+    started: float,
+    duration: float,
+) -> list[Snapshot]:
+    """Snapshots a third and two thirds into the load: the cores and batches of each third, beside
+    `by_thirds`' latencies, say whether what grows through a run is the services' work or the
+    broker's."""
+    taken = []
+    for third in (1, 2):
+        await asyncio.sleep(max(0.0, started + duration * third / 3 - time.time()))
+        taken.append(await snapshot(session, ctx, services, probes))
+    return taken
 
 
 def slowest(found: HandRaisers, arrived: HopTimes, since: float, count: int = 5) -> str:
@@ -206,6 +235,7 @@ class SpeedToLead(OwnInput):
         load = LoadGenerator(ctx, self.name, services["capture"].url, events=ctx.events, rate=rate)
         found = HandRaisers()
         stop = asyncio.Event()
+        thirds: asyncio.Task[list[Snapshot]] | None = None
         async with aiohttp.ClientSession() as session:
             try:
                 services.start()
@@ -222,6 +252,9 @@ class SpeedToLead(OwnInput):
                     first = await snapshot(session, ctx, services, probes)
                     profiles = profile_during(ctx, services, self.name)  # with `--profile` only
                     planned = ctx.events / rate if rate > 0 else 10.0
+                    thirds = asyncio.create_task(
+                        snapshots_at_thirds(session, ctx, services, probes, started=started, duration=planned)
+                    )
                     await post_hand_raisers(
                         session,
                         url=services["capture"].url,
@@ -232,39 +265,35 @@ class SpeedToLead(OwnInput):
                     )
                     await load.wait()
                     background_end = await snapshot(session, ctx, services, probes)
+                    marks = [first, *await thirds, background_end]
                     outcome = load.result()
-                    deadline = time.monotonic() + ctx.case_timeout
-                    while found.missing() and time.monotonic() < deadline:
-                        if services.crashed():
-                            raise RuntimeError(f"{services.crashed()} exited\n{services.logs()}")
-                        await asyncio.sleep(0.5)
+                    await handed_off(found, services, within=ctx.case_timeout)
                     last = await snapshot(session, ctx, services, probes)
                     stop.set()
                     with contextlib.suppress(asyncio.CancelledError):
                         await follower
             finally:
                 stop.set()
+                if thirds is not None:
+                    thirds.cancel()
                 load.stop()
                 services.stop()
         arrived = await hop_arrivals(ctx, settings, set(found.accepted_at))
         latencies = found.latencies()
         if not latencies:
             raise RuntimeError(f"no hand-raiser was handed off ({len(found.accepted_at)} accepted)")
-        summary = LatencySummary.of(latencies)
-        seen = LatencySummary.of(
-            [found.seen_at[lead] - at for lead, at in found.accepted_at.items() if lead in found.seen_at]
-        )
+        seen = [found.seen_at[lead] - at for lead, at in found.accepted_at.items() if lead in found.seen_at]
         accepted = int(outcome["accepted"])
         background_seconds = outcome["finished_at"] - outcome["started_at"]
         through = background_end.counters["enrich.in"] - first.counters["enrich.in"]
         warm = started + WARM_UP_SECONDS
         figures = {
-            "speed-to-lead p50 / p95 / p99 / max (s)": summary.text(),
+            "speed-to-lead p50 / p95 / p99 / max (s)": LatencySummary.of(latencies).text(),
             f"same, accepted after the first {WARM_UP_SECONDS:g} s of load (s)": _text(found.latencies(warm)),
             f"same, accepted in the first {WARM_UP_SECONDS:g} s (s)": _text(
                 found.latencies(accepted_before=warm)
             ),
-            "same, as read by a consumer (s)": seen.text(),
+            "same, as read by a consumer (s)": _text(seen),
             "hand-raisers handed off": (
                 f"{len(latencies)} of {len(found.accepted_at)} accepted ({found.refused} refused)"
             ),
@@ -286,6 +315,13 @@ class SpeedToLead(OwnInput):
                 for hop, hop_summary in hop_latencies(found, arrived).items()
             },
             "p50 / max by third of the load (s)": by_thirds(found, started, planned),
+            "cores busy by third of the load": "; ".join(
+                cores_busy(before, after, os.cpu_count() or 1) for before, after in itertools.pairwise(marks)
+            ),
+            "enrich's batches by third of the load: records / handle ms / commit ms / busy": "; ".join(
+                batch_means(before, after, ["enrich"]).removeprefix("enrich ")
+                for before, after in itertools.pairwise(marks)
+            ),
             "slowest: s into the load: ms = capture + enrich + score + route": slowest(
                 found, arrived, started
             ),
