@@ -106,13 +106,14 @@ def _latency(results: Sequence[CaseResult]) -> Verdict:
     load (a `--rate` below it, or a load generator that could not keep it) are left out and named."""
     goal = f"speed-to-lead p99 under {P99_SECONDS * 1000:.0f} ms at {LATENCY_RATE:,.0f} events/s"
     runs = [r for r in results if r.case == "latency.speed_to_lead" and r.error is None]
-    counted, lighter = [], []
+    counted: list[tuple[float, float]] = []  # (p99, rate asked)
+    lighter: list[float] = []
     for r in runs:
         p99 = percentile(r.extra["latencies"], 99)
         if r.extra["rate"] >= LATENCY_RATE and r.extra["loadgen"]["achieved_rate"] >= (
             RATE_DELIVERED * LATENCY_RATE
         ):
-            counted.append(p99)
+            counted.append((p99, r.extra["rate"]))
         else:
             lighter.append(r.extra["loadgen"]["achieved_rate"])
     left_out = f"; {len(lighter)} run(s) at {_rates(lighter)} events/s left out" if lighter else ""
@@ -120,11 +121,11 @@ def _latency(results: Sequence[CaseResult]) -> Verdict:
         if not runs:
             return Verdict(goal, "needs `latency.speed_to_lead` in the run", None, ran=False)
         return Verdict(goal, f"no run at {LATENCY_RATE:,.0f} events/s" + left_out, None)
-    under = sum(p99 < P99_SECONDS for p99 in counted)
-    measured = (
-        f"p99 {', '.join(f'{p99:.3f}' for p99 in counted)} s: under the bound in {under} of "
-        f"{len(counted)} run(s)" + left_out
+    under = sum(p99 < P99_SECONDS for p99, _ in counted)
+    p99s = ", ".join(  # a run above the goal's load says so: a harder test than the goal asks
+        f"{p99:.3f} s" + (f" at {rate:,.0f}/s" if rate > LATENCY_RATE else "") for p99, rate in counted
     )
+    measured = f"p99 {p99s}: under the bound in {under} of {len(counted)} run(s)" + left_out
     return Verdict(goal, measured, under == len(counted))
 
 

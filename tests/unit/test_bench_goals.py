@@ -97,7 +97,7 @@ def test_a_missing_case_leaves_the_goal_open() -> None:
 def test_every_run_at_the_goals_load_must_hold_it() -> None:
     met, measured = by_goal([latency(200), latency(240), latency(260)])["speed-to-lead"]
     assert met is False
-    assert measured == "p99 0.200, 0.240, 0.260 s: under the bound in 2 of 3 run(s)"
+    assert measured == "p99 0.200 s, 0.240 s, 0.260 s: under the bound in 2 of 3 run(s)"
 
 
 def test_runs_below_the_goals_load_are_left_out_and_said_so() -> None:
@@ -110,7 +110,9 @@ def test_runs_below_the_goals_load_are_left_out_and_said_so() -> None:
     )
     met, measured = by_goal([light, latency(400, rate=1500, achieved=1500)])["speed-to-lead"]
     assert met is False
-    assert measured == "p99 0.400 s: under the bound in 0 of 1 run(s); 1 run(s) at 100 events/s left out"
+    assert measured == (
+        "p99 0.400 s at 1,500/s: under the bound in 0 of 1 run(s); 1 run(s) at 100 events/s left out"
+    )
 
 
 @given(
