@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.case import CaseResult
-from bench.report import REFERENCE_CASE, percentile
+from bench.report import REFERENCE_CASE, percentile, summarise
 
 SCORE_SHARE = 0.40
 PIPELINE_SHARE = 0.25
@@ -39,7 +39,7 @@ class Verdict:
 
 def judge(results: Sequence[CaseResult]) -> list[Verdict]:
     """The three goals as this run's results answer them."""
-    rates = _median_rates(results)
+    rates = {s.case: s.events_per_second for s in summarise(results) if s.error is None}  # medians
     return [_score(rates), _pipeline(results, rates), _latency(results)]
 
 
@@ -53,14 +53,6 @@ def format_verdicts(verdicts: Sequence[Verdict]) -> str:
         met = "n/a" if v.met is None else ("yes" if v.met else "**no**")
         lines.append(f"| {v.goal} | {v.measured} | {met} |")
     return "\n".join(lines)
-
-
-def _median_rates(results: Sequence[CaseResult]) -> dict[str, float]:
-    by_case: dict[str, list[float]] = {}
-    for r in results:
-        if r.error is None and r.seconds > 0:
-            by_case.setdefault(r.case, []).append(r.events_per_second)
-    return {case: statistics.median(rates) for case, rates in by_case.items()}
 
 
 def _beside(rate: float, rates: dict[str, float], case: str) -> str:
