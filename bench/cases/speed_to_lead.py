@@ -74,13 +74,21 @@ HopTimes = dict[str, dict[str, float]]  # topic -> lead id -> broker timestamp o
 HOP_TOPICS = (TopicName.INTERACTIONS, TopicName.ENRICHED, TopicName.STAGE_CHANGES)
 
 
+def hop_marks(found: HandRaisers, arrived: HopTimes) -> list[tuple[str, dict[str, float]]]:
+    """Each hand-raiser's moments in path order: capture's 202, its first record on every hop's
+    topic, its hand-off; a pair of neighbours is one stage's share (capture, enrich, score, route)."""
+    return [
+        ("capture", found.accepted_at),
+        *((t.value, arrived.get(t.value, {})) for t in HOP_TOPICS),
+        ("handoffs", found.handed_off_at),
+    ]
+
+
 def hop_latencies(found: HandRaisers, arrived: HopTimes) -> dict[str, LatencySummary]:
     """Each stage's share of speed-to-lead: capture's 202 -> leads.interactions (capture's publish),
     -> leads.enriched (enrich), -> leads.stage-changes (score), -> leads.handoffs (route)."""
-    marks = [("capture", found.accepted_at), *((t.value, arrived.get(t.value, {})) for t in HOP_TOPICS)]
-    marks.append(("handoffs", found.handed_off_at))
     hops: dict[str, LatencySummary] = {}
-    for (_, before), (name, after) in itertools.pairwise(marks):
+    for (_, before), (name, after) in itertools.pairwise(hop_marks(found, arrived)):
         seconds = [
             after[lead] - before[lead] for lead in before.keys() & after.keys() & found.accepted_at.keys()
         ]
@@ -137,7 +145,7 @@ def slowest(found: HandRaisers, arrived: HopTimes, since: float, count: int = 5)
     """The `count` slowest hand-raisers: when each was accepted and where its time went, to tell a
     tail of one moment (a stall of the host or the broker: the slow ones accepted together, the wait
     in whichever hop each was in) from a tail of queueing (spread over the run, in one hop)."""
-    marks = [found.accepted_at, *(arrived.get(t.value, {}) for t in HOP_TOPICS), found.handed_off_at]
+    marks = [moments for _, moments in hop_marks(found, arrived)]
     ranked = sorted(found.latencies_by_lead().items(), key=lambda item: item[1], reverse=True)[:count]
     rows = []
     for lead, total in ranked:
