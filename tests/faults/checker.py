@@ -24,7 +24,6 @@ the sign of a service that forgot its state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -41,6 +40,7 @@ from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.topics import TopicName
 from services.capture.domain import lead_identity
 from services.nurture.domain import command_id
+from services.runtime.cancellation import cancel_and_wait
 from services.runtime.codec import encode
 
 HOT = "hot"
@@ -263,9 +263,7 @@ class Collector:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
 
 class Sender:
@@ -383,9 +381,7 @@ class Run:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._sending is not None and not self._sending.done():
-            self._sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sending
+            await cancel_and_wait(self._sending)
         await self.collector.stop()
 
     async def grant_consent(self) -> None:

@@ -5,7 +5,6 @@ posted again by `leadpipe requeue-crm`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import time
@@ -38,6 +37,7 @@ from services.route.domain import build_handoff
 from services.route.openapi import build
 from services.route.requeue import requeue
 from services.route.settings import RouteSettings
+from services.runtime.cancellation import cancel_and_wait
 from tests.eventually import eventually
 from tests.integration.test_route_crm_queue import job
 from tests.integration.test_route_notices import metric
@@ -270,9 +270,7 @@ async def test_a_hand_off_that_a_lost_answer_queued_is_posted_without_waiting_fo
             ((_, posted),) = await receiver.wait_for(1, within=10)
             assert posted == body
         finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            await cancel_and_wait(loop)
 
 
 async def test_a_crm_that_hangs_holds_up_its_own_team_s_deliveries_only(
