@@ -48,10 +48,6 @@ class CommonMetrics:
     consumer_lag: Gauge
     up: Gauge
     frozen_objects: Gauge  # of this service (one label value): services/runtime/heap.py
-    batch_window: Gauge  # of this service's batched agent: services/runtime/batch_window.py
-    batch_records: Histogram  # of this service's batched agent, and its two phases' times:
-    batch_handling: Histogram  # handling its records (effects handed to the producer) ...
-    batch_commit: Histogram  # ... and the commit (their acknowledgement, then state stored)
 
     def exposition(self) -> bytes:
         data: bytes = generate_latest(self.registry)
@@ -74,27 +70,6 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
         "leadpipe_gc_frozen_objects",
         "Objects the garbage collector no longer walks: the heap frozen once start-up ended.",
         ["service"],
-        registry=registry,
-    )
-    window = Gauge(
-        "leadpipe_batch_window_seconds",
-        "How long the batched agent waits for a batch to fill; grows with its load.",
-        ["service"],
-        registry=registry,
-    )
-    batch_records = Histogram(
-        "leadpipe_batch_records",
-        "Records in each batch of the batched agent: they grow with its load before its lag does.",
-        ["service"],
-        buckets=BATCH_SIZE_BUCKETS,
-        registry=registry,
-    )
-    batch_seconds = Histogram(
-        "leadpipe_batch_seconds",
-        "Time of each batch by phase: handle (its records) and commit (effects acknowledged, then "
-        "state stored). A batch's effects reach the broker together, at its commit.",
-        ["service", "phase"],
-        buckets=LATENCY_BUCKETS,
         registry=registry,
     )
     return CommonMetrics(
@@ -126,10 +101,48 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
         ),
         up=up,
         frozen_objects=frozen.labels(service),
-        batch_window=window.labels(service),
-        batch_records=batch_records.labels(service),
-        batch_handling=batch_seconds.labels(service, "handle"),
-        batch_commit=batch_seconds.labels(service, "commit"),
+    )
+
+
+@dataclass(frozen=True)
+class BatchMetrics:
+    """A batched agent's series (services/runtime/stream_app.py), registered by the first one a
+    service runs: a service without one (capture, nurture's mailer) exports none, rather than a
+    window of 0 and empty histograms that a dashboard would draw as an idle agent."""
+
+    window: Gauge  # how long the agent waits for a batch to fill: services/runtime/batch_window.py
+    records: Histogram  # records per batch, and its two phases' times:
+    handling: Histogram  # handling its records (effects handed to the producer) ...
+    commit: Histogram  # ... and the commit (their acknowledgement, then state stored)
+
+
+def batch_metrics(service: str, registry: CollectorRegistry) -> BatchMetrics:
+    window = Gauge(
+        "leadpipe_batch_window_seconds",
+        "How long the batched agent waits for a batch to fill; grows with its load.",
+        ["service"],
+        registry=registry,
+    )
+    records = Histogram(
+        "leadpipe_batch_records",
+        "Records in each batch of the batched agent: they grow with its load before its lag does.",
+        ["service"],
+        buckets=BATCH_SIZE_BUCKETS,
+        registry=registry,
+    )
+    seconds = Histogram(
+        "leadpipe_batch_seconds",
+        "Time of each batch by phase: handle (its records) and commit (effects acknowledged, then "
+        "state stored). A batch's effects reach the broker together, at its commit.",
+        ["service", "phase"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    return BatchMetrics(
+        window=window.labels(service),
+        records=records.labels(service),
+        handling=seconds.labels(service, "handle"),
+        commit=seconds.labels(service, "commit"),
     )
 
 

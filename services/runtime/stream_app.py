@@ -29,7 +29,14 @@ from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
 from services.runtime.heap import HeapFreezer
 from services.runtime.memory import TableKeysCollector
-from services.runtime.metrics import METRICS_CONTENT_TYPE, CommonMetrics, Labelled, common_metrics
+from services.runtime.metrics import (
+    METRICS_CONTENT_TYPE,
+    BatchMetrics,
+    CommonMetrics,
+    Labelled,
+    batch_metrics,
+    common_metrics,
+)
 from services.runtime.partitioner import KafkaPartitioner
 from services.runtime.raw_schema import RawBytesSchema
 from services.runtime.settings import ServiceSettings
@@ -112,6 +119,7 @@ class StreamService:
         self.metrics: CommonMetrics = common_metrics(name)
         self._events_in = Labelled(self.metrics.events_in)  # per record: (service, topic) -> child
         self._processing = Labelled(self.metrics.processing_seconds)
+        self._batch_metrics: BatchMetrics | None = None
         self.health = Health(name)
         self.consuming = Flag()  # set when the first rebalance ended: tables recovered, streams resumed
         self.health.add("consumer_group", self.consuming)
@@ -217,13 +225,21 @@ class StreamService:
             letter.reason,
         )
 
+    @property
+    def batch_metrics(self) -> BatchMetrics:
+        """The batched agents' series, registered at the first batched agent's start."""
+        if self._batch_metrics is None:
+            self._batch_metrics = batch_metrics(self.name, self.metrics.registry)
+        return self._batch_metrics
+
     def batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[Sequence[faust.EventT[bytes]]]:
         """The stream in batches (see services/runtime/batch.py): up to `batch_max_records` records,
         or what arrived within the batch window, which follows the agent's load
         (services/runtime/batch_window.py). faust acknowledges a batch after the loop body."""
         shortest, longest = self.settings.batch_windows
-        window = AdaptiveWindow(shortest, longest, report=self.metrics.batch_window.set)
-        self.metrics.batch_window.set(window.seconds)
+        gauge = self.batch_metrics.window
+        window = AdaptiveWindow(shortest, longest, report=gauge.set)
+        gauge.set(window.seconds)
         batches: AsyncIterator[Sequence[faust.EventT[bytes]]]
         batches = stream.take_events(  # type: ignore[attr-defined]
             self.settings.batch_max_records, within=shortest, window=window
@@ -247,8 +263,9 @@ class StreamService:
         Each committed batch is reported: its records (`leadpipe_batch_records`) and the time of
         its two phases (`leadpipe_batch_seconds`): handling, and the commit (effects acknowledged,
         then state stored). A record's effects leave at the commit, so it waits for its batch."""
-        metrics = self.metrics
-        async for events in self.batches(stream):
+        batches = self.batches(stream)
+        metrics = self.batch_metrics
+        async for events in batches:
             began = time.perf_counter()
             batch = begin()
             if prepare is not None:
@@ -260,9 +277,9 @@ class StreamService:
                 self.observe(event.message.topic, started)
             handled = time.perf_counter()
             await batch.commit()
-            metrics.batch_records.observe(len(events))
-            metrics.batch_handling.observe(handled - began)
-            metrics.batch_commit.observe(time.perf_counter() - handled)
+            metrics.records.observe(len(events))
+            metrics.handling.observe(handled - began)
+            metrics.commit.observe(time.perf_counter() - handled)
 
     def outbox(self) -> Outbox:
         """Effects of one batch, acknowledged together (`Outbox.flush`)."""

@@ -190,7 +190,7 @@ async def test_a_busy_agent_waits_longer_for_its_batches_and_a_quiet_one_short_a
     record waits the shortest again. Every record is still delivered once."""
     service = stream_service(broker, "window", batch_max_records=5)
     source = service.topic("leads.interactions")
-    gauge = service.metrics.batch_window
+    gauge = service.batch_metrics.window
     seen: list[bytes] = []
 
     @service.app.agent(source)

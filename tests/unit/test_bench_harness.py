@@ -28,7 +28,7 @@ from schemas.enriched import EnrichedInteraction
 from services.enrich.domain import LeadState as EnrichState
 from services.runtime.codec import encode
 from services.runtime.memory import MemoryCollector, TableKeysCollector
-from services.runtime.metrics import common_metrics
+from services.runtime.metrics import batch_metrics, common_metrics
 from services.score.app import create_app
 from services.score.settings import ScoreSettings
 from services.score.state import LeadState
@@ -94,20 +94,21 @@ def test_cores_busy_sums_every_worker_and_the_broker_over_the_wall_clock() -> No
 def test_batch_means_read_the_services_own_batch_metrics() -> None:
     """The probes name the series `run_batches` reports (services/runtime/metrics.py): the means
     come from two snapshots of a real registry's exposition."""
-    metrics = common_metrics("score")
+    common = common_metrics("score")
+    metrics = batch_metrics("score", common.registry)
     probes = batch_probes(["score"])
 
     def snap(at: float) -> Snapshot:
-        text = metrics.exposition().decode()
+        text = common.exposition().decode()
         counters = {p.name: sample_sum(text, p.sample, service="score", **p.labels) for p in probes}
         return Snapshot(at=at, counters=counters, cpu={}, broker_cpu=None)
 
-    metrics.batch_records.observe(500)  # before the window: left out
+    metrics.records.observe(500)  # before the window: left out
     start = snap(1.0)
     for records, handle, commit in ((60, 0.020, 0.010), (20, 0.010, 0.014)):
-        metrics.batch_records.observe(records)
-        metrics.batch_handling.observe(handle)
-        metrics.batch_commit.observe(commit)
+        metrics.records.observe(records)
+        metrics.handling.observe(handle)
+        metrics.commit.observe(commit)
     # two batches over 0.25 s of wall clock: 54 ms of handling and committing, 22% of it
     assert batch_means(start, snap(1.25), ["score"]) == "score 40 / 15.0 / 12.0 / 22%"
     assert batch_means(start, start, ["score"]) == "score 0 / 0.0 / 0.0 / 0%"  # no batch: no division by 0

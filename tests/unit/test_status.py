@@ -19,7 +19,7 @@ from services.devstack.status import (
 )
 from services.route.metrics import route_metrics
 from services.runtime.memory import MemoryCollector, TableKeysCollector
-from services.runtime.metrics import common_metrics
+from services.runtime.metrics import batch_metrics, common_metrics
 
 
 def _route_exposition(events: int, dead: int) -> str:
@@ -151,10 +151,11 @@ def test_report_shows_memory_against_the_limit_and_the_keys_held() -> None:
 def _batches_exposition(service: str, batches: list[tuple[int, float, float]]) -> str:
     """A service's batch metrics as `run_batches` observes them: (records, handling, commit) each."""
     common = common_metrics(service)
+    metrics = batch_metrics(service, common.registry)
     for records, handle, commit in batches:
-        common.batch_records.observe(records)
-        common.batch_handling.observe(handle)
-        common.batch_commit.observe(commit)
+        metrics.records.observe(records)
+        metrics.handling.observe(handle)
+        metrics.commit.observe(commit)
     return common.exposition().decode()
 
 
