@@ -55,11 +55,6 @@ class Suppression(StrEnum):
     NO_ADDRESS = "no_address"
 
 
-STOPPING = frozenset(
-    {ExitReason.UNSUBSCRIBED, ExitReason.BOUNCED, ExitReason.CONSENT_WITHDRAWN, ExitReason.ERASED}
-)
-
-
 class Enrolment(BaseModel):
     """One lead's current (or last) run through one sequence."""
 
@@ -116,11 +111,9 @@ class Outcome:
     suppressed: list[tuple[str, Suppression]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     duplicate: bool = False
-
-    @property
-    def stopped(self) -> bool:
-        """True when the lead said no (or was erased): queued commands must not be delivered."""
-        return any(reason in STOPPING for _, reason in self.exits)
+    stopped: bool = False  # the lead said no (or was erased): queued commands must not be delivered.
+    # Whether or not an enrolment was still running: a sequence's last step ends its enrolment
+    # when it is queued, so a no after it ends nothing, and the mail must still be withheld.
 
 
 def command_id(lead_id: str, sequence: str, enrolment: int, step: int) -> str:
@@ -158,11 +151,11 @@ def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, n
     kind = event.interaction.type
     if kind == InteractionType.UNSUBSCRIBE:
         s.unsubscribed = True
-        _exit_all(out, ExitReason.UNSUBSCRIBED, now)
+        _stop(out, ExitReason.UNSUBSCRIBED, now)
         return out
     if kind == InteractionType.EMAIL_BOUNCE:
         s.bounced = True
-        _exit_all(out, ExitReason.BOUNCED, now)
+        _stop(out, ExitReason.BOUNCED, now)
         return out
     _add_fact(s, kind.value)
     asset = event.interaction.properties.get("asset_id")
@@ -196,9 +189,9 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
         s.consent_proof = record.event_id
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
         s.consent_proof = None
-        _exit_all(out, ExitReason.CONSENT_WITHDRAWN, now)
+        _stop(out, ExitReason.CONSENT_WITHDRAWN, now)
     elif record.kind == PrivacyRequestKind.ERASE:
-        _exit_all(out, ExitReason.ERASED, now)
+        _stop(out, ExitReason.ERASED, now)
         out.state = erased(s)
     return out
 
@@ -374,6 +367,12 @@ def _apply_sequence_exits(out: Outcome, rules: NurtureRules, now: datetime) -> N
             continue
         if s.lifecycle in sequence.exit.stages or s.temperature in sequence.exit.temperatures:
             _end(out, name, ExitReason.STAGE, now)
+
+
+def _stop(out: Outcome, reason: ExitReason, now: datetime) -> None:
+    """The lead said no: every enrolment ends, and so does delivery of what is already queued."""
+    _exit_all(out, reason, now)
+    out.stopped = True
 
 
 def _exit_all(out: Outcome, reason: ExitReason, now: datetime) -> None:

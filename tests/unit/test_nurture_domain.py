@@ -278,6 +278,38 @@ def test_saying_no_stops_a_step_that_is_already_due(event: object, reason: ExitR
         assert "accelerator" not in sim.state.enrolments
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        lambda: privacy(PrivacyRequestKind.CONSENT_WITHDRAWN),
+        lambda: interaction(InteractionType.UNSUBSCRIBE),
+        lambda: interaction(InteractionType.EMAIL_BOUNCE),
+        lambda: privacy(PrivacyRequestKind.ERASE),
+    ],
+)
+def test_saying_no_after_the_last_step_was_queued_still_stops_its_delivery(event: object) -> None:
+    """The last step ends its enrolment as it is queued; the mailer may not have sent it yet (outbox
+    lag, SMTP down). A no then ends no enrolment, and must still withhold it."""
+    sim = Sim()
+    consented_iql(sim)
+    sent = sim.advance(timedelta(days=30), tick=timedelta(hours=1))
+    assert sent[-1].template_id == "welcome-4-case-study"
+    assert not any(e.active for e in sim.state.enrolments.values())
+    out = sim.event(event())  # type: ignore[operator]
+    assert out.exits == []
+    assert out.stopped
+
+
+def test_only_a_no_stops_delivery() -> None:
+    sim = Sim()
+    assert not sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED)).stopped
+    assert not sim.event(stage(LifecycleStage.IQL, Temperature.COLD)).stopped
+    sim.advance(timedelta(hours=1))
+    assert not sim.event(stage(LifecycleStage.IQL, Temperature.HOT)).stopped  # an exit, not a no
+    assert not sim.event(sales(SalesActivityKind.ACCEPTED)).stopped
+    assert not sim.event(interaction(InteractionType.PAGE_VIEW)).stopped
+
+
 def test_erasure_keeps_no_personal_data() -> None:
     sim = Sim()
     consented_iql(sim)
