@@ -33,7 +33,11 @@ def _zone(value: str) -> str:
 
 
 class WorkingHours(_Model):
-    """Local working days and hours; a missing block in YAML means available around the clock."""
+    """Working days and hours, read in the rep's time zone (a team's SLA clock: in the team's).
+
+    A team without the block works Mon-Fri 09:00-17:00 (these defaults) and one with
+    `working_hours: null` around the clock; a rep without the block, or with null, keeps the team's.
+    """
 
     days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
     start: time = time(9, 0)

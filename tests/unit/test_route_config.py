@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.route.config import ConfigError, load_config, parse_config
+from services.route import domain
+from services.route.config import ConfigError, WorkingHours, load_config, parse_config
 from tests.unit.test_route_domain import CONFIG
 
 ROUTING = Path(__file__).resolve().parents[2] / "config" / "routing.yaml"
@@ -66,3 +68,20 @@ def test_file_errors(tmp_path: Path) -> None:
     broken.write_text("teams: [\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML"):
         load_config(broken)
+
+
+def test_working_hours_defaults_are_what_the_docs_say() -> None:
+    """No block: Mon-Fri 09:00-17:00 for a team, the team's hours for a rep; null: around the clock."""
+    teams = [
+        {"name": "office", "reps": [{"id": "a"}, {"id": "b", "working_hours": None}]},
+        {"name": "always", "working_hours": None, "reps": [{"id": "c"}]},
+    ]
+    cfg = parse_config({"teams": teams, "fallback_team": "office"})
+    office, always = cfg.team("office"), cfg.team("always")
+    assert office.working_hours == WorkingHours(
+        days=("mon", "tue", "wed", "thu", "fri"), start=time(9), end=time(17)
+    )
+    saturday_noon = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    for rep in office.reps:
+        assert domain.unavailable_reason(rep, office, domain.RepStatus(), saturday_noon) == "off_hours"
+    assert domain.unavailable_reason(always.reps[0], always, domain.RepStatus(), saturday_noon) is None
