@@ -6,18 +6,29 @@ instead of silently routing every lead to the fallback queue.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from schemas.stage import LifecycleStage, Temperature
 from services.runtime.config_file import read_yaml, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+_HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
 class _Model(BaseModel):
@@ -42,6 +53,25 @@ class WorkingHours(_Model):
     days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
     start: time = time(9, 0)
     end: time = time(17, 0)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted_hh_mm(cls, value: Any) -> time:
+        """Only "HH:MM" or a plain time: YAML reads an unquoted 9:00 as 540 (minutes in base 60),
+        which pydantic would take for 00:09 UTC, and an offset-carrying time cannot meet a local one."""
+        if isinstance(value, time) and value.tzinfo is None:
+            return value
+        if isinstance(value, str) and (hh_mm := _HH_MM.fullmatch(value.strip())):
+            return time(int(hh_mm[1]), int(hh_mm[2]))
+        hint = "no seconds or UTC offset: the rep's or team's timezone applies"
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            hint = f"YAML reads an unquoted {value // 60}:{value % 60:02d} as the number {value}"
+        raise ValueError(f'{value!r} is not a time of day; write a quoted "HH:MM" such as "09:00" ({hint})')
+
+    @field_serializer("start", "end", when_used="json")
+    def _as_hh_mm(self, value: time) -> str:
+        """Dumped as the "HH:MM" the file takes, so a dumped config validates again."""
+        return value.isoformat(timespec="minutes")
 
     @field_validator("days")
     @classmethod

@@ -85,3 +85,44 @@ def test_working_hours_defaults_are_what_the_docs_say() -> None:
     for rep in office.reps:
         assert domain.unavailable_reason(rep, office, domain.RepStatus(), saturday_noon) == "off_hours"
     assert domain.unavailable_reason(always.reps[0], always, domain.RepStatus(), saturday_noon) is None
+
+
+def _routing_file(tmp_path: Path, hours: str) -> Path:
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "teams:\n"
+        "  - name: t\n"
+        "    timezone: Europe/Berlin\n"
+        f"    working_hours: {hours}\n"
+        "    reps: [{id: a, timezone: Europe/Berlin}]\n"
+        "fallback_team: t\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("hours", "key", "hint"),
+    [
+        ("{start: 9:00, end: 17:00}", "teams.0.working_hours.start", "unquoted 9:00 as the number 540"),
+        ('{start: "09:00", end: 17:00}', "teams.0.working_hours.end", "unquoted 17:00 as the number 1020"),
+        ('{start: 9:00, end: "17:00"}', "teams.0.working_hours.start", "unquoted 9:00 as the number 540"),
+        ('{start: "09:00+02:00", end: "17:00"}', "teams.0.working_hours.start", "no seconds or UTC offset"),
+        ('{start: "09:00", end: "17:00:30"}', "teams.0.working_hours.end", "no seconds or UTC offset"),
+    ],
+)
+def test_working_hours_must_be_quoted_hh_mm(tmp_path: Path, hours: str, key: str, hint: str) -> None:
+    """YAML reads an unquoted 9:00 as 540 (base 60), which passed as 00:09 UTC and broke every lead."""
+    path = _routing_file(tmp_path, hours)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: {key}: ") and 'quoted "HH:MM"' in text and hint in text
+
+
+def test_quoted_working_hours_are_local_times(tmp_path: Path) -> None:
+    team = load_config(_routing_file(tmp_path, '{start: "9:00", end: "17:30"}')).team("t")
+    assert team.working_hours is not None
+    assert (team.working_hours.start, team.working_hours.end) == (time(9), time(17, 30))
+    wednesday_0830_utc = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)  # 09:30 in Berlin
+    assert domain.unavailable_reason(team.reps[0], team, domain.RepStatus(), wednesday_0830_utc) is None
+    assert WorkingHours(start=time(8), end=time(16)).start == time(8)  # a plain time, built in Python
