@@ -9,8 +9,10 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from annotated_types import MaxLen
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.base import LeadEvent
 from schemas.interaction import Interaction
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 
@@ -65,6 +67,22 @@ def token_id(token: str) -> str:
     return hashlib.blake2b(token.encode(), digest_size=12).hexdigest()
 
 
+# The envelope's limit, read from the contract so the two cannot drift apart.
+_EVENT_ID_MAX = next(
+    limit.max_length for limit in LeadEvent.model_fields["event_id"].metadata if isinstance(limit, MaxLen)
+)
+
+
+def consent_record_id(event_id: str) -> str:
+    """`<event id>-consent` while it fits the envelope, else a digest of the event id: a sender's id
+    may be as long as the envelope allows. Either way a retried event gives the same id, so its consent
+    record is deduplicated too; the digest form never ends in "-consent", so the two never collide."""
+    readable = f"{event_id}-consent"
+    if len(readable) <= _EVENT_ID_MAX:
+        return readable
+    return "consent-" + hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
+
+
 def consent_given(interaction: Interaction, *, ip_hash: str | None = None) -> PrivacyRecord | None:
     """The pending consent an interaction grants, with its proof; None when it grants none.
 
@@ -72,7 +90,7 @@ def consent_given(interaction: Interaction, *, ip_hash: str | None = None) -> Pr
     if interaction.consent.marketing_email is not True:
         return None
     return PrivacyRecord(
-        event_id=f"{interaction.event_id}-consent",
+        event_id=consent_record_id(interaction.event_id),
         occurred_at=interaction.occurred_at,
         lead_id=interaction.lead_id,
         kind=PrivacyRequestKind.CONSENT_GIVEN,

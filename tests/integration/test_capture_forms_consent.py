@@ -96,6 +96,36 @@ async def test_forms_map_fields_trap_bots_and_record_consent(
     assert privacy[0].ip_hash == consent.hash_ip("127.0.0.1", salt) is not None
 
 
+async def test_an_event_with_the_longest_event_id_and_consent_is_accepted(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    """The consent record's id derives from the event's: at 128 characters it must still fit, alone
+    and in a batch, and a retry must give the same consent record id."""
+    event = {
+        "event_id": "x" * 128,
+        "type": "form_submit",
+        "occurred_at": "2026-11-21T09:30:00Z",
+        "contact": {"email": "long.id@example.com"},
+        "consent": {"marketing_email": True, "text_version": "2026-01"},
+    }
+    single = await client.post("/v1/events", json=event, headers={"X-API-Key": "k"})
+    assert single.status == 202, await single.text()
+    batch = await client.post(
+        "/v1/events:batch",
+        json={"events": [{**event, "event_id": "y" * 128}, {**event, "event_id": "y" * 127}]},
+        headers={"X-API-Key": "k"},
+    )
+    assert batch.status == 200, await batch.text()
+    assert (await batch.json())["accepted"] == 2
+    privacy = [
+        PrivacyRecord.model_validate_json(v)
+        for v in await _values(broker, settings.topic(TopicName.PRIVACY), 4)
+    ]
+    assert len(privacy) == 3
+    assert len({p.event_id for p in privacy}) == 3
+    assert all(p.kind.value == "consent_given" and len(p.event_id) <= 128 for p in privacy)
+
+
 async def test_double_opt_in_confirm_and_withdraw(
     client: Client, settings: CaptureSettings, broker: EmbeddedBroker
 ) -> None:

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from schemas import PrivacyRecord
+from schemas import Interaction, InteractionIn, InteractionType, PrivacyRecord
 from services.capture import consent, platforms
-from services.capture.domain import json_depth
+from services.capture.domain import json_depth, to_interaction
 from services.capture.forms import FormConfig, FormsConfigError, form_event, is_bot, load_forms
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -107,6 +107,33 @@ def test_consent_token_round_trips_and_detects_tampering(lead_id: str, version: 
         consent.read_token(token, "secret", NOW + timedelta(hours=2))
     with pytest.raises(consent.TokenError):
         consent.read_token(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"), "secret", NOW)
+
+
+def _consenting(event_id: str) -> Interaction:
+    event = InteractionIn(
+        event_id=event_id,
+        type=InteractionType.FORM_SUBMIT,
+        occurred_at=NOW,
+        contact={"email": "ann@example.com"},
+        consent={"marketing_email": True},
+    )
+    return to_interaction(event, received_at=NOW)
+
+
+@given(st.text(min_size=1, max_size=128), st.text(min_size=1, max_size=128))
+@example("x" * 128, "x" * 127)  # the longest ids: the suffix no longer fits
+@example("x" * 120, "x" * 121)
+def test_every_valid_event_id_gives_a_consent_record_id_that_fits_and_repeats(first: str, other: str) -> None:
+    """Any event id the public API accepts grants its consent record (no 500), with the same id on a
+    retry so the record dedupes, and another event's id for another event."""
+    record = consent.consent_given(_consenting(first))
+    assert record is not None and len(record.event_id) <= 128
+    assert consent.consent_given(_consenting(first)) == record
+    if len(first) <= 120:  # fits with the suffix: readable as before
+        assert record.event_id == f"{first}-consent"
+    if other != first:
+        another = consent.consent_given(_consenting(other))
+        assert another is not None and another.event_id != record.event_id
 
 
 def test_shipped_forms_file_is_valid_and_errors_name_the_key(tmp_path: Path) -> None:
