@@ -16,6 +16,13 @@ from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from services.capture.domain import lead_identity, normalise_email
 
 
+def _id_digest(platform_id: str) -> str:
+    """A platform's lead id inside an event id, at a fixed length: the envelope allows 128 characters
+    and a Google lead id may itself have 128, a LinkedIn response URN 256. Same id, same digest, so a
+    platform's retry keeps its event id; the readable id stays in the record's properties."""
+    return hashlib.blake2b(platform_id.encode(), digest_size=12).hexdigest()
+
+
 def _hmac_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
@@ -252,7 +259,7 @@ def google_interaction(lead: GoogleLead, received_at: datetime) -> Interaction:
         if v is not None
     }
     return _ad_contact_event(
-        event_id=f"google-lead-{lead.lead_id}",
+        event_id=f"google-lead-{_id_digest(lead.lead_id)}",
         anonymous_id=f"google:{lead.lead_id}",
         mapped=mapped,
         properties={"platform": "google", "google_lead_id": lead.lead_id, **ids, "answers": extra},
@@ -279,7 +286,7 @@ class LinkedInNotification(_Payload):
 
 
 def _linkedin_digest(note: LinkedInNotification) -> str:
-    return hashlib.blake2b(note.leadGenFormResponse.encode(), digest_size=12).hexdigest()
+    return _id_digest(note.leadGenFormResponse)
 
 
 def linkedin_record(note: LinkedInNotification, received_at: datetime) -> Interaction | PrivacyRecord:

@@ -214,6 +214,28 @@ async def test_google_lead_maps_columns_and_marks_tests(
     assert record.properties["answers"] == {"BUDGET": "high"}
 
 
+async def test_google_lead_with_the_longest_lead_id_is_acknowledged_once(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    """Google retries a lead until it gets a 200; a 128-character lead id used to answer 500 forever."""
+    lead = {
+        "lead_id": "L" * 128,
+        "google_key": GOOGLE_KEY,
+        "user_column_data": [{"column_id": "EMAIL", "string_value": "long@example.com"}],
+    }
+    first = await client.post("/v1/webhooks/google", json=lead)
+    assert first.status == 200, await first.text()
+    replay = await client.post("/v1/webhooks/google", json=lead)
+    assert (await replay.json())["duplicates"] == 1
+    stored = [
+        Interaction.model_validate_json(v)
+        for v in await _read(broker, settings.topic(TopicName.INTERACTIONS), 2)
+    ]
+    assert len(stored) == 1
+    assert stored[0].properties["google_lead_id"] == "L" * 128
+    assert stored[0].contact.email == "long@example.com"
+
+
 async def test_linkedin_challenge_signature_and_deleted_lead(
     client: Client, settings: CaptureSettings, broker: EmbeddedBroker
 ) -> None:

@@ -78,6 +78,38 @@ def test_google_is_test_is_kept(is_test: bool) -> None:
     assert record.anonymous_id == "google:L1"
 
 
+@given(st.text(min_size=1, max_size=128), st.text(min_size=1, max_size=128))
+@example("L" * 128, "L" * 127)  # "google-lead-" + 117 characters or more overflowed the envelope
+def test_every_valid_google_lead_id_gives_an_event_id_that_fits_and_repeats(lead_id: str, other: str) -> None:
+    """Google retries a lead until it gets a 200: a lead id the payload model accepts must map, to the
+    same event id on every retry and to another one for another lead."""
+
+    def event_id(google_lead_id: str) -> str:
+        return platforms.google_interaction(platforms.GoogleLead(lead_id=google_lead_id), NOW).event_id
+
+    record = platforms.google_interaction(platforms.GoogleLead(lead_id=lead_id), NOW)
+    assert len(record.event_id) <= 128
+    assert event_id(lead_id) == record.event_id
+    assert record.properties["google_lead_id"] == lead_id  # the platform's id stays readable
+    assert other == lead_id or event_id(other) != record.event_id
+
+
+def test_the_longest_meta_and_linkedin_ids_fit_the_envelope() -> None:
+    """The same overflow checked on the other platforms, at the longest ids their models accept."""
+    meta = platforms.MetaLeadgen(leadgen_id="9" * 64)
+    records = [
+        platforms.meta_lead_interaction(meta, NOW),
+        platforms.meta_contact_interaction(meta, [{"name": "email", "values": ["a@example.com"]}], NOW),
+    ]
+    urn = "urn:li:leadGenFormResponse:" + "7" * (256 - len("urn:li:leadGenFormResponse:"))
+    for action in ("CREATED", "DELETED"):
+        note = platforms.LinkedInNotification(leadGenFormResponse=urn, leadAction=action)
+        records.append(platforms.linkedin_record(note, NOW))
+    created = platforms.LinkedInNotification(leadGenFormResponse=urn, leadAction="CREATED")
+    records.append(platforms.linkedin_contact_interaction(created, platforms.LinkedInLead(), None, NOW))
+    assert all(len(r.event_id) <= 128 and len(r.lead_id) <= 128 for r in records)
+
+
 @pytest.mark.parametrize("action", ["DELETED", "deleted"])
 def test_linkedin_deleted_is_an_erasure_request(action: str) -> None:
     note = platforms.LinkedInNotification(
