@@ -11,7 +11,7 @@ the contracts' `extra="ignore"` already makes every consumer.
 
 from __future__ import annotations
 
-from pydantic import Field, JsonValue
+from pydantic import AwareDatetime, Field, JsonValue
 
 from schemas.base import Contract
 from schemas.enriched import EnrichedInteraction
@@ -50,6 +50,7 @@ class EnrichedView(Contract):
     """An enriched interaction on `leads.enriched`, as nurture reads it."""
 
     event_id: str = Field(min_length=1, max_length=128)
+    occurred_at: AwareDatetime  # records from before the lead's erasure are dropped
     lead_id: str = Field(min_length=1, max_length=128)
     interaction: InteractionView
     profile: ProfileView
@@ -59,6 +60,7 @@ class StageChangeView(Contract):
     """A stage change on `leads.stage-changes`, as nurture reads it."""
 
     event_id: str = Field(min_length=1, max_length=128)
+    occurred_at: AwareDatetime  # records from before the lead's erasure are dropped
     lead_id: str = Field(min_length=1, max_length=128)
     temperature: Temperature
     lifecycle: LifecycleStage

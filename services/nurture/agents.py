@@ -10,7 +10,9 @@ the state that says "sent" is stored (services/runtime/batch.py): a crash repeat
 id, the mailer drops it), never loses one.
 
 An `erase` request deletes both rows (changelog tombstones) after recording a stop in the delivery
-ledger, so commands already queued for the lead are withheld; `export` answers with both rows.
+ledger, so commands already queued for the lead are withheld, and remembers the erasure
+(services/privacy/guard.py): a stage change or interaction from before it, still in flight, is
+dropped rather than bringing the lead back. `export` answers with both rows.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from services.nurture.rules import NurtureRules
 from services.nurture.schedule import DueSchedule
 from services.nurture.settings import NurtureSettings
 from services.privacy import exports, records
-from services.privacy.metrics import PrivacyMetrics, privacy_metrics
+from services.privacy.guard import ErasureGuard
+from services.privacy.metrics import PrivacyMetrics
 from services.runtime.batch import Batch, StagedTable
 from services.runtime.codec import Decoder, encode
 from services.runtime.redis_client import redis_client
@@ -68,24 +71,37 @@ class Nurture:
     rules: NurtureRules
     metrics: NurtureMetrics
     ledger: DeliveryLedger
+    guard: ErasureGuard  # records from before a lead's erasure are dropped
+    privacy_metrics: PrivacyMetrics
+    guard_purge_seconds: float  # how often erasures older than the guard's period are forgotten
     leads: Any = None
     due: Any = None
     outbox: Any = None
     ticks: Any = None
     privacy_topic: Any = None
-    privacy_metrics: PrivacyMetrics | None = None
     redis: Redis | None = None  # for export answers
     schedule: DueSchedule = field(init=False)
 
     def __post_init__(self) -> None:
         self.schedule = DueSchedule(self.settings.retick_seconds)
 
-    async def apply(self, batch: NurtureBatch, event: faust.EventT[Any], lead_id: str, step: Step) -> None:
+    async def apply(
+        self,
+        batch: NurtureBatch,
+        event: faust.EventT[Any],
+        lead_id: str,
+        step: Step,
+        *,
+        new_lead: bool = True,
+    ) -> None:
         """Read-modify-write one lead: hand its commands to the producer and stage its state, stored
-        once the batch's commands are acknowledged."""
+        once the batch's commands are acknowledged. `new_lead`: the record may start a lead's row
+        (a tick may not: it comes for a row, and one erased since has nothing due)."""
         key = lead_id.encode()
         state: domain.LeadState | None = batch.leads.get(key)
         if state is None:
+            if not new_lead:
+                return
             state = domain.LeadState(lead_id=lead_id)
         now = utcnow()
         out = step(state, now=now)
@@ -106,8 +122,9 @@ class Nurture:
             self.schedule.set(lead_id, at, partition)
         self._count(out)
 
-    async def erase(self, request: PrivacyRecord) -> None:
-        """Stop queued mail, then delete the lead's rows; answer with what was erased (counts only)."""
+    async def erase(self, request: PrivacyRecord, partition: int) -> None:
+        """Stop queued mail, then delete the lead's rows and guard them against records still in
+        flight; answer with what was erased (counts only)."""
         key, now = request.lead_id.encode(), utcnow()
         erased = {"leads_table": 0, "due_table": 0}
         raw = self.leads.get(key)
@@ -124,17 +141,16 @@ class Nurture:
             del self.due[key]
             erased["due_table"] = 1
         self.schedule.set(request.lead_id, None)
-        if self.privacy_metrics is not None:
-            self.privacy_metrics.handled("erase")
-            self.privacy_metrics.count_erased(erased)
+        self.guard.erased(request.lead_id, now, partition)
+        self.privacy_metrics.handled("erase")
+        self.privacy_metrics.count_erased(erased)
         completed = records.erasure_completed(request, self.service.name, erased, now)
         await self.service.send(self.privacy_topic, request.lead_id, completed)
 
     async def export(self, request: PrivacyRecord) -> None:
         key = request.lead_id.encode()
         raw, due = self.leads.get(key), self.due.get(key)
-        if self.privacy_metrics is not None:
-            self.privacy_metrics.handled("export")
+        self.privacy_metrics.handled("export")
         if self.redis is None:
             return
         try:
@@ -182,7 +198,7 @@ class NurtureBatch(Batch):
 
 
 def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) -> None:
-    """The agent over `channel` (every input topic; `topics` names them by role) and the timer."""
+    """The agent over `channel` (every input topic; `topics` names them by role) and the timers."""
     service, app, rules = n.service, n.service.app, n.rules
     # Stage changes and enriched interactions are read as views, the fields nurture uses
     # (schemas/views/nurture.py). They come from score and enrich, which read what capture
@@ -192,7 +208,7 @@ def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) ->
     sales_decoder: Decoder[SalesActivity | Any] = Decoder(SalesRecord, service.name)
     privacy_decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
     n.privacy_topic = service.topic(TopicName.PRIVACY)
-    n.privacy_metrics = privacy_metrics(service.name, service.metrics.registry)
+    guard = n.guard
     if n.redis is None:
         n.redis = redis_client(n.settings.redis_url, n.settings.redis_timeout)
 
@@ -206,18 +222,20 @@ def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) ->
         topic = event.message.topic
         if topic == topics["stage_changes"]:
             change = await service.decode(stage_decoder, event)
-            if change is not None:
+            if change is not None and not guard.drops(change.lead_id, change.occurred_at):
                 step = partial(domain.on_stage_change, rules=rules, change=change)
                 await n.apply(batch, event, change.lead_id, step)
         elif topic == topics["enriched"]:
             record = await service.decode(enriched_decoder, event)
-            if record is not None:
+            if record is not None and not guard.drops(record.lead_id, record.occurred_at):
                 await n.apply(
                     batch, event, record.lead_id, partial(domain.on_interaction, rules=rules, event=record)
                 )
         elif topic == topics["sales"]:
             activity = await service.decode(sales_decoder, event)
-            if isinstance(activity, SalesActivity):  # rep status updates are not about a lead
+            if isinstance(activity, SalesActivity) and not guard.drops(  # rep status is not about a lead
+                activity.lead_id, activity.occurred_at
+            ):
                 step = partial(domain.on_sales_activity, rules=rules, event=activity)
                 await n.apply(batch, event, activity.lead_id, step)
         elif topic == topics["privacy"]:
@@ -226,20 +244,33 @@ def install_agents(n: Nurture, channel: faust.TopicT, topics: dict[str, str]) ->
                 return
             if request.kind is PrivacyRequestKind.ERASE:
                 await batch.commit()  # the batch's earlier records are stored before the rows go
-                await n.erase(request)
+                await n.erase(request, event.message.partition)
             elif request.kind is PrivacyRequestKind.EXPORT:
                 await batch.commit()  # and the answer includes them
                 await n.export(request)
-            elif request.kind in CONSENT_KINDS:  # completions and other answers are not about nurture
+            # consent only: completions and other answers are not about nurture
+            elif request.kind in CONSENT_KINDS and not guard.drops(request.lead_id, request.occurred_at):
                 step = partial(domain.on_privacy, rules=rules, record=request)
                 await n.apply(batch, event, request.lead_id, step)
         elif topic == topics["ticks"] and event.key:
-            await n.apply(batch, event, bytes(event.key).decode(), partial(domain.due, rules=rules))
+            lead_id = bytes(event.key).decode()
+            await n.apply(batch, event, lead_id, partial(domain.due, rules=rules), new_lead=False)
 
     @app.agent(channel, name="nurture")
     async def nurture(stream: faust.StreamT[bytes]) -> None:
         await service.run_batches(stream, lambda: NurtureBatch(n), handle)
 
+    install_timers(n)
+
+
+def install_timers(n: Nurture) -> None:
+    """Due steps announced; erasures older than the guard's period forgotten."""
+    app = n.service.app
+
     @app.timer(n.settings.tick_seconds, name="nurture-scheduler")  # type: ignore[untyped-decorator]
     async def scheduler() -> None:
         await n.announce_due()
+
+    @app.timer(n.guard_purge_seconds, name="nurture-forget-old-erasures")  # type: ignore[untyped-decorator]
+    async def forget_old_erasures() -> None:
+        n.guard.purge(utcnow())

@@ -10,6 +10,9 @@ from services.nurture.mailer import Mailer, install_mailer, ledger_for
 from services.nurture.metrics import nurture_metrics
 from services.nurture.rules import load_rules
 from services.nurture.settings import NurtureSettings
+from services.privacy.guard import ErasureGuard
+from services.privacy.metrics import privacy_metrics
+from services.privacy.policy import load_policy
 from services.runtime.smtp import SmtpTransport
 from services.runtime.stream_app import StreamService
 
@@ -20,9 +23,21 @@ def create_app(settings: NurtureSettings) -> StreamService:
     app = service.app
     ledger = ledger_for(settings)
     metrics = nurture_metrics(service.metrics.registry)
-    nurture = Nurture(service=service, settings=settings, rules=rules, metrics=metrics, ledger=ledger)
+    policy = load_policy(settings.privacy_file)
+    privacy = privacy_metrics(service.name, service.metrics.registry)
     # bytes keys and values: faust picks the raw codec for the changelog (recovery decodes the same way)
     table: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}
+    guard = ErasureGuard(service.table("erased-leads", **table), policy.erasure_guard, privacy.dropped_stale)
+    nurture = Nurture(
+        service=service,
+        settings=settings,
+        rules=rules,
+        metrics=metrics,
+        ledger=ledger,
+        guard=guard,
+        privacy_metrics=privacy,
+        guard_purge_seconds=policy.retention_sweep_interval.total_seconds(),
+    )
     nurture.leads = service.table("leads", **table)
     nurture.due = service.table("due", **table)
     nurture.outbox = service.topic(TopicName.NURTURE_OUTBOX)

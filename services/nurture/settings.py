@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.privacy.policy import DEFAULT_POLICY_FILE
 from services.runtime.send_once import lease_problem
 from services.runtime.settings import ServiceSettings
 from services.runtime.smtp import SmtpSettings
@@ -41,6 +42,9 @@ class NurtureSettings(ServiceSettings, SmtpSettings):
         100.0, gt=0, description="The same wait when nurture is busy (NURTURE_BATCH_WINDOW_MAX_MS)."
     )
     rules_file: Path = Field(_RULES_FILE, description="Sequences, cap and quiet hours (YAML).")
+    privacy_file: Path = Field(
+        DEFAULT_POLICY_FILE, description="Privacy periods (YAML): how long erased leads stay guarded."
+    )
     tick_seconds: float = Field(5.0, gt=0, description="How often the scheduler looks for due steps.")
     retick_seconds: float = Field(30.0, gt=0, description="Re-announce a due step not handled by then.")
     # The e-mail adapter (services/nurture/mailer.py); the SMTP server is NURTURE_SMTP_* (SmtpSettings).

@@ -30,7 +30,7 @@ from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
-from tests.eventually import stopped
+from tests.eventually import eventually, stopped
 from tests.kafka import consume_until, produce
 from tests.nurture_commands import command as nurture_command
 from tests.smtp import local_smtp
@@ -237,6 +237,39 @@ async def test_withdrawal_stops_a_step_already_due(
         lambda: metric(mailer, "leadpipe_nurture_suppressed_total", {"reason": "stopped"}) == 1
     )
     assert box.to("withdraws@example.com") == []
+
+
+def stale_stage(lead: str, before: datetime) -> bytes:
+    """A stage change score published a moment before it handled the lead's erasure."""
+    change = StageChange.model_validate_json(stage(lead, LifecycleStage.IQL, Temperature.WARM, 9))
+    return encode(change.model_copy(update={"occurred_at": before}))
+
+
+async def test_a_stage_change_from_before_an_erasure_does_not_bring_the_lead_back(
+    settings: NurtureSettings, started: list[StreamService]
+) -> None:
+    """docs/privacy.md: records in flight must not recreate an erased lead. Score may publish a stage
+    change just before it handles the erase; when it reaches nurture after the erasure it is
+    dropped and counted, while a change that happened after the erasure (the person came back) is
+    handled as usual."""
+    worker = await start(started, create_app(settings.model_copy(update={"mailer_enabled": False})))
+    leads = next(table for table in worker.tables if table.name == "leads")
+    await send(settings, TopicName.PRIVACY, "gone", privacy("gone", PrivacyRequestKind.CONSENT_CONFIRMED))
+    await asyncio.sleep(0.5)
+    before_erasure = utcnow()
+    await send(settings, TopicName.STAGE_CHANGES, "gone", stage("gone", LifecycleStage.IQL, Temperature.WARM))
+    await eventually(lambda: b"gone" in leads)  # the lead's row stored
+
+    await send(settings, TopicName.PRIVACY, "gone", privacy("gone", PrivacyRequestKind.ERASE))
+    await eventually(lambda: b"gone" not in leads)  # the erasure deleted it
+    await send(settings, TopicName.STAGE_CHANGES, "gone", stale_stage("gone", before_erasure))
+    dropped = {"service": "nurture"}
+    await eventually(lambda: metric(worker, "leadpipe_privacy_stale_records_dropped_total", dropped) == 1)
+    assert b"gone" not in leads
+
+    came_back = stage("gone", LifecycleStage.IQL, Temperature.WARM, 2)
+    await send(settings, TopicName.STAGE_CHANGES, "gone", came_back)
+    await eventually(lambda: b"gone" in leads)  # a lead who came back after the erasure: handled as usual
 
 
 async def test_restart_between_steps_neither_loses_nor_repeats(
