@@ -7,13 +7,14 @@ instead of silently routing every lead to the fallback queue.
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +30,7 @@ from services.runtime.config_file import read_yaml, validate
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 _HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class _Model(BaseModel):
@@ -94,8 +96,45 @@ class WorkingHours(_Model):
 
 
 class Absence(_Model):
-    start: datetime
-    end: datetime
+    """A rep's configured leave, from `start` until just before `end`; `Rep` turns a date or a time
+    without a UTC offset into the rep's local time before this sees it."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Absence:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def _local_moment(value: Any, zone: ZoneInfo, *, end: bool) -> Any:
+    """A bare date or a time without an offset in the rep's zone: what "out 24 Dec to 2 Jan" means.
+
+    A start date is the beginning of its day, an end date the end of its day (the rep is back the day
+    after). Anything else is returned as given, for the field to accept or refuse.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if _DATE.fullmatch(text) else datetime.fromisoformat(text)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    if isinstance(value, date):
+        return datetime.combine(value + timedelta(days=1) if end else value, time(), tzinfo=zone)
+    return value
+
+
+def _local_absence(entry: Any, zone: ZoneInfo) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    local = {
+        key: _local_moment(entry[key], zone, end=key == "end") for key in ("start", "end") if key in entry
+    }
+    return {**entry, **local}
 
 
 class Rep(_Model):
@@ -108,13 +147,29 @@ class Rep(_Model):
     capacity: int = Field(20, ge=0, description="Most open leads at once.")
     timezone: str = "UTC"
     working_hours: WorkingHours | None = Field(None, description="None: the team's hours.")
-    out_of_office: tuple[Absence, ...] = ()
+    out_of_office: tuple[Absence, ...] = Field(
+        (),
+        description="Leave; a date or an offset-less time is in the rep's timezone, an end date inclusive.",
+    )
     available: bool = True
 
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
         return _zone(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absences_in_local_time(cls, data: Any) -> Any:
+        """Read out_of_office dates and offset-less times in the rep's timezone (an unknown zone is
+        reported on `timezone`; UTC stands in so its absences add no errors of their own)."""
+        if not isinstance(data, dict) or not isinstance(data.get("out_of_office"), list | tuple):
+            return data
+        try:
+            zone = ZoneInfo(str(data.get("timezone", "UTC")))
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        return {**data, "out_of_office": [_local_absence(entry, zone) for entry in data["out_of_office"]]}
 
 
 class Team(_Model):

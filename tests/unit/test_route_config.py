@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from services.route import domain
-from services.route.config import ConfigError, WorkingHours, load_config, parse_config
-from tests.unit.test_route_domain import CONFIG
+from services.route.config import Absence, ConfigError, WorkingHours, load_config, parse_config
+from tests.unit.test_route_domain import CONFIG, make_change
 
 ROUTING = Path(__file__).resolve().parents[2] / "config" / "routing.yaml"
 
@@ -126,3 +128,82 @@ def test_quoted_working_hours_are_local_times(tmp_path: Path) -> None:
     wednesday_0830_utc = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)  # 09:30 in Berlin
     assert domain.unavailable_reason(team.reps[0], team, domain.RepStatus(), wednesday_0830_utc) is None
     assert WorkingHours(start=time(8), end=time(16)).start == time(8)  # a plain time, built in Python
+
+
+def _absence_file(tmp_path: Path, absence: str, timezone: str = "Europe/Berlin") -> Path:
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "teams:\n"
+        "  - name: t\n"
+        "    working_hours: null\n"
+        f"    reps: [{{id: a, timezone: {timezone}, out_of_office: [{absence}]}}]\n"
+        "fallback_team: t\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "absence",
+    [
+        "{start: 2026-12-24, end: 2027-01-02}",  # YAML reads these as dates
+        '{start: "2026-12-24", end: "2027-01-02"}',
+        '{start: "2026-12-24 00:00", end: "2027-01-03T00:00"}',
+        "{start: 2026-12-24 00:00:00, end: 2027-01-03 00:00:00}",  # YAML timestamps without an offset
+    ],
+)
+def test_absences_without_an_offset_are_the_reps_local_days(tmp_path: Path, absence: str) -> None:
+    """ "Out 24 Dec to 2 Jan": from the start of the 24th to the end of the 2nd, in the rep's timezone."""
+    team = load_config(_absence_file(tmp_path, absence)).team("t")
+    rep, berlin = team.reps[0], ZoneInfo("Europe/Berlin")
+    assert rep.out_of_office == (
+        Absence(start=datetime(2026, 12, 24, tzinfo=berlin), end=datetime(2027, 1, 3, tzinfo=berlin)),
+    )
+    reasons = {
+        moment: domain.unavailable_reason(rep, team, domain.RepStatus(), moment)
+        for moment in (
+            datetime(2026, 12, 23, 22, 59, tzinfo=UTC),  # 23:59 on the 23rd in Berlin
+            datetime(2026, 12, 23, 23, 0, tzinfo=UTC),  # midnight starting the 24th
+            datetime(2027, 1, 2, 22, 59, tzinfo=UTC),  # 23:59 on the 2nd
+            datetime(2027, 1, 2, 23, 0, tzinfo=UTC),  # back on the 3rd
+        )
+    }
+    assert list(reasons.values()) == [None, "out_of_office", "out_of_office", None]
+
+
+def test_an_absence_with_an_offset_is_kept_as_written(tmp_path: Path) -> None:
+    absence = '{start: "2026-12-24T00:00:00Z", end: "2027-01-02T12:00:00+01:00"}'
+    rep = load_config(_absence_file(tmp_path, absence)).team("t").reps[0]
+    assert rep.out_of_office[0].start == datetime(2026, 12, 24, tzinfo=UTC)
+    assert rep.out_of_office[0].end == datetime(2027, 1, 2, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("absence", "message"),
+    [
+        (
+            "{start: 2027-01-02, end: 2026-12-24}",
+            "teams.0.reps.0.out_of_office.0: Value error, end must be after",
+        ),
+        ('{start: "24 Dec", end: 2027-01-02}', "teams.0.reps.0.out_of_office.0.start: "),
+    ],
+)
+def test_absence_errors_name_the_key(tmp_path: Path, absence: str, message: str) -> None:
+    path = _absence_file(tmp_path, absence)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+
+
+def test_an_absence_in_the_fallback_team_does_not_break_routing() -> None:
+    """Every lead checks the fallback team's reps: one naive absence there used to crash them all."""
+    data = yaml.safe_load(ROUTING.read_text())
+    data["teams"][3]["reps"][0]["out_of_office"] = [{"start": "2026-12-24", "end": "2027-01-02"}]
+    cfg = parse_config(data)
+    change = make_change("lead-1", country="DE")
+    decision = domain.route(change, cfg)
+    for now in (datetime(2026, 11, 25, 10, tzinfo=UTC), datetime(2026, 12, 28, 10, tzinfo=UTC)):
+        picked = {
+            group.team: [c.rep_id for c in group.candidates]
+            for group in domain.groups(decision, cfg, {}, now)
+        }
+        assert ("sdr-emea" in picked.get("inbound-sdr", [])) is (now.month == 11)
