@@ -124,10 +124,14 @@ def meta_lead_interaction(lead: MetaLeadgen, received_at: datetime) -> Interacti
     )
 
 
+# Meta's standard questions (field_data names), in order of preference: as for LinkedIn, a work
+# address is preferred to the person's own, which stays among the answers.
 META_FIELDS = {
+    "work_email": "email",
     "email": "email",
     "first_name": "first_name",
     "last_name": "last_name",
+    "work_phone_number": "phone",
     "phone_number": "phone",
     "company_name": "company",
     "job_title": "job_title",
@@ -144,10 +148,16 @@ def meta_contact_interaction(
         name, answers = item.get("name"), item.get("values")
         if isinstance(name, str) and isinstance(answers, list) and answers:
             values[name] = str(answers[0])
-    mapped = {META_FIELDS[k]: v for k, v in values.items() if k in META_FIELDS}
+    mapped: dict[str, str] = {}
+    extra = {k: v for k, v in values.items() if k not in META_FIELDS and k != "full_name"}
+    for name, target in META_FIELDS.items():  # a blank answer leaves the field to the next one
+        if values.get(name, "").strip():
+            if target in mapped:
+                extra[name] = values[name]
+            else:
+                mapped[target] = values[name]
     if "full_name" in values and "first_name" not in mapped:
         mapped.update(_split_name(values["full_name"]))
-    extra = {k: v for k, v in values.items() if k not in META_FIELDS and k != "full_name"}
     return _ad_contact_event(
         event_id=f"meta-contact-{lead.leadgen_id}",
         anonymous_id=f"meta:{lead.leadgen_id}",

@@ -70,6 +70,40 @@ def test_meta_contact_links_the_anonymous_lead_and_keeps_bad_emails_out() -> Non
     assert first.occurred_at == datetime.fromtimestamp(1732181400, UTC)
 
 
+def _meta_contact(*answers: tuple[str, str]) -> Interaction:
+    lead = platforms.MetaLeadgen(leadgen_id="9", created_time=1732181400)
+    return platforms.meta_contact_interaction(lead, [{"name": n, "values": [v]} for n, v in answers], NOW)
+
+
+def test_meta_work_email_and_phone_identify_a_b2b_lead() -> None:
+    record = _meta_contact(
+        ("full_name", "Grace Hopper"),
+        ("work_email", "Grace@Example.com"),
+        ("work_phone_number", "+15555550100"),
+        ("company_name", "Example Inc"),
+    )
+    assert record.identity.value == "email"
+    assert (record.contact.email, record.contact.phone) == ("grace@example.com", "+15555550100")
+    assert record.properties["answers"] == {}
+
+
+def test_meta_prefers_work_fields_and_keeps_the_personal_ones_among_the_answers() -> None:
+    """As for LinkedIn: the work address is the one sales calls; the other is not lost."""
+    for order in (1, -1):  # whichever Meta lists first
+        answers = [
+            ("email", "grace@home.example"),
+            ("work_email", "grace@example.com"),
+            ("phone_number", "+15555550111"),
+            ("work_phone_number", "+15555550100"),
+        ][::order]
+        record = _meta_contact(*answers)
+        assert (record.contact.email, record.contact.phone) == ("grace@example.com", "+15555550100")
+        assert record.properties["answers"] == {"email": "grace@home.example", "phone_number": "+15555550111"}
+    # a work question left blank does not hide the personal answer
+    blank = _meta_contact(("work_email", " "), ("email", "grace@home.example"))
+    assert blank.contact.email == "grace@home.example"
+
+
 @given(st.booleans())
 def test_google_is_test_is_kept(is_test: bool) -> None:
     lead = platforms.GoogleLead(lead_id="L1", is_test=is_test, user_column_data=[])
