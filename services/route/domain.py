@@ -270,6 +270,14 @@ def tier_named(policy: SlaPolicy, name: str) -> SlaTier:
     return next(tier for tier in policy.tiers if tier.name == policy.default_tier)
 
 
+def team_named(config: RoutingConfig, name: str) -> Team:
+    """The team a hand-off was given to, or the fallback team when the config no longer has it."""
+    for team in config.teams:
+        if team.name == name:
+            return team
+    return config.team(config.fallback_team)
+
+
 def add_business_time(start: datetime, minutes: float, hours: WorkingHours | None, zone: str) -> datetime:
     """`start` plus `minutes` counted only inside the working hours (in `zone`)."""
     remaining = timedelta(minutes=minutes)
@@ -437,12 +445,19 @@ def breach_events(state: LeadState, plan: BreachPlan, now: datetime) -> list[Sla
 
 
 def reassigned(
-    state: LeadState, plan: BreachPlan, pick: Pick | None, *, hid: str, now: datetime, due: datetime
+    state: LeadState,
+    plan: BreachPlan,
+    pick: Pick | None,
+    *,
+    queue: str,
+    hid: str,
+    now: datetime,
+    due: datetime,
 ) -> LeadState:
-    """The lead's new hand-off after a breach: the next rep, or the team queue when none is free."""
+    """The lead's new hand-off after a breach: the next rep, or the `queue` team's queue when none is
+    free (the assignee's team, or the fallback team once the config no longer has that one)."""
     previous = state.handoff
-    team = pick.team if pick else previous.assignee.team
-    assignee = Assignee(rep_id=pick.rep_id if pick else None, team=team)
+    assignee = Assignee(rep_id=pick.rep_id if pick else None, team=pick.team if pick else queue)
     handoff = previous.model_copy(
         update={
             "event_id": hid,

@@ -8,9 +8,12 @@ finds the stored, unpublished hand-off and publishes the same one again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from redis.exceptions import RedisError
 
 from schemas.base import utcnow
 from schemas.handoff import Assignee, Handoff, SlaEvent, SlaEventKind
@@ -19,6 +22,8 @@ from schemas.stage import StageChange
 from services.route import domain
 from services.route.config import RoutingConfig, SlaTier
 from services.route.store import Assignment, AssignRequest, RedisStore
+
+log = logging.getLogger(__name__)
 
 Output = Handoff | SlaEvent
 
@@ -136,18 +141,28 @@ class Router:
         return status
 
     async def on_due(self, now: datetime, lease_seconds: float) -> Outcome:
-        """Breach every claimed deadline: tell people, reassign or keep, and re-arm the clock."""
+        """Breach every claimed deadline: tell people, reassign or keep, and re-arm the clock.
+
+        A lead that fails is logged and keeps its claim, so its deadline comes due again after the
+        lease; the others' breaches, some already moved in Redis, are still returned to publish. When
+        Redis stops answering, the leads not yet handled wait for the lease the same way."""
         outcome = Outcome()
         for lead_id in await self.store.claim_due(now, lease_seconds):
-            state = await self.store.state(lead_id)
-            if state is None or state.contacted:
-                continue
-            outcome.records += await self._breach(state, now)
+            try:
+                state = await self.store.state(lead_id)
+                if state is None or state.contacted:
+                    continue
+                outcome.records += await self._breach(state, now)
+            except (RedisError, OSError) as exc:
+                log.warning("SLA check stopped at lead %s: Redis unavailable (%s)", lead_id, exc)
+                break
+            except Exception:
+                log.exception("SLA breach of lead %s failed; retried in %.0f s", lead_id, lease_seconds)
         return outcome
 
     async def _breach(self, state: domain.LeadState, now: datetime) -> list[Output]:
         previous = state.handoff
-        team = self.config.team(previous.assignee.team)
+        team = domain.team_named(self.config, previous.assignee.team)
         plan = domain.plan_breach(state, self.config.sla, team)
         decision = domain.Route(team.name, "reassignment")
         statuses = await self.store.statuses()
@@ -170,7 +185,8 @@ class Router:
         if result.outcome == "kept":
             await self.store.save_state(replace(state, breach_count=plan.breach_count))
             return events
-        new_state = domain.reassigned(state, plan, result.pick, hid=hid, now=now, due=due)
+        queue = result.team or team.name
+        new_state = domain.reassigned(state, plan, result.pick, queue=queue, hid=hid, now=now, due=due)
         await self.store.save_state(new_state)
         events.append(new_state.handoff)
         events.append(

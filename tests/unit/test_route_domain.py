@@ -322,7 +322,13 @@ def test_breaches_notify_the_team_lead_then_escalate() -> None:
     events = domain.breach_events(state, first, WED)
     assert [e.kind for e in events] == [SlaEventKind.BREACHED]
     moved = domain.reassigned(
-        state, first, domain.Pick("dach", "jonas"), hid="h2", now=WED, due=WED + timedelta(minutes=5)
+        state,
+        first,
+        domain.Pick("dach", "jonas"),
+        queue="dach",
+        hid="h2",
+        now=WED,
+        due=WED + timedelta(minutes=5),
     )
     assert moved.handoff.assignee.rep_id == "jonas" and moved.handoff.handoff_id == "h2"
     second = domain.plan_breach(moved, policy, team)
@@ -334,7 +340,7 @@ def test_breaches_notify_the_team_lead_then_escalate() -> None:
         SlaEventKind.ESCALATED,
     ]
     third = domain.plan_breach(
-        domain.reassigned(moved, second, None, hid="h3", now=WED, due=WED), policy, team
+        domain.reassigned(moved, second, None, queue="dach", hid="h3", now=WED, due=WED), policy, team
     )
     assert not third.reassign  # max_reassignments=2
 
@@ -342,8 +348,15 @@ def test_breaches_notify_the_team_lead_then_escalate() -> None:
 def test_breach_without_free_rep_goes_to_the_team_queue() -> None:
     state = domain.LeadState(handoff=handoff())
     plan = domain.plan_breach(state, SlaPolicy(), config().team("dach"))
-    moved = domain.reassigned(state, plan, None, hid="h2", now=WED, due=WED)
+    moved = domain.reassigned(state, plan, None, queue="dach", hid="h2", now=WED, due=WED)
     assert moved.handoff.assignee == Assignee(rep_id=None, team="dach")
+
+
+def test_a_team_no_longer_configured_is_the_fallback_team() -> None:
+    """A breach of a lead whose team was taken out of the file goes on with the fallback team."""
+    cfg = config()
+    assert domain.team_named(cfg, "dach") is cfg.team("dach")
+    assert domain.team_named(cfg, "gone") is cfg.team("queue")
 
 
 def activity(kind: SalesActivityKind, reason: str | None = None) -> SalesActivity:

@@ -43,7 +43,13 @@ def test_a_first_breach_tells_the_team_lead_with_the_lead_and_what_happened_sinc
     event, _ = breach(state, cfg)
     plan = domain.plan_breach(state, cfg.sla, cfg.team("dach"))
     moved = domain.reassigned(
-        state, plan, domain.Pick("dach", "jonas"), hid="h2", now=WED, due=WED + timedelta(minutes=10)
+        state,
+        plan,
+        domain.Pick("dach", "jonas"),
+        queue="dach",
+        hid="h2",
+        now=WED,
+        due=WED + timedelta(minutes=10),
     )
     notice = breach_notice(event, moved, cfg, "https://crm.example/leads/{lead_id}")
     assert notice is not None
