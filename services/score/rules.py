@@ -52,6 +52,12 @@ class Territories(_Strict):
         return value
 
 
+def _lowered(value: frozenset[str]) -> frozenset[str]:
+    """Profile values and form answers are compared lower-cased, so the config's are too: `Student`
+    in the file must match a student, not silently nobody."""
+    return frozenset(v.lower() for v in value)
+
+
 class Disqualifiers(_Strict):
     """Hard disqualifiers: any match moves the lead to `disqualified`."""
 
@@ -59,6 +65,8 @@ class Disqualifiers(_Strict):
     email_kinds: frozenset[EmailKind] = frozenset({EmailKind.INVALID})
     countries: frozenset[str] = frozenset()
     seniorities: frozenset[str] = frozenset()
+
+    _lower_seniorities = field_validator("seniorities", mode="after")(_lowered)
 
 
 class BantCriterion(_Strict):
@@ -68,6 +76,8 @@ class BantCriterion(_Strict):
     unmet_values: frozenset[str] = frozenset()
     points: float = 0.0
 
+    _lower_unmet = field_validator("unmet_values", mode="after")(_lowered)
+
 
 class BantRules(_Strict):
     budget: BantCriterion = BantCriterion()
@@ -75,6 +85,8 @@ class BantRules(_Strict):
     need: BantCriterion = BantCriterion()
     timing: BantCriterion = BantCriterion()
     authority_seniorities: frozenset[str] = frozenset({"c_level", "vp", "owner", "director"})
+
+    _lower_seniorities = field_validator("authority_seniorities", mode="after")(_lowered)
 
 
 class FitRules(_Strict):

@@ -48,3 +48,25 @@ def test_invalid_rules_name_file_key_and_problem(tmp_path: Path, text: str, need
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="cannot read scoring rules"):
         load_rules(tmp_path / "nope.yaml")
+
+
+def test_listed_values_match_whatever_their_case_in_the_file(tmp_path: Path) -> None:
+    """Profile values and form answers are compared lower-cased; a capitalised entry in the file
+    must still match (it once validated and matched nobody)."""
+    from schemas.profile import LeadProfile
+    from services.score.fit import bant_from_properties, disqualifier
+    from services.score.state import BantState
+
+    path = tmp_path / "scoring.yaml"
+    path.write_text(
+        "half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n"
+        "fit:\n  disqualify: {seniorities: [Student]}\n"
+        "  bant: {authority_seniorities: [VP], budget: {properties: [budget], unmet_values: [None Yet]}}\n"
+    )
+    fit = load_rules(path).fit
+    student = LeadProfile(lead_id="l", seniority="student")
+    assert disqualifier(student, fit) == "seniority:student"
+    vp = LeadProfile(lead_id="l", seniority="vp")
+    bant = bant_from_properties(BantState(), {"budget": "None yet"}, vp, fit)
+    assert bant.authority is True
+    assert bant.budget is False
