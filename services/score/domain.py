@@ -205,15 +205,20 @@ def temperature_of(
 def marketing_lifecycle(
     state: LeadState, fit: float, engagement: float, rules: ScoringRules
 ) -> tuple[LifecycleStage, str | None]:
-    """`engagement` is decayed to the evaluation time (for a recycled lead: earned since recycling)."""
-    """Forward moves from scores and product usage; disqualification. Returns (stage, rule)."""
+    """Forward moves from scores and product usage; disqualification. Returns (stage, rule).
+
+    `engagement` is decayed to the evaluation time (for a recycled lead: earned since recycling).
+    A lead sales works (SQL, opportunity, customer) is not disqualified by the rules: sales moved it
+    there, over a disqualifier if need be, and sales' rejected or lost moves it back. A lead sales
+    released is product-qualified again only by usage above its level when it was recycled: the
+    usage sales already saw would hand it straight back."""
     current = state.lifecycle
     reason = disqualifier(state.profile, rules.fit)
-    if reason is not None and current not in (L.CUSTOMER, L.DISQUALIFIED):
+    if reason is not None and current not in WITH_SALES and current != L.DISQUALIFIED:
         return L.DISQUALIFIED, f"disqualified:{reason}"
     if current in WITH_SALES or current in (L.DISQUALIFIED, L.PQL):
         return current, None
-    if state.trial and state.usage >= rules.product_qualified.min_usage:
+    if state.trial and state.usage >= rules.product_qualified.min_usage and _new_usage(state):
         return L.PQL, "product_qualified"
     if current == L.MQL:
         return current, None
@@ -224,6 +229,10 @@ def marketing_lifecycle(
     if current == L.RAW and state.profile is not None and state.profile.email:
         return L.IQL, "identified"
     return current, None
+
+
+def _new_usage(state: LeadState) -> bool:
+    return state.recycled_usage is None or state.usage > state.recycled_usage
 
 
 def next_due(
@@ -454,6 +463,7 @@ def apply_sales_activity(state: LeadState | None, event: SalesActivity, rules: S
         if move[0] == L.RECYCLED:
             update["hand_raised_at"] = None  # a rejected hand-raise no longer keeps the lead hot
             update["recycled_engagement"] = max(0.0, raw_engagement(state))
+            update["recycled_usage"] = state.usage
         state = state.model_copy(update=update)
     trigger = partial(
         Trigger, event_id=event.event_id, type=f"sales:{event.activity.value}", occurred_at=event.occurred_at

@@ -58,6 +58,9 @@ class LeadState(BaseModel):
     recycled_engagement: float = Field(0.0, description="Engagement when recycled, decayed alike.")
     trial: bool = False
     usage: float = 0.0
+    recycled_usage: float | None = Field(
+        None, description="Usage when last recycled: product-qualified again only above it."
+    )
     bant: BantState = Field(default_factory=BantState)
     evaluated_at: float | None = Field(None, description="Epoch seconds of the latest stage evaluation.")
     next_due: float | None = Field(None, description="Epoch seconds when temperature next drops.")

@@ -227,6 +227,52 @@ def test_rejected_mql_is_recycled() -> None:
     assert any(c.kind == StageKind.LIFECYCLE and c.to_stage == "recycled" for c in changes)
 
 
+@pytest.mark.parametrize("release", ["rejected", "lost"])
+def test_a_product_qualified_lead_sales_releases_is_recycled_until_it_uses_the_product_more(
+    release: str,
+) -> None:
+    """Without it, the usage sales already saw re-qualified the lead at once: rejected and lost were
+    ignored, and a lost opportunity was handed straight back to sales."""
+    weak = LeadProfile(lead_id=LEAD, email="x@gmail.com", email_kind=EmailKind.FREE)
+    used = [
+        enriched("trial_signup", 0, profile=weak),
+        enriched("product_usage", 10, properties={"usage": 12}, profile=weak),
+    ]
+    state, _ = run(used)
+    assert state.lifecycle == LifecycleStage.PQL
+    if release == "lost":
+        state, _ = run([sales("accepted", 20), sales("opportunity_created", 30)], state)
+    state, changes = run([sales(release, 40)], state)
+    assert state.lifecycle == LifecycleStage.RECYCLED
+    assert [(c.to_stage, c.sales_ready) for c in changes if c.kind == StageKind.LIFECYCLE] == [
+        ("recycled", False)
+    ]
+    state, changes = run([enriched("product_usage", 50, properties={"usage": 12}, profile=weak)], state)
+    assert state.lifecycle == LifecycleStage.RECYCLED and changes == []  # the same usage again
+    state, changes = run([enriched("product_usage", 60, properties={"usage": 13}, profile=weak)], state)
+    assert state.lifecycle == LifecycleStage.PQL
+    assert changes[-1].sales_ready and changes[-1].reasons[0].rule == "product_qualified"
+
+
+def test_sales_can_work_a_disqualified_lead() -> None:
+    """Sales may accept a lead the rules disqualified (a competitor evaluating, a student buying for
+    a company): the rules do not take it back, and sales' own moves go on from there."""
+    competitor = vp_profile(is_competitor=True)
+    state, _ = run([enriched("demo_request", profile=competitor)])
+    assert state.lifecycle == LifecycleStage.DISQUALIFIED
+    state, changes = run([sales("accepted", 10)], state)
+    assert state.lifecycle == LifecycleStage.SQL
+    assert [(c.from_stage, c.to_stage) for c in changes if c.kind == StageKind.LIFECYCLE] == [
+        ("disqualified", "sql")
+    ]
+    state, _ = run([enriched("page_view", 20, profile=competitor)], state)
+    assert state.lifecycle == LifecycleStage.SQL
+    state, _ = run([sales("meeting_booked", 30)], state)
+    assert state.lifecycle == LifecycleStage.OPPORTUNITY
+    state, _ = run([sales("lost", 40)], state)  # released: the rules apply again
+    assert state.lifecycle == LifecycleStage.DISQUALIFIED
+
+
 def test_bant_from_form_and_sales() -> None:
     props = {"budget_range": "10k-50k", "purchase_timeline": "next year"}
     state, _ = run([enriched("form_submit", properties=props, profile=vp_profile())])
