@@ -90,13 +90,16 @@ class Deduplicator:
             return [Claim(ClaimState.UNAVAILABLE, key) for key in keys]
         return [_claimed(key, value) for key, value in zip(keys, found, strict=True)]
 
-    async def complete(self, answers: Sequence[tuple[Claim, dict[str, object]]]) -> None:
-        """Mark each claim published, with the answer a repeat gets, in one round trip."""
+    async def complete(
+        self, answers: Sequence[tuple[Claim, dict[str, object]]], window_seconds: int | None = None
+    ) -> None:
+        """Mark each claim published, with the answer a repeat gets, in one round trip; remembered for
+        `window_seconds` when given (a form's content key), else for the dedupe window."""
         if not answers:
             return
         marks = [(claim.key, orjson.dumps(answer)) for claim, answer in answers]
         try:
-            await self._set_many(marks, self._window)
+            await self._set_many(marks, window_seconds or self._window)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("could not mark %d event(s) as published: %s", len(answers), exc)
 

@@ -53,10 +53,19 @@ class Ingestor:
         self._events_out = Labelled(common.events_out)
 
     async def submit(
-        self, topic: str, record: LeadEvent, sender_id: str | None, *, started: float | None = None
+        self,
+        topic: str,
+        record: LeadEvent,
+        sender_id: str | None,
+        *,
+        started: float | None = None,
+        window_seconds: int | None = None,
     ) -> Outcome:
-        """Publish `record` unless `sender_id` was already published within the window."""
-        (outcome,) = await self.submit_many(topic, [(record, sender_id)], started=started)
+        """Publish `record` unless `sender_id` was already published within the window (the dedupe
+        window, or `window_seconds`)."""
+        (outcome,) = await self.submit_many(
+            topic, [(record, sender_id)], started=started, window_seconds=window_seconds
+        )
         return outcome
 
     async def submit_many(
@@ -65,6 +74,7 @@ class Ingestor:
         records: Sequence[tuple[LeadEvent, str | None]],
         *,
         started: float | None = None,
+        window_seconds: int | None = None,
     ) -> list[Outcome]:
         """`submit` for several records, in order: their claims and marks each share one Redis round
         trip (a batch's events cost no Redis round trip of their own) and their publishes one timeout."""
@@ -96,7 +106,7 @@ class Ingestor:
                 marks.append((claim, answer))
             outcomes[i] = Outcome(Status.ACCEPTED, {**answer, "duplicate": False})
         await self._dedupe.release(failed)
-        await self._dedupe.complete(marks)
+        await self._dedupe.complete(marks, window_seconds)
         if error is not None:
             raise error
         return [outcome for outcome in outcomes if outcome is not None]

@@ -21,9 +21,12 @@ async def accept(
     sender_id: str | None = None,
     *,
     ip_hash: str | None = None,
+    window_seconds: int | None = None,
 ) -> Outcome:
     """Publish the consent record before the interaction, so a 503 never leaves consent unrecorded."""
-    (outcome,) = await accept_many(ingestor, settings, [(event, sender_id)], received_at, ip_hash=ip_hash)
+    (outcome,) = await accept_many(
+        ingestor, settings, [(event, sender_id)], received_at, ip_hash=ip_hash, window_seconds=window_seconds
+    )
     return outcome
 
 
@@ -34,10 +37,12 @@ async def accept_many(
     received_at: datetime,
     *,
     ip_hash: str | None = None,
+    window_seconds: int | None = None,
 ) -> list[Outcome]:
     """`accept` for a batch's events, in order (a sender id of None is derived from the event):
     every consent record first, then every interaction whose consent was recorded, each group
-    with one round of claims and publishes (`Ingestor.submit_many`)."""
+    with one round of claims and publishes (`Ingestor.submit_many`). `window_seconds`: how long the
+    sender ids are remembered, when not the dedupe window (`Ingestor.submit`)."""
     started = time.perf_counter()
     interactions = [domain.to_interaction(event, received_at=received_at) for event, _ in events]
     senders = [sender_id or domain.sender_id(event) for event, sender_id in events]
@@ -47,13 +52,17 @@ async def accept_many(
     consent_outcomes = await ingestor.submit_many(
         settings.topic(TopicName.PRIVACY),
         [(record, f"consent:{senders[n]}" if senders[n] else None) for n, record in given],
+        window_seconds=window_seconds,
     )
     for (n, _), outcome in zip(given, consent_outcomes, strict=True):
         if outcome.status in (Status.UNAVAILABLE, Status.IN_FLIGHT):
             outcomes[n] = outcome
     due = [n for n, outcome in enumerate(outcomes) if outcome is None]
     published = await ingestor.submit_many(
-        settings.topic(TopicName.INTERACTIONS), [(interactions[n], senders[n]) for n in due], started=started
+        settings.topic(TopicName.INTERACTIONS),
+        [(interactions[n], senders[n]) for n in due],
+        started=started,
+        window_seconds=window_seconds,
     )
     for n, outcome in zip(due, published, strict=True):
         outcomes[n] = outcome

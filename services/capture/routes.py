@@ -202,10 +202,18 @@ async def post_form(request: web.Request) -> web.StreamResponse:
     if isinstance(problems, list):
         metrics.rejected.labels("validation_failed").inc()
         return problem(422, "validation_failed", "the form is not valid", fields=problems)
-    # A form resubmitted within seconds (double click) is one lead: the sender id is the content.
+    # A form resubmitted within seconds (double click) is one lead: the sender id is the content, kept
+    # for the form's short window only, as the same request sent later is a new one.
     sender = "form:" + domain._digest(form_id + "|" + orjson.dumps(dict(sorted(submitted.items()))).decode())
+    settings = request.app[SETTINGS]
     outcome = await accept(
-        request.app[INGESTOR], request.app[SETTINGS], event, utcnow(), sender, ip_hash=client_ip_hash(request)
+        request.app[INGESTOR],
+        settings,
+        event,
+        utcnow(),
+        sender,
+        ip_hash=client_ip_hash(request),
+        window_seconds=settings.form_resubmit_seconds,
     )
     if not outcome.ok:
         return answer(request, outcome)

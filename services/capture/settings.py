@@ -41,6 +41,13 @@ class CaptureSettings(ServiceSettings):
     dedupe_window_seconds: int = Field(
         36 * 3600, ge=1, description="How long a sender id is remembered; Meta retries for up to 36 h."
     )
+    form_resubmit_seconds: int = Field(
+        60,
+        ge=1,
+        description="How long an identical form submission is the same one (a double click, a reload that "
+        "posts again). Short, unlike the event-id window: a form carries no event id, so the same request "
+        "sent again later (the next day's demo request) is a new interaction, not a retry.",
+    )
     redis_timeout: float = Field(0.5, gt=0, description="Seconds per Redis call before failing open.")
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per API key (or client) a minute.")
     max_batch: int = Field(500, ge=1, le=500)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 
 from schemas import Interaction, PrivacyRecord, TopicName
 from schemas.base import utcnow
@@ -94,6 +96,59 @@ async def test_forms_map_fields_trap_bots_and_record_consent(
     # the proof names the client's address only as a salted hash
     salt = settings.privacy_salt.get_secret_value()
     assert privacy[0].ip_hash == consent.hash_ip("127.0.0.1", salt) is not None
+
+
+async def test_a_resubmitted_form_is_one_lead_for_seconds_not_for_the_dedupe_window(
+    settings: CaptureSettings, broker: EmbeddedBroker, redis_url: str
+) -> None:
+    """A double click is one lead; the same request sent again after the form's short window is a new
+    one (it used to vanish for the 36 h event-id window). Event ids keep their long window."""
+    short = CaptureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=settings.topic_suffix,
+        api_keys="k",
+        form_resubmit_seconds=1,
+    )
+    form = {"email": "sam@example.com", "firstname": "Sam", "newsletter": "on"}
+    redis = Redis.from_url(redis_url)
+    async with TestClient(TestServer(create_app(short))) as client:
+        first = await client.post("/v1/forms/contact-us", json=form)
+        double_click = await client.post("/v1/forms/contact-us", json=form)
+        assert (first.status, double_click.status) == (202, 202)
+        assert (await double_click.json())["duplicate"] is True
+        form_keys = [
+            k async for k in redis.scan_iter(f"leadpipe:capture{settings.topic_suffix}:seen:*form:*")
+        ]
+        assert len(form_keys) == 2  # the interaction's and its consent record's
+        assert all(0 < ms <= 1000 for ms in [await redis.pttl(k) for k in form_keys])
+        event = {"event_id": "ev-1", "type": "page_view", "occurred_at": "2026-11-21T09:30:00Z"}
+        sent = await client.post(
+            "/v1/events", json={**event, "anonymous_id": "a-1"}, headers={"X-API-Key": "k"}
+        )
+        assert sent.status == 202
+        event_key = f"leadpipe:capture{settings.topic_suffix}:seen:event:ev-1"
+        assert await redis.ttl(event_key) > settings.dedupe_window_seconds - 60
+        await asyncio.sleep(1.5)
+        next_day = await client.post("/v1/forms/contact-us", json=form)
+        assert next_day.status == 202
+        assert (await next_day.json())["duplicate"] is False
+    await redis.aclose()
+    forms = [
+        Interaction.model_validate_json(v)
+        for v in await _values(broker, settings.topic(TopicName.INTERACTIONS), 4)
+        if b"form_submit" in v
+    ]
+    assert len(forms) == 2 and forms[0].event_id != forms[1].event_id
+    consents = await _values(broker, settings.topic(TopicName.PRIVACY), 3)
+    assert len(consents) == 2
+
+
+def test_the_form_window_is_a_capture_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAPTURE_FORM_RESUBMIT_SECONDS", "30")
+    assert CaptureSettings().form_resubmit_seconds == 30
+    monkeypatch.delenv("CAPTURE_FORM_RESUBMIT_SECONDS")
+    assert 10 <= CaptureSettings().form_resubmit_seconds <= 300 < CaptureSettings().dedupe_window_seconds
 
 
 async def test_an_event_with_the_longest_event_id_and_consent_is_accepted(
