@@ -176,7 +176,10 @@ def on_sales_activity(state: LeadState, event: SalesActivity, rules: NurtureRule
         _exit_all(out, ExitReason.HANDED_OFF, now)
     elif event.activity in SALES_RELEASED:
         s.sales_owned = False
-        _enrol_matching(out, rules, now)
+        # Score answers a release with a recycled stage change, which enrols the lead. Until it
+        # comes, the stage nurture holds is the one sales had, and would enrol the lead for that.
+        if s.lifecycle == LifecycleStage.RECYCLED:
+            _enrol_matching(out, rules, now)
     return out
 
 

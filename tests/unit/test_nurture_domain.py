@@ -219,6 +219,22 @@ def test_recycled_lead_gets_recycle_series_after_rejection() -> None:
     ]
 
 
+@pytest.mark.parametrize("stage_first", [False, True])
+def test_a_lead_sales_rejected_gets_the_recycle_series_only(stage_first: bool) -> None:
+    """Sales' rejection and score's recycled stage change reach nurture on two topics, in either
+    order. The rejection alone once enrolled a warm MQL in accelerator, by the stage it had with
+    sales, and the recycled change then added recycle: a demo offer on top of the recycle series."""
+    sim = Sim()
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    sim.event(stage(LifecycleStage.MQL, Temperature.WARM, sales_ready=True))
+    events = [sales(SalesActivityKind.REJECTED), stage(LifecycleStage.RECYCLED, Temperature.WARM)]
+    for event in reversed(events) if stage_first else events:
+        sim.event(event)
+    assert [name for name, e in sim.state.enrolments.items() if e.active] == ["recycle"]
+    sent = sim.advance(timedelta(days=40), tick=timedelta(hours=6))
+    assert {c.sequence for c in sent} == {"recycle"}
+
+
 def test_quiet_hours_defer_to_the_morning_in_the_leads_zone() -> None:
     evening = datetime(2026, 11, 24, 18, 58, tzinfo=UTC)  # 19:58 Berlin; step due 20:03
     sim = Sim(now=evening)
