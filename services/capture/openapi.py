@@ -116,6 +116,53 @@ def _tracking_paths() -> dict[str, Any]:
     }
 
 
+def _confirm_paths() -> dict[str, Any]:
+    """The double opt-in link: GET shows a button (scanners follow links), its POST confirms."""
+    token = {
+        "name": "token",
+        "in": "query",
+        "description": "The signed token of the confirmation mail's link.",
+        "schema": {"type": "string"},
+    }
+    refused = {"description": "Damaged or forged link (410: expired); a page for a browser"}
+    page_or_problem = {"content": {**_HTML["content"], **_json(Problem)["content"]}}
+    form = {"type": "object", "properties": {"token": {"type": "string"}}}
+    return {
+        "get": {
+            "summary": "The confirmation page with a button; following the link records nothing.",
+            "parameters": [{**token, "required": True}],
+            "responses": {
+                "200": {"description": "The page", **_HTML},
+                "400": {**refused, **page_or_problem},
+                "410": {**refused, **page_or_problem},
+                "429": {"description": "Refused", **_json(Problem)},
+            },
+        },
+        "post": {
+            "summary": "Confirm a pending consent (the page's button); records consent_confirmed.",
+            "description": "The token in the form body, or else in the query. A browser (Accept: "
+            "text/html) gets a page, other clients JSON.",
+            "parameters": [{**token, "required": False}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/x-www-form-urlencoded": {"schema": form}},
+            },
+            "responses": {
+                "200": {
+                    "description": "Confirmed",
+                    "content": {**_json(Confirmed)["content"], **_HTML["content"]},
+                },
+                "400": {**refused, **page_or_problem},
+                "410": {**refused, **page_or_problem},
+                **{
+                    str(status): {"description": "Refused", **_json(Problem)}
+                    for status in (409, 413, 429, 503)
+                },
+            },
+        },
+    }
+
+
 def _privacy_paths() -> dict[str, Any]:
     """Erasure and export (services/capture/privacy_api.py): an admin key in X-API-Key."""
     admin = "Needs an admin key (CAPTURE_ADMIN_KEYS) in X-API-Key; 403 for an ordinary API key."
@@ -188,15 +235,7 @@ def build() -> dict[str, Any]:
                     "responses": _answers(202, Withdrawn, *_COMMON),
                 }
             },
-            "/v1/consent/confirm": {
-                "get": {
-                    "summary": "Confirm a pending consent with the signed link from the confirmation mail.",
-                    "parameters": [
-                        {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}
-                    ],
-                    "responses": _answers(200, Confirmed, 400, 410, 429, 503),
-                }
-            },
+            "/v1/consent/confirm": _confirm_paths(),
             "/v1/webhooks/google": {
                 "post": {
                     "summary": "Google Ads lead form webhook (google_key checked).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from services.capture.api_models import WithdrawIn
 from services.capture.ingest import Outcome, Status
 from services.capture.keys import CAPTURE_METRICS, FORMS, INGESTOR, SETTINGS
 from services.capture.pipeline import accept, accept_many
-from services.capture.responses import problem
+from services.capture.responses import html_page, problem, wants_html
 from services.runtime.errors import FieldProblem, field_problems
 
 
@@ -26,7 +27,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/events", post_event)
     app.router.add_post("/v1/events:batch", post_batch)
     app.router.add_post("/v1/forms/{form_id}", post_form)
-    app.router.add_get("/v1/consent/confirm", confirm_consent)
+    app.router.add_get("/v1/consent/confirm", confirm_consent_page)  # also answers HEAD
+    app.router.add_post("/v1/consent/confirm", confirm_consent)
     app.router.add_post("/v1/consent/withdraw", withdraw_consent)
     app.router.add_get("/static/leadpipe.js", snippet)
 
@@ -231,22 +233,58 @@ def client_ip_hash(request: web.Request) -> str | None:
     return consent.hash_ip(request.remote, request.app[SETTINGS].privacy_salt.get_secret_value())
 
 
-async def confirm_consent(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    token = request.query.get("token", "")
-    now = utcnow()
+_TOKEN_WHY = {
+    "malformed": "the confirmation link is damaged or incomplete; open it from the e-mail again",
+    "bad_signature": "the confirmation link was changed or was not issued by us",
+    "expired": "the confirmation link has expired; sign up again to get a new one",
+}
+
+
+def _consent_claim(request: web.Request, token: str) -> consent.ConsentClaim | web.Response:
+    """The token's claim, or the 400 (410 when expired) saying why not: a page for a browser."""
     try:
-        claim = consent.read_token(token, settings.consent_secret.get_secret_value(), now)
+        return consent.read_token(token, request.app[SETTINGS].consent_secret.get_secret_value(), utcnow())
     except consent.TokenError as exc:
         request.app[CAPTURE_METRICS].rejected.labels(f"consent_token_{exc}").inc()
-        status = 410 if str(exc) == "expired" else 400
-        return problem(status, f"token_{exc}", "the confirmation link is not valid")
-    record = consent.consent_confirmed(claim, token, now, ip_hash=client_ip_hash(request))
+        status, why = 410 if str(exc) == "expired" else 400, _TOKEN_WHY[str(exc)]
+        if wants_html(request):
+            return html_page("Confirmation link not valid", why[0].upper() + why[1:] + ".", status=status)
+        return problem(status, f"token_{exc}", why)
+
+
+async def confirm_consent_page(request: web.Request) -> web.Response:
+    """A button, not an action: mail scanners follow links (GET, HEAD) and must not confirm anyone's
+    consent. The token is checked already, so a bad or expired link says so before the click."""
+    token = request.query.get("token", "")
+    claim = _consent_claim(request, token)
+    if isinstance(claim, web.Response):
+        return claim
+    return html_page(
+        "Confirm your subscription",
+        "Click the button to confirm that you want to receive our e-mails.",
+        f'<form method="post" action="{html.escape(request.path, quote=True)}">'
+        f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
+        '<button type="submit">Confirm</button></form>',
+    )
+
+
+async def confirm_consent(request: web.Request) -> web.Response:
+    """The page's button (the token in the form body, or in the query): records the confirmation with
+    its proof. A repeat is the same record (`consent-confirm:<token id>`)."""
+    settings = request.app[SETTINGS]
+    posted = (await request.post()).get("token")
+    token = posted if isinstance(posted, str) else request.query.get("token", "")
+    claim = _consent_claim(request, token)
+    if isinstance(claim, web.Response):
+        return claim
+    record = consent.consent_confirmed(claim, token, utcnow(), ip_hash=client_ip_hash(request))
     outcome = await request.app[INGESTOR].submit(
         settings.topic(TopicName.PRIVACY), record, f"consent-confirm:{consent.token_id(token)}"
     )
     if not outcome.ok:
         return answer(request, outcome)
+    if wants_html(request):
+        return html_page("Subscription confirmed", "Thank you: you will receive our e-mails.")
     return web.json_response({"status": "confirmed", "lead_id": claim.lead_id})
 
 

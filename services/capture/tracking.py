@@ -29,7 +29,7 @@ from schemas.interaction import IdentityKind, Interaction, InteractionType, Sour
 from schemas.topics import TopicName
 from services.capture.ingest import Outcome, Status
 from services.capture.keys import CAPTURE_METRICS, INGESTOR, SETTINGS
-from services.capture.responses import problem
+from services.capture.responses import NO_CACHE, html_page, problem
 from services.capture.routes import unavailable
 from services.runtime.tracking_tokens import TokenError, TokenKind, TrackingClaim, TrackingTokens
 
@@ -37,11 +37,6 @@ log = logging.getLogger(__name__)
 
 # The smallest transparent GIF (1x1, one transparent colour).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-NO_CACHE = {
-    "Cache-Control": "no-store, no-cache, must-revalidate, private, max-age=0",
-    "Pragma": "no-cache",
-    "Expires": "0",
-}
 TOKENS = web.AppKey("tracking_tokens", TrackingTokens)
 
 _TYPES = {
@@ -159,7 +154,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     if isinstance(claim, TokenError):
         return problem(400, f"token_{claim}", _WHY[str(claim)])
     action = html.escape(request.path, quote=True)
-    return _page(
+    return html_page(
         "Unsubscribe",
         "Click the button to stop receiving these e-mails.",
         f'<form method="post" action="{action}">'
@@ -176,13 +171,4 @@ async def unsubscribe(request: web.Request) -> web.Response:
     outcome = await _publish(request, claim, utcnow())
     if outcome.status in (Status.UNAVAILABLE, Status.IN_FLIGHT):
         return unavailable(request)  # not recorded: the sender (or the reader) must retry
-    return _page("Unsubscribed", "You will not receive these e-mails any more.")
-
-
-def _page(title: str, text: str, extra: str = "") -> web.Response:
-    body = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
-        f"<body><h1>{title}</h1><p>{text}</p>{extra}</body></html>"
-    )
-    return web.Response(text=body, content_type="text/html", headers=NO_CACHE)
+    return html_page("Unsubscribed", "You will not receive these e-mails any more.")

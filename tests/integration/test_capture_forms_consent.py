@@ -184,15 +184,36 @@ async def test_an_event_with_the_longest_event_id_and_consent_is_accepted(
 async def test_double_opt_in_confirm_and_withdraw(
     client: Client, settings: CaptureSettings, broker: EmbeddedBroker
 ) -> None:
+    """Following the link (GET, or a scanner's HEAD) only shows the button; its POST confirms."""
     token = make_token("e-lead1", "2026-01", utcnow() + timedelta(days=1), SECRET)
-    ok = await client.get("/v1/consent/confirm", params={"token": token})
+    page = await client.get("/v1/consent/confirm", params={"token": token})
+    assert (page.status, page.content_type) == (200, "text/html")
+    html = await page.text()
+    assert '<form method="post" action="/v1/consent/confirm">' in html
+    assert f'<input type="hidden" name="token" value="{token}">' in html
+    scanned = make_token("e-scanned", "2026-01", utcnow() + timedelta(days=1), SECRET)
+    assert (await client.head("/v1/consent/confirm", params={"token": scanned})).status == 200
+    assert (await client.get("/v1/consent/confirm", params={"token": scanned})).status == 200
+    ok = await client.post("/v1/consent/confirm", data={"token": token})
     assert await ok.json() == {"status": "confirmed", "lead_id": "e-lead1"}
-    again = await client.get("/v1/consent/confirm", params={"token": token})
-    assert again.status == 200
+    in_a_browser = await client.post(
+        "/v1/consent/confirm", data={"token": token}, headers={"Accept": "text/html,*/*;q=0.8"}
+    )
+    assert (in_a_browser.status, in_a_browser.content_type) == (200, "text/html")
+    assert "confirmed" in await in_a_browser.text()
     forged = make_token("e-lead2", "2026-01", utcnow() + timedelta(days=1), "other-secret")
-    assert (await client.get("/v1/consent/confirm", params={"token": forged})).status == 400
     expired = make_token("e-lead1", "2026-01", utcnow() - timedelta(seconds=1), SECRET)
-    assert (await client.get("/v1/consent/confirm", params={"token": expired})).status == 410
+    for bad, status, error in ((forged, 400, "token_bad_signature"), (expired, 410, "token_expired")):
+        shown = await client.get("/v1/consent/confirm", params={"token": bad})
+        assert (shown.status, (await shown.json())["error"]) == (status, error)
+        posted = await client.post("/v1/consent/confirm", data={"token": bad})
+        assert (posted.status, (await posted.json())["error"]) == (status, error)
+    assert (await client.post("/v1/consent/confirm")).status == 400  # no token at all
+    expired_page = await client.get(
+        "/v1/consent/confirm", params={"token": expired}, headers={"Accept": "text/html"}
+    )
+    assert (expired_page.status, expired_page.content_type) == (410, "text/html")
+    assert "expired" in await expired_page.text()
     withdraw = await client.post(
         "/v1/consent/withdraw",
         json={"email": "Ann@example.com", "source": "preference_center"},
@@ -205,7 +226,7 @@ async def test_double_opt_in_confirm_and_withdraw(
     ]
     privacy.sort(key=lambda p: p.kind.value)  # two leads, so maybe two partitions
     assert [p.kind.value for p in privacy] == ["consent_confirmed", "consent_withdrawn"]
-    assert privacy[0].consent_text_version == "2026-01"
+    assert (privacy[0].lead_id, privacy[0].consent_text_version) == ("e-lead1", "2026-01")
     assert privacy[0].ip_hash == consent.hash_ip("127.0.0.1", settings.privacy_salt.get_secret_value())
     assert privacy[1].lead_id == (await withdraw.json())["lead_id"]
     assert privacy[1].consent_source == "preference_center"

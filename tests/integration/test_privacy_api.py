@@ -120,7 +120,7 @@ async def test_erasure_pseudonymises_consent_proof_and_scrubs_idempotency(
     }
     assert (await client.post("/v1/events", json=event, headers=CLIENT_KEY)).status == 202
     token = consent.make_token(lead_id, "2026-01", utcnow() + timedelta(days=1), "consent-secret")
-    assert (await client.get("/v1/consent/confirm", params={"token": token})).status == 200
+    assert (await client.post("/v1/consent/confirm", data={"token": token})).status == 200
 
     subject = consent.subject_of(lead_id, SALT)
     proof_key = f"leadpipe:capture{settings.topic_suffix}:consent:{subject}"
