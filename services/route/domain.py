@@ -300,8 +300,17 @@ def add_business_time(start: datetime, minutes: float, hours: WorkingHours | Non
 
 
 def due_at(start: datetime, tier: SlaTier, team: Team) -> datetime:
+    """The contact deadline of a lead given to `team` at `start`: business hours are that team's."""
     hours = team.working_hours if tier.business_hours else None
     return add_business_time(start, tier.minutes, hours, team.timezone)
+
+
+def due_by_team(
+    start: datetime, tier: SlaTier, config: RoutingConfig, candidate_groups: Iterable[Group]
+) -> dict[str, datetime]:
+    """Each candidate group's deadline, since which team the lead lands in is only known at pick time."""
+    teams = dict.fromkeys(group.team for group in candidate_groups)
+    return {name: due_at(start, tier, team_named(config, name)) for name in teams}
 
 
 # --- hand-offs ----------------------------------------------------------------------------------

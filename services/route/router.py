@@ -69,19 +69,10 @@ class Router:
         if not sales_ready:
             return [Outcome() for _ in changes]
         statuses = await self.store.statuses()
-        requests = [
-            AssignRequest(
-                plan.change.lead_id,
-                plan.hid,
-                plan.decision.team,
-                domain.groups(plan.decision, self.config, statuses, now),
-                plan.due,
-            )
-            for plan in sales_ready
-        ]
-        results = iter(await self.store.assign_many(requests))
+        requests = [self._request(plan, statuses, now) for plan in sales_ready]
+        answers = iter(zip(requests, await self.store.assign_many(requests), strict=True))
         return [
-            Outcome() if plan is None else await self._resolve(plan, next(results), now) for plan in plans
+            Outcome() if plan is None else await self._resolve(plan, *next(answers), now) for plan in plans
         ]
 
     def _plan(self, change: StageChange, now: datetime) -> _Plan:
@@ -91,9 +82,17 @@ class Router:
         hid = domain.handoff_id(change.lead_id, change.event_id)
         return _Plan(change, decision, hid, tier, due)
 
-    async def _resolve(self, plan: _Plan, result: Assignment, now: datetime) -> Outcome:
+    def _request(self, plan: _Plan, statuses: dict[str, domain.RepStatus], now: datetime) -> AssignRequest:
+        """The assign script's input: the candidate groups, each with the deadline its team's hours give."""
+        groups = domain.groups(plan.decision, self.config, statuses, now)
+        dues = domain.due_by_team(now, plan.tier, self.config, groups)
+        return AssignRequest(plan.change.lead_id, plan.hid, plan.decision.team, groups, plan.due, dues)
+
+    async def _resolve(
+        self, plan: _Plan, request: AssignRequest, result: Assignment, now: datetime
+    ) -> Outcome:
         """The hand-off the assign script's answer calls for, if any."""
-        due = plan.due
+        due = request.due_for(result.team)
         if result.outcome == "existing":
             if result.handoff_id != plan.hid or result.published:
                 return Outcome()
@@ -168,7 +167,8 @@ class Router:
         statuses = await self.store.statuses()
         candidate_groups = domain.groups(decision, self.config, statuses, now, exclude=plan.exclude)
         tier = domain.tier_named(self.config.sla, previous.sla.tier)
-        due = domain.due_at(now, tier, team)
+        queued = domain.due_at(now, tier, team)
+        dues = domain.due_by_team(now, tier, self.config, candidate_groups)
         hid = domain.handoff_id(previous.lead_id, previous.handoff_id, plan.breach_count)
         result = await self.store.breach(
             previous.lead_id,
@@ -177,7 +177,8 @@ class Router:
             reassign=plan.reassign,
             team=team.name,
             groups=candidate_groups,
-            due=due,
+            due=queued,
+            dues=dues,
         )
         if result.outcome == "stale":
             return []
@@ -186,6 +187,7 @@ class Router:
             await self.store.save_state(replace(state, breach_count=plan.breach_count))
             return events
         queue = result.team or team.name
+        due = dues.get(queue, queued)
         new_state = domain.reassigned(state, plan, result.pick, queue=queue, hid=hid, now=now, due=due)
         await self.store.save_state(new_state)
         events.append(new_state.handoff)

@@ -10,7 +10,8 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
   clock:<team>      str   the team's virtual clock
   lead:<lead_id>    hash  rep, team, handoff_id, published, state (JSON of the open hand-off)
   seen:<handoff_id> str   a hand-off id already made (replays are dropped)
-  sla               zset  lead_id -> deadline in epoch ms (durable timers)
+  sla               zset  lead_id -> deadline in epoch ms (durable timers): the deadline of the
+                        candidate group the rep came from, else of the primary team's queue
   status            hash  rep -> JSON of run-time availability, capacity and out-of-office
 `erase` removes a lead from `lead:`, `sla` and its rep's `load`; no other key names a lead.
 """
@@ -18,8 +19,8 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -34,7 +35,7 @@ _PICK = """
 local function pick(prefix, argv, i)
   local ngroups = tonumber(argv[i]); i = i + 1
   for _ = 1, ngroups do
-    local team = argv[i]; local n = tonumber(argv[i + 1]); i = i + 2
+    local team = argv[i]; local due = argv[i + 1]; local n = tonumber(argv[i + 2]); i = i + 3
     local vft_key = prefix .. 'vft:' .. team
     local clock = tonumber(redis.call('GET', prefix .. 'clock:' .. team) or '0')
     local best_start, best_rep, best_stride = nil, nil, nil
@@ -52,10 +53,10 @@ local function pick(prefix, argv, i)
       redis.call('SET', prefix .. 'clock:' .. team, string.format('%.0f', best_start))
       redis.call('HSET', vft_key, best_rep, string.format('%.0f', best_start + best_stride))
       redis.call('HINCRBY', prefix .. 'load', best_rep, 1)
-      return team, best_rep
+      return team, best_rep, due
     end
   end
-  return nil, nil
+  return nil, nil, nil
 end
 
 local function release(prefix, rep)
@@ -66,7 +67,7 @@ local function release(prefix, rep)
 end
 """
 
-# ARGV: prefix, lead_id, handoff_id, primary team, due_ms, seen_ttl, groups...
+# ARGV: prefix, lead_id, handoff_id, primary team, its queue's due_ms, seen_ttl, groups (with due_ms)...
 _ASSIGN = (
     _PICK
     + """
@@ -79,15 +80,16 @@ if redis.call('EXISTS', lead_key) == 1 then
 end
 if redis.call('EXISTS', prefix .. 'seen:' .. hid) == 1 then return {'duplicate'} end
 redis.call('SET', prefix .. 'seen:' .. hid, '1', 'EX', tonumber(ARGV[6]))
-local team, rep = pick(prefix, ARGV, 7)
-if team == nil then team, rep = ARGV[4], '' end
+local team, rep, due = pick(prefix, ARGV, 7)
+if team == nil then team, rep, due = ARGV[4], '', ARGV[5] end
 redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
-redis.call('ZADD', prefix .. 'sla', tonumber(ARGV[5]), lead)
+redis.call('ZADD', prefix .. 'sla', tonumber(due), lead)
 return {'assigned', team, rep}
 """
 )
 
-# ARGV: prefix, lead_id, expected handoff_id, new handoff_id, reassign (1/0), primary team, due_ms, groups...
+# ARGV: prefix, lead_id, expected handoff_id, new handoff_id, reassign (1/0), primary team, its queue's
+# due_ms, groups (with due_ms)...
 _BREACH = (
     _PICK
     + """
@@ -97,10 +99,10 @@ if redis.call('HGET', lead_key, 'handoff_id') ~= expected then return {'stale'} 
 if redis.call('ZREM', prefix .. 'sla', lead) == 0 then return {'stale'} end
 if ARGV[5] ~= '1' then return {'kept'} end
 release(prefix, redis.call('HGET', lead_key, 'rep'))
-local team, rep = pick(prefix, ARGV, 8)
-if team == nil then team, rep = ARGV[6], '' end
+local team, rep, due = pick(prefix, ARGV, 8)
+if team == nil then team, rep, due = ARGV[6], '', ARGV[7] end
 redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
-redis.call('ZADD', prefix .. 'sla', tonumber(ARGV[7]), lead)
+redis.call('ZADD', prefix .. 'sla', tonumber(due), lead)
 return {'assigned', team, rep}
 """
 )
@@ -159,10 +161,11 @@ return {found, deadlines, released, #deliveries / 2}
 """
 
 
-def _group_args(groups: Sequence[Group]) -> list[str | int]:
+def _group_args(groups: Sequence[Group], dues: Mapping[str, datetime], due: datetime) -> list[str | int]:
+    """The groups as the pick script reads them, each with the deadline its team's rep would get."""
     args: list[str | int] = [len(groups)]
     for group in groups:
-        args += [group.team, len(group.candidates)]
+        args += [group.team, _ms(dues.get(group.team, due)), len(group.candidates)]
         for candidate in group.candidates:
             args += [candidate.rep_id, candidate.stride, candidate.capacity]
     return args
@@ -196,7 +199,12 @@ class AssignRequest:
     hid: str
     team: str
     groups: Sequence[Group]
-    due: datetime
+    due: datetime  # while the lead waits in `team`'s queue
+    dues: Mapping[str, datetime] = field(default_factory=dict)  # team -> for a rep of it; missing: `due`
+
+    def due_for(self, team: str | None) -> datetime:
+        """The deadline the script stored for a lead it gave to `team` (a rep of it, or its queue)."""
+        return self.dues.get(team, self.due) if team else self.due
 
 
 def _assignment(reply: list[Any]) -> Assignment:
@@ -235,10 +243,17 @@ class RedisStore:
         return self.prefix + ":".join(parts)
 
     async def assign(
-        self, lead_id: str, hid: str, team: str, groups: Sequence[Group], due: datetime
+        self,
+        lead_id: str,
+        hid: str,
+        team: str,
+        groups: Sequence[Group],
+        due: datetime,
+        *,
+        dues: Mapping[str, datetime] | None = None,
     ) -> Assignment:
         """Pick-and-increment in one step, unless the lead already has an open hand-off."""
-        args = self._assign_args(AssignRequest(lead_id, hid, team, groups, due))
+        args = self._assign_args(AssignRequest(lead_id, hid, team, groups, due, dues or {}))
         return _assignment(cast(list[Any], await self._assign(keys=[], args=args)))
 
     async def assign_many(self, requests: Sequence[AssignRequest]) -> list[Assignment]:
@@ -254,7 +269,7 @@ class RedisStore:
 
     def _assign_args(self, request: AssignRequest) -> list[str | int]:
         args: list[str | int] = [self.prefix, request.lead_id, request.hid, request.team]
-        args += [_ms(request.due), self.seen_ttl, *_group_args(request.groups)]
+        args += [_ms(request.due), self.seen_ttl, *_group_args(request.groups, request.dues, request.due)]
         return args
 
     async def breach(
@@ -267,11 +282,13 @@ class RedisStore:
         team: str,
         groups: Sequence[Group],
         due: datetime,
+        dues: Mapping[str, datetime] | None = None,
     ) -> Assignment:
-        """Stop the breached clock and, if asked, move the lead to the next rep with a new deadline."""
+        """Stop the breached clock and, if asked, move the lead to the next rep with a new deadline:
+        `dues[team]` for a rep of that team, `due` for `team`'s queue."""
         args: list[str | int] = [self.prefix, lead_id, expected, hid, "1" if reassign else "0", team]
         args.append(_ms(due))
-        args += _group_args(groups)
+        args += _group_args(groups, dues or {}, due)
         return _assignment(cast(list[Any], await self._breach(keys=[], args=args)))
 
     async def release(self, lead_id: str, hid: str) -> bool:

@@ -129,3 +129,72 @@ async def test_cancelling_the_timer_is_not_swallowed(store: FailingStore) -> Non
     store.failing["lead-0"] = asyncio.CancelledError()
     with pytest.raises(asyncio.CancelledError):
         await router.on_due(NOW + timedelta(minutes=10), LEASE)
+
+
+async def deadline_in_redis(store: RedisStore, lead_id: str) -> datetime:
+    score = await store.redis.zscore(f"{store.prefix}sla", lead_id)
+    assert score is not None
+    return datetime.fromtimestamp(score / 1000, UTC)
+
+
+MQL = {"temperature": "warm", "lifecycle": "mql", "country": "DE"}  # dach: four business hours
+
+
+@pytest.mark.parametrize(
+    ("sdr_free", "assignee", "due"),
+    [
+        # dach is closed (18:00 in Berlin): the 24/7 fallback team takes it, four hours from now.
+        (True, Assignee(rep_id="sdr", team="queue"), datetime(2026, 11, 25, 21, 0, tzinfo=UTC)),
+        # Nobody free anywhere: it waits in dach's queue, so dach's hours count (Thu 09:00-13:00 Berlin).
+        (False, Assignee(rep_id=None, team="dach"), datetime(2026, 11, 26, 12, 0, tzinfo=UTC)),
+    ],
+)
+async def test_a_new_hand_offs_deadline_counts_the_hours_of_the_team_it_went_to(
+    store: FailingStore, sdr_free: bool, assignee: Assignee, due: datetime
+) -> None:
+    if not sdr_free:
+        await store.set_status("sdr", domain.RepStatus(available=False))
+    router = Router(parse_config(CONFIG), store)
+    evening = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+    handoff = await hand_off(router, "lead-1", evening, **MQL)
+    assert (handoff.assignee, handoff.sla.tier, handoff.sla.due_at) == (assignee, "mql", due)
+    assert await deadline_in_redis(store, "lead-1") == due  # the timer fires then too
+
+
+async def test_a_reassigned_hand_offs_deadline_counts_the_hours_of_the_team_it_went_to(
+    store: FailingStore,
+) -> None:
+    router = Router(parse_config(CONFIG), store)
+    handoff = await hand_off(router, "lead-1", NOW - timedelta(hours=5), **MQL)  # Wed 11:00 in Berlin
+    assert handoff.assignee == Assignee(rep_id="anna", team="dach")
+    assert handoff.sla.due_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    await store.set_status("jonas", domain.RepStatus(available=False))
+    late = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # 16:30 in Berlin, half an hour before closing
+
+    outcome = await router.on_due(late, LEASE)
+
+    [moved_to] = [record for record in outcome.records if isinstance(record, Handoff)]
+    # The 24/7 fallback team took it: four hours from now, not dach's 30 minutes plus Thursday morning.
+    assert moved_to.assignee == Assignee(rep_id="sdr", team="queue")
+    assert moved_to.sla.due_at == late + timedelta(hours=4)
+    assert await deadline_in_redis(store, "lead-1") == late + timedelta(hours=4)
+
+
+async def test_the_assign_and_breach_scripts_store_the_deadline_of_the_group_picked_from(
+    store: FailingStore,
+) -> None:
+    full = domain.Group("a", (domain.Candidate("x", domain.stride(1), 0),))
+    groups = [full, domain.Group("b", (domain.Candidate("y", domain.stride(1), 5),))]
+    dues = {"a": NOW + timedelta(hours=1), "b": NOW + timedelta(hours=2)}
+    queued = NOW + timedelta(hours=3)
+    assigned = await store.assign("lead-1", "h1", "a", groups, queued, dues=dues)
+    assert assigned.pick == domain.Pick("b", "y")
+    assert await deadline_in_redis(store, "lead-1") == dues["b"]
+    waiting = await store.assign("lead-2", "h2", "a", [full], queued, dues=dues)
+    assert (waiting.pick, waiting.team) == (None, "a")
+    assert await deadline_in_redis(store, "lead-2") == queued  # the queue's, not a rep's
+    moved = await store.breach(
+        "lead-2", "h2", "h2b", reassign=True, team="a", groups=groups, due=queued, dues=dues
+    )
+    assert moved.pick == domain.Pick("b", "y")
+    assert await deadline_in_redis(store, "lead-2") == dues["b"]

@@ -397,3 +397,17 @@ def test_rejected_returns_the_lead_with_the_reason() -> None:
 def test_team_without_hours_is_always_working() -> None:
     team = Team(name="t", working_hours=None, reps=())
     assert domain.is_working(team.working_hours, "UTC", WED + timedelta(days=3, hours=13))
+
+
+def test_each_candidate_team_has_its_own_deadline() -> None:
+    """dach closed at 18:00 in Berlin: its reps' leads wait for Thursday, the 24/7 queue's do not."""
+    cfg = config()
+    evening = WED.replace(hour=17)
+    tier = SlaTier(name="mql", minutes=240, business_hours=True)
+    groups = domain.groups(domain.Route("dach", "rule"), cfg, {}, evening)
+    assert [group.team for group in groups] == ["queue"]  # dach's reps are off
+    candidates = (domain.Group("dach", ()), *groups)
+    assert domain.due_by_team(evening, tier, cfg, candidates) == {
+        "dach": datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
+        "queue": evening + timedelta(hours=4),
+    }
