@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from schemas.base import utcnow
@@ -178,7 +179,17 @@ async def _form_fields(request: web.Request) -> Mapping[str, str] | web.Response
         return {
             str(k): "" if v is None else str(v) for k, v in data.items() if not isinstance(v, dict | list)
         }
-    posted = await request.post()
+    return await _posted(request)
+
+
+async def _posted(request: web.Request) -> Mapping[str, str] | web.Response:
+    """A urlencoded or multipart body's text fields, or the 400 saying it cannot be read (a multipart
+    body without its boundary or with a broken part header, an unknown charset: aiohttp raises)."""
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError, HttpProcessingError) as exc:
+        request.app[CAPTURE_METRICS].rejected.labels("invalid_form").inc()
+        return problem(400, "invalid_form", "the form body cannot be read", fields=[_body_problem(str(exc))])
     return {k: v for k, v in posted.items() if isinstance(v, str)}
 
 
@@ -272,8 +283,10 @@ async def confirm_consent(request: web.Request) -> web.Response:
     """The page's button (the token in the form body, or in the query): records the confirmation with
     its proof. A repeat is the same record (`consent-confirm:<token id>`)."""
     settings = request.app[SETTINGS]
-    posted = (await request.post()).get("token")
-    token = posted if isinstance(posted, str) else request.query.get("token", "")
+    posted = await _posted(request)
+    if isinstance(posted, web.Response):
+        return posted
+    token = posted.get("token", request.query.get("token", ""))
     claim = _consent_claim(request, token)
     if isinstance(claim, web.Response):
         return claim

@@ -98,6 +98,21 @@ async def test_forms_map_fields_trap_bots_and_record_consent(
     assert privacy[0].ip_hash == consent.hash_ip("127.0.0.1", salt) is not None
 
 
+async def test_an_unreadable_form_body_is_a_400_naming_the_body(client: Client) -> None:
+    """Bodies aiohttp cannot parse (the first found by schemathesis) used to answer 500."""
+    broken = [
+        ("multipart/form-data", b"token=x"),  # no boundary
+        ("multipart/form-data; boundary=zz", b"--zz\r\nbroken header\r\n\r\nx\r\n--zz--\r\n"),
+        ("application/x-www-form-urlencoded; charset=nope", b"token=x"),
+    ]
+    for path in ("/v1/forms/demo", "/v1/consent/confirm"):
+        for content_type, data in broken:
+            answer = await client.post(path, data=data, headers={"Content-Type": content_type})
+            assert answer.status == 400, (path, content_type, await answer.text())
+            body = await answer.json()
+            assert body["error"] == "invalid_form" and body["fields"][0]["field"] == "(body)"
+
+
 async def test_a_resubmitted_form_is_one_lead_for_seconds_not_for_the_dedupe_window(
     settings: CaptureSettings, broker: EmbeddedBroker, redis_url: str
 ) -> None:
