@@ -200,7 +200,7 @@ def ledger_for(settings: NurtureSettings) -> DeliveryLedger:
 def create_mailer_app(settings: NurtureSettings) -> StreamService:
     """The stand-alone mailer, its own web port (`NURTURE_WEB_PORT`); it shares the outbox's
     partitions with the mailers of nurture workers that have one (one consumer group)."""
-    service = StreamService("nurture-mailer", settings)
+    service = StreamService("nurture-mailer", settings, batched=False)
     # No agents: faust's producer (dead letters) and web server (health, metrics) without its consumer.
     service.app.producer_only = True
     del service.health.checks["consumer_group"]

@@ -106,9 +106,9 @@ def common_metrics(service: str, registry: CollectorRegistry | None = None) -> C
 
 @dataclass(frozen=True)
 class BatchMetrics:
-    """A batched agent's series (services/runtime/stream_app.py), registered by the first one a
-    service runs: a service without one (capture, nurture's mailer) exports none, rather than a
-    window of 0 and empty histograms that a dashboard would draw as an idle agent."""
+    """A batched agent's series (services/runtime/stream_app.py), registered only by a service that
+    has one: capture and nurture's mailer export none, rather than a window of 0 and empty
+    histograms that a dashboard would draw as an idle agent."""
 
     window: Gauge  # how long the agent waits for a batch to fill: services/runtime/batch_window.py
     records: Histogram  # records per batch, and its two phases' times:

@@ -113,13 +113,18 @@ class Located(Protocol):
 class StreamService:
     """One faust-based service: app, raw-bytes topics, metrics, health, dead letters."""
 
-    def __init__(self, name: str, settings: ServiceSettings, **app_overrides: Any) -> None:
+    def __init__(
+        self, name: str, settings: ServiceSettings, *, batched: bool = True, **app_overrides: Any
+    ) -> None:
+        """`batched`: the service runs a batched agent (`run_batches`), and exports its series; one
+        without (nurture's stand-alone mailer) exports none, rather than a window of 0 and empty
+        histograms that a dashboard would draw as an idle agent."""
         self.name = name
         self.settings = settings
         self.metrics: CommonMetrics = common_metrics(name)
         self._events_in = Labelled(self.metrics.events_in)  # per record: (service, topic) -> child
         self._processing = Labelled(self.metrics.processing_seconds)
-        self._batch_metrics: BatchMetrics | None = None
+        self._batch_metrics = batch_metrics(name, self.metrics.registry) if batched else None
         self.health = Health(name)
         self.consuming = Flag()  # set when the first rebalance ended: tables recovered, streams resumed
         self.health.add("consumer_group", self.consuming)
@@ -227,9 +232,8 @@ class StreamService:
 
     @property
     def batch_metrics(self) -> BatchMetrics:
-        """The batched agents' series, registered at the first batched agent's start."""
         if self._batch_metrics is None:
-            self._batch_metrics = batch_metrics(self.name, self.metrics.registry)
+            raise RuntimeError(f"{self.name} was built with batched=False: it has no batched agent")
         return self._batch_metrics
 
     def batches(self, stream: faust.StreamT[bytes]) -> AsyncIterator[Sequence[faust.EventT[bytes]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.enrich.metrics import enrich_metrics
@@ -55,20 +56,22 @@ def test_the_services_per_record_counters_count_into_their_own_metrics() -> None
     assert enrich.provider_outcomes("local", "hit") is enrich.provider_requests.labels("local", "hit")
 
 
-def test_batch_series_come_with_the_first_batched_agent_only() -> None:
+def test_batch_series_come_only_with_a_batched_agent() -> None:
     """capture and nurture's mailer have no batched agent: a window of 0 and empty histograms would
-    draw them on the dashboard as idle agents. A stream service registers the series once, at its
-    first batched agent's start, whichever agent asks."""
+    draw them on the dashboard as idle agents."""
+    from services.nurture.mailer import create_mailer_app
+    from services.nurture.settings import NurtureSettings
     from services.score.app import create_app
     from services.score.settings import ScoreSettings
 
     assert b"leadpipe_batch_" not in common_metrics("capture").exposition()
-    service = create_app(ScoreSettings())
-    assert b"leadpipe_batch_" not in service.metrics.exposition()
+    mailer = create_mailer_app(NurtureSettings())
+    assert b"leadpipe_batch_" not in mailer.metrics.exposition()
+    with pytest.raises(RuntimeError, match="no batched agent"):
+        _ = mailer.batch_metrics
 
-    first = service.batch_metrics
-    assert service.batch_metrics is first  # a second agent, or a restarted one, reports into the same
-    first.records.observe(20)
+    service = create_app(ScoreSettings())
+    service.batch_metrics.records.observe(20)
     exposition = service.metrics.exposition()
     assert b'leadpipe_batch_records_count{service="score"} 1.0' in exposition
     assert b'leadpipe_batch_window_seconds{service="score"}' in exposition
