@@ -19,5 +19,10 @@ class NurtureCommand(LeadEvent):
     recipient: str = Field(description="Address to deliver to.")
     personalisation: dict[str, JsonValue] = Field(default_factory=dict)
     consent_proof_ref: str | None = Field(None, description="Id of the consent record that allows sending.")
+    purpose: Literal["marketing", "consent_request"] = Field(
+        "marketing",
+        description="consent_request: the double opt-in mail, sent before consent is confirmed, with "
+        "the confirmation link and no tracking.",
+    )
     send_after: AwareDatetime
     record_type: Literal["nurture_command"] = "nurture_command"

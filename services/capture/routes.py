@@ -21,6 +21,7 @@ from services.capture.ingest import Outcome, Status
 from services.capture.keys import CAPTURE_METRICS, FORMS, INGESTOR, SETTINGS
 from services.capture.pipeline import accept, accept_many
 from services.capture.responses import html_page, problem, wants_html
+from services.runtime import consent_tokens
 from services.runtime.errors import FieldProblem, field_problems
 
 
@@ -251,11 +252,12 @@ _TOKEN_WHY = {
 }
 
 
-def _consent_claim(request: web.Request, token: str) -> consent.ConsentClaim | web.Response:
+def _consent_claim(request: web.Request, token: str) -> consent_tokens.ConsentClaim | web.Response:
     """The token's claim, or the 400 (410 when expired) saying why not: a page for a browser."""
     try:
-        return consent.read_token(token, request.app[SETTINGS].consent_secret.get_secret_value(), utcnow())
-    except consent.TokenError as exc:
+        secret = request.app[SETTINGS].consent_secret.get_secret_value()
+        return consent_tokens.read_token(token, secret, utcnow())
+    except consent_tokens.TokenError as exc:
         request.app[CAPTURE_METRICS].rejected.labels(f"consent_token_{exc}").inc()
         status, why = 410 if str(exc) == "expired" else 400, _TOKEN_WHY[str(exc)]
         if wants_html(request):
@@ -292,7 +294,7 @@ async def confirm_consent(request: web.Request) -> web.Response:
         return claim
     record = consent.consent_confirmed(claim, token, utcnow(), ip_hash=client_ip_hash(request))
     outcome = await request.app[INGESTOR].submit(
-        settings.topic(TopicName.PRIVACY), record, f"consent-confirm:{consent.token_id(token)}"
+        settings.topic(TopicName.PRIVACY), record, f"consent-confirm:{consent_tokens.token_id(token)}"
     )
     if not outcome.ok:
         return answer(request, outcome)

@@ -90,9 +90,10 @@ class CaptureSettings(ServiceSettings):
     # Forms and consent.
     forms_file: Path = Field(_FORMS_FILE, description="Web form field mappings (YAML).")
     consent_secret: SecretStr = Field(
-        SecretStr("dev-consent-secret-change-me"), description="HMAC key for consent confirmation tokens."
+        SecretStr("dev-consent-secret-change-me"),
+        description="HMAC key of consent confirmation links; the same value as NURTURE_CONSENT_SECRET "
+        "(nurture mails them, and says how long they work).",
     )
-    consent_token_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     # E-mail tracking links (services/capture/tracking.py); nurture's mailer signs them.
     tracking_secret: SecretStr = Field(
         SecretStr("dev-tracking-secret-change-me"),

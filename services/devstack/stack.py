@@ -172,6 +172,8 @@ class DevStack:
             env["NURTURE_SMTP_HOST"] = self.options.host
             env["NURTURE_SMTP_PORT"] = str(self.smtp_port)
             env["NURTURE_TRACKING_BASE_URL"] = f"http://{self.options.host}:{self.options.port_base}"
+            confirm = f"http://{self.options.host}:{self.options.port_base}/v1/consent/confirm"
+            env["NURTURE_CONSENT_CONFIRM_URL"] = confirm  # the double opt-in mail's link
         return env
 
     def start_services(self) -> None:

@@ -3,7 +3,9 @@
 No Kafka, Redis or clocks here: the agent passes `now` and performs what the outcome lists.
 Consent first: a step is only sent with confirmed double opt-in (a `consent_confirmed` privacy
 record, whose event id is the proof reference); withdrawal, unsubscribe, bounce and erasure end
-every enrolment at once, so steps that were already due are never emitted.
+every enrolment at once, so steps that were already due are never emitted. A consent given on a
+form (`consent_given`) asks for that confirmation: one mail with the signed link, once the lead's
+address is known.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SALES_OWNED = frozenset(
     }
 )
 SALES_RELEASED = frozenset({SalesActivityKind.REJECTED, SalesActivityKind.LOST})
+CONFIRMATION = "double-opt-in"  # the confirmation mail's `sequence` on its command and in metrics
 
 
 class ExitReason(StrEnum):
@@ -70,6 +73,13 @@ class Enrolment(BaseModel):
         return self.ended_at is None
 
 
+class PendingConsent(BaseModel):
+    """A `consent_given` whose confirmation mail is not sent yet (the address may come later)."""
+
+    event_id: str
+    text_version: str
+
+
 class LeadState(BaseModel):
     """What nurture keeps per lead (a changelog-backed table row)."""
 
@@ -86,6 +96,10 @@ class LeadState(BaseModel):
     sales_owned: bool = False
     last_sales_activity: SalesActivityKind | None = None
     consent_proof: str | None = Field(None, description="Id of the confirming record; None: no consent.")
+    consent_pending: PendingConsent | None = Field(
+        None, description="A consent given and not yet confirmed, whose confirmation mail is owed."
+    )
+    confirmation_sent_at: AwareDatetime | None = Field(None, description="The last confirmation mail.")
     unsubscribed: bool = False
     bounced: bool = False
     erased: bool = False
@@ -116,9 +130,11 @@ class Outcome:
     # when it is queued, so a no after it ends nothing, and the mail must still be withheld.
 
 
-def command_id(lead_id: str, sequence: str, enrolment: int, step: int) -> str:
-    """The same step of the same enrolment always has the same id, across restarts and replays."""
-    return hashlib.sha256(f"{lead_id}|{sequence}|{enrolment}|{step}".encode()).hexdigest()[:32]
+def command_id(lead_id: str, sequence: str, enrolment: int, step: int, cause: str = "") -> str:
+    """The same step of the same enrolment (or the confirmation mail of the same consent, its
+    `cause`) always has the same id, across restarts and replays."""
+    key = f"{lead_id}|{sequence}|{enrolment}|{step}" + (f"|{cause}" if cause else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -130,6 +146,7 @@ def on_stage_change(state: LeadState, change: StageChangeView, rules: NurtureRul
         return out
     s = out.state
     _absorb_profile(s, change.profile)
+    _ask_confirmation(out, rules, now)
     s.lifecycle, s.temperature = change.lifecycle, change.temperature
     s.source = change.source.channel or change.source.utm_source or s.source
     if change.sales_ready or change.lifecycle in (LifecycleStage.SQL, LifecycleStage.OPPORTUNITY):
@@ -157,6 +174,7 @@ def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, n
         s.bounced = True
         _stop(out, ExitReason.BOUNCED, now)
         return out
+    _ask_confirmation(out, rules, now)
     _add_fact(s, kind.value)
     asset = event.interaction.properties.get("asset_id")
     if kind == InteractionType.CONTENT_DOWNLOAD and isinstance(asset, str) and asset:
@@ -188,8 +206,13 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
     if out.duplicate:
         return out
     s = out.state
-    if record.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not s.erased:
+    if record.kind == PrivacyRequestKind.CONSENT_GIVEN and not s.erased and s.consent_proof is None:
+        version = record.consent_text_version or "unversioned"
+        s.consent_pending = PendingConsent(event_id=record.event_id, text_version=version)
+        _ask_confirmation(out, rules, now)
+    elif record.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not s.erased:
         s.consent_proof = record.event_id
+        s.consent_pending = None
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
         s.consent_proof = None
         _stop(out, ExitReason.CONSENT_WITHDRAWN, now)
@@ -375,7 +398,41 @@ def _apply_sequence_exits(out: Outcome, rules: NurtureRules, now: datetime) -> N
 def _stop(out: Outcome, reason: ExitReason, now: datetime) -> None:
     """The lead said no: every enrolment ends, and so does delivery of what is already queued."""
     _exit_all(out, reason, now)
+    out.state.consent_pending = None
     out.stopped = True
+
+
+# --- double opt-in --------------------------------------------------------------------------------
+
+
+def _ask_confirmation(out: Outcome, rules: NurtureRules, now: datetime) -> None:
+    """Queue the confirmation mail for a pending consent once the address is known; once per
+    `resend_after`, as a form sent again would otherwise mail again."""
+    s = out.state
+    pending = s.consent_pending
+    if pending is None or s.email is None or s.consent_proof is not None:
+        return
+    if s.erased or s.unsubscribed or s.bounced:
+        return
+    s.consent_pending = None
+    policy = rules.double_opt_in
+    if s.confirmation_sent_at is not None and now - s.confirmation_sent_at < policy.resend_after:
+        return  # the link of the last one still works
+    s.confirmation_sent_at = now
+    out.commands.append(
+        NurtureCommand(
+            event_id=command_id(s.lead_id, CONFIRMATION, 0, 0, pending.event_id),
+            occurred_at=now,
+            lead_id=s.lead_id,
+            sequence=CONFIRMATION,
+            step=0,
+            template_id=policy.template_id,
+            recipient=s.email,
+            personalisation={**_personalisation(s), "consent_text_version": pending.text_version},
+            purpose="consent_request",
+            send_after=now,
+        )
+    )
 
 
 def _exit_all(out: Outcome, reason: ExitReason, now: datetime) -> None:

@@ -10,6 +10,11 @@ link is a signed redirect through capture (`NURTURE_TRACKING_BASE_URL`, signed w
 `NURTURE_TRACKING_SECRET`, which must equal capture's `CAPTURE_TRACKING_SECRET`), and an open pixel
 is added: opens, clicks and unsubscribes come back as `email_open`, `email_click` and `unsubscribe`
 interactions on leads.interactions (services/capture/tracking.py).
+
+The double opt-in mail (`purpose: consent_request`) is the exception: it carries the signed link to
+capture's confirmation page (`NURTURE_CONSENT_CONFIRM_URL`, signed with `NURTURE_CONSENT_SECRET`,
+which must equal `CAPTURE_CONSENT_SECRET`) and nothing that tracks, since the person has not yet
+agreed to marketing mail.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from functools import partial
@@ -28,8 +34,9 @@ from schemas.topics import TopicName
 from services.nurture.ledger import DeliveryLedger
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
-from services.nurture.templates import EmailTemplate, TemplateLibrary, load_templates, render
+from services.nurture.templates import CONFIRM_LINK, EmailTemplate, TemplateLibrary, load_templates, render
 from services.runtime.codec import Decoder
+from services.runtime.consent_tokens import make_token
 from services.runtime.health import Flag
 from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
@@ -88,13 +95,7 @@ def build_message(
     content = render(template, command.personalisation, lambda url: links.click(command, url))
     unsubscribe = links.unsubscribe(command)
     message = EmailMessage(policy=_POLICY)
-    message["From"] = sender
-    message["To"] = command.recipient
-    message["Subject"] = content.subject
-    message["Message-ID"] = f"<{command.event_id}@leadpipe.nurture>"
-    message["X-Leadpipe-Command"] = command.event_id
-    message["X-Leadpipe-Template"] = command.template_id
-    message["X-Leadpipe-Send-After"] = command.send_after.isoformat()
+    _headers(message, command, sender, content.subject)
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     footer = "You receive this because you asked to hear from us."
@@ -106,6 +107,36 @@ def build_message(
         f'<img src="{pixel}" width="1" height="1" alt="" style="display:block;border:0"></body></html>',
         subtype="html",
     )
+    return message
+
+
+def _headers(message: EmailMessage, command: NurtureCommand, sender: str, subject: str) -> None:
+    message["From"] = sender
+    message["To"] = command.recipient
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{command.event_id}@leadpipe.nurture>"
+    message["X-Leadpipe-Command"] = command.event_id
+    message["X-Leadpipe-Template"] = command.template_id
+    message["X-Leadpipe-Send-After"] = command.send_after.isoformat()
+
+
+def build_confirmation(
+    command: NurtureCommand, sender: str, confirm_url: str, template: EmailTemplate
+) -> EmailMessage:
+    """The double opt-in mail: the template's `CONFIRM_LINK`s lead to `confirm_url` (a template
+    without one gets the link as a last line, so the mail always asks for what it is for); other
+    links go where they say, untracked."""
+    content = render(
+        template, command.personalisation, lambda url: confirm_url if url == CONFIRM_LINK else url
+    )
+    text, markup = content.text, content.html
+    if confirm_url not in text:
+        text += f"\nConfirm: {confirm_url}\n"
+        markup += f'<p><a href="{html.escape(confirm_url)}">Confirm</a></p>'
+    message = EmailMessage(policy=_POLICY)
+    _headers(message, command, sender, content.subject)
+    message.set_content(text)
+    message.add_alternative(f"<!doctype html><html><body>{markup}</body></html>", subtype="html")
     return message
 
 
@@ -131,7 +162,17 @@ class Mailer:
         if template is None:
             log.warning("no template %r; sending the default one", command.template_id)
             template = self.templates.get_or_default(command.template_id)
+        if command.purpose == "consent_request":
+            return build_confirmation(command, self.settings.mail_from, self.confirm_url(command), template)
         return build_message(command, self.settings.mail_from, self.links, template)
+
+    def confirm_url(self, command: NurtureCommand) -> str:
+        """The signed confirmation link; from when the mail was due, so a retry sends the same one."""
+        settings = self.settings
+        expires = command.send_after + timedelta(seconds=settings.consent_token_ttl_seconds)
+        version = str(command.personalisation.get("consent_text_version") or "unversioned")
+        token = make_token(command.lead_id, version, expires, settings.consent_secret.get_secret_value())
+        return f"{settings.consent_confirm_url}?token={token}"
 
     async def deliver(self, command: NurtureCommand) -> Delivery:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""

@@ -105,9 +105,24 @@ class QuietHours(_Rule):
         return value
 
 
+class DoubleOptIn(_Rule):
+    """The mail that asks a lead to confirm a consent given on a form (`consent_given`), with the
+    signed link to capture's confirmation page. Transactional: neither the frequency cap nor quiet
+    hours hold it, since the person is waiting for it."""
+
+    template_id: str = Field("consent-confirm", min_length=1)
+    resend_after: timedelta = Field(
+        timedelta(days=1),
+        gt=timedelta(0),
+        description="A consent given again sooner (the form sent twice) mails no second request: "
+        "the first link still works, and nobody can flood an inbox through a form.",
+    )
+
+
 class NurtureRules(_Rule):
     sequences: dict[str, Sequence] = Field(min_length=1)
     frequency_cap: FrequencyCap
+    double_opt_in: DoubleOptIn = Field(default_factory=DoubleOptIn)
     quiet_hours: QuietHours | None = None
     recent_event_ids: int = Field(64, ge=1, description="Per-lead memory of event ids for duplicates.")
 

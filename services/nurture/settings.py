@@ -61,6 +61,17 @@ class NurtureSettings(ServiceSettings, SmtpSettings):
         "http://127.0.0.1:8080", description="Public base URL of the tracking redirects (capture)."
     )
     tracking_secret: SecretStr = Field(SecretStr("dev-tracking-secret-change-me"))
+    consent_confirm_url: str = Field(
+        "http://127.0.0.1:8080/v1/consent/confirm",
+        description="Public URL of capture's double opt-in page, linked from the confirmation mail.",
+    )
+    consent_secret: SecretStr = Field(
+        SecretStr("dev-consent-secret-change-me"),
+        description="HMAC key of confirmation links; the same value as CAPTURE_CONSENT_SECRET.",
+    )
+    consent_token_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=60, description="How long a confirmation link works after its mail was due."
+    )
     sent_ttl_seconds: int = Field(60 * 24 * 3600, ge=60, description="How long a sent command id is kept.")
     stop_ttl_seconds: int = Field(400 * 24 * 3600, ge=60, description="How long a stop marker is kept.")
     redis_timeout: float = Field(2.0, gt=0)

@@ -14,9 +14,9 @@ from schemas import Interaction, PrivacyRecord, TopicName
 from schemas.base import utcnow
 from services.capture import consent
 from services.capture.app import create_app
-from services.capture.consent import make_token
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
+from services.runtime.consent_tokens import make_token
 from services.runtime.topics import ensure_pipeline_topics
 from tests.kafka import consume_until
 

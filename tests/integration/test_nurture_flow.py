@@ -22,12 +22,14 @@ from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.profile import LeadProfile
 from schemas.stage import LifecycleStage, Scores, StageChange, StageKind, Temperature, Trigger
 from schemas.topics import TopicName
+from services.capture.consent import consent_confirmed
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.nurture.app import create_app
 from services.nurture.mailer import create_mailer_app
 from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
+from services.runtime.consent_tokens import read_token
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics
 from tests.eventually import eventually, stopped
@@ -198,7 +200,8 @@ async def test_welcome_series_consent_exit_on_hot(
 
     await asyncio.sleep(1.0)  # hot-later's step 2 was due ~2 s before consented's step 3
     assert [m["X-Leadpipe-Template"] for _, m in box.to("hot-later@example.com")] == ["welcome-1"]
-    assert box.to("unconfirmed@example.com") == []
+    # no marketing mail without confirmed consent: only the request to confirm it
+    assert [m["X-Leadpipe-Template"] for _, m in box.to("unconfirmed@example.com")] == ["consent-confirm"]
     assert metric(service, "leadpipe_nurture_exits_total", {"sequence": "welcome", "reason": "stage"}) == 1
     assert metric(service, "leadpipe_nurture_suppressed_total", {"reason": "no_consent"}) == 3
     assert metric(service, "leadpipe_nurture_enrolments_total", {"sequence": "welcome"}) == 3
@@ -237,6 +240,43 @@ async def test_withdrawal_stops_a_step_already_due(
         lambda: metric(mailer, "leadpipe_nurture_suppressed_total", {"reason": "stopped"}) == 1
     )
     assert box.to("withdraws@example.com") == []
+
+
+async def test_a_consent_given_on_a_form_is_confirmed_through_the_mailed_link(
+    settings: NurtureSettings, mailbox: tuple[Mailbox, int], started: list[StreamService]
+) -> None:
+    """Double opt-in end to end on nurture's side: capture's `consent_given` brings the confirmation
+    mail; its link carries a token that capture's confirmation page accepts, and the record that page
+    publishes lets the welcome series send."""
+    box, _ = mailbox
+    await start(started, create_app(settings))
+    given = PrivacyRecord(
+        event_id="asks-consent-given",
+        occurred_at=utcnow(),
+        lead_id="asks",
+        kind=PrivacyRequestKind.CONSENT_GIVEN,
+        consent_text_version="v7",
+    )
+    await send(settings, TopicName.PRIVACY, "asks", encode(given))
+    await send(settings, TopicName.STAGE_CHANGES, "asks", stage("asks", LifecycleStage.IQL, Temperature.WARM))
+    await box.wait_for(lambda: len(box.to("asks@example.com")) == 1)
+    [(_, mail)] = box.to("asks@example.com")
+    assert mail["X-Leadpipe-Template"] == "consent-confirm" and mail["List-Unsubscribe"] is None
+    assert isinstance(mail, EmailMessage)
+    body = mail.get_body(("plain",))
+    assert body is not None
+    link = next(word for word in body.get_content().split() if "token=" in word).strip("()")
+    assert link.startswith(settings.consent_confirm_url)
+    token = link.split("token=", 1)[1]
+    claim = read_token(token, settings.consent_secret.get_secret_value(), utcnow())
+    assert (claim.lead_id, claim.text_version) == ("asks", "v7")
+    await asyncio.sleep(2.0)
+    assert len(box.to("asks@example.com")) == 1, "no marketing mail before the confirmation"
+
+    await send(settings, TopicName.PRIVACY, "asks", encode(consent_confirmed(claim, token, utcnow())))
+    await box.wait_for(lambda: len(box.to("asks@example.com")) == 2)
+    # the steps due before the confirmation were skipped, as for any lead without consent
+    assert box.to("asks@example.com")[1][1]["X-Leadpipe-Template"].startswith("welcome-")
 
 
 def stale_stage(lead: str, before: datetime) -> bytes:

@@ -28,6 +28,7 @@ from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.privacy.metrics import privacy_metrics
 from services.privacy.policy import load_policy
+from services.runtime import consent_tokens
 from services.runtime.api_keys import hash_api_key
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_pipeline_topics
@@ -119,7 +120,7 @@ async def test_erasure_pseudonymises_consent_proof_and_scrubs_idempotency(
         "consent": {"marketing_email": True, "text_version": "2026-01"},
     }
     assert (await client.post("/v1/events", json=event, headers=CLIENT_KEY)).status == 202
-    token = consent.make_token(lead_id, "2026-01", utcnow() + timedelta(days=1), "consent-secret")
+    token = consent_tokens.make_token(lead_id, "2026-01", utcnow() + timedelta(days=1), "consent-secret")
     assert (await client.post("/v1/consent/confirm", data={"token": token})).status == 200
 
     subject = consent.subject_of(lead_id, SALT)

@@ -47,7 +47,7 @@ from services.nurture.settings import NurtureSettings
 from services.route.app import RouteService
 from services.route.app import create_app as create_route
 from services.route.settings import RouteSettings
-from services.runtime import logs
+from services.runtime import consent_tokens, logs
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics, ensure_topics
 from services.score.app import create_app as create_score
@@ -378,8 +378,8 @@ async def _live(pipeline: Pipeline, result: Run) -> None:
             "properties": {"asset_id": "privacy-guide"},
         }
     )
-    token = consent.make_token(nurtured.lead_id, "2026-01", now + timedelta(days=1), CONSENT_SECRET)
-    assert (await pipeline.client.get("/v1/consent/confirm", params={"token": token})).status == 200
+    token = consent_tokens.make_token(nurtured.lead_id, "2026-01", now + timedelta(days=1), CONSENT_SECRET)
+    assert (await pipeline.client.post("/v1/consent/confirm", data={"token": token})).status == 200
     await post(
         {
             "event_id": f"demo-{uuid.uuid4().hex}",

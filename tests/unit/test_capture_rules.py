@@ -15,6 +15,7 @@ from schemas import Interaction, InteractionIn, InteractionType, PrivacyRecord
 from services.capture import consent, platforms
 from services.capture.domain import json_depth, to_interaction
 from services.capture.forms import FormConfig, FormsConfigError, form_event, is_bot, load_forms
+from services.runtime import consent_tokens
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 FORMS_YAML = Path(__file__).resolve().parents[2] / "config" / "forms.yaml"
@@ -164,15 +165,15 @@ def test_linkedin_deleted_is_an_erasure_request(action: str) -> None:
     st.text(min_size=1, max_size=20).filter(lambda s: "|" not in s),
 )
 def test_consent_token_round_trips_and_detects_tampering(lead_id: str, version: str) -> None:
-    token = consent.make_token(lead_id, version, NOW + timedelta(hours=1), "secret")
-    claim = consent.read_token(token, "secret", NOW)
+    token = consent_tokens.make_token(lead_id, version, NOW + timedelta(hours=1), "secret")
+    claim = consent_tokens.read_token(token, "secret", NOW)
     assert (claim.lead_id, claim.text_version) == (lead_id, version)
-    with pytest.raises(consent.TokenError, match="bad_signature"):
-        consent.read_token(token, "other", NOW)
-    with pytest.raises(consent.TokenError, match="expired"):
-        consent.read_token(token, "secret", NOW + timedelta(hours=2))
-    with pytest.raises(consent.TokenError):
-        consent.read_token(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"), "secret", NOW)
+    with pytest.raises(consent_tokens.TokenError, match="bad_signature"):
+        consent_tokens.read_token(token, "other", NOW)
+    with pytest.raises(consent_tokens.TokenError, match="expired"):
+        consent_tokens.read_token(token, "secret", NOW + timedelta(hours=2))
+    with pytest.raises(consent_tokens.TokenError):
+        consent_tokens.read_token(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB"), "secret", NOW)
 
 
 def _consenting(event_id: str) -> Interaction:

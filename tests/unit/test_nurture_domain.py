@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -112,6 +113,7 @@ class Sim:
         self.rules, self.now, self.state = rules, now, LeadState(lead_id=LEAD)
         self.sent: list[NurtureCommand] = []
         self.outcomes: list[Outcome] = []
+        self.asked: list[tuple[NurtureCommand, bool, bool]] = []  # confirmation mails: confirmed? said no?
 
     def event(self, event: Event) -> Outcome:
         given = self.state.model_dump()
@@ -469,7 +471,7 @@ def simulate(script: Iterable[tuple[Event, int]], start: datetime = T0) -> tuple
             said_no = True
         if isinstance(event, StageChange | EnrichedInteraction):
             zone = event.profile.timezone or zone
-        sim.event(event)
+        sim.asked.extend((c, consent is not None, said_no) for c in sim.event(event).commands)
         for command in sim.advance(timedelta(minutes=minutes), tick=timedelta(minutes=30)):
             confirmed = consent is not None and command.consent_proof_ref == consent
             log.append((command, confirmed, said_no, zone))
@@ -511,3 +513,93 @@ def test_properties_consent_cap_quiet_hours_ids(
         assert c.event_id in {domain.command_id(LEAD, c.sequence, k, c.step) for k in range(1, number + 1)}
     _, replay = simulate(script, begin)
     assert [c.event_id for c, _, _, _ in replay] == ids
+    # Confirmation mails: only while consent is not confirmed, never after a no, one per window.
+    assert all(c.purpose == "consent_request" for c, _, _ in sim.asked)
+    assert not any(confirmed or said_no for _, confirmed, said_no in sim.asked)
+    asked = [c.occurred_at for c, _, _ in sim.asked]
+    assert all(b - a >= TIGHT.double_opt_in.resend_after for a, b in pairwise(asked))
+
+
+# --- double opt-in: the confirmation mail ---------------------------------------------------------
+
+
+def consent_given(version: str = "v3") -> PrivacyRecord:
+    return PrivacyRecord(
+        event_id=_id("consent_given"),
+        occurred_at=T0,
+        lead_id=LEAD,
+        kind=PrivacyRequestKind.CONSENT_GIVEN,
+        consent_text_version=version,
+    )
+
+
+def confirmations(commands: Iterable[NurtureCommand]) -> list[NurtureCommand]:
+    return [c for c in commands if c.purpose == "consent_request"]
+
+
+def test_a_consent_given_asks_for_confirmation_once_the_address_is_known() -> None:
+    sim = Sim()
+    given = consent_given()
+    assert sim.event(given).commands == []  # no address yet: the mail waits for it
+    out = sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    [mail] = out.commands
+    assert mail.purpose == "consent_request" and mail.sequence == domain.CONFIRMATION
+    assert mail.template_id == RULES.double_opt_in.template_id
+    assert mail.recipient == "jo@example.com" and mail.consent_proof_ref is None
+    assert mail.personalisation["consent_text_version"] == "v3"
+    assert mail.event_id == domain.command_id(LEAD, domain.CONFIRMATION, 0, 0, given.event_id)
+    # Not confirmed yet: the welcome series runs, and sends nothing.
+    assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+    assert Suppression.NO_CONSENT in sim.suppressed()
+
+
+def test_the_confirmation_goes_at_once_whatever_the_cap_and_quiet_hours() -> None:
+    night = datetime(2026, 11, 24, 22, 0, tzinfo=UTC)  # 23:00 in Berlin, inside quiet hours
+    sim = Sim(now=night)
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    sim.state = sim.state.model_copy(update={"sent_at": [night] * RULES.frequency_cap.max_messages})
+    assert len(confirmations(sim.event(consent_given()).commands)) == 1
+
+
+def test_a_consent_given_again_soon_mails_no_second_request() -> None:
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    assert len(sim.event(consent_given()).commands) == 1
+    sim.now += RULES.double_opt_in.resend_after - timedelta(minutes=1)
+    assert sim.event(consent_given()).commands == []  # the form sent twice: the first link still works
+    sim.now += timedelta(minutes=2)
+    assert len(sim.event(consent_given()).commands) == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "why"),
+    [
+        (lambda: privacy(PrivacyRequestKind.CONSENT_CONFIRMED), "confirmed already"),
+        (lambda: privacy(PrivacyRequestKind.CONSENT_WITHDRAWN), "withdrawn"),
+        (lambda: interaction(InteractionType.UNSUBSCRIBE), "unsubscribed"),
+        (lambda: interaction(InteractionType.EMAIL_BOUNCE), "address bounced"),
+    ],
+)
+def test_no_confirmation_mail_when(before: object, why: str) -> None:
+    sim = Sim()
+    sim.event(consent_given())  # pending: the address is not known yet
+    sim.event(before())  # type: ignore[operator]
+    assert sim.event(stage(LifecycleStage.IQL, Temperature.COLD)).commands == [], why
+    if why != "withdrawn":  # a new consent after a withdrawal asks again; the others do not
+        assert confirmations(sim.event(consent_given()).commands) == [], why
+
+
+def test_an_erased_lead_is_not_asked_to_confirm() -> None:
+    sim = Sim()
+    sim.event(consent_given())
+    sim.event(privacy(PrivacyRequestKind.ERASE))
+    assert sim.state.consent_pending is None
+    assert sim.event(stage(LifecycleStage.IQL, Temperature.COLD)).commands == []
+
+
+def test_a_replayed_consent_given_is_a_duplicate() -> None:
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    given = consent_given()
+    assert len(sim.event(given).commands) == 1
+    assert sim.event(given).duplicate

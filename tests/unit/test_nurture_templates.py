@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.nurture import NurtureCommand
-from services.nurture.mailer import TrackingLinks, build_message
+from services.nurture.mailer import Mailer, TrackingLinks, build_confirmation, build_message
 from services.nurture.rules import load_rules
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import (
+    CONFIRM_LINK,
     DEFAULT_TEMPLATE,
     EmailTemplate,
     TemplateError,
@@ -23,9 +24,11 @@ from services.nurture.templates import (
     load_templates,
     render,
 )
+from services.runtime.consent_tokens import read_token
 from services.runtime.tracking_tokens import TokenKind, TrackingTokens
 
 LIBRARY = load_templates()
+CONFIRMATION_TEMPLATE = load_rules(NurtureSettings().rules_file).double_opt_in.template_id
 TOKENS = TrackingTokens(b"test-secret")
 LINKS = TrackingLinks("https://track.example/", TOKENS)
 HREF = re.compile(r'(?:href|src)="([^"]+)"')
@@ -49,6 +52,7 @@ def command(template_id: str = "welcome-1-hello", **personalisation: str | None)
 def test_every_configured_step_has_its_own_template() -> None:
     rules = load_rules(NurtureSettings().rules_file)
     used = {step.template_id for sequence in rules.sequences.values() for step in sequence.steps}
+    used.add(rules.double_opt_in.template_id)
     assert used - LIBRARY.ids == set()
 
 
@@ -63,8 +67,48 @@ def test_every_template_renders_with_and_without_personalisation(template_id: st
     for values in ({}, {"first_name": "Jane", "last_name": "Doe", "company": "Example GmbH"}):
         mail = render(template, values, lambda url: f"tracked:{url}")
         assert "$" not in mail.subject + mail.text + mail.html
-        assert "tracked:https://leadpipe.example/" in mail.text
+        links_to = CONFIRM_LINK if template_id == CONFIRMATION_TEMPLATE else "https://leadpipe.example/"
+        assert f"tracked:{links_to}" in mail.text
     assert "Hi there," in render(template, {}, str).text
+
+
+def confirmation_command(version: str = "v3") -> NurtureCommand:
+    return command(CONFIRMATION_TEMPLATE, first_name="Jane").model_copy(
+        update={
+            "purpose": "consent_request",
+            "personalisation": {"first_name": "Jane", "consent_text_version": version},
+        }
+    )
+
+
+def test_the_confirmation_mail_links_to_capture_with_a_token_capture_accepts_and_tracks_nothing() -> None:
+    settings = NurtureSettings(
+        consent_confirm_url="https://in.example/v1/consent/confirm", consent_secret="s3"
+    )
+    mailer = Mailer(settings, ledger=None, transport=None, metrics=None)  # type: ignore[arg-type]
+    sent = confirmation_command()
+    message = mailer.message(sent)
+    html_part, text_part = message.get_body(("html",)), message.get_body(("plain",))
+    assert html_part is not None and text_part is not None
+    urls = set(HREF.findall(html_part.get_content()))
+    [url] = urls  # the inline link and the button: the same confirmation link, nothing else
+    assert url.startswith("https://in.example/v1/consent/confirm?token=")
+    assert url in text_part.get_content()
+    claim = read_token(url.split("token=", 1)[1], "s3", sent.send_after)
+    assert (claim.lead_id, claim.text_version) == ("e-abc", "v3")
+    week = sent.send_after.timestamp() + settings.consent_token_ttl_seconds
+    assert claim.expires == int(week)
+    assert message["List-Unsubscribe"] is None and "track" not in html_part.get_content()
+    assert mailer.message(sent).get_body(("html",)).get_content() == html_part.get_content()  # type: ignore[union-attr]
+
+
+def test_a_confirmation_template_without_the_link_still_gets_it() -> None:
+    bare = EmailTemplate(subject="Confirm", paragraphs=("Hi $first_name,",))
+    message = build_confirmation(
+        confirmation_command(), "x@leadpipe.example", "https://in.example/c?token=t", bare
+    )
+    text_part = message.get_body(("plain",))
+    assert text_part is not None and "https://in.example/c?token=t" in text_part.get_content()
 
 
 def test_every_link_in_the_message_is_tracked_and_names_the_lead() -> None:

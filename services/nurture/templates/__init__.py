@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 from services.runtime.config_file import load_yaml_model
 
 TEMPLATES_DIR = Path(__file__).resolve().parent
+# In the double opt-in template, this URL stands for the signed confirmation link (`.invalid` is a
+# reserved name: it can never be a real address, and a template is validated with it as any URL).
+CONFIRM_LINK = "https://confirm.leadpipe.invalid/"
 DEFAULT_TEMPLATE = "_default"
 # What personalisation may fill, and what stands in when the lead's value is unknown.
 FALLBACKS: Mapping[str, str] = {"first_name": "there", "last_name": "", "company": "your team"}
