@@ -135,3 +135,43 @@ def test_kubernetes_manifests_validate() -> None:
     for hpa in (d for d in documents if d["kind"] == "HorizontalPodAutoscaler"):
         if hpa["metadata"]["name"] != "capture":
             assert hpa["spec"]["maxReplicas"] <= partitions, "workers beyond the partition count would idle"
+
+
+def _development_secrets(settings: type[Any]) -> set[str]:
+    """Environment variables of settings whose default is a development value anyone can read."""
+    prefix = settings.model_config.get("env_prefix", "")
+    return {
+        f"{prefix}{name}".upper()
+        for name, field in settings.model_fields.items()
+        if "change-me" in str(getattr(field.default, "get_secret_value", lambda: "")())
+    }
+
+
+def test_kubernetes_sets_every_secret_the_services_default_for_development() -> None:
+    """The signing keys and the salt have public defaults for `leadpipe dev`: a cluster running on
+    them lets anyone forge tracking, unsubscribe and consent links. Each must come from a Secret, and
+    the link keys capture checks from the same Secret keys nurture signs with."""
+    from services.capture.settings import CaptureSettings
+    from services.nurture.settings import NurtureSettings
+
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "leadpipe.yaml").read_text()))
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in documents if d["kind"] == "Secret"}
+    sources: dict[str, dict[str, Any]] = {}  # service -> variable -> where it comes from
+    for deployment in (d for d in documents if d["kind"] == "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        given: dict[str, Any] = {}
+        for ref in container.get("envFrom", []):
+            if "secretRef" in ref:
+                given |= {name: ref["secretRef"]["name"] for name in secrets[ref["secretRef"]["name"]]}
+        for variable in container.get("env", []):
+            key = variable.get("valueFrom", {}).get("secretKeyRef")
+            if key is not None:
+                assert key["key"] in secrets[key["name"]], variable
+                given[variable["name"]] = (key["name"], key["key"])
+        sources[deployment["metadata"]["name"]] = given
+    for service, settings in (("capture", CaptureSettings), ("nurture", NurtureSettings)):
+        missing = _development_secrets(settings) - set(sources[service])
+        assert not missing, f"{service} would run on development secrets: {sorted(missing)}"
+    for key in ("TRACKING_SECRET", "CONSENT_SECRET"):
+        assert sources["capture"][f"CAPTURE_{key}"] == sources["nurture"][f"NURTURE_{key}"]
+    assert {"NURTURE_TRACKING_SECRET", "NURTURE_CONSENT_SECRET"} <= _development_secrets(NurtureSettings)
