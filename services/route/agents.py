@@ -22,7 +22,7 @@ from schemas.sales import RepStatusUpdate, SalesRecord
 from schemas.stage import StageChange
 from schemas.topics import TopicName
 from services.privacy import exports, records
-from services.privacy.metrics import privacy_metrics
+from services.privacy.metrics import PrivacyMetrics, privacy_metrics
 from services.route.metrics import RouteMetrics
 from services.route.router import Outcome, Router
 from services.route.settings import RouteSettings
@@ -44,6 +44,7 @@ class RouteOutputs:
     metrics: RouteMetrics
     handoffs: faust.TopicT
     sla: faust.TopicT
+    privacy: PrivacyMetrics  # counts stage changes dropped as from before their lead's erasure
 
 
 class RouteBatch(Batch):
@@ -76,7 +77,10 @@ class RouteBatch(Batch):
                 partial(outputs.router.on_stage_changes, changes), "route stage changes"
             )
             for outcome in routed:
-                self.add(outcome)
+                if outcome.erased:
+                    outputs.privacy.dropped_stale()
+                else:
+                    self.add(outcome)
         outcomes, self._outcomes = self._outcomes, []
         self._handoff_ids.clear()
         states = [state for outcome in outcomes for state in outcome.states]
@@ -108,9 +112,10 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
     # score publishes stage changes with the contact enrich normalised: trusted (see Decoder)
     stage_decoder: Decoder[StageChange] = Decoder(StageChange, service.name, trusted=True)
     sales_decoder: Decoder[SalesRecord] = Decoder(SalesRecord, service.name)
-    install_privacy(service, router.store, settings)
+    privacy = privacy_metrics(service.name, service.metrics.registry)
+    install_privacy(service, router.store, settings, privacy)
     outputs = RouteOutputs(
-        service, router, metrics, service.topic(TopicName.HANDOFFS), service.topic(TopicName.SLA)
+        service, router, metrics, service.topic(TopicName.HANDOFFS), service.topic(TopicName.SLA), privacy
     )
 
     async def publish(outcome: Outcome) -> None:
@@ -163,11 +168,12 @@ async def update_open_leads(router: Router, metrics: RouteMetrics) -> None:
     await metrics.observe_open_slas(router.store)
 
 
-def install_privacy(service: StreamService, store: RedisStore, settings: RouteSettings) -> None:
+def install_privacy(
+    service: StreamService, store: RedisStore, settings: RouteSettings, metrics: PrivacyMetrics
+) -> None:
     """Erase and export requests; everything route holds about a lead is in Redis (see store.py)."""
     topic = service.topic(TopicName.PRIVACY)
     decoder: Decoder[PrivacyRecord] = Decoder(PrivacyRecord, service.name)
-    metrics = privacy_metrics(service.name, service.metrics.registry)
 
     async def export(request: PrivacyRecord) -> None:
         try:
@@ -184,7 +190,8 @@ def install_privacy(service: StreamService, store: RedisStore, settings: RouteSe
             started = time.perf_counter()
             request = await service.decode(decoder, event)
             if request is not None and request.kind is PrivacyRequestKind.ERASE:
-                erased = await until_redis_answers(partial(store.erase, request.lead_id), "erase")
+                erase = partial(store.erase, request.lead_id, utcnow())
+                erased = await until_redis_answers(erase, "erase")
                 metrics.handled("erase")
                 metrics.count_erased(erased)
                 completed = records.erasure_completed(request, service.name, erased, utcnow())

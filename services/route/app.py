@@ -8,6 +8,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from schemas.handoff import Handoff, SlaEvent
+from services.privacy.policy import load_policy
 from services.route import agents, api
 from services.route.config import ConfigError, load_config
 from services.route.crm import team_secrets
@@ -38,7 +39,10 @@ class RouteService(StreamService):
             raise ConfigError(f"{settings.rules_file}: {exc}") from None
         crm_teams = list(self.crm_secrets)
         self.redis: Redis = redis_client(settings.redis_url, settings.redis_timeout)
-        self.store = RedisStore(self.redis, settings.redis_prefix)
+        guard = load_policy(settings.privacy_file).erasure_guard
+        self.store = RedisStore(
+            self.redis, settings.redis_prefix, erasure_guard_seconds=int(guard.total_seconds())
+        )
         self.router = Router(self.config, self.store)
         self.route_metrics: RouteMetrics = route_metrics(self.metrics.registry)
         self.route_metrics.start_at_zero(

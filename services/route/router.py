@@ -35,6 +35,7 @@ class Outcome:
     records: list[Output] = field(default_factory=list)
     first_contact_seconds: float | None = None
     states: list[domain.LeadState] = field(default_factory=list)
+    erased: bool = False  # a stage change from before the lead's erasure: dropped, and counted
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,10 @@ class Router:
         """The assign script's input: the candidate groups, each with the deadline its team's hours give."""
         groups = domain.groups(plan.decision, self.config, statuses, now)
         dues = domain.due_by_team(now, plan.tier, self.config, groups)
-        return AssignRequest(plan.change.lead_id, plan.hid, plan.decision.team, groups, plan.due, dues)
+        change = plan.change
+        return AssignRequest(
+            change.lead_id, plan.hid, plan.decision.team, groups, plan.due, dues, change.occurred_at
+        )
 
     async def _resolve(
         self, plan: _Plan, request: AssignRequest, result: Assignment, now: datetime
@@ -103,7 +107,7 @@ class Router:
                 return Outcome([state.handoff, domain.sla_event(state.handoff, SlaEventKind.STARTED, now)])
             due = result.due or due
         elif result.outcome != "assigned":
-            return Outcome()
+            return Outcome(erased=result.outcome == "erased")
         rep_id = result.pick.rep_id if result.pick else None
         assignee = Assignee(rep_id=rep_id, team=result.team or plan.decision.team)
         handoff = domain.build_handoff(plan.change, assignee, plan.tier, due=due, now=now, hid=plan.hid)

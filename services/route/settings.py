@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from services.privacy.policy import DEFAULT_POLICY_FILE
 from services.runtime.api_keys import hashed_keys, split_keys
 from services.runtime.send_once import lease_problem
 from services.runtime.settings import ServiceSettings
@@ -27,6 +28,9 @@ class RouteSettings(ServiceSettings, SmtpSettings):
 
     web_port: int = Field(8083, ge=0, le=65535)
     rules_file: Path = Field(_RULES_FILE, description="Teams, reps, assignment rules and SLA tiers (YAML).")
+    privacy_file: Path = Field(
+        DEFAULT_POLICY_FILE, description="Privacy periods (YAML): how long erased leads stay guarded."
+    )
     redis_prefix: str = Field(
         "leadpipe:route:", description="Prefix of every Redis key; tests use a unique one each."
     )

@@ -67,11 +67,15 @@ local function release(prefix, rep)
 end
 """
 
-# ARGV: prefix, lead_id, handoff_id, primary team, its queue's due_ms, seen_ttl, groups (with due_ms)...
+# ARGV: prefix, lead_id, handoff_id, primary team, its queue's due_ms, seen_ttl, the stage change's
+# occurred_ms, groups (with due_ms)... A change from before the lead's erasure (`erased:<sha1 of the
+# lead id>`, set by _ERASE) is refused in the same step, so it cannot slip in beside an erasure.
 _ASSIGN = (
     _PICK
     + """
 local prefix, lead, hid = ARGV[1], ARGV[2], ARGV[3]
+local erased = redis.call('GET', prefix .. 'erased:' .. redis.sha1hex(lead))
+if erased and tonumber(ARGV[7]) <= tonumber(erased) then return {'erased'} end
 local lead_key = prefix .. 'lead:' .. lead
 if redis.call('EXISTS', lead_key) == 1 then
   local cur = redis.call('HMGET', lead_key, 'handoff_id', 'published', 'team', 'rep')
@@ -80,7 +84,7 @@ if redis.call('EXISTS', lead_key) == 1 then
 end
 if redis.call('EXISTS', prefix .. 'seen:' .. hid) == 1 then return {'duplicate'} end
 redis.call('SET', prefix .. 'seen:' .. hid, '1', 'EX', tonumber(ARGV[6]))
-local team, rep, due = pick(prefix, ARGV, 7)
+local team, rep, due = pick(prefix, ARGV, 8)
 if team == nil then team, rep, due = ARGV[4], '', ARGV[5] end
 redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
 redis.call('ZADD', prefix .. 'sla', tonumber(due), lead)
@@ -131,12 +135,16 @@ return {'released'}
 )
 
 # ARGV: prefix, lead_id, then the lead's CRM jobs key, the CRM due sets' prefix and the CRM failed
-# set (crm_queue.CrmKeys). Erasure: the rep's load drops as on a release, the lead's hash, SLA
-# deadline and CRM deliveries waiting or given up go. `seen:<handoff_id>` and
-# `crm:done:<handoff_id>` stay: opaque digests that keep a replay from making or posting the
-# hand-off again.
+# set (crm_queue.CrmKeys), the erasure's ms and how long to guard it (s). Erasure: the rep's load
+# drops as on a release, the lead's hash, SLA deadline and CRM deliveries waiting or given up go.
+# `seen:<handoff_id>` and `crm:done:<handoff_id>` stay: opaque digests that keep a replay from making
+# or posting the hand-off again; `erased:<sha1 of the lead id>` keeps a stage change from before
+# the erasure, still in flight, from assigning the lead again (services/privacy/guard.py says why).
 _ERASE = """
 local prefix, lead = ARGV[1], ARGV[2]
+local guard = prefix .. 'erased:' .. redis.sha1hex(lead)
+local before = tonumber(redis.call('GET', guard) or '0')
+redis.call('SET', guard, math.max(before, tonumber(ARGV[6])), 'EX', tonumber(ARGV[7]))
 local lead_key = prefix .. 'lead:' .. lead
 local found, released = 0, 0
 if redis.call('EXISTS', lead_key) == 1 then
@@ -183,7 +191,7 @@ def _text(value: Any) -> str:
 class Assignment:
     """What the assign or breach script did."""
 
-    outcome: str  # assigned | existing | duplicate | stale | kept
+    outcome: str  # assigned | existing | duplicate | erased | stale | kept
     pick: Pick | None = None
     team: str | None = None
     handoff_id: str | None = None
@@ -201,6 +209,7 @@ class AssignRequest:
     groups: Sequence[Group]
     due: datetime  # while the lead waits in `team`'s queue
     dues: Mapping[str, datetime] = field(default_factory=dict)  # team -> for a rep of it; missing: `due`
+    occurred_at: datetime | None = None  # the stage change's: refused when the lead was erased since
 
     def due_for(self, team: str | None) -> datetime:
         """The deadline the script stored for a lead it gave to `team` (a rep of it, or its queue)."""
@@ -228,10 +237,18 @@ def _assignment(reply: list[Any]) -> Assignment:
 
 
 class RedisStore:
-    def __init__(self, redis: Redis, prefix: str, *, seen_ttl_seconds: int = 90 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        seen_ttl_seconds: int = 90 * 24 * 3600,
+        erasure_guard_seconds: int = 7 * 24 * 3600,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.seen_ttl = seen_ttl_seconds
+        self.erasure_guard = erasure_guard_seconds  # config/privacy.yaml's erasure_guard
         self._assign = redis.register_script(_ASSIGN)
         self._breach = redis.register_script(_BREACH)
         self._release = redis.register_script(_RELEASE)
@@ -269,8 +286,9 @@ class RedisStore:
 
     def _assign_args(self, request: AssignRequest) -> list[str | int]:
         args: list[str | int] = [self.prefix, request.lead_id, request.hid, request.team]
-        args += [_ms(request.due), self.seen_ttl, *_group_args(request.groups, request.dues, request.due)]
-        return args
+        occurred = _ms(request.occurred_at) if request.occurred_at is not None else 0
+        args += [_ms(request.due), self.seen_ttl, occurred]
+        return args + _group_args(request.groups, request.dues, request.due)
 
     async def breach(
         self,
@@ -375,10 +393,12 @@ class RedisStore:
         }
         await self.redis.hset(self._key("status"), rep_id, json.dumps(data))
 
-    async def erase(self, lead_id: str) -> dict[str, int]:
-        """Remove the lead from every key it is in, in one step; counts per store (no data)."""
+    async def erase(self, lead_id: str, at: datetime) -> dict[str, int]:
+        """Remove the lead from every key it is in, and guard it against stage changes from before
+        `at`, in one step; counts per store (no data)."""
         crm = CrmKeys(self.prefix)
-        args = [self.prefix, lead_id, crm.jobs(lead_id), crm.due_prefix, crm.failed]
+        args: list[str | int] = [self.prefix, lead_id, crm.jobs(lead_id), crm.due_prefix, crm.failed]
+        args += [_ms(at), self.erasure_guard]
         erased = cast(list[Any], await self._erase(keys=[], args=args))
         found, deadlines, released, deliveries = (int(count) for count in erased)
         return {

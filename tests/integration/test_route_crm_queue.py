@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from schemas.base import utcnow
 from schemas.dead_letter import RecordOrigin
 from services.route.crm import CrmJob
 from services.route.crm_queue import CrmQueue
@@ -137,7 +138,7 @@ async def test_a_job_erased_while_it_was_tried_is_not_written_back(redis: Redis,
     assert len(claimed) == 2
     exported = (await store.export("lead:1"))["crm_deliveries"]
     assert sorted(job["handoff_id"] for job in exported) == ["a" * 32, "e" * 32]
-    erased = await store.erase("lead:1")
+    erased = await store.erase("lead:1", utcnow())
     assert erased["crm_deliveries"] == 2
     assert await queue.waiting("emea") == await queue.waiting("na") == 0  # each team's due set
     await queue.retry(claimed[0].failed("timeout"), at=120)

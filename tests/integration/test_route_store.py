@@ -126,6 +126,33 @@ async def test_routing_a_batch_answers_each_change_in_order(store: RedisStore) -
     assert await router.on_stage_changes([cold]) == [Outcome()]
 
 
+async def test_a_stage_change_from_before_an_erasure_does_not_assign_the_lead_again(
+    store: RedisStore,
+) -> None:
+    """docs/privacy.md: a stage change score published a moment before it erased the lead, reaching
+    route after route's erasure, must not give the lead (and its contact) to a rep again. The
+    assign script refuses it in the same step as it would assign; a change from after the erasure
+    (the person came back) is routed as usual."""
+    router = Router(route_config(), store)
+    [first] = await router.on_stage_changes([make_change("gone", event_id="sc-1", occurred_at=NOW)], now=NOW)
+    assert first.records
+    erased_at = NOW + timedelta(seconds=5)
+    assert (await store.erase("gone", erased_at))["assignments"] == 1
+    in_flight = make_change("gone", event_id="sc-2", occurred_at=NOW + timedelta(seconds=4))
+    [dropped] = await router.on_stage_changes([in_flight], now=NOW + timedelta(seconds=6))
+    assert dropped == Outcome(erased=True)
+    assert await store.state("gone") is None and sum((await store.loads()).values()) == 0
+    guard = [key async for key in store.redis.scan_iter(f"{store.prefix}erased:*")]
+    assert len(guard) == 1 and b"gone" not in guard[0]  # a digest, not the lead id
+    assert 0 < await store.redis.ttl(guard[0]) <= store.erasure_guard
+    await store.erase("gone", NOW)  # an older erasure replayed: the guard keeps the later time
+    assert (await router.on_stage_changes([in_flight], now=NOW + timedelta(seconds=7)))[0].erased
+
+    back = make_change("gone", event_id="sc-3", occurred_at=erased_at + timedelta(seconds=1))
+    [routed] = await router.on_stage_changes([back], now=NOW + timedelta(seconds=8))
+    assert [type(r).__name__ for r in routed.records] == ["Handoff", "SlaEvent"]
+
+
 async def test_a_replayed_assignment_changes_nothing(store: RedisStore) -> None:
     group = [
         domain.Group(
