@@ -112,10 +112,11 @@ class DoubleOptIn(_Rule):
 
     template_id: str = Field("consent-confirm", min_length=1)
     resend_after: timedelta = Field(
-        timedelta(days=1),
+        timedelta(days=7),
         gt=timedelta(0),
-        description="A consent given again sooner (the form sent twice) mails no second request: "
-        "the first link still works, and nobody can flood an inbox through a form.",
+        description="A consent given again sooner (another form, the same form sent twice) mails no "
+        "second request: the first link still works (NURTURE_CONSENT_TOKEN_TTL_SECONDS, 7 days), and "
+        "nobody can flood an inbox through a form.",
     )
 
 
