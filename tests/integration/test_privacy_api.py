@@ -65,13 +65,6 @@ async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
         yield client
 
 
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 async def eventually(check: Callable[[], Awaitable[Any]], within: float = 40.0) -> Any:
     deadline = time.monotonic() + within
     while True:

@@ -7,7 +7,7 @@ import asyncio
 import copy
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,13 +36,6 @@ class FailingStore(RedisStore):
         if lead_id in self.failing:
             raise self.failing[lead_id]
         return await super().state(lead_id)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

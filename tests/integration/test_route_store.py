@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,13 +20,6 @@ from tests.unit.test_route_domain import make_change
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
