@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.interaction import InteractionIn, InteractionType
 from services.runtime.config_file import load_yaml_model
+from services.runtime.errors import FieldProblem
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "phone", "company", "job_title", "country")
 SOURCE_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
@@ -63,6 +64,18 @@ def is_bot(form: FormConfig, submitted: Mapping[str, str]) -> bool:
 
 
 _TRUE = {"1", "true", "on", "yes", "checked"}
+
+
+def named_as_posted(form: FormConfig, problems: list[FieldProblem]) -> list[FieldProblem]:
+    """Problems named by the form's own fields (`work_email`), not the event's they map to
+    (`contact.email`), which the page that posted the form does not have."""
+    posted = {f"contact.{target}": name for name, target in form.fields.items()}
+    posted |= {f"source.{target}": name for name, target in form.hidden.items()}
+    if form.consent_field:
+        posted["consent.marketing_email"] = form.consent_field
+    if form.anonymous_id_field:
+        posted["anonymous_id"] = form.anonymous_id_field
+    return [{**problem, "field": posted.get(problem["field"], problem["field"])} for problem in problems]
 
 
 def form_event(

@@ -177,10 +177,20 @@ async def _form_fields(request: web.Request) -> Mapping[str, str] | web.Response
             return data
         if not isinstance(data, dict):
             return problem(422, "validation_failed", "send the form fields as a JSON object")
-        return {
-            str(k): "" if v is None else str(v) for k, v in data.items() if not isinstance(v, dict | list)
-        }
+        fields = {}
+        for key, value in data.items():
+            values = value if isinstance(value, list) else [value]
+            texts = ["" if v is None else str(v) for v in values if not isinstance(v, dict | list)]
+            if texts:  # an object is nothing a form sends
+                fields[str(key)] = _joined(texts)
+        return fields
     return await _posted(request)
+
+
+def _joined(texts: list[str]) -> str:
+    """A field's values as one text: a multi-select or a group of checkboxes sends one value each
+    (`interest=pricing&interest=security`, or a JSON list), and every one is kept, comma-separated."""
+    return ", ".join(text for text in texts if text) if len(texts) > 1 else texts[0]
 
 
 async def _posted(request: web.Request) -> Mapping[str, str] | web.Response:
@@ -191,7 +201,8 @@ async def _posted(request: web.Request) -> Mapping[str, str] | web.Response:
     except (ValueError, LookupError, HttpProcessingError) as exc:
         request.app[CAPTURE_METRICS].rejected.labels("invalid_form").inc()
         return problem(400, "invalid_form", "the form body cannot be read", fields=[_body_problem(str(exc))])
-    return {k: v for k, v in posted.items() if isinstance(v, str)}
+    texts = {key: [v for v in posted.getall(key) if isinstance(v, str)] for key in posted}
+    return {key: _joined(values) for key, values in texts.items() if values}  # files are not fields
 
 
 async def post_form(request: web.Request) -> web.StreamResponse:
@@ -209,13 +220,13 @@ async def post_form(request: web.Request) -> web.StreamResponse:
         return _form_done(form.redirect, wants_json, {"status": "accepted"})
     try:
         event = forms.form_event(form_id, form, submitted, utcnow())
+        problems = validate_event(request, event.model_dump(mode="json"))
     except ValidationError as exc:
-        metrics.rejected.labels("validation_failed").inc()
-        return problem(422, "validation_failed", "the form is not valid", fields=field_problems(exc))
-    problems = validate_event(request, event.model_dump(mode="json"))
+        problems = field_problems(exc)
     if isinstance(problems, list):
         metrics.rejected.labels("validation_failed").inc()
-        return problem(422, "validation_failed", "the form is not valid", fields=problems)
+        named = forms.named_as_posted(form, problems)
+        return problem(422, "validation_failed", "the form is not valid", fields=named)
     # A form resubmitted within seconds (double click) is one lead: the sender id is the content, kept
     # for the form's short window only, as the same request sent later is a new one.
     sender = "form:" + domain._digest(form_id + "|" + orjson.dumps(dict(sorted(submitted.items()))).decode())

@@ -159,6 +159,28 @@ async def test_a_resubmitted_form_is_one_lead_for_seconds_not_for_the_dedupe_win
     assert len(consents) == 2
 
 
+async def test_every_value_of_a_field_sent_several_times_is_kept(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker
+) -> None:
+    """A group of checkboxes or a multi-select sends a field once per value; only the last was kept
+    from a urlencoded body, and none from a JSON list."""
+    checked = [("email", "kim@example.com"), ("interest", "pricing"), ("interest", "security")]
+    assert (await client.post("/v1/forms/contact-us", data=checked)).status == 202
+    listed = {"email": "lee@example.com", "interest": ["pricing", "security"], "budget": None}
+    assert (await client.post("/v1/forms/contact-us", json=listed)).status == 202
+    two_addresses = [("email", "kim@example.com"), ("email", "lee@example.com")]
+    refused = await client.post("/v1/forms/contact-us", data=two_addresses)
+    assert refused.status == 422  # a mapped field with two values is not a contact we can guess
+    assert (await refused.json())["fields"][0]["field"] == "email"  # the form's name for it
+    topic = settings.topic(TopicName.INTERACTIONS)
+    records = await consume_until(broker.bootstrap_servers, topic, lambda r: len(r) >= 2, within=15)
+    stored = [Interaction.model_validate_json(r.value) for r in records if r.value]
+    assert {i.contact.email: i.properties["fields"] for i in stored} == {  # two leads: two partitions
+        "kim@example.com": {"interest": "pricing, security"},
+        "lee@example.com": {"interest": "pricing, security", "budget": ""},
+    }
+
+
 def test_the_form_window_is_a_capture_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAPTURE_FORM_RESUBMIT_SECONDS", "30")
     assert CaptureSettings().form_resubmit_seconds == 30

@@ -10,12 +10,21 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from schemas import Interaction, InteractionIn, InteractionType, PrivacyRecord
 from services.capture import consent, platforms
 from services.capture.domain import json_depth, to_interaction
-from services.capture.forms import FormConfig, FormsConfigError, form_event, is_bot, load_forms
+from services.capture.forms import (
+    FormConfig,
+    FormsConfigError,
+    form_event,
+    is_bot,
+    load_forms,
+    named_as_posted,
+)
 from services.runtime import consent_tokens
+from services.runtime.errors import FieldProblem, field_problems
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 FORMS_YAML = Path(__file__).resolve().parents[2] / "config" / "forms.yaml"
@@ -242,3 +251,14 @@ def test_json_depth_matches_a_recursive_definition(value: object) -> None:
         return 1 + max((depth(c) for c in children), default=0) if isinstance(v, dict | list) else 0
 
     assert json_depth(value) == depth(value)
+
+
+def test_a_forms_problems_are_named_by_the_forms_own_fields() -> None:
+    """The page posted `work_email`; `contact.email` is the event's name for it, unknown to the page."""
+    demo = load_forms(FORMS_YAML)["demo"]
+    with pytest.raises(ValidationError) as raised:
+        form_event("demo", demo, {"work_email": "not-an-address", "utm_campaign": "x" * 300}, NOW)
+    named = named_as_posted(demo, field_problems(raised.value))
+    assert {problem["field"] for problem in named} == {"work_email", "utm_campaign"}
+    elsewhere: list[FieldProblem] = [{"field": "properties", "reason": "more than 50 keys"}]
+    assert named_as_posted(demo, elsewhere) == elsewhere
