@@ -398,7 +398,8 @@ def _apply_sequence_exits(out: Outcome, rules: NurtureRules, now: datetime) -> N
 def _stop(out: Outcome, reason: ExitReason, now: datetime) -> None:
     """The lead said no: every enrolment ends, and so does delivery of what is already queued."""
     _exit_all(out, reason, now)
-    out.state.consent_pending = None
+    # A confirmation mail still queued is withheld too: a consent given again asks anew at once.
+    out.state.consent_pending, out.state.confirmation_sent_at = None, None
     out.stopped = True
 
 

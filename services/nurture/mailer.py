@@ -28,6 +28,7 @@ from email.message import EmailMessage
 from functools import partial
 
 from aiokafka import ConsumerRecord
+from yarl import URL
 
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
@@ -172,7 +173,7 @@ class Mailer:
         expires = command.send_after + timedelta(seconds=settings.consent_token_ttl_seconds)
         version = str(command.personalisation.get("consent_text_version") or "unversioned")
         token = make_token(command.lead_id, version, expires, settings.consent_secret.get_secret_value())
-        return f"{settings.consent_confirm_url}?token={token}"
+        return str(URL(settings.consent_confirm_url).update_query(token=token))
 
     async def deliver(self, command: NurtureCommand) -> Delivery:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""

@@ -16,7 +16,13 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: Python's decoder skips characters outside the alphabet and the unused bits of the last
+    one, so many strings would read as one token, each a new confirmation (one could undo a
+    withdrawal). Only the one string `_b64` writes is accepted."""
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,9 @@ def read_token(token: str, secret: str, now: datetime) -> ConsentClaim:
     expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()
     if not hmac.compare_digest(signature, expected):
         raise TokenError("bad_signature")
-    try:
-        lead_id, text_version, expires = payload.decode().split("|")
+    try:  # a lead id has no "|"; a consent text version may
+        lead_id, rest = payload.decode().split("|", 1)
+        text_version, expires = rest.rsplit("|", 1)
         claim = ConsentClaim(lead_id, text_version, int(expires))
     except ValueError as exc:
         raise TokenError("malformed") from exc
@@ -57,5 +64,6 @@ def read_token(token: str, secret: str, now: datetime) -> ConsentClaim:
 
 
 def token_id(token: str) -> str:
-    """A short, stable id of a token, for idempotency keys and event ids."""
+    """A short, stable id of a token, for idempotency keys and event ids (of a token `read_token`
+    accepted: there is one string per token)."""
     return hashlib.blake2b(token.encode(), digest_size=12).hexdigest()

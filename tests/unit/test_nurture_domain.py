@@ -603,3 +603,14 @@ def test_a_replayed_consent_given_is_a_duplicate() -> None:
     given = consent_given()
     assert len(sim.event(given).commands) == 1
     assert sim.event(given).duplicate
+
+
+def test_a_consent_given_again_after_a_withdrawal_asks_again_at_once() -> None:
+    """The withdrawal withheld the queued confirmation mail (the stop marker): a new consent must
+    not wait out `resend_after` for a mail that never went."""
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    assert len(sim.event(consent_given()).commands) == 1
+    assert sim.event(privacy(PrivacyRequestKind.CONSENT_WITHDRAWN)).stopped
+    sim.now += timedelta(hours=1)
+    assert len(confirmations(sim.event(consent_given()).commands)) == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from yarl import URL
 
 from schemas.nurture import NurtureCommand
 from services.nurture.mailer import Mailer, TrackingLinks, build_confirmation, build_message
@@ -170,3 +171,12 @@ def test_a_directory_without_the_default_template_is_refused(tmp_path: Path) -> 
     (tmp_path / "one.yaml").write_text("subject: One\nparagraphs: [Hello]\n")
     with pytest.raises(TemplateError, match="_default"):
         load_templates(tmp_path)
+
+
+def test_the_confirmation_link_keeps_a_query_the_configured_url_has() -> None:
+    settings = NurtureSettings(consent_confirm_url="https://in.example/confirm?lang=de", consent_secret="s3")
+    mailer = Mailer(settings, ledger=None, transport=None, metrics=None)  # type: ignore[arg-type]
+    url = URL(mailer.confirm_url(confirmation_command("2026-01|de")))
+    assert url.query["lang"] == "de"
+    claim = read_token(url.query["token"], "s3", confirmation_command().send_after)
+    assert claim.text_version == "2026-01|de"
