@@ -29,7 +29,15 @@ from typing import Any, Literal, cast
 
 from aiohttp import web
 from aiokafka import ConsumerRecord
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -73,6 +81,12 @@ class SubjectIn(BaseModel):
     lead_id: str | None = Field(None, max_length=128, examples=["e-3b1f0c9d2a7e44f1b6c8d0e2"])
     email: str | None = Field(None, max_length=320, examples=["jane.doe@example.com"])
     anonymous_id: str | None = Field(None, min_length=1, max_length=128)
+
+    @field_validator("lead_id", "email", "anonymous_id", mode="after")
+    @classmethod
+    def _blank_is_missing(cls, value: str | None) -> str | None:
+        """Whitespace names nobody: left as given, it reached the lead id's digest and answered 500."""
+        return value.strip() or None if value is not None else None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SubjectIn:

@@ -95,6 +95,9 @@ async def test_privacy_endpoints_need_an_admin_key(client: Client) -> None:
     assert both.status == 422
     bad_id = await client.post("/v1/privacy/erase", json={"lead_id": "jane@example.com"}, headers=ADMIN)
     assert bad_id.status == 422
+    for path in ("/v1/privacy/erase", "/v1/privacy/export"):  # whitespace names nobody (it was a 500)
+        for blank in ({"email": "   "}, {"anonymous_id": " "}):
+            assert (await client.post(path, json=blank, headers=ADMIN)).status == 422
     # An admin key may also do what an API key does.
     event = {"type": "page_view", "occurred_at": "2026-11-21T09:30:00Z", "anonymous_id": "anon-admin"}
     assert (await client.post("/v1/events", json=event, headers=ADMIN)).status == 202

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from schemas import Interaction, InteractionIn, InteractionType, PrivacyRecord
 from services.capture import consent, platforms
-from services.capture.domain import json_depth, to_interaction
+from services.capture.domain import json_depth, lead_identity, to_interaction
 from services.capture.forms import (
     FormConfig,
     FormsConfigError,
@@ -282,3 +282,16 @@ def test_a_consent_token_is_read_from_its_one_encoding_only() -> None:
         with pytest.raises(consent_tokens.TokenError):
             consent_tokens.read_token(variant, "secret", NOW)
     assert consent_tokens.read_token(token, "secret", NOW).lead_id == "e-1"
+
+
+def test_a_privacy_subject_of_whitespace_names_nobody() -> None:
+    from services.capture.privacy_api import SubjectIn
+
+    for blank in ({"email": "   "}, {"anonymous_id": " "}, {"email": " ", "anonymous_id": "a-1"}):
+        subject = SubjectIn.model_validate(blank) if "a-1" in blank.values() else None
+        if subject is None:
+            with pytest.raises(ValidationError, match="exactly one"):
+                SubjectIn.model_validate(blank)
+        else:
+            assert subject.email is None and subject.resolved() == lead_identity(None, "a-1")[0]
+    assert SubjectIn(anonymous_id=" a-1 ").resolved() == lead_identity(None, "a-1")[0]
