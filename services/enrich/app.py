@@ -17,7 +17,7 @@ from services.enrich.firmographics import (
     load_companies,
 )
 from services.enrich.metrics import enrich_metrics
-from services.enrich.settings import EnrichSettings
+from services.enrich.settings import CACHE_TIMEOUT, EnrichSettings
 from services.runtime.redis_client import redis_client
 from services.runtime.stream_app import StreamService
 
@@ -32,7 +32,7 @@ def create_app(settings: EnrichSettings) -> StreamService:
     if settings.provider == "http":
         breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
         http = HttpProvider(settings.provider_url, settings.provider_timeout, breaker, metrics)
-        redis = redis_client(settings.redis_url, 0.5)
+        redis = redis_client(settings.redis_url, CACHE_TIMEOUT)
         provider = CachedProvider(
             http,
             redis,

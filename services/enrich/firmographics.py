@@ -139,6 +139,13 @@ class HttpProvider:
             self._outcome("error")
             log.debug("firmographics lookup failed: %s", exc)
             return Lookup(domain, LookupStatus.UNAVAILABLE, None, self.name)
+        except BaseException:
+            # Cancelled (the caller's lookup budget ran out, which counts the timeout) or unforeseen:
+            # a failure all the same, or a half-open trial call would stay running and the breaker
+            # refuse every later call until a restart.
+            self.breaker.failure()
+            self.metrics.breaker_open.set(1 if self.breaker.state is BreakerState.OPEN else 0)
+            raise
         finally:
             self.metrics.provider_seconds.labels(self.name).observe(time.perf_counter() - started)
         self.breaker.success()

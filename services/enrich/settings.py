@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.enrich.config import DEFAULT_CONFIG
 from services.enrich.firmographics import DEFAULT_COMPANIES
 from services.runtime.settings import ServiceSettings
+
+CACHE_TIMEOUT = 0.5  # seconds the firmographics cache (Redis) may take to connect or answer
 
 
 class EnrichSettings(ServiceSettings):
@@ -41,3 +43,16 @@ class EnrichSettings(ServiceSettings):
         Path(__file__).resolve().parents[2] / "config" / "privacy.yaml",
         description="Retention periods (YAML); enrich requests erasure of leads inactive beyond them.",
     )
+
+    @model_validator(mode="after")
+    def _budget_fits_a_lookup(self) -> Self:
+        """The budget cancels a lookup that outlives it: shorter than a cache read and one provider
+        call, it would cut short provider calls still within their own timeout."""
+        needed = self.provider_timeout + CACHE_TIMEOUT
+        if self.lookup_budget < needed:
+            raise ValueError(
+                f"ENRICH_LOOKUP_BUDGET ({self.lookup_budget} s) is shorter than one lookup can take: "
+                f"ENRICH_PROVIDER_TIMEOUT ({self.provider_timeout} s) plus the cache's {CACHE_TIMEOUT} s; "
+                f"raise ENRICH_LOOKUP_BUDGET to at least {needed:g} or lower ENRICH_PROVIDER_TIMEOUT"
+            )
+        return self

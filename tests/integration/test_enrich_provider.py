@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from bench.provider import serving
 from services.devstack.processes import free_port
-from services.enrich.breaker import CircuitBreaker
+from services.enrich.breaker import BreakerState, CircuitBreaker
 from services.enrich.domain import LookupStatus
 from services.enrich.firmographics import (
     DEFAULT_COMPANIES,
@@ -35,6 +38,37 @@ async def test_unreachable_http_provider_answers_unavailable_and_opens_the_circu
     assert metrics.provider_requests.labels("http", "error")._value.get() == 2
     assert metrics.provider_requests.labels("http", "short_circuit")._value.get() == 2
     assert metrics.breaker_open._value.get() == 1
+
+
+async def test_a_trial_call_cut_short_by_the_callers_budget_counts_as_a_failed_trial() -> None:
+    """`Enricher.lookup` cancels a provider call that outlives its budget. A half-open trial call
+    cancelled so must count as failed and free the trial: left running, the breaker refused every
+    later lookup until a restart, and every business lead stayed partial."""
+    slow = True
+
+    async def company(request: web.Request) -> web.Response:
+        if slow:
+            await asyncio.sleep(5)
+        return web.json_response({"company_name": "Acme GmbH", "domain": "acme.de"})
+
+    metrics = enrich_metrics(CollectorRegistry())
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=0.2)
+    async with serving(company) as port:
+        provider = HttpProvider(f"http://127.0.0.1:{port}/companies/{{domain}}", 2.0, breaker, metrics)
+        try:
+            breaker.failure()  # opened by an earlier outage
+            await asyncio.sleep(0.25)
+            assert breaker.state is BreakerState.HALF_OPEN
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):  # the caller's budget ends during the trial
+                    await provider.lookup("acme.de")
+            assert breaker.state is BreakerState.OPEN  # the trial failed: open for another reset_after
+            slow = False
+            await asyncio.sleep(0.25)
+            answer = await provider.lookup("acme.de")
+        finally:
+            await provider.close()
+    assert answer.status is LookupStatus.FOUND and breaker.state is BreakerState.CLOSED
 
 
 async def test_cache_answers_repeat_lookups_and_survives_redis_down(redis_url: str) -> None:

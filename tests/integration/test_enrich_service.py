@@ -214,7 +214,7 @@ async def test_slow_provider_passes_events_partial_then_completes_them(
         suffix,
         port,
         provider_timeout=0.3,
-        lookup_budget=0.5,
+        lookup_budget=0.8,
         breaker_failures=2,
         breaker_reset_seconds=1.0,
         retry_interval_seconds=0.5,
