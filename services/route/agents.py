@@ -83,8 +83,9 @@ class RouteBatch(Batch):
                     self.add(outcome)
         outcomes, self._outcomes = self._outcomes, []
         self._handoff_ids.clear()
-        states = [state for outcome in outcomes for state in outcome.states]
-        await until_redis_answers(partial(outputs.router.store.save_states, states), "store hand-offs")
+        outcomes = await until_redis_answers(partial(outputs.router.stored, outcomes), "store hand-offs")
+        for _ in (outcome for outcome in outcomes if outcome.erased):
+            outputs.privacy.dropped_stale()
         handoffs: list[Handoff] = []
         for record in (record for outcome in outcomes for record in outcome.records):
             if isinstance(record, Handoff):

@@ -122,6 +122,7 @@ class CrmJob(BaseModel):
     body: str
     attempts: int = Field(0, ge=0, description="Posts tried so far.")
     queued_at: float
+    handed_off_at: float = Field(0.0, description="Epoch seconds: the hand-off's, for the erasure guard.")
     last_error: str | None = None
 
     def failed(self, error: str) -> CrmJob:

@@ -103,6 +103,7 @@ class CrmDelivery:
                     origin=origin,
                     body=record.value.decode(),
                     queued_at=time.time(),
+                    handed_off_at=handoff.handed_off_at.timestamp(),
                 )
             )
         if not jobs:

@@ -18,6 +18,7 @@ of `<hand-off id>:<lead id>`), `crm:done:<hand-off id>` (string with expiry).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +28,12 @@ from redis.asyncio import Redis
 
 from services.route.crm import CrmJob
 
-# KEYS: the lead's jobs, due set, done marker. ARGV: hand-off id, job JSON, now, member.
+# KEYS: the lead's jobs, due set, done marker, the lead's erasure guard. ARGV: hand-off id, job JSON,
+# now, member, the hand-off's time in ms. A hand-off made before its lead's erasure (read late: a lag,
+# a replay) is not queued: the erasure removed the lead's deliveries, and must not see them return.
 _ADD = """
+local erased = redis.call('GET', KEYS[4])
+if erased and tonumber(ARGV[5]) <= tonumber(erased) then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
@@ -117,6 +122,11 @@ class CrmKeys:
     def jobs(self, lead_id: str) -> str:
         return self.jobs_prefix + lead_id
 
+    def erased(self, lead_id: str) -> str:
+        """The lead's erasure guard, which the store's erase script writes (store.py, `_ERASE`, whose
+        `redis.sha1hex` is this digest)."""
+        return f"{self.prefix}erased:{hashlib.sha1(lead_id.encode()).hexdigest()}"
+
     @property
     def due_prefix(self) -> str:
         return f"{self.prefix}crm:due:"
@@ -169,7 +179,9 @@ class CrmQueue:
         async with self._redis.pipeline(transaction=False) as pipe:
             for job in jobs:
                 keys = [self.keys.jobs(job.lead_id), self.keys.due(job.team), self.keys.done(job.handoff_id)]
+                keys.append(self.keys.erased(job.lead_id))
                 args: list[str | float] = [job.handoff_id, job.model_dump_json(), now, member(job)]
+                args.append(int(job.handed_off_at * 1000))
                 await self._add(keys=keys, args=args, client=pipe)
             added: list[Any] = await pipe.execute()
         return [bool(result) for result in added]

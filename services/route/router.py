@@ -114,6 +114,24 @@ class Router:
         started = domain.sla_event(handoff, SlaEventKind.STARTED, now)
         return Outcome([handoff, started], states=[domain.LeadState(handoff=handoff)])
 
+    async def stored(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Store the outcomes' hand-off states before their records are published (one round trip);
+        an outcome whose lead was erased since its hand-off was assigned comes back without records,
+        as nothing about the lead may go out (nor its state be written back)."""
+        states = [state for outcome in outcomes for state in outcome.states]
+        saved = await self.store.save_states(states)
+        gone = {state.handoff.handoff_id for state, ok in zip(states, saved, strict=True) if not ok}
+        if not gone:
+            return list(outcomes)
+        for hid in gone:
+            log.info("hand-off %s not published: its lead was erased meanwhile", hid)
+        return [
+            Outcome(erased=True)
+            if any(state.handoff.handoff_id in gone for state in outcome.states)
+            else outcome
+            for outcome in outcomes
+        ]
+
     async def published(self, handoffs: list[Handoff]) -> None:
         """The broker acknowledged these hand-offs: a replay of their stage changes publishes nothing."""
         await self.store.mark_published([(h.lead_id, h.handoff_id) for h in handoffs])
@@ -188,12 +206,14 @@ class Router:
             return []
         events: list[Output] = list(domain.breach_events(state, plan, now))
         if result.outcome == "kept":
-            await self.store.save_state(replace(state, breach_count=plan.breach_count))
+            if not await self.store.save_state(replace(state, breach_count=plan.breach_count)):
+                return []  # erased since the breach script ran: nothing about the lead goes out
             return events
         queue = result.team or team.name
         due = dues.get(queue, queued)
         new_state = domain.reassigned(state, plan, result.pick, queue=queue, hid=hid, now=now, due=due)
-        await self.store.save_state(new_state)
+        if not await self.store.save_state(new_state):
+            return []  # erased since the breach script ran: its reassignment is not published
         events.append(new_state.handoff)
         events.append(
             domain.sla_event(

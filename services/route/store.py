@@ -134,6 +134,23 @@ return {'released'}
 """
 )
 
+# ARGV: prefix, then (lead_id, handoff_id, state JSON) per state. A state is stored only while the
+# lead still holds that hand-off: an erasure (or a newer hand-off) since the assign or breach script
+# ran must not be undone by writing the old one back. 1 per state stored, 0 per state dropped.
+_SAVE_STATES = """
+local saved = {}
+for i = 2, #ARGV, 3 do
+  local lead_key = ARGV[1] .. 'lead:' .. ARGV[i]
+  if redis.call('HGET', lead_key, 'handoff_id') == ARGV[i + 1] then
+    redis.call('HSET', lead_key, 'state', ARGV[i + 2])
+    saved[#saved + 1] = 1
+  else
+    saved[#saved + 1] = 0
+  end
+end
+return saved
+"""
+
 # ARGV: prefix, lead_id, then the lead's CRM jobs key, the CRM due sets' prefix and the CRM failed
 # set (crm_queue.CrmKeys), the erasure's ms and how long to guard it (s). Erasure: the rep's load
 # drops as on a release, the lead's hash, SLA deadline and CRM deliveries waiting or given up go.
@@ -255,6 +272,7 @@ class RedisStore:
         self._claim = DueClaims(redis)
         self._erase = redis.register_script(_ERASE)
         self._mark_published = redis.register_script(_MARK_PUBLISHED)
+        self._save_states = redis.register_script(_SAVE_STATES)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -326,23 +344,25 @@ class RedisStore:
         claimed = await self._claim(self._key("sla"), _ms(now), int(lease_seconds * 1000), limit)
         return [_text(lead) for lead in claimed]
 
-    async def save_state(self, state: LeadState) -> None:
-        await self.save_states([state])
+    async def save_state(self, state: LeadState) -> bool:
+        return (await self.save_states([state]))[0]
 
-    async def save_states(self, states: Sequence[LeadState]) -> None:
-        """Store open hand-offs' states; one round trip for a whole batch."""
+    async def save_states(self, states: Sequence[LeadState]) -> list[bool]:
+        """Store open hand-offs' states, in one round trip for a whole batch; whether each was
+        stored: one whose lead no longer holds its hand-off (erased, or handed off anew since) is not."""
         if not states:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for state in states:
-                data = {
-                    "handoff": state.handoff.model_dump(mode="json"),
-                    "breach_count": state.breach_count,
-                    "contacted": state.contacted,
-                    "previous_reps": list(state.previous_reps),
-                }
-                pipe.hset(self._key("lead", state.handoff.lead_id), "state", json.dumps(data))
-            await pipe.execute()
+            return []
+        args: list[str] = [self.prefix]
+        for state in states:
+            data = {
+                "handoff": state.handoff.model_dump(mode="json"),
+                "breach_count": state.breach_count,
+                "contacted": state.contacted,
+                "previous_reps": list(state.previous_reps),
+            }
+            args += [state.handoff.lead_id, state.handoff.handoff_id, json.dumps(data)]
+        saved = cast(list[Any], await self._save_states(keys=[], args=args))
+        return [int(flag) == 1 for flag in saved]
 
     async def state(self, lead_id: str) -> LeadState | None:
         raw = await self.redis.hget(self._key("lead", lead_id), "state")

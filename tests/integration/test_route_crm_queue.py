@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
@@ -147,3 +148,17 @@ async def test_a_job_erased_while_it_was_tried_is_not_written_back(redis: Redis,
     assert await queue.failed() == []
     assert not await redis.exists(f"{prefix}crm:jobs:lead:1")
     assert (await store.export("lead:1"))["crm_deliveries"] == []
+
+
+async def test_a_hand_off_made_before_its_leads_erasure_is_not_queued(redis: Redis, prefix: str) -> None:
+    """Read late (a lag, a replay of leads.handoffs), a hand-off from before the erasure would bring
+    the lead's contact back into Redis and post it to the CRM."""
+    queue = CrmQueue(redis, prefix, done_ttl=60)
+    erased_at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    await RedisStore(redis, prefix).erase("lead:1", erased_at)
+    before = job().model_copy(update={"handed_off_at": erased_at.timestamp() - 1})
+    assert not await queue.add(before, now=100)
+    assert not await redis.exists(f"{prefix}crm:jobs:lead:1")
+    came_back = job(handoff="f" * 32).model_copy(update={"handed_off_at": erased_at.timestamp() + 1})
+    assert await queue.add(came_back, now=100)
+    assert await queue.add(job(lead="lead:2", handoff="b" * 32), now=100)  # other leads: as before

@@ -145,6 +145,24 @@ async def test_a_stage_change_from_before_an_erasure_does_not_assign_the_lead_ag
     assert [type(r).__name__ for r in routed.records] == ["Handoff", "SlaEvent"]
 
 
+async def test_an_erasure_between_assigning_and_storing_a_hand_off_is_not_undone(store: RedisStore) -> None:
+    """Route's privacy agent runs beside its stage-change batches: an erasure may come between the
+    assign script and the batch storing its hand-offs' states. Writing the state then re-created the
+    lead's hash with its contact, published the hand-off, and left the lead unroutable."""
+    router = Router(route_config(), store)
+    [routed] = await router.on_stage_changes([make_change("gone", occurred_at=NOW)], now=NOW)
+    kept = make_change("stays", email="s@other.example", occurred_at=NOW)
+    [other] = await router.on_stage_changes([kept], now=NOW)
+    await store.erase("gone", NOW + timedelta(seconds=1))
+    stored = await router.stored([routed, other])
+    assert stored == [Outcome(erased=True), other]
+    assert not await store.redis.exists(f"{store.prefix}lead:gone")
+    assert (await store.state("stays")) is not None
+    back = make_change("gone", event_id="sc-back", occurred_at=NOW + timedelta(seconds=2))
+    [again] = await router.on_stage_changes([back], now=NOW + timedelta(seconds=3))
+    assert [type(r).__name__ for r in again.records] == ["Handoff", "SlaEvent"]  # the person came back
+
+
 async def test_a_replayed_assignment_changes_nothing(store: RedisStore) -> None:
     group = [
         domain.Group(
