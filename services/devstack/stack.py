@@ -20,8 +20,10 @@ from services.devstack import processes
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.crm_sink import routing_with_webhook
 from services.devstack.demo import DemoTraffic
+from services.devstack.demo_people import DemoPeople
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
 from services.devstack.summary import PipelineSummary, follow
+from services.nurture.settings import NurtureSettings
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import ensure_pipeline_topics
 
@@ -146,6 +148,11 @@ class DevStack:
         self.rules_file = routing_with_webhook(url, self.options.state_dir / "routing.yaml")
         say(f"  crm      {url} (a webhook for every team's hand-offs; printed to {log_path})")
 
+    @property
+    def confirm_url(self) -> str:
+        """Capture's double opt-in page, which nurture's confirmation mails link to."""
+        return f"http://{self.options.host}:{self.options.port_base}/v1/consent/confirm"
+
     def service_env(self, prefix: str, port: int, peers: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -172,8 +179,7 @@ class DevStack:
             env["NURTURE_SMTP_HOST"] = self.options.host
             env["NURTURE_SMTP_PORT"] = str(self.smtp_port)
             env["NURTURE_TRACKING_BASE_URL"] = f"http://{self.options.host}:{self.options.port_base}"
-            confirm = f"http://{self.options.host}:{self.options.port_base}/v1/consent/confirm"
-            env["NURTURE_CONSENT_CONFIRM_URL"] = confirm  # the double opt-in mail's link
+            env["NURTURE_CONSENT_CONFIRM_URL"] = self.confirm_url  # the double opt-in mail's link
         return env
 
     def start_services(self) -> None:
@@ -275,12 +281,17 @@ class DevStack:
             if self.stopping.is_set():
                 return 0
             self.print_directory()
+            # The demo's people confirm most of the consents they gave (services/devstack/demo_people.py).
+            people = DemoPeople(NurtureSettings(consent_confirm_url=self.confirm_url))
+            also = people.offer if self.options.demo else None
             tasks = [
-                asyncio.create_task(follow(self.broker.bootstrap_servers, self.summary, self.stopping)),
+                asyncio.create_task(follow(self.broker.bootstrap_servers, self.summary, self.stopping, also)),
                 asyncio.create_task(self.report()),
             ]
             if self.options.demo:
+                self.summary.confirmed = lambda: people.confirmed
                 tasks.append(asyncio.create_task(self.demo_traffic()))
+                tasks.append(asyncio.create_task(people.run()))
             if self.options.run_for is not None:
                 loop.call_later(self.options.run_for, self.stopping.set)
             await self.stopping.wait()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
@@ -30,6 +31,7 @@ class PipelineSummary:
     teams: Counter[str] = field(default_factory=Counter)
     posted: int = 0
     refused: int = 0
+    confirmed: Callable[[], int] = lambda: 0  # consents the demo's people confirmed (demo_people.py)
 
     def record(self, topic: str, value: bytes | None) -> None:
         self.per_topic[topic] += 1
@@ -54,14 +56,20 @@ class PipelineSummary:
             f"stage changes {count(TopicName.STAGE_CHANGES)}" + (f" ({stages})" if stages else ""),
             f"handoffs {count(TopicName.HANDOFFS)}",
             f"sla {count(TopicName.SLA)}",
-            f"outbox {count(TopicName.NURTURE_OUTBOX)}",
+            f"outbox {count(TopicName.NURTURE_OUTBOX)}"
+            + (f" (consents confirmed {self.confirmed()})" if self.confirmed() else ""),
             f"dlq {count(TopicName.DLQ)}",
         ]
         return " | ".join(parts)
 
 
-async def follow(bootstrap_servers: str, summary: PipelineSummary, stopping: asyncio.Event) -> None:
-    """Count every record on the watched topics until `stopping` is set."""
+async def follow(
+    bootstrap_servers: str,
+    summary: PipelineSummary,
+    stopping: asyncio.Event,
+    also: Callable[[str, bytes | None], None] | None = None,
+) -> None:
+    """Count every record on the watched topics until `stopping` is set; `also` sees each too."""
     consumer = AIOKafkaConsumer(
         *[str(t) for t in WATCHED],
         bootstrap_servers=bootstrap_servers,
@@ -76,5 +84,7 @@ async def follow(bootstrap_servers: str, summary: PipelineSummary, stopping: asy
             for tp, records in batches.items():
                 for record in records:
                     summary.record(tp.topic, record.value)
+                    if also is not None:
+                        also(tp.topic, record.value)
     finally:
         await consumer.stop()

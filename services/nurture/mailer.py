@@ -22,22 +22,20 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from functools import partial
 
 from aiokafka import ConsumerRecord
-from yarl import URL
 
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
 from services.nurture.ledger import DeliveryLedger
+from services.nurture.links import confirm_link
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import CONFIRM_LINK, EmailTemplate, TemplateLibrary, load_templates, render
 from services.runtime.codec import Decoder
-from services.runtime.consent_tokens import make_token
 from services.runtime.health import Flag
 from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
@@ -168,12 +166,7 @@ class Mailer:
         return build_message(command, self.settings.mail_from, self.links, template)
 
     def confirm_url(self, command: NurtureCommand) -> str:
-        """The signed confirmation link; from when the mail was due, so a retry sends the same one."""
-        settings = self.settings
-        expires = command.send_after + timedelta(seconds=settings.consent_token_ttl_seconds)
-        version = str(command.personalisation.get("consent_text_version") or "unversioned")
-        token = make_token(command.lead_id, version, expires, settings.consent_secret.get_secret_value())
-        return str(URL(settings.consent_confirm_url).update_query(token=token))
+        return confirm_link(self.settings, command)
 
     async def deliver(self, command: NurtureCommand) -> Delivery:
         """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""

@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -59,6 +60,15 @@ async def test_dev_stack_accepts_events_shows_demo_traffic_and_stops_cleanly(sta
     crm_log = stack.output.parent / "state" / "logs" / "crm.log"
     await eventually(lambda: crm_log.exists() and "signature ok" in crm_log.read_text(), within=120)
     assert "refused" not in crm_log.read_text()
+
+    # Nurture mails the demo's consents a confirmation link; most of the demo's people follow it.
+    def confirmed(records: list[Any]) -> bool:
+        return any(b"double_opt_in_link" in (r.value or b"") for r in records)
+
+    privacy = await consume_until(stack.bootstrap, TopicName.PRIVACY, confirmed, within=120)
+    assert confirmed(privacy), "no consent confirmed through the mailed link"
+    smtp_log = stack.output.parent / "state" / "logs" / "smtp.log"
+    assert "consent-confirm" in smtp_log.read_text()
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(60) == 0, stack.text()
