@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 import faust
@@ -130,11 +131,12 @@ class Enricher:
         for request in outcome.aliases:
             await outbox.send(self.inbox, request.lead_id, request)
 
-    def stale(self, lead_id: str, interaction: Interaction) -> bool:
-        return self.privacy is not None and self.privacy.guard.drops(lead_id, interaction.occurred_at)
+    def stale(self, lead_id: str, occurred_at: datetime) -> bool:
+        """Did this record about the lead happen before the lead's erasure (`ErasureGuard`)?"""
+        return self.privacy is not None and self.privacy.guard.drops(lead_id, occurred_at)
 
     async def on_interaction(self, interaction: Interaction, event: faust.EventT[bytes]) -> None:
-        if self.stale(interaction.lead_id, interaction):
+        if self.stale(interaction.lead_id, interaction.occurred_at):
             return
         state = self.load(interaction.lead_id)
         target = domain.destination(state, interaction)
@@ -179,9 +181,12 @@ class Enricher:
             await self.privacy.touch(lead_id, at, partition)
 
     async def on_inbox(self, record: Any, event: faust.EventT[bytes]) -> None:
+        """Every kind is guarded: an alias request, a merge or a late lookup answer in flight when its
+        lead was erased would recreate the lead (a merge with the person's name and phone)."""
+        if self.stale(record.lead_id, record.occurred_at):
+            return
         if isinstance(record, RoutedInteraction):
-            if not self.stale(record.lead_id, record.interaction):
-                await self.enrich(record.lead_id, record.interaction, event)
+            await self.enrich(record.lead_id, record.interaction, event)
         elif isinstance(record, AliasRequest):
             answer = domain.alias(self.load(record.lead_id), record)
             self.save(answer.state, event)
@@ -191,12 +196,14 @@ class Enricher:
                 await self.batch.outbox.send(self.inbox, answer.merge.lead_id, answer.merge)
         elif isinstance(record, ProfileMerge):
             outcome = domain.merge(self.load(record.lead_id), record, self.config)
-            self.save(outcome.state, event)
-            await self.publish(outcome, "replay")
+            if outcome is not None:
+                self.save(outcome.state, event)
+                await self.publish(outcome, "replay")
         elif isinstance(record, FirmographicsResolved):
             outcome = domain.firmographics_resolved(self.load(record.lead_id), record)
-            self.save(outcome.state, event)
-            await self.publish(outcome, "completion")
+            if outcome is not None:
+                self.save(outcome.state, event)
+                await self.publish(outcome, "completion")
 
     async def retry_pending(self) -> None:
         """Look up the domains partial records still wait for; send each answer to the lead's partition."""
@@ -230,12 +237,13 @@ class Enricher:
             await self.export(request, self.privacy)
 
     async def erase(self, request: PrivacyRecord, privacy: EnrichPrivacy, partition: int) -> None:
-        """Delete the lead's rows (each a changelog tombstone) and erase the leads merged into it."""
+        """Delete the lead's rows (each a changelog tombstone) and erase the anonymous leads merged or
+        merging into it (`merged_leads` counts both)."""
         lead_id, now = request.lead_id, utcnow()
         state = self.load(lead_id)
         erased = {"leads_table": 0, "pending_table": 0, "activity_table": 0, "merged_leads": 0}
         if state is not None:
-            for merged in state.merged:  # the same person's anonymous history, on other partitions
+            for merged in domain.erased_with(state):  # the same person's anonymous history elsewhere
                 await self.service.send(privacy.topic, merged, records.cascaded_erase(request, merged, now))
                 erased["merged_leads"] += 1
             del self.leads[lead_id]

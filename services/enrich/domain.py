@@ -285,9 +285,15 @@ def alias(state: LeadState | None, request: AliasRequest) -> AliasOutcome:
     return AliasOutcome(current, merge)
 
 
-def merge(state: LeadState | None, request: ProfileMerge, config: EnrichConfig) -> Outcome:
-    """On the known lead's partition: merge the anonymous profile and republish its unseen history."""
-    current = state or LeadState.new(request.lead_id)
+def merge(state: LeadState | None, request: ProfileMerge, config: EnrichConfig) -> Outcome | None:
+    """On the known lead's partition: merge the anonymous profile and republish its unseen history.
+
+    None when the known lead has no state: it asked for this merge after storing one, so it was
+    erased since. A state made here would hold the erased person's data again, with no activity
+    row for the retention sweep to remove it by."""
+    if state is None:
+        return None
+    current = state
     first_time = request.from_lead_id not in current.merged
     profile = merge_profiles(current.profile, request.profile, config)
     aliasing = [lead for lead in current.aliasing if lead != request.from_lead_id]
@@ -314,10 +320,15 @@ def merge(state: LeadState | None, request: ProfileMerge, config: EnrichConfig) 
     return Outcome(current, records)
 
 
-def firmographics_resolved(state: LeadState | None, answer: FirmographicsResolved) -> Outcome:
-    """A late lookup answered: complete the profile and re-emit the latest partial interaction."""
-    if state is None or state.pending_domain != answer.domain or state.pending_interaction is None:
-        return Outcome(state or LeadState.new(answer.lead_id), duplicate=True)
+def firmographics_resolved(state: LeadState | None, answer: FirmographicsResolved) -> Outcome | None:
+    """A late lookup answered: complete the profile and re-emit the latest partial interaction.
+
+    None when the lead has no state (erased since the lookup was owed): nothing to complete, and
+    no state to make (`merge` says why)."""
+    if state is None:
+        return None
+    if state.pending_domain != answer.domain or state.pending_interaction is None:
+        return Outcome(state, duplicate=True)
     status = LookupStatus.FOUND if answer.firmographics else LookupStatus.NOT_FOUND
     lookup = Lookup(answer.domain, status, answer.firmographics, provider="retry")
     interaction = state.pending_interaction
@@ -330,3 +341,10 @@ def firmographics_resolved(state: LeadState | None, answer: FirmographicsResolve
         event_id=completion_id(completes),
     )
     return Outcome(current, [record])
+
+
+def erased_with(state: LeadState) -> list[str]:
+    """The anonymous leads an erasure of this lead erases too: those merged into it, and those asked
+    to merge whose merge has not arrived (the erasure guard drops it when it does, so only this
+    reaches them)."""
+    return list(dict.fromkeys([*state.merged, *state.aliasing]))

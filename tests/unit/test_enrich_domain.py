@@ -237,6 +237,28 @@ def test_a_merge_with_no_history_is_announced_on_the_next_record() -> None:
     assert nxt.records[0].merged_from == [known.aliases[0].lead_id]
 
 
+def test_a_merge_or_late_answer_for_a_lead_with_no_state_creates_none() -> None:
+    """The lead was erased while they were in flight: a state made for them would hold the erased
+    person's data again, with no activity row for the retention sweep to ever remove it."""
+    form = interaction("form", type="form_submit", anonymous_id="anon", contact={"email": "d@acme.de"})
+    known = domain.enrich(None, form.lead_id, form, found(), CONFIG)
+    answer = domain.alias(None, known.aliases[0])
+    assert answer.merge is not None
+    assert domain.merge(None, answer.merge, CONFIG) is None
+    resolved = FirmographicsResolved(
+        event_id="r", occurred_at=T0, lead_id=form.lead_id, domain="acme.de", firmographics=ACME
+    )
+    assert domain.firmographics_resolved(None, resolved) is None
+
+
+def test_an_erasure_takes_the_anonymous_leads_merged_and_those_still_merging() -> None:
+    """A lead asked to merge whose merge has not arrived yet holds the same person's history: the
+    guard drops its merge, so the erasure must reach it directly."""
+    state = LeadState.new("e-1").model_copy(update={"merged": ["a-1"], "aliasing": ["a-2", "a-1"]})
+    assert domain.erased_with(state) == ["a-1", "a-2"]
+    assert domain.erased_with(LeadState.new("e-2")) == []
+
+
 # --- firmographics -------------------------------------------------------------------------------------
 
 

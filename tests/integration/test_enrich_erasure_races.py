@@ -1,0 +1,198 @@
+"""Enrich's inbox records against an erasure, on the real broker: a record about an erased lead that
+was in flight when the erasure ran (an alias request, a merge, a late firmographics answer) must not
+bring the lead back, and an erasure reaches the anonymous leads still on their way to being merged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import PrivacyRecord, PrivacyRequestKind, TopicName
+from schemas.base import utcnow
+from schemas.enriched import AliasRequest, EnrichedInteraction, FirmographicsResolved, ProfileMerge
+from schemas.interaction import Interaction
+from schemas.profile import Firmographics, LeadProfile
+from services.capture.domain import lead_identity
+from services.devstack.broker import EmbeddedBroker
+from services.enrich.agents import INBOX
+from services.runtime.codec import encode
+from services.runtime.stream_app import StreamService
+from tests.eventually import eventually, stopped
+from tests.integration.test_privacy_enrich import interaction, privacy_records, rows, start_enrich
+from tests.kafka import consume_until, produce
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[StreamService]]:
+    apps: list[StreamService] = []
+    yield apps
+    for app in apps:
+        await stopped(app)
+
+
+def dropped(enrich: StreamService) -> float:
+    value = enrich.metrics.registry.get_sample_value(
+        "leadpipe_privacy_stale_records_dropped_total", {"service": "enrich"}
+    )
+    return value or 0.0
+
+
+def state(enrich: StreamService, lead_id: str) -> str:
+    leads: Any = enrich.app.tables["enrich-leads"]
+    return (leads.get(lead_id) or b"").decode()
+
+
+async def erase(broker: EmbeddedBroker, enrich: StreamService, *lead_ids: str) -> PrivacyRecord:
+    """Erase `lead_ids[0]`; wait until enrich completed the erasure of every one of `lead_ids`."""
+    request = PrivacyRecord(
+        event_id=f"erase-{lead_ids[0]}",
+        occurred_at=utcnow(),
+        lead_id=lead_ids[0],
+        kind=PrivacyRequestKind.ERASE,
+        requested_by="admin",
+    )
+    topic = enrich.settings.topic(TopicName.PRIVACY)
+    await produce(broker.bootstrap_servers, topic, [(lead_ids[0].encode(), encode(request))])
+
+    def completed(records: list[PrivacyRecord]) -> bool:
+        done = {r.lead_id for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED}
+        return done >= set(lead_ids)
+
+    await privacy_records(broker, enrich, completed)
+    return request
+
+
+async def test_inbox_records_in_flight_during_an_erasure_do_not_bring_the_lead_back(
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+) -> None:
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
+    started.append(enrich)
+    email, anon = "race.person@example.org", "anon-race-1"
+    known, _ = lead_identity(email, None)
+    anonymous, _ = lead_identity(None, anon)
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    start = utcnow() - timedelta(minutes=5)
+    chat = interaction(
+        event_id="chat-1",
+        type="chat_started",
+        occurred_at=start,
+        anonymous_id=anon,
+        contact={"first_name": "Jane", "phone": "+49 170 1234567"},
+    )
+    form_at = start + timedelta(minutes=1)
+    form = interaction(
+        event_id="form-1",
+        type="form_submit",
+        occurred_at=form_at,
+        anonymous_id=anon,
+        contact={"email": email},
+    )
+    await produce(broker.bootstrap_servers, source, [chat])
+    await eventually(lambda: bool(state(enrich, anonymous)))
+    await produce(broker.bootstrap_servers, source, [form])
+    await eventually(lambda: f'"merged":["{anonymous}"]' in state(enrich, known))
+    erasure = await erase(broker, enrich, known, anonymous)
+    assert rows(enrich, known) == {} and rows(enrich, anonymous) == {}
+
+    # What was on the inbox when the erasure ran: the alias request, the merge it answers with the
+    # chat's name and phone, a late firmographics answer (each happened before the erasure).
+    history = [Interaction.model_validate_json(chat[1])]
+    records: list[tuple[str, Any]] = [
+        (
+            anonymous,
+            AliasRequest(event_id="alias-late", occurred_at=form_at, lead_id=anonymous, target_lead_id=known),
+        ),
+        (
+            known,
+            ProfileMerge(
+                event_id="merge-late",
+                occurred_at=form_at,
+                lead_id=known,
+                from_lead_id=anonymous,
+                profile=LeadProfile(lead_id=anonymous, first_name="Jane", phone="+491701234567"),
+                history=history,
+            ),
+        ),
+        (
+            known,
+            FirmographicsResolved(
+                event_id="resolved-late",
+                occurred_at=erasure.occurred_at - timedelta(seconds=1),
+                lead_id=known,
+                domain="example.org",
+                firmographics=Firmographics(company_name="Example", domain="example.org"),
+            ),
+        ),
+    ]
+    inbox = enrich.settings.topic(INBOX)
+    await produce(broker.bootstrap_servers, inbox, [(key.encode(), encode(r)) for key, r in records])
+    await eventually(lambda: dropped(enrich) >= 3, within=30)
+
+    assert rows(enrich, known) == {} and rows(enrich, anonymous) == {}
+    sink = enrich.settings.topic(TopicName.ENRICHED)
+    published = await consume_until(broker.bootstrap_servers, sink, lambda rs: False, within=2)
+    replays = [EnrichedInteraction.model_validate_json(r.value) for r in published]
+    assert [r.event_id for r in replays if r.replay_of == anonymous] == ["chat-1"]  # the merge, once
+
+
+async def test_an_erasure_reaches_an_anonymous_lead_whose_merge_has_not_arrived(
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+) -> None:
+    """The visitor's anonymous history was erased; a form from before that erasure arrives late
+    naming the anonymous id. Its alias request is dropped, so the known lead waits for a merge that
+    never comes, and must still take the anonymous lead (what came after) with it when erased."""
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
+    started.append(enrich)
+    email, anon = "late.form@example.org", "anon-late-1"
+    known, _ = lead_identity(email, None)
+    anonymous, _ = lead_identity(None, anon)
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    start: datetime = utcnow() - timedelta(minutes=5)
+    chat = interaction(
+        event_id="chat-2",
+        type="chat_started",
+        occurred_at=start,
+        anonymous_id=anon,
+        contact={"first_name": "Li"},
+    )
+    await produce(broker.bootstrap_servers, source, [chat])
+    await eventually(lambda: bool(state(enrich, anonymous)))
+    await erase(broker, enrich, anonymous)
+
+    late = interaction(
+        event_id="form-2",
+        type="form_submit",
+        occurred_at=start + timedelta(minutes=1),
+        anonymous_id=anon,
+        contact={"email": email},
+    )
+    await produce(broker.bootstrap_servers, source, [late])
+    await eventually(lambda: dropped(enrich) >= 1, within=30)
+    assert f'"aliasing":["{anonymous}"]' in state(enrich, known)
+    assert rows(enrich, anonymous) == {}
+
+    await erase(broker, enrich, known)
+    records = await privacy_records(
+        broker,
+        enrich,
+        lambda rs: any(r.kind is PrivacyRequestKind.ERASE and r.requested_by == "cascade" for r in rs),
+    )
+    cascade = [r for r in records if r.kind is PrivacyRequestKind.ERASE and r.requested_by == "cascade"]
+    assert [r.lead_id for r in cascade] == [anonymous]
+    done = next(r for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED and r.lead_id == known)
+    assert done.erased["merged_leads"] == 1
+    assert rows(enrich, known) == {}
