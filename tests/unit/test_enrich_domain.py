@@ -113,6 +113,13 @@ def test_phone_country_fills_an_unknown_country_only() -> None:
     assert apply_interaction(LeadProfile(lead_id="x"), event, CONFIG).country == "FR"
 
 
+def test_a_country_typed_by_its_english_name_places_a_national_phone_number() -> None:
+    contact = {"email": "a@acme.de", "country": "Turkey", "phone": "0532 123 45 67"}
+    event = interaction("f", type="form_submit", contact=contact)
+    profile = apply_interaction(LeadProfile(lead_id=event.lead_id), event, CONFIG)
+    assert (profile.country, profile.phone) == ("TR", "+905321234567")
+
+
 @settings(max_examples=60)
 @given(contacts, contacts, st.integers(0, 100), st.integers(101, 200))
 def test_merge_keeps_the_newest_value_of_each_field(

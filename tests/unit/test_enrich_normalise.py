@@ -164,6 +164,75 @@ def test_countries_become_iso_alpha2(raw: str, code: str) -> None:
     assert normalise_country(raw, CONFIG.country_aliases) == code
 
 
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("Turkey", "TR"),
+        ("Türkiye", "TR"),
+        ("Turkiye", "TR"),
+        ("Republic of Korea", "KR"),
+        ("Korea, Republic of", "KR"),
+        ("North Korea", "KP"),
+        ("Ivory Coast", "CI"),
+        ("Cote d'Ivoire", "CI"),
+        ("Côte d\u2019Ivoire", "CI"),  # a typographic apostrophe
+        ("Cape Verde", "CV"),
+        ("Cabo Verde", "CV"),
+        ("Swaziland", "SZ"),
+        ("Eswatini", "SZ"),
+        ("Burma", "MM"),
+        ("Myanmar", "MM"),
+        ("Macedonia", "MK"),
+        ("North Macedonia", "MK"),
+        ("Vatican", "VA"),
+        ("Holy See", "VA"),
+        ("Czech Republic", "CZ"),
+        ("Czechia", "CZ"),
+        ("Iran", "IR"),
+        ("Islamic Republic of Iran", "IR"),
+        ("Syria", "SY"),
+        ("Laos", "LA"),
+        ("Republic of Moldova", "MD"),
+        ("Tanzania", "TZ"),
+        ("Bolivia", "BO"),
+        ("Democratic Republic of the Congo", "CD"),
+        ("Republic of the Congo", "CG"),
+        ("Palestine", "PS"),
+        ("State of Palestine", "PS"),
+        ("East Timor", "TL"),
+        ("México", "MX"),
+        ("Brasil", "BR"),
+        ("Sao Tome and Principe", "ST"),
+        ("São Tomé & Príncipe", "ST"),
+        ("Curacao", "CW"),
+        ("Reunion", "RE"),
+        ("Aland Islands", "AX"),
+        ("Bosnia & Herzegovina", "BA"),
+        ("Trinidad & Tobago", "TT"),
+        ("St. Lucia", "LC"),
+        ("St Kitts and Nevis", "KN"),
+        ("British Virgin Islands", "VG"),
+        ("Falkland Islands", "FK"),
+        ("the Bahamas", "BS"),
+        ("the UK", "GB"),
+        ("The Gambia", "GM"),
+        ("Macau", "MO"),
+        ("Espana", "ES"),
+        ("Oesterreich", "AT"),
+    ],
+)
+def test_common_and_former_country_names_are_found(raw: str, code: str) -> None:
+    """People type the name they know, with or without its accents: a country refused here also
+    loses a phone number written without its international prefix."""
+    assert normalise_country(raw, CONFIG.country_aliases) == code
+
+
+def test_configured_aliases_match_with_or_without_accents() -> None:
+    config = type(CONFIG).model_validate({**CONFIG.model_dump(), "country_aliases": {"Ísland": "IS"}})
+    assert normalise_country("island", config.country_aliases) == "IS"
+    assert normalise_country("ÍSLAND", config.country_aliases) == "IS"
+
+
 @pytest.mark.parametrize("raw", [None, "", "  ", "Narnia", "Europe", "n/a", "XX"])
 def test_unknown_countries_are_none(raw: str | None) -> None:
     assert normalise_country(raw, CONFIG.country_aliases) is None
