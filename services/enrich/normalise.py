@@ -211,8 +211,14 @@ class TitleFacts:
     department: str | None
 
 
+_DOTTED_ACRONYM = re.compile(r"\b[a-z](?:\.[a-z])+\.?(?![a-z0-9])")  # c.e.o., v.p, not dipl. or b.sc.
+
+
 def _title_text(title: str) -> str:
+    """What the title rules read: lower case, dotted acronyms closed up (the rules know "ceo", and
+    "c.e.o." would otherwise become "c e o"), other punctuation spaces."""
     text = unicodedata.normalize("NFKC", title).lower()
+    text = _DOTTED_ACRONYM.sub(lambda m: m.group().replace(".", ""), text)
     text = text.replace("&", " and ").replace("/", " ").replace("|", " ")
     text = re.sub(r"[.,;:()\[\]{}\"_+*!?]", " ", text)
     text = text.replace("-", " ")

@@ -318,6 +318,61 @@ def test_titles_map_to_seniority_and_department(
     assert (facts.seniority, facts.department) == (seniority, department)
 
 
+@pytest.mark.parametrize(
+    ("title", "seniority", "department"),
+    [
+        # dotted acronyms read as the acronym
+        ("C.E.O.", Seniority.C_LEVEL, "executive"),
+        ("c.t.o", Seniority.C_LEVEL, "engineering"),
+        ("V.P. Sales", Seniority.VP, "sales"),
+        # every chief officer, not only the common ones
+        ("CHRO", Seniority.C_LEVEL, "hr"),
+        ("CCO", Seniority.C_LEVEL, None),
+        ("CLO", Seniority.C_LEVEL, None),
+        ("Co-Founder & CTO", Seniority.C_LEVEL, "engineering"),
+        # a product or process owner owns a backlog or a process, not the company
+        ("Product Owner", Seniority.INDIVIDUAL_CONTRIBUTOR, "product"),
+        ("Senior Product Owner", Seniority.INDIVIDUAL_CONTRIBUTOR, "product"),
+        ("Process Owner", Seniority.INDIVIDUAL_CONTRIBUTOR, None),
+        ("Data Owner", Seniority.INDIVIDUAL_CONTRIBUTOR, None),
+        ("Owner", Seniority.C_LEVEL, "executive"),
+        ("Co-Owner", Seniority.C_LEVEL, "executive"),
+        ("Owner & Managing Director", Seniority.C_LEVEL, "executive"),
+        # German compounds: a department's head is a director, a team's or project's a manager
+        ("Vertriebsleiter", Seniority.DIRECTOR, "sales"),
+        ("Abteilungsleiter", Seniority.DIRECTOR, None),
+        ("Marketingleiterin", Seniority.DIRECTOR, "marketing"),
+        ("Personalleiter", Seniority.DIRECTOR, "hr"),
+        ("Leiter Vertrieb", Seniority.DIRECTOR, "sales"),
+        ("Bereichsleiterin", Seniority.DIRECTOR, None),
+        ("Teamleiterin", Seniority.MANAGER, None),
+        ("Projektleiter", Seniority.MANAGER, None),
+        ("Gruppenleiter", Seniority.MANAGER, None),
+        ("Halbleiter-Ingenieur", Seniority.INDIVIDUAL_CONTRIBUTOR, None),
+        ("Reisebegleiter", Seniority.INDIVIDUAL_CONTRIBUTOR, None),
+        # students are who the role serves, not who holds it
+        ("Director of Student Affairs", Seniority.DIRECTOR, "education"),
+        ("Student Recruitment Manager", Seniority.MANAGER, "hr"),
+        ("Internship Coordinator", Seniority.MANAGER, None),
+        ("Student", Seniority.STUDENT, "education"),
+        ("Marketing Intern", Seniority.STUDENT, "marketing"),
+        ("Student Assistant", Seniority.STUDENT, "education"),
+        ("Werkstudent Vertrieb", Seniority.STUDENT, "sales"),
+        # unchanged
+        ("CEO", Seniority.C_LEVEL, "executive"),
+        ("Chief of Staff", Seniority.INDIVIDUAL_CONTRIBUTOR, None),
+        ("Executive Assistant to the CEO", Seniority.INDIVIDUAL_CONTRIBUTOR, "executive"),
+        ("Head of IT", Seniority.DIRECTOR, "it"),
+        ("Lead Engineer", Seniority.MANAGER, "engineering"),
+    ],
+)
+def test_title_rules_read_acronyms_compounds_and_qualifiers(
+    title: str, seniority: Seniority, department: str | None
+) -> None:
+    facts = classify_title(title, CONFIG)
+    assert (facts.seniority, facts.department) == (seniority, department)
+
+
 def test_a_title_is_classified_once_per_config_and_afresh_under_new_rules() -> None:
     """Titles repeat on every event of a lead, so their facts are remembered, but per config: a
     reloaded config with other rules must not answer from the old one's memory."""
