@@ -1,7 +1,9 @@
 """Progressive profiling: the newest non-empty value of each field wins, with its source and time.
 
 Pure functions over `LeadProfile`. A later empty value never erases a known one; an older value
-(an event that arrives late) only fills a field that is still empty.
+(an event that arrives late) only fills a field that is still empty. A stand-in (a country guessed
+from the phone number) is the exception: any value the person stated wins over it, whatever the
+times, and it never replaces a stated one.
 """
 
 from __future__ import annotations
@@ -27,13 +29,28 @@ TRACKED_ALL = (*TRACKED, "firmographics")
 
 _NO_FIRMOGRAPHICS = Firmographics()
 
+STAND_IN = "phone:"  # `FieldSource.source` prefix of a country guessed from the phone: "phone:form_submit"
+
 
 def _empty(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, Firmographics) and value == _NO_FIRMOGRAPHICS)
 
 
+def is_stand_in(source: FieldSource) -> bool:
+    return source.source.startswith(STAND_IN)
+
+
+def _replaces(source: FieldSource, known: FieldSource) -> bool:
+    """Does a value from `source` replace one from `known`? A stated value beats a stand-in whatever
+    their times; between two of a kind, the newer wins."""
+    if is_stand_in(source) != is_stand_in(known):
+        return is_stand_in(known)
+    return source.updated_at >= known.updated_at
+
+
 def apply_values(profile: LeadProfile, values: dict[str, Any], source: FieldSource) -> LeadProfile:
-    """Set each non-empty value unless the field already holds a newer one."""
+    """Set each non-empty value unless the field already holds a newer one (or a stated one, when
+    `source` is a stand-in's)."""
     updates: dict[str, Any] = {}
     sources = dict(profile.field_sources)
     for name, value in values.items():
@@ -41,7 +58,7 @@ def apply_values(profile: LeadProfile, values: dict[str, Any], source: FieldSour
             continue
         known = sources.get(name)
         current = getattr(profile, name)
-        if _empty(current) or known is None or source.updated_at >= known.updated_at:
+        if _empty(current) or known is None or _replaces(source, known):
             updates[name] = value
             sources[name] = source
     if not updates:
@@ -66,14 +83,24 @@ def contact_values(interaction: Interaction, profile: LeadProfile, config: Enric
         "country": country,
         "timezone": phone.timezone if phone else None,
     }
-    if country is None and profile.country is None and phone and phone.region:
-        values["country"] = phone.region  # the phone's country stands in until the person says otherwise
     return values
 
 
-def source_of(interaction: Interaction) -> FieldSource:
+def phone_country(values: dict[str, Any]) -> str | None:
+    """The country of the phone number among `contact_values`, when they name no country: it stands
+    in until the person says otherwise (`apply_values` stores it under a `STAND_IN` source)."""
+    if values["country"] is not None or values["phone"] is None:
+        return None
+    phone = normalise_phone(values["phone"])  # E.164 (memoised like every raw number)
+    return phone.region if phone else None
+
+
+def source_of(interaction: Interaction, *, stand_in: bool = False) -> FieldSource:
+    kind = str(interaction.type)
     return FieldSource(
-        source=str(interaction.type), event_id=interaction.event_id, updated_at=interaction.occurred_at
+        source=STAND_IN + kind if stand_in else kind,
+        event_id=interaction.event_id,
+        updated_at=interaction.occurred_at,
     )
 
 
@@ -113,7 +140,11 @@ def business_domain(address: str | None) -> str | None:
 
 
 def apply_interaction(profile: LeadProfile, interaction: Interaction, config: EnrichConfig) -> LeadProfile:
-    updated = apply_values(profile, contact_values(interaction, profile, config), source_of(interaction))
+    values = contact_values(interaction, profile, config)
+    updated = apply_values(profile, values, source_of(interaction))
+    guessed = phone_country(values)
+    if guessed is not None:
+        updated = apply_values(updated, {"country": guessed}, source_of(interaction, stand_in=True))
     if interaction.anonymous_id and interaction.anonymous_id not in updated.anonymous_ids:
         updated = updated.model_copy(
             update={"anonymous_ids": [*updated.anonymous_ids, interaction.anonymous_id]}

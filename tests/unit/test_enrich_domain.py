@@ -113,6 +113,74 @@ def test_phone_country_fills_an_unknown_country_only() -> None:
     assert apply_interaction(LeadProfile(lead_id="x"), event, CONFIG).country == "FR"
 
 
+PHONES = {"GB": "+44 7400 123456", "FR": "+33 1 42 68 53 00", "US": "+1 650 253 0000"}
+
+
+@settings(max_examples=80)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([None, "DE", "ES"]), st.sampled_from([None, *PHONES])),
+        min_size=1,
+        max_size=6,
+    ),
+    st.permutations(range(6)),
+)
+def test_a_stated_country_beats_the_phones_whatever_the_order_of_arrival(
+    steps: list[tuple[str | None, str | None]], order: list[int]
+) -> None:
+    """The phone's country stands in only until the person names one: the newest country stated,
+    else the newest phone's, whichever order the events arrive in."""
+    events = [
+        interaction(
+            f"ev-{i}",
+            i,
+            anonymous_id="anon-1",
+            contact={"country": country, "phone": PHONES[phone] if phone else None},
+        )
+        for i, (country, phone) in enumerate(steps)
+    ]
+    stated = [country for country, _ in steps if country]
+    phoned = [phone for _, phone in steps if phone]
+    expected = stated[-1] if stated else (phoned[-1] if phoned else None)
+    profile = LeadProfile(lead_id="a-1")
+    for index in (i for i in order if i < len(events)):
+        profile = apply_interaction(profile, events[index], CONFIG)
+    assert profile.country == expected
+
+
+def test_a_country_stated_anonymously_beats_the_phone_of_a_later_form_after_the_merge() -> None:
+    chat = interaction("chat", 0, type="chat_started", anonymous_id="anon-9", contact={"country": "Germany"})
+    anonymous = domain.enrich(None, chat.lead_id, chat, None, CONFIG).state
+    form = interaction(
+        "form",
+        5,
+        type="form_submit",
+        anonymous_id="anon-9",
+        contact={"email": "jana@acme.de", "phone": PHONES["GB"]},
+    )
+    known = domain.enrich(None, form.lead_id, form, found(), CONFIG)
+    assert known.state.profile.country == "GB"  # standing in
+    merge = domain.alias(anonymous, known.aliases[0]).merge
+    assert merge is not None
+    merged = domain.merge(known.state, merge, CONFIG)
+    assert merged is not None
+    profile = merged.state.profile
+    assert (profile.country, profile.field_sources["country"].event_id) == ("DE", "chat")
+    assert profile.phone == "+447400123456"
+    # the other way round: the known lead's own stated country is not replaced by the anonymous phone
+    into = apply_interaction(
+        LeadProfile(lead_id="e-1"),
+        interaction("k", 0, contact={"email": "k@acme.de", "country": "ES"}),
+        CONFIG,
+    )
+    other = apply_interaction(
+        LeadProfile(lead_id="a-2"),
+        interaction("a", 9, anonymous_id="x", contact={"phone": PHONES["US"]}),
+        CONFIG,
+    )
+    assert merge_profiles(into, other, CONFIG).country == "ES"
+
+
 def test_a_country_typed_by_its_english_name_places_a_national_phone_number() -> None:
     contact = {"email": "a@acme.de", "country": "Turkey", "phone": "0532 123 45 67"}
     event = interaction("f", type="form_submit", contact=contact)
