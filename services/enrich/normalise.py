@@ -100,14 +100,18 @@ def normalise_phone(raw: str | None, region: str | None = None) -> Phone | None:
     if text.lower().startswith("tel:"):
         text = text[4:]
     text = _EXTENSION.sub("", text)
-    text = text.replace("(0)", " ")  # +44 (0)20 ...: the trunk zero is not dialled from abroad
     if not re.search(r"\d", text):
         return None
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
+    number = None
+    for candidate in _bracketed_zero_readings(text, region):
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            number = parsed
+            break
+    if number is None:
         return None
     zones = [z for z in phone_timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
     return Phone(
@@ -115,6 +119,26 @@ def normalise_phone(raw: str | None, region: str | None = None) -> Phone | None:
         region=phonenumbers.region_code_for_number(number),
         timezone=zones[0] if len(zones) == 1 else None,
     )
+
+
+def _bracketed_zero_readings(text: str, region: str | None) -> list[str]:
+    """The number as written, read with "(0)" dropped and kept, the likelier first.
+
+    "+44 (0)20 ...": the trunk zero, not dialled from abroad. Where the country has no trunk prefix
+    (Italy: "+39 (0)2 ..."), the 0 belongs to the number, and dropping it can even leave another
+    valid number (+39 0331 ... a landline, +39 331 ... a mobile)."""
+    if "(0)" not in text:
+        return [text]
+    dropped, kept = text.replace("(0)", " "), text.replace("(0)", "0")
+    try:
+        code = phonenumbers.parse(dropped, region).country_code
+    except phonenumbers.NumberParseException:
+        code = None
+    home = None
+    if code is not None:
+        home = phonenumbers.PhoneMetadata.metadata_for_region(phonenumbers.region_code_for_country_code(code))
+    trunk_zero = home is None or home.national_prefix == "0"
+    return [dropped, kept] if trunk_zero else [kept, dropped]
 
 
 @lru_cache(maxsize=MEMO_SIZE)

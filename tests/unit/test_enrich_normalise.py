@@ -126,6 +126,26 @@ def test_phone_never_raises_and_output_is_stable(raw: str, region: str | None) -
         assert again is not None and again.e164 == phone.e164
 
 
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        # Italy (and the Vatican) dial the 0 from abroad too: "(0)" is part of the number there
+        ("+39 (0)2 1234 5678", "+390212345678"),
+        ("+39 (0)6 6988 1234", "+390669881234"),
+        ("+39 (0)331 123456", "+390331123456"),  # not the mobile number +39 331 123456
+        ("+39(0)212345678", "+390212345678"),
+        # elsewhere it is the trunk zero, not dialled from abroad
+        ("+44 (0)20 7946 0958", "+442079460958"),
+        ("+49 (0)30 1234567", "+49301234567"),
+        ("+31 (0)20 123 4567", "+31201234567"),
+        ("+41 (0)44 668 18 00", "+41446681800"),
+    ],
+)
+def test_a_zero_in_brackets_is_dropped_only_where_it_is_a_trunk_prefix(raw: str, e164: str) -> None:
+    phone = normalise_phone(raw)
+    assert phone is not None and phone.e164 == e164
+
+
 def test_single_timezone_phone_numbers_give_the_timezone() -> None:
     phone = normalise_phone("+49 30 1234567")
     assert phone is not None and phone.timezone == "Europe/Berlin"
