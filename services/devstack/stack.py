@@ -119,7 +119,8 @@ class DevStack:
         self.smtp_port = 1025 if processes.port_is_free(1025) else processes.free_port()
         log_path = self.options.state_dir / "logs" / "smtp.log"
         self.smtp = processes.spawn(
-            [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{self.options.host}:{self.smtp_port}"],
+            # -u: SMTPUTF8, as the demo's people are named René or Zoë and their addresses too
+            [sys.executable, "-m", "aiosmtpd", "-n", "-u", "-l", f"{self.options.host}:{self.smtp_port}"],
             log_path=log_path,
         )
         processes.wait_for_port(self.options.host, self.smtp_port, within=10, process=self.smtp)

@@ -28,6 +28,8 @@ from functools import partial
 
 from aiokafka import ConsumerRecord
 
+from schemas.base import new_event_id, utcnow
+from schemas.dead_letter import DeadLetter, RecordOrigin
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
 from services.nurture.ledger import DeliveryLedger
@@ -35,7 +37,7 @@ from services.nurture.links import confirm_link
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import CONFIRM_LINK, EmailTemplate, TemplateLibrary, load_templates, render
-from services.runtime.codec import Decoder
+from services.runtime.codec import Decoder, key_text
 from services.runtime.health import Flag
 from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
@@ -168,12 +170,19 @@ class Mailer:
     def confirm_url(self, command: NurtureCommand) -> str:
         return confirm_link(self.settings, command)
 
-    async def deliver(self, command: NurtureCommand) -> Delivery:
-        """Retries until the SMTP server takes the message; the outbox keeps order meanwhile."""
+    async def deliver(self, command: NurtureCommand) -> tuple[Delivery, str | None]:
+        """Retries until the SMTP server takes the message, the outbox keeping order meanwhile, or
+        refuses it for good (REFUSED, with the server's answer: the caller dead-letters it)."""
 
         async def stopped() -> bool:
             at = await until_redis_answers(partial(self.ledger.stopped_at, command.lead_id), "stop marker")
             return at is not None and at >= command.occurred_at.timestamp()
+
+        errors: list[BaseException] = []
+
+        def failed(exc: BaseException) -> None:
+            self.metrics.send_failures.inc()
+            errors.append(exc)
 
         delivery = await mail_once(
             self.ledger,
@@ -182,15 +191,35 @@ class Mailer:
             partial(self.message, command),
             retry_max_seconds=self.settings.smtp_retry_max_seconds,
             stopped=stopped,
-            failed=lambda _: self.metrics.send_failures.inc(),
+            failed=failed,
         )
         if delivery is Delivery.STOPPED:
             self.metrics.suppressed.labels("stopped").inc()
         elif delivery is Delivery.DUPLICATE:
             self.metrics.duplicates.labels("command").inc()
+        elif delivery is Delivery.REFUSED:
+            self.metrics.suppressed.labels("refused").inc()
+            return delivery, f"{type(errors[-1]).__name__}: {errors[-1]}"
         else:
             self.metrics.sent.labels(command.sequence).inc()
-        return delivery
+        return delivery, None
+
+
+def refused_letter(record: ConsumerRecord[bytes, bytes], service: str, refusal: str) -> DeadLetter:
+    """A command the SMTP server refused for good (an address it rejects, SMTPUTF8 it lacks)."""
+    origin = RecordOrigin(
+        topic=record.topic, partition=record.partition, offset=record.offset, key=key_text(record.key)
+    )
+    return DeadLetter(
+        event_id=new_event_id(),
+        occurred_at=utcnow(),
+        lead_id=origin.key,
+        service=service,
+        origin=origin,
+        reason="smtp_refused",
+        detail=f"the mail server refused it for good: {refusal}",
+        payload=(record.value or b"").decode("utf-8", errors="replace"),
+    )
 
 
 def install_mailer(service: StreamService, mailer: Mailer) -> None:
@@ -207,8 +236,11 @@ def install_mailer(service: StreamService, mailer: Mailer) -> None:
     async def deliver(records: list[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
             command = await service.decode_record(decoder, record)
-            if command is not None:
-                await mailer.deliver(command)
+            if command is None:
+                continue
+            _, refusal = await mailer.deliver(command)
+            if refusal is not None:  # kept for an operator; the outbox moves on
+                await service.dead_letter(refused_letter(record, service.name, refusal))
 
     running = Flag()
     service.health.add("mailer", running)

@@ -44,7 +44,8 @@ def nurture_metrics(registry: CollectorRegistry) -> NurtureMetrics:
         ),
         suppressed=Counter(
             "leadpipe_nurture_suppressed_total",
-            "Steps not sent (no_consent, cap, quiet_hours, no_address) or deliveries withheld (stopped).",
+            "Steps not sent (no_consent, cap, quiet_hours, no_address), deliveries withheld (stopped) or "
+            "refused for good by the SMTP server (refused: dead-lettered, reason smtp_refused).",
             ["reason"],
             registry=registry,
         ),

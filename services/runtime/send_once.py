@@ -55,6 +55,7 @@ class Delivery(StrEnum):
     SENT = "sent"
     DUPLICATE = "duplicate"
     STOPPED = "stopped"  # withheld: the caller's check said not to send any more
+    REFUSED = "refused"  # the server will never take it (`permanent`): not retried, the caller keeps it
 
 
 Accepted = Callable[[], Awaitable[None]]
@@ -135,12 +136,16 @@ async def send_once(
     retry_max_seconds: float,
     stopped: Callable[[], Awaitable[bool]] | None = None,
     failed: Callable[[BaseException], None] | None = None,
+    permanent: Callable[[BaseException], bool] | None = None,
 ) -> Delivery:
     """Send `message_id` unless it was sent already, retrying `retry_on` errors with a doubling
     back-off until the server takes it; the topic behind waits meanwhile and keeps its order.
 
     `send(accepted)` must await `accepted` as soon as the server has taken the message. `stopped`,
-    asked before every attempt, withholds the message (nurture: the lead said stop meanwhile)."""
+    asked before every attempt, withholds the message (nurture: the lead said stop meanwhile).
+    `permanent` says which failures no retry can mend (an address the server refuses for good):
+    retried, one would hold everything behind it forever. The message is marked done, so a replay
+    does not try it again, and REFUSED tells the caller to keep it (a dead letter)."""
     delay = FIRST_RETRY_SECONDS
     waiting = False
     while True:
@@ -169,9 +174,13 @@ async def send_once(
             if confirmed:  # taken by the server; only the goodbye failed
                 log.info("the server took %s; only the goodbye failed (%s)", message_id, type(exc).__name__)
                 return Delivery.SENT
-            await until_redis_answers(partial(claims.release, message_id), "delivery claim release")
             if failed is not None:
                 failed(exc)
+            if permanent is not None and permanent(exc):
+                await until_redis_answers(partial(claims.confirm, message_id), "delivery refusal")
+                log.warning("the server refused %s for good (%s): not retried", message_id, exc)
+                return Delivery.REFUSED
+            await until_redis_answers(partial(claims.release, message_id), "delivery claim release")
             log.warning("sending %s failed (%s); retrying in %.1fs", message_id, type(exc).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry_max_seconds)

@@ -20,6 +20,20 @@ from services.runtime.send_once import Accepted, Delivery, SendClaims, send_once
 SMTP_ERRORS: tuple[type[BaseException], ...] = (aiosmtplib.SMTPException, OSError)
 
 
+def refused_for_good(exc: BaseException) -> bool:
+    """Will the server never take this message? A 5xx answer to the message itself (its sender, its
+    recipients, its data), or an extension it needs that the server lacks (SMTPUTF8 for an address
+    with non-ASCII letters). Not a 5xx to the login or the greeting: that is the server's or our
+    settings' fault, mended by fixing them, and every mail waits until then."""
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return True
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(r.code >= 500 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPHeloError):
+        return False
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600
+
+
 class SmtpSettings(BaseSettings):
     """Where mail goes; the local default is the dev stack's aiosmtpd."""
 
@@ -70,7 +84,8 @@ async def mail_once(
     failed: Callable[[BaseException], None] | None = None,
 ) -> Delivery:
     """The mail `message()` builds, once per `message_id`, retried until the server takes it
-    (send_once.py); built only when an attempt is made, not for a duplicate or a withheld one."""
+    (send_once.py), or refuses it for good (`refused_for_good`: REFUSED, for the caller to keep);
+    built only when an attempt is made, not for a duplicate or a withheld one."""
 
     async def send(accepted: Accepted) -> None:
         await transport.send(message(), accepted)
@@ -83,4 +98,5 @@ async def mail_once(
         retry_max_seconds=retry_max_seconds,
         stopped=stopped,
         failed=failed,
+        permanent=refused_for_good,
     )

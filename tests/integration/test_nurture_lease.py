@@ -76,7 +76,7 @@ async def test_a_slow_attempt_keeps_its_claim_past_the_lease(
         await asyncio.sleep(LEASE * 1.5)  # past the first lease: unrenewed, the claim would be gone
         assert await redis.get(key) == SENDING + OWNER
         assert 0 < await redis.ttl(key) <= LEASE
-        assert await sending == Delivery.SENT
+        assert await sending == (Delivery.SENT, None)
         assert await redis.get(key) == SENT
         assert server.received == ["slow@example.com"]
     finally:

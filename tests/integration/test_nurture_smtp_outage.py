@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicName
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
@@ -23,6 +25,7 @@ from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from tests.eventually import eventually, stopped, within
 from tests.integration.test_nurture_flow import Mailbox, metric, nurture_settings, send, start
+from tests.kafka import consume_until
 from tests.nurture_commands import command
 from tests.smtp import local_smtp
 
@@ -88,3 +91,43 @@ async def test_the_stand_alone_mailer_is_ready_and_delivers(
             encode(command("cmd-alone", "alone", "a@example.com")),
         )
         await eventually(lambda: box.to("a@example.com"), within=30)
+
+
+async def test_a_mail_the_server_refuses_for_good_is_dead_lettered_and_holds_nothing_up(
+    settings: NurtureSettings, started: list[StreamService]
+) -> None:
+    """An address with non-ASCII letters needs SMTPUTF8, which this server (like many) lacks; a 5xx
+    refuses a recipient. Retried, either held every mail behind it forever (the demo's outbox sent
+    nothing for a whole run). Now each is kept as a dead letter with the server's answer."""
+    mailer = await start(started, create_mailer_app(settings))
+    box = RefusingMailbox()
+    with local_smtp(box, settings.smtp_port, enable_SMTPUTF8=False):
+        for n, (lead, recipient) in enumerate(
+            [("utf8", "rené@example.com"), ("refused", "nobody@refused.example"), ("fine", "f@example.com")]
+        ):
+            await send(settings, TopicName.NURTURE_OUTBOX, lead, encode(command(f"cmd-{n}", lead, recipient)))
+        await eventually(lambda: box.to("f@example.com"), within=30)
+    dead = {
+        "service": "nurture-mailer",
+        "topic": settings.topic(TopicName.NURTURE_OUTBOX),
+        "reason": "smtp_refused",
+    }
+    await eventually(lambda: metric(mailer, "leadpipe_dead_letters_total", dead) == 2, within=10)
+    letters = await consume_until(
+        settings.bootstrap_servers, settings.topic(TopicName.DLQ), lambda r: len(r) >= 2, within=10
+    )
+    details = sorted(DeadLetter.model_validate_json(r.value).detail for r in letters if r.value)
+    assert any("SMTPNotSupported" in d for d in details) and any("550" in d for d in details), details
+    assert metric(mailer, "leadpipe_nurture_suppressed_total", {"reason": "refused"}) == 2
+
+
+class RefusingMailbox(Mailbox):
+    """A mailbox whose server refuses one domain's recipients for good (550)."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.endswith("@refused.example"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"

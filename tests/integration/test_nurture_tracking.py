@@ -104,7 +104,7 @@ async def mail_one(capture: Client, smtp: Smtp, suffix: str, redis_url: str) -> 
         send_after=now,
     )
     try:
-        assert await mailer.deliver(command) is Delivery.SENT
+        assert await mailer.deliver(command) == (Delivery.SENT, None)
     finally:
         await ledger.close()
     assert len(inbox.messages) == 1
