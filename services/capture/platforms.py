@@ -162,6 +162,7 @@ def meta_contact_interaction(
         event_id=f"meta-contact-{lead.leadgen_id}",
         anonymous_id=f"meta:{lead.leadgen_id}",
         mapped=mapped,
+        fallbacks=_next_best(extra, META_FIELDS),
         properties={"platform": "meta", "leadgen_id": lead.leadgen_id, "answers": extra},
         source=Source(channel="meta_ads", utm_source="facebook", utm_medium="paid_social"),
         interaction_type=InteractionType.IDENTIFY,
@@ -186,13 +187,18 @@ def _ad_contact_event(
     occurred_at: datetime,
     received_at: datetime,
     is_test: bool = False,
+    fallbacks: dict[str, str] | None = None,
 ) -> Interaction:
-    """An ad lead is never refused for a bad field: unusable values move to properties."""
+    """An ad lead is never refused for a bad field: unusable values move to properties. A field
+    whose preferred answer is unusable takes the next one (`fallbacks`: a mistyped work e-mail
+    leaves the personal one, which identifies the lead, rather than an anonymous lead)."""
     try:
         contact = Contact.model_validate(mapped)
     except ValidationError as exc:
         bad = {str(error["loc"][0]) for error in exc.errors()}
-        contact = Contact.model_validate({k: v for k, v in mapped.items() if k not in bad})
+        usable = {k: v for k, v in mapped.items() if k not in bad}
+        usable |= {k: v for k, v in (fallbacks or {}).items() if k in bad and _usable(k, v)}
+        contact = Contact.model_validate(usable)
         properties = {**properties, "invalid_fields": {k: mapped[k] for k in sorted(bad)}}
     if contact.email:
         contact = contact.model_copy(update={"email": normalise_email(contact.email)})
@@ -210,6 +216,24 @@ def _ad_contact_event(
         received_at=received_at,
         is_test=is_test,
     )
+
+
+def _next_best(extra: dict[str, str], fields: dict[str, str]) -> dict[str, str]:
+    """For each contact field, the most preferred answer that was not chosen (`fields` are in order
+    of preference; the ones not chosen are among the answers, under their own names)."""
+    best: dict[str, str] = {}
+    for name, target in fields.items():
+        if extra.get(name, "").strip():
+            best.setdefault(target, extra[name])
+    return best
+
+
+def _usable(field: str, value: str) -> bool:
+    try:
+        Contact.model_validate({field: value})
+    except ValidationError:
+        return False
+    return True
 
 
 class GoogleColumn(_Payload):
@@ -233,13 +257,15 @@ class GoogleLead(_Payload):
     is_test: bool = False
 
 
+# Google's columns, in order of preference: as for LinkedIn and Meta, a work address is preferred
+# to the person's own, which stays among the answers.
 GOOGLE_COLUMNS = {
-    "EMAIL": "email",
     "WORK_EMAIL": "email",
+    "EMAIL": "email",
     "FIRST_NAME": "first_name",
     "LAST_NAME": "last_name",
-    "PHONE_NUMBER": "phone",
     "WORK_PHONE": "phone",
+    "PHONE_NUMBER": "phone",
     "COMPANY_NAME": "company",
     "JOB_TITLE": "job_title",
     "COUNTRY": "country",
@@ -247,18 +273,15 @@ GOOGLE_COLUMNS = {
 
 
 def google_interaction(lead: GoogleLead, received_at: datetime) -> Interaction:
+    given = {c.column_id: c.string_value for c in lead.user_column_data if c.string_value is not None}
     mapped: dict[str, str] = {}
-    extra: dict[str, str] = {}
-    for column in lead.user_column_data:
-        if column.string_value is None:
-            continue
-        target = GOOGLE_COLUMNS.get(column.column_id)
-        if target and target not in mapped:
-            mapped[target] = column.string_value
-        elif column.column_id == "FULL_NAME":
-            extra["FULL_NAME"] = column.string_value
-        else:
-            extra[column.column_id] = column.string_value
+    extra = {column: value for column, value in given.items() if column not in GOOGLE_COLUMNS}
+    for column, target in GOOGLE_COLUMNS.items():  # a blank answer leaves the field to the next one
+        if given.get(column, "").strip():
+            if target in mapped:
+                extra[column] = given[column]
+            else:
+                mapped[target] = given[column]
     if "FULL_NAME" in extra and "first_name" not in mapped:
         mapped.update(_split_name(extra.pop("FULL_NAME")))
     ids = {
@@ -272,6 +295,7 @@ def google_interaction(lead: GoogleLead, received_at: datetime) -> Interaction:
         event_id=f"google-lead-{_id_digest(lead.lead_id)}",
         anonymous_id=f"google:{lead.lead_id}",
         mapped=mapped,
+        fallbacks=_next_best(extra, GOOGLE_COLUMNS),
         properties={"platform": "google", "google_lead_id": lead.lead_id, **ids, "answers": extra},
         source=Source(channel="google_ads", utm_source="google", utm_medium="cpc"),
         interaction_type=InteractionType.AD_LEAD,
@@ -479,6 +503,7 @@ def linkedin_contact_interaction(
         event_id=f"linkedin-contact-{_linkedin_digest(note)}",
         anonymous_id=f"linkedin:{note.leadGenFormResponse}",
         mapped=mapped,
+        fallbacks=_next_best(extra, LINKEDIN_FIELDS),
         properties=properties,
         source=Source(channel="linkedin_ads", utm_source="linkedin", utm_medium="paid_social"),
         interaction_type=InteractionType.IDENTIFY,

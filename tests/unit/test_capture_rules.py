@@ -114,6 +114,38 @@ def test_meta_prefers_work_fields_and_keeps_the_personal_ones_among_the_answers(
     assert blank.contact.email == "grace@home.example"
 
 
+def test_a_mistyped_work_email_leaves_the_personal_one_to_identify_the_lead() -> None:
+    """It used to leave the lead anonymous, a valid address in hand: never enriched or nurtured."""
+    record = _meta_contact(("work_email", "grace@"), ("email", "grace@home.example"))
+    assert (record.identity.value, record.contact.email) == ("email", "grace@home.example")
+    assert record.properties["invalid_fields"] == {"email": "grace@"}
+    google = _google_contact(("WORK_EMAIL", "max@"), ("EMAIL", "max@home.example"))
+    assert (google.identity.value, google.contact.email) == ("email", "max@home.example")
+    neither = _meta_contact(("work_email", "grace@"), ("email", "also-not-an-address"))
+    assert neither.identity.value == "anonymous" and neither.contact.email is None
+
+
+def _google_contact(*columns: tuple[str, str]) -> Interaction:
+    data = [platforms.GoogleColumn(column_id=c, string_value=v) for c, v in columns]
+    return platforms.google_interaction(platforms.GoogleLead(lead_id="L1", user_column_data=data), NOW)
+
+
+def test_google_prefers_work_columns_whatever_their_order() -> None:
+    for order in (1, -1):
+        columns = [
+            ("EMAIL", "max@home.example"),
+            ("WORK_EMAIL", "max@example.de"),
+            ("PHONE_NUMBER", "+4930111"),
+            ("WORK_PHONE", "+4930222"),
+        ][::order]
+        record = _google_contact(*columns)
+        assert (record.contact.email, record.contact.phone) == ("max@example.de", "+4930222")
+        assert record.properties["answers"] == {"EMAIL": "max@home.example", "PHONE_NUMBER": "+4930111"}
+    assert _google_contact(("WORK_EMAIL", " "), ("EMAIL", "max@home.example")).contact.email == (
+        "max@home.example"
+    )
+
+
 @given(st.booleans())
 def test_google_is_test_is_kept(is_test: bool) -> None:
     lead = platforms.GoogleLead(lead_id="L1", is_test=is_test, user_column_data=[])
