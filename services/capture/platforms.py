@@ -148,16 +148,10 @@ def meta_contact_interaction(
         name, answers = item.get("name"), item.get("values")
         if isinstance(name, str) and isinstance(answers, list) and answers:
             values[name] = str(answers[0])
-    mapped: dict[str, str] = {}
-    extra = {k: v for k, v in values.items() if k not in META_FIELDS and k != "full_name"}
-    for name, target in META_FIELDS.items():  # a blank answer leaves the field to the next one
-        if values.get(name, "").strip():
-            if target in mapped:
-                extra[name] = values[name]
-            else:
-                mapped[target] = values[name]
-    if "full_name" in values and "first_name" not in mapped:
-        mapped.update(_split_name(values["full_name"]))
+    mapped, extra = _by_preference(values, META_FIELDS)
+    full_name = extra.pop("full_name", None)
+    if full_name is not None and "first_name" not in mapped:
+        mapped.update(_split_name(full_name))
     return _ad_contact_event(
         event_id=f"meta-contact-{lead.leadgen_id}",
         anonymous_id=f"meta:{lead.leadgen_id}",
@@ -218,6 +212,21 @@ def _ad_contact_event(
     )
 
 
+def _by_preference(values: dict[str, str], fields: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The contact from a platform's answers (`fields`: answer name -> contact field, in order of
+    preference), and the other answers under their own names: those no field takes, and those a
+    preferred answer displaced. A blank answer leaves the field to the next one."""
+    mapped: dict[str, str] = {}
+    extra = {name: value for name, value in values.items() if name not in fields}
+    for name, target in fields.items():
+        if values.get(name, "").strip():
+            if target in mapped:
+                extra[name] = values[name]
+            else:
+                mapped[target] = values[name]
+    return mapped, extra
+
+
 def _next_best(extra: dict[str, str], fields: dict[str, str]) -> dict[str, str]:
     """For each contact field, the most preferred answer that was not chosen (`fields` are in order
     of preference; the ones not chosen are among the answers, under their own names)."""
@@ -274,14 +283,7 @@ GOOGLE_COLUMNS = {
 
 def google_interaction(lead: GoogleLead, received_at: datetime) -> Interaction:
     given = {c.column_id: c.string_value for c in lead.user_column_data if c.string_value is not None}
-    mapped: dict[str, str] = {}
-    extra = {column: value for column, value in given.items() if column not in GOOGLE_COLUMNS}
-    for column, target in GOOGLE_COLUMNS.items():  # a blank answer leaves the field to the next one
-        if given.get(column, "").strip():
-            if target in mapped:
-                extra[column] = given[column]
-            else:
-                mapped[target] = given[column]
+    mapped, extra = _by_preference(given, GOOGLE_COLUMNS)
     if "FULL_NAME" in extra and "first_name" not in mapped:
         mapped.update(_split_name(extra.pop("FULL_NAME")))
     ids = {
