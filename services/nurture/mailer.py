@@ -28,8 +28,7 @@ from functools import partial
 
 from aiokafka import ConsumerRecord
 
-from schemas.base import new_event_id, utcnow
-from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.dead_letter import DeadLetter
 from schemas.nurture import NurtureCommand
 from schemas.topics import TopicName
 from services.nurture.ledger import DeliveryLedger
@@ -37,7 +36,7 @@ from services.nurture.links import confirm_link
 from services.nurture.metrics import NurtureMetrics, nurture_metrics
 from services.nurture.settings import NurtureSettings
 from services.nurture.templates import CONFIRM_LINK, EmailTemplate, TemplateLibrary, load_templates, render
-from services.runtime.codec import Decoder, key_text
+from services.runtime.codec import Decoder, dead_letter, origin_of
 from services.runtime.health import Flag
 from services.runtime.redis_client import redis_client
 from services.runtime.redis_retry import until_redis_answers
@@ -207,19 +206,8 @@ class Mailer:
 
 def refused_letter(record: ConsumerRecord[bytes, bytes], service: str, refusal: str) -> DeadLetter:
     """A command the SMTP server refused for good (an address it rejects, SMTPUTF8 it lacks)."""
-    origin = RecordOrigin(
-        topic=record.topic, partition=record.partition, offset=record.offset, key=key_text(record.key)
-    )
-    return DeadLetter(
-        event_id=new_event_id(),
-        occurred_at=utcnow(),
-        lead_id=origin.key,
-        service=service,
-        origin=origin,
-        reason="smtp_refused",
-        detail=f"the mail server refused it for good: {refusal}",
-        payload=(record.value or b"").decode("utf-8", errors="replace"),
-    )
+    detail = f"the mail server refused it for good: {refusal}"
+    return dead_letter(service, origin_of(record), record.value, "smtp_refused", detail)
 
 
 def install_mailer(service: StreamService, mailer: Mailer) -> None:

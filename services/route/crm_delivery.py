@@ -27,7 +27,7 @@ from aiokafka import ConsumerRecord
 from redis.exceptions import RedisError
 
 from schemas.base import new_event_id, utcnow
-from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.dead_letter import DeadLetter
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
 from services.route.config import RoutingConfig
@@ -45,7 +45,7 @@ from services.route.crm_queue import CrmQueue
 from services.route.metrics import RouteMetrics
 from services.route.settings import RouteSettings
 from services.runtime.cancellation import honour_cancel
-from services.runtime.codec import key_text
+from services.runtime.codec import origin_of
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.side_consumer import consume_forever
 
@@ -92,9 +92,7 @@ class CrmDelivery:
             handoff = await self.decode(record)  # an unreadable one is dead-lettered
             if handoff is None or handoff.assignee.team not in self.urls or record.value is None:
                 continue
-            origin = RecordOrigin(
-                topic=record.topic, partition=record.partition, offset=record.offset, key=key_text(record.key)
-            )
+            origin = origin_of(record)
             jobs.append(
                 CrmJob(
                     lead_id=handoff.lead_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -14,6 +14,43 @@ from services.runtime.errors import field_problems, summarise
 T = TypeVar("T")
 
 MAX_PAYLOAD_CHARS = 64 * 1024
+
+
+class Located(Protocol):
+    """Where a record was read: a faust message or an aiokafka record."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+
+
+def origin_of(record: Located) -> RecordOrigin:
+    """Where a dead letter's record was read."""
+    return RecordOrigin(
+        topic=record.topic, partition=record.partition, offset=record.offset, key=key_text(record.key)
+    )
+
+
+def dead_letter(
+    service: str, origin: RecordOrigin, raw: bytes | None, reason: str, detail: str
+) -> DeadLetter:
+    """The record kept for an operator, keyed like the original, its payload cut to 64 KiB."""
+    payload = (raw or b"").decode("utf-8", errors="replace")[:MAX_PAYLOAD_CHARS]
+    return DeadLetter(
+        event_id=new_event_id(),
+        occurred_at=utcnow(),
+        lead_id=origin.key,
+        service=service,
+        origin=origin,
+        reason=reason,
+        detail=detail,
+        payload=payload,
+    )
 
 
 class Decoder(Generic[T]):
@@ -44,17 +81,7 @@ class Decoder(Generic[T]):
     ) -> DeadLetter:
         if not isinstance(origin, RecordOrigin):
             origin = origin()
-        payload = (raw or b"").decode("utf-8", errors="replace")[:MAX_PAYLOAD_CHARS]
-        return DeadLetter(
-            event_id=new_event_id(),
-            occurred_at=utcnow(),
-            lead_id=origin.key,
-            service=self.service,
-            origin=origin,
-            reason=reason,
-            detail=detail,
-            payload=payload,
-        )
+        return dead_letter(self.service, origin, raw, reason, detail)
 
 
 def key_text(key: bytes | str | None) -> str | None:

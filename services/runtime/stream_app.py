@@ -11,19 +11,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import faust
 from aiokafka import ConsumerRecord
 from faust.web import Request, Response, View
 
-from schemas.dead_letter import DeadLetter, RecordOrigin
+from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicName
 from services.runtime.batch import Batch, Outbox, processing
 from services.runtime.batch_window import AdaptiveWindow
 from services.runtime.changelog_catchup import CaughtUpTable, ConcurrentTableManager
-from services.runtime.codec import Decoder, encode, key_text
+from services.runtime.codec import Decoder, Located, encode, origin_of
 from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
@@ -95,19 +96,6 @@ def partition_lag(end_offset: int | None, last_committed: int | None) -> int | N
         return None
     position = 0 if last_committed is None else last_committed + 1
     return max(0, end_offset - position)
-
-
-class Located(Protocol):
-    """Where a record was read: a faust message or an aiokafka record."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
 
 
 class StreamService:
@@ -211,12 +199,7 @@ class StreamService:
     def _decoded(self, decoder: Decoder[T], value: bytes | None, source: Located) -> T | DeadLetter:
         self._events_in(self.name, source.topic).inc()
 
-        def origin() -> RecordOrigin:
-            return RecordOrigin(
-                topic=source.topic, partition=source.partition, offset=source.offset, key=key_text(source.key)
-            )
-
-        return decoder.decode(value, origin)
+        return decoder.decode(value, partial(origin_of, source))
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         key = letter.lead_id.encode() if letter.lead_id else None
