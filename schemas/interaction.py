@@ -119,7 +119,10 @@ class InteractionIn(Contract):
         None,
         min_length=1,
         max_length=128,
-        description="Sender's id for idempotent retries; generated when absent.",
+        description=(
+            "Sender's id for idempotent retries: the same id sent again with the same API key within"
+            " the dedupe window is answered as a duplicate; generated when absent."
+        ),
     )
     type: InteractionType = Field(examples=["page_view"])
     occurred_at: AwareDatetime = Field(examples=["2026-11-21T09:30:00Z"])

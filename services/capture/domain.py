@@ -53,9 +53,13 @@ def to_interaction(
     )
 
 
-def sender_id(event: InteractionIn) -> str | None:
-    """The idempotency key of a `POST /v1/events` event: the sender's own event id, if any."""
-    return f"event:{event.event_id}" if event.event_id else None
+def sender_id(event: InteractionIn, client: str | None = None) -> str | None:
+    """The idempotency key of a `POST /v1/events` event: the sender's own event id, if any, within
+    its API client's ids. Two clients may pick the same id for different events: unscoped, the
+    second's event was dropped as a repeat and answered with the first's lead id."""
+    if not event.event_id:
+        return None
+    return f"event:{client}:{event.event_id}" if client else f"event:{event.event_id}"
 
 
 def json_depth(value: object) -> int:

@@ -22,10 +22,17 @@ async def accept(
     *,
     ip_hash: str | None = None,
     window_seconds: int | None = None,
+    client: str | None = None,
 ) -> Outcome:
     """Publish the consent record before the interaction, so a 503 never leaves consent unrecorded."""
     (outcome,) = await accept_many(
-        ingestor, settings, [(event, sender_id)], received_at, ip_hash=ip_hash, window_seconds=window_seconds
+        ingestor,
+        settings,
+        [(event, sender_id)],
+        received_at,
+        ip_hash=ip_hash,
+        window_seconds=window_seconds,
+        client=client,
     )
     return outcome
 
@@ -38,14 +45,16 @@ async def accept_many(
     *,
     ip_hash: str | None = None,
     window_seconds: int | None = None,
+    client: str | None = None,
 ) -> list[Outcome]:
-    """`accept` for a batch's events, in order (a sender id of None is derived from the event):
+    """`accept` for a batch's events, in order (a sender id of None is derived from the event and
+    the API `client` that sent it, `domain.sender_id`):
     every consent record first, then every interaction whose consent was recorded, each group
     with one round of claims and publishes (`Ingestor.submit_many`). `window_seconds`: how long the
     sender ids are remembered, when not the dedupe window (`Ingestor.submit`)."""
     started = time.perf_counter()
     interactions = [domain.to_interaction(event, received_at=received_at) for event, _ in events]
-    senders = [sender_id or domain.sender_id(event) for event, sender_id in events]
+    senders = [sender_id or domain.sender_id(event, client) for event, sender_id in events]
     consents = [consent.consent_given(i, ip_hash=ip_hash) for i in interactions]
     given = [(n, record) for n, record in enumerate(consents) if record is not None]
     outcomes: list[Outcome | None] = [None] * len(events)

@@ -17,6 +17,7 @@ from schemas.interaction import InteractionIn
 from schemas.topics import TopicName
 from services.capture import consent, domain, forms
 from services.capture.api_models import WithdrawIn
+from services.capture.auth import CLIENT
 from services.capture.ingest import Outcome, Status
 from services.capture.keys import CAPTURE_METRICS, FORMS, INGESTOR, SETTINGS
 from services.capture.pipeline import accept, accept_many
@@ -105,7 +106,12 @@ async def post_event(request: web.Request) -> web.Response:
         request.app[CAPTURE_METRICS].rejected.labels("validation_failed").inc()
         return problem(422, "validation_failed", "the event is not valid", fields=event)
     outcome = await accept(
-        request.app[INGESTOR], request.app[SETTINGS], event, utcnow(), ip_hash=client_ip_hash(request)
+        request.app[INGESTOR],
+        request.app[SETTINGS],
+        event,
+        utcnow(),
+        ip_hash=client_ip_hash(request),
+        client=request.get(CLIENT),
     )
     return answer(request, outcome)
 
@@ -153,6 +159,7 @@ async def post_batch(request: web.Request) -> web.Response:
         [(event, None) for _, event in pending],
         received_at,
         ip_hash=client_ip_hash(request),
+        client=request.get(CLIENT),
     )
     for (index, _), outcome in zip(pending, outcomes, strict=True):
         status = "duplicate" if outcome.answer.get("duplicate") else outcome.status.value

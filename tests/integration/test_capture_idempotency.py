@@ -87,6 +87,37 @@ async def test_a_repeated_event_id_is_acknowledged_but_published_once(
     assert 'leadpipe_capture_duplicates_total{record="interaction"} 1.0' in metrics
 
 
+async def test_two_clients_may_send_the_same_event_id(
+    broker: EmbeddedBroker, redis_url: str, suffix: str
+) -> None:
+    """Event ids are the sender's: another API client's `ev-1` is a different event, not a repeat
+    answered with the first client's lead id."""
+    settings = CaptureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=suffix,
+        api_keys=f"site-a{suffix},site-b{suffix}",
+    )
+    client = await _client(settings)
+    try:
+        event_id = f"ev{suffix}"
+        a = {**EVENT, "event_id": event_id, "anonymous_id": "visitor-of-a"}
+        b = {**EVENT, "event_id": event_id, "anonymous_id": "visitor-of-b"}
+        first = await client.post("/v1/events", json=a, headers={"X-API-Key": f"site-a{suffix}"})
+        second = await client.post(
+            "/v1/events:batch", json={"events": [b]}, headers={"X-API-Key": f"site-b{suffix}"}
+        )
+        again = await client.post("/v1/events", json=b, headers={"X-API-Key": f"site-b{suffix}"})
+        one, (two,), three = await first.json(), (await second.json())["results"], await again.json()
+        assert (one["duplicate"], two["status"], three["duplicate"]) == (False, "accepted", True)
+        assert two["lead_id"] != one["lead_id"]
+        assert three["lead_id"] == two["lead_id"]  # a client's own repeat is still a duplicate
+        stored = await _interactions(broker, settings, 2)
+        assert sorted(i.anonymous_id or "" for i in stored) == ["visitor-of-a", "visitor-of-b"]
+    finally:
+        await client.close()
+
+
 def _without_broker(redis_url: str, suffix: str) -> CaptureSettings:
     """A capture whose broker never answers, with the idempotency keys of the one that takes the retry."""
     return CaptureSettings(
