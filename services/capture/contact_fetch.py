@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from schemas.base import utcnow
 from schemas.interaction import Interaction
 from services.capture import platforms
-from services.capture.fetch_queue import FetchJob, FetchQueue
+from services.capture.fetch_queue import FetchJob, FetchQueue, Platform, job_id
 from services.capture.ingest import Ingestor
 from services.capture.metrics import CaptureMetrics
 from services.capture.settings import CaptureSettings
@@ -141,7 +141,7 @@ class ContactFetcher:
         self._settings = settings
         self._metrics = metrics
         self._wake = asyncio.Event()
-        self._in_memory: set[asyncio.Task[None]] = set()
+        self._in_memory: dict[str, asyncio.Task[None]] = {}
 
     async def enqueue(self, job: FetchJob) -> None:
         """Queue the fetch in Redis and wake the loop; with Redis away, retry it in memory."""
@@ -151,10 +151,30 @@ class ContactFetcher:
             log.warning("contact fetch %s not queued, Redis unavailable (%s); held in memory", job.id, exc)
             self._count(job, "unqueued")
             task = asyncio.create_task(self._retry_in_memory(job))
-            self._in_memory.add(task)
-            task.add_done_callback(self._in_memory.discard)
+            self._in_memory[job.id] = task
+            task.add_done_callback(lambda done: self._forget(job.id, done))
             return
         self._wake.set()
+
+    def _forget(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._in_memory.get(job_id) is task:
+            del self._in_memory[job_id]
+
+    async def cancel(self, platform: Platform, ref: str) -> None:
+        """Fetch no more of a lead the platform deleted (LinkedIn's DELETED): its erasure is published,
+        and answers fetched after it would make the person a lead again. A fetch already running
+        still publishes; enrich erases the known lead an erased anonymous one became."""
+        wanted = job_id(platform, ref)
+        task = self._in_memory.pop(wanted, None)
+        if task is not None:
+            task.cancel()
+        try:
+            dropped = await self._queue.drop(wanted)
+        except (RedisError, OSError) as exc:
+            log.warning("contact fetch %s not dropped, Redis unavailable (%s)", wanted, exc)
+            return
+        if dropped or task is not None:
+            self._metrics.contact_fetches.labels(platform, "dropped").inc()
 
     async def run(self) -> None:
         """Claim due fetches and run them until cancelled; a failing round is logged, not fatal."""
@@ -170,7 +190,7 @@ class ContactFetcher:
                         async with asyncio.timeout(self._settings.contact_fetch_poll_seconds):
                             await self._wake.wait()
         finally:
-            for task in self._in_memory:
+            for task in self._in_memory.values():
                 task.cancel()
 
     async def _round(self) -> int:

@@ -29,15 +29,39 @@ end
 return 0
 """
 
-# KEYS: jobs hash, due set, failed set. ARGV: job id, job JSON, now, failed entries kept.
+# KEYS: jobs hash, due set. ARGV: job id, job JSON, due time. A job dropped meanwhile stays dropped.
+_RETRY = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: jobs hash, due set, failed set. ARGV: job id, job JSON, now, failed entries kept. A job dropped
+# meanwhile is not kept for a look either.
 _GIVE_UP = """
-redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[4]))
 return 1
 """
 
+
+# KEYS: jobs hash, due set, failed set. ARGV: job id. Scans the failed set (at most `keep_failed`
+# entries): a drop is rare, and a given-up job must not be requeued after it.
+_DROP = """
+local dropped = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+for _, entry in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local job = cjson.decode(entry)
+  if job.platform .. ':' .. job.ref == ARGV[1] then
+    redis.call('ZREM', KEYS[3], entry)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
 
 # KEYS: failed set, jobs hash, due set. ARGV: failed entry, job id, job JSON, now. Moves one given-up
 # job back into the queue, once however many requeue at the same time; a job queued again since
@@ -49,6 +73,10 @@ if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 1 then
 end
 return 1
 """
+
+
+def job_id(platform: Platform, ref: str) -> str:
+    return f"{platform}:{ref}"
 
 
 class FetchJob(BaseModel):
@@ -65,7 +93,7 @@ class FetchJob(BaseModel):
 
     @property
     def id(self) -> str:
-        return f"{self.platform}:{self.ref}"
+        return job_id(self.platform, self.ref)
 
     def failed(self, error: str) -> FetchJob:
         return self.model_copy(update={"attempts": self.attempts + 1, "last_error": error[:500]})
@@ -81,6 +109,8 @@ class FetchQueue:
         self._keep_failed = keep_failed
         self._add = redis.register_script(_ADD)
         self._give_up = redis.register_script(_GIVE_UP)
+        self._retry = redis.register_script(_RETRY)
+        self._drop = redis.register_script(_DROP)
         self._requeue = redis.register_script(_REQUEUE)
         self._claim = DueClaims(redis)
 
@@ -108,16 +138,20 @@ class FetchQueue:
             await pipe.execute()
 
     async def retry(self, job: FetchJob, at: float) -> None:
-        """Store the job as it is now (attempts, error) and make it due again at `at`."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.jobs_key, job.id, job.model_dump_json())
-            pipe.zadd(self.due_key, {job.id: at})
-            await pipe.execute()
+        """Store the job as it is now (attempts, error) and make it due again at `at`, unless it was
+        dropped while it ran."""
+        await self._retry(keys=[self.jobs_key, self.due_key], args=[job.id, job.model_dump_json(), at])
 
     async def give_up(self, job: FetchJob, now: float) -> None:
         """Out of the queue, into the failed set (newest `keep_failed` kept) for someone to look at."""
         keys = [self.jobs_key, self.due_key, self.failed_key]
         await self._give_up(keys=keys, args=[job.id, job.model_dump_json(), now, self._keep_failed])
+
+    async def drop(self, job_id: str) -> int:
+        """Forget a lead's fetch wherever it is (waiting, claimed or given up): the lead was deleted on
+        the platform, so its answers must not be fetched. Returns how many entries went."""
+        keys = [self.jobs_key, self.due_key, self.failed_key]
+        return int(await self._drop(keys=keys, args=[job_id]))
 
     async def waiting(self) -> int:
         return int(await self._redis.zcard(self.due_key))

@@ -23,7 +23,7 @@ class CaptureMetrics:
 
 
 FETCH_PLATFORMS = ("meta", "linkedin")
-FETCH_OUTCOMES = ("published", "failed", "broker_unavailable", "gave_up", "unqueued")
+FETCH_OUTCOMES = ("published", "failed", "broker_unavailable", "gave_up", "unqueued", "dropped")
 
 
 def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
@@ -75,7 +75,8 @@ def _capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
         contact_fetches=Counter(
             "leadpipe_capture_contact_fetches_total",
             "Ad-platform contact fetches (Meta Graph API, LinkedIn Lead Sync) by outcome: published, "
-            "failed (retried later), broker_unavailable, gave_up, unqueued (Redis down: retried in memory).",
+            "failed (retried later), broker_unavailable, gave_up, unqueued (Redis down: retried in memory), "
+            "dropped (the lead was deleted on the platform).",
             ["platform", "outcome"],
             registry=registry,
         ),

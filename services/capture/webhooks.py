@@ -160,7 +160,9 @@ async def linkedin_webhook(request: web.Request) -> web.Response:
     )
     if not outcome.ok:
         return answer(request, outcome)
-    if record.record_type == "interaction" and settings.linkedin_access_token is not None:
+    if record.record_type == "privacy":
+        await request.app[FETCHER].cancel("linkedin", note.leadGenFormResponse)
+    elif settings.linkedin_access_token is not None:
         await _fetch_contact(request.app, "linkedin", note.leadGenFormResponse, note)
     return _ack([outcome])
 

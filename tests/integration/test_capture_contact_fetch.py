@@ -293,6 +293,75 @@ async def test_a_claimed_fetch_whose_capture_died_comes_due_after_its_lease(
     await redis.aclose()
 
 
+async def test_a_dropped_fetch_is_gone_wherever_it_was_and_stays_gone(redis_url: str, suffix: str) -> None:
+    """Dropped while waiting, while claimed (its try then neither retries nor gives up) and after
+    it was given up (so no requeue fetches it)."""
+    redis = Redis.from_url(redis_url)
+    queue = FetchQueue(redis, namespace=suffix)
+    waiting, claimed, given = (
+        FetchJob(platform="linkedin", ref=f"urn:li:leadGenFormResponse:{n}", lead={}, queued_at=0.0)
+        for n in (1, 2, 3)
+    )
+    for job in (waiting, claimed, given):
+        await queue.add(job, now=100.0)
+    assert await queue.drop(waiting.id) == 1
+    assert {job.id for job in await queue.claim(now=100.0, lease_seconds=60, limit=10)} == {
+        claimed.id,
+        given.id,
+    }
+    await queue.give_up(given.failed("HTTP 404"), now=101.0)
+    other = FetchJob(platform="meta", ref="9", lead={}, queued_at=0.0).failed("HTTP 404")
+    await queue.add(other, now=100.0)
+    await queue.give_up(other, now=102.0)
+    assert await queue.drop(claimed.id) == 1
+    assert await queue.drop(given.id) == 1
+    await queue.retry(claimed.failed("HTTP 503"), at=100.0)  # the try that was running when dropped
+    await queue.give_up(claimed.failed("HTTP 404"), now=103.0)
+    assert await queue.claim(now=10_000.0, lease_seconds=60, limit=10) == []
+    assert [job.id for job in await queue.failed()] == ["meta:9"]  # another lead's is kept
+    assert await queue.drop(waiting.id) == 0
+    await redis.aclose()
+
+
+async def test_a_linkedin_lead_deleted_before_its_answers_came_is_never_fetched_again(
+    settings: CaptureSettings, broker: EmbeddedBroker, stand_in: StandIn, redis_url: str
+) -> None:
+    """LinkedIn's DELETED is an erasure request: the fetch still retrying would publish the person's
+    answers after it, and enrich would make them a lead again."""
+    stand_in.failures = 10**6  # Lead Sync is down when the lead comes
+
+    def note(action: str) -> bytes:
+        return json.dumps(
+            {"type": "LEAD_ACTION", "leadGenFormResponse": RESPONSE_URN, "leadAction": action}
+        ).encode()
+
+    redis = Redis.from_url(redis_url)
+    queue = FetchQueue(redis, namespace=settings.topic_suffix)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        for action in ("CREATED", "DELETED"):
+            body = note(action)
+            headers = {"X-LI-Signature": sign(LI_SECRET, body, b"hmacsha256=")}
+            response = await client.post("/v1/webhooks/linkedin", data=body, headers=headers)
+            assert response.status == 200, await response.text()
+            if action == "CREATED":
+                deadline = time.monotonic() + 5
+                while not stand_in.calls and time.monotonic() < deadline:
+                    await client.get("/healthz")
+                assert stand_in.calls  # tried once and waiting to retry
+        stand_in.failures = 0  # Lead Sync is back: a fetch still queued would now publish
+        tried = len(stand_in.calls)
+        await asyncio.sleep(0.5)  # ten polls and backoffs
+        metrics = await (await client.get("/metrics")).text()
+    assert len(stand_in.calls) == tried
+    assert await queue.waiting() == 0 and await queue.failed() == []
+    assert 'leadpipe_capture_contact_fetches_total{outcome="dropped",platform="linkedin"} 1.0' in metrics
+    privacy = await consume_until(
+        broker.bootstrap_servers, settings.topic(TopicName.PRIVACY), lambda rs: len(rs) >= 1, within=5
+    )
+    assert [b'"erase"' in (r.value or b"") for r in privacy] == [True]
+    await redis.aclose()
+
+
 async def test_given_up_fetches_are_queued_again_by_the_command_and_then_fetched(
     settings: CaptureSettings, broker: EmbeddedBroker, stand_in: StandIn, redis_url: str
 ) -> None:
