@@ -238,7 +238,8 @@ class Enricher:
 
     async def erase(self, request: PrivacyRecord, privacy: EnrichPrivacy, partition: int) -> None:
         """Delete the lead's rows (each a changelog tombstone) and erase the anonymous leads merged or
-        merging into it (`merged_leads` counts both)."""
+        merging into it (`merged_leads` counts both) and, on the person's request, the known lead an
+        anonymous one became (`known_lead`)."""
         lead_id, now = request.lead_id, utcnow()
         state = self.load(lead_id)
         erased = {"leads_table": 0, "pending_table": 0, "activity_table": 0, "merged_leads": 0}
@@ -246,6 +247,13 @@ class Enricher:
             for merged in domain.erased_with(state):  # the same person's anonymous history elsewhere
                 await self.service.send(privacy.topic, merged, records.cascaded_erase(request, merged, now))
                 erased["merged_leads"] += 1
+            known = domain.became(state, request.requested_by)
+            if known is not None:
+                reason = "an erased anonymous lead was merged into it"
+                await self.service.send(
+                    privacy.topic, known, records.cascaded_erase(request, known, now, reason)
+                )
+                erased["known_lead"] = 1
             del self.leads[lead_id]
             erased["leads_table"] = 1
         if lead_id in self.pending:

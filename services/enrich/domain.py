@@ -343,8 +343,20 @@ def firmographics_resolved(state: LeadState | None, answer: FirmographicsResolve
     return Outcome(current, [record])
 
 
+# Erasures that do not speak for the person: the retention sweep erases a quiet anonymous lead while
+# the person it became is active, and a cascade came from that person already.
+_NOT_THE_PERSON = frozenset({"retention", "cascade"})
+
+
 def erased_with(state: LeadState) -> list[str]:
     """The anonymous leads an erasure of this lead erases too: those merged into it, and those asked
     to merge whose merge has not arrived (the erasure guard drops it when it does, so only this
     reaches them)."""
     return list(dict.fromkeys([*state.merged, *state.aliasing]))
+
+
+def became(state: LeadState, requested_by: str | None) -> str | None:
+    """The known lead an erased anonymous lead became, to erase as well when the person asked (a
+    LinkedIn DELETED names the form response's anonymous lead): its profile and history were
+    merged there, so erasing the anonymous lead alone would keep them."""
+    return None if requested_by in _NOT_THE_PERSON else state.alias_to

@@ -32,15 +32,18 @@ def erasure_completed(
     )
 
 
-def cascaded_erase(parent: PrivacyRecord, lead_id: str, now: datetime) -> PrivacyRecord:
-    """Erase a lead that belongs to an erased one (an anonymous visitor merged into it)."""
+def cascaded_erase(
+    parent: PrivacyRecord, lead_id: str, now: datetime, reason: str = "merged into an erased lead"
+) -> PrivacyRecord:
+    """Erase a lead that belongs to an erased one (an anonymous visitor merged into it, or the known
+    lead an erased visitor became)."""
     return PrivacyRecord(
         event_id="erase-" + _digest(parent.event_id, lead_id),
         occurred_at=now,
         lead_id=lead_id,
         kind=PrivacyRequestKind.ERASE,
         requested_by="cascade",
-        reason="merged into an erased lead",
+        reason=reason,
     )
 
 

@@ -226,3 +226,71 @@ async def test_leads_quiet_beyond_the_retention_period_are_erased(
     assert done.in_reply_to == requests[0].event_id
     assert done.erased["leads_table"] == 1 and done.erased["activity_table"] == 1
     assert rows(enrich, lead) == {}
+
+
+async def test_a_person_s_erasure_of_an_anonymous_lead_erases_the_known_lead_it_became(
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+) -> None:
+    """LinkedIn's DELETED names the form response's anonymous lead, whose answers were merged into
+    the e-mail lead: that one goes too. The retention sweep's erasure of a quiet anonymous lead
+    leaves the active person it became alone."""
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
+    started.append(enrich)
+    source, topic = (enrich.settings.topic(name) for name in (TopicName.INTERACTIONS, TopicName.PRIVACY))
+    leads: Any = enrich.app.tables["enrich-leads"]
+    people = {
+        "linkedin": ("deleted@example.org", "linkedin:urn-1"),
+        "retention": ("kept@example.org", "anon-2"),
+    }
+    ids = {
+        by: (lead_identity(email, None)[0], lead_identity(None, anon)[0])
+        for by, (email, anon) in people.items()
+    }
+    now = datetime.now(UTC)
+    for n, (email, anon) in enumerate(people.values()):
+        lead = interaction(event_id=f"ad-{n}", type="ad_lead", occurred_at=now, anonymous_id=anon)
+        contact = interaction(
+            event_id=f"contact-{n}",
+            type="identify",
+            occurred_at=now + timedelta(seconds=1),
+            anonymous_id=anon,
+            contact={"email": email, "first_name": "Lin"},
+        )
+        await produce(broker.bootstrap_servers, source, [lead, contact])
+    for known, anonymous in ids.values():
+        await eventually(lambda k=known, a=anonymous: a in (leads.get(k) or b"").decode())
+
+    requests = [
+        PrivacyRecord(
+            event_id=f"erase-{by}-{suffix}",
+            occurred_at=utcnow(),
+            lead_id=anonymous,
+            kind=PrivacyRequestKind.ERASE,
+            requested_by=by,
+        )
+        for by, (_, anonymous) in ids.items()
+    ]
+    await produce(broker.bootstrap_servers, topic, [(r.lead_id.encode(), encode(r)) for r in requests])
+
+    deleted, kept = ids["linkedin"], ids["retention"]
+
+    def completed(records: list[PrivacyRecord]) -> bool:
+        done = {r.lead_id for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED}
+        return done >= {*deleted, kept[1]}
+
+    records = await privacy_records(broker, enrich, completed)
+    answers = {r.in_reply_to: r for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED}
+    assert answers[requests[0].event_id].erased["known_lead"] == 1
+    assert "known_lead" not in answers[requests[1].event_id].erased
+    cascade = next(r for r in records if r.kind is PrivacyRequestKind.ERASE and r.lead_id == deleted[0])
+    assert (cascade.requested_by, cascade.reason) == (
+        "cascade",
+        "an erased anonymous lead was merged into it",
+    )
+    assert rows(enrich, deleted[0]) == {} and rows(enrich, deleted[1]) == {}
+    assert "kept@example.org" in leads.get(kept[0]).decode()
+    assert kept[0] not in {r.lead_id for r in records if r.kind is PrivacyRequestKind.ERASE}

@@ -334,6 +334,27 @@ def test_an_erasure_takes_the_anonymous_leads_merged_and_those_still_merging() -
     assert domain.erased_with(LeadState.new("e-2")) == []
 
 
+@pytest.mark.parametrize(
+    ("requested_by", "erased"),
+    [
+        ("linkedin", "e-1"),
+        ("data-subject", "e-1"),
+        ("admin", "e-1"),
+        (None, "e-1"),
+        ("retention", None),
+        ("cascade", None),
+    ],
+)
+def test_a_person_s_erasure_of_an_anonymous_lead_takes_the_known_lead_it_became(
+    requested_by: str | None, erased: str | None
+) -> None:
+    """Its profile and history live on in the known lead; the retention sweep and a cascade (which
+    came from that known lead) do not speak for the person."""
+    aliased = LeadState.new("a-1").model_copy(update={"alias_to": "e-1"})
+    assert domain.became(aliased, requested_by) == erased
+    assert domain.became(LeadState.new("a-2"), requested_by) is None
+
+
 # --- firmographics -------------------------------------------------------------------------------------
 
 
