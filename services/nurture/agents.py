@@ -175,6 +175,8 @@ class Nurture:
             m.suppressed.labels(suppression.value).inc()
         for name in out.skipped:
             m.skipped.labels(name).inc()
+        if out.resubscribed:
+            m.resubscribed.inc()
 
     async def announce_due(self) -> int:
         """Publish a tick for each lead due on a partition this worker owns; returns how many."""

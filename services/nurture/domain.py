@@ -101,6 +101,9 @@ class LeadState(BaseModel):
     )
     confirmation_sent_at: AwareDatetime | None = Field(None, description="The last confirmation mail.")
     unsubscribed: bool = False
+    unsubscribed_at: AwareDatetime | None = Field(
+        None, description="When the lead unsubscribed: only a consent given after it may lift it."
+    )
     bounced: bool = False
     erased: bool = False
     facts: list[str] = Field(default_factory=list, description="Engagement facts for conditions.")
@@ -125,6 +128,7 @@ class Outcome:
     suppressed: list[tuple[str, Suppression]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     duplicate: bool = False
+    resubscribed: bool = False  # an unsubscribed lead confirmed a consent given since
     stopped: bool = False  # the lead said no (or was erased): queued commands must not be delivered.
     # Whether or not an enrolment was still running: a sequence's last step ends its enrolment
     # when it is queued, so a no after it ends nothing, and the mail must still be withheld.
@@ -167,7 +171,7 @@ def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, n
     _absorb_profile(s, event.profile)
     kind = event.interaction.type
     if kind == InteractionType.UNSUBSCRIBE:
-        s.unsubscribed = True
+        s.unsubscribed, s.unsubscribed_at = True, event.occurred_at
         _stop(out, ExitReason.UNSUBSCRIBED, now)
         return out
     if kind == InteractionType.EMAIL_BOUNCE:
@@ -206,13 +210,15 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
     if out.duplicate:
         return out
     s = out.state
-    if record.kind == PrivacyRequestKind.CONSENT_GIVEN and not s.erased and s.consent_proof is None:
+    if record.kind == PrivacyRequestKind.CONSENT_GIVEN and _asks_for_mail(s, record):
         version = record.consent_text_version or "unversioned"
         s.consent_pending = PendingConsent(event_id=record.event_id, text_version=version)
         _ask_confirmation(out, rules, now)
     elif record.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not s.erased:
         s.consent_proof = record.event_id
         s.consent_pending = None
+        if s.unsubscribed and s.confirmation_sent_at is not None:
+            _resubscribe(out, rules, now)
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
         s.consent_proof = None
         _stop(out, ExitReason.CONSENT_WITHDRAWN, now)
@@ -406,14 +412,35 @@ def _stop(out: Outcome, reason: ExitReason, now: datetime) -> None:
 # --- double opt-in --------------------------------------------------------------------------------
 
 
+def _asks_for_mail(s: LeadState, record: PrivacyRecord) -> bool:
+    """Whether a consent given is one to confirm: none is confirmed yet, or the lead unsubscribed
+    before giving this one (a sign-up again after an unsubscribe, as HubSpot and Mailchimp take it:
+    mail resumes once the new consent is confirmed, `_resubscribe`)."""
+    if s.erased:
+        return False
+    if s.unsubscribed:
+        return s.unsubscribed_at is not None and record.occurred_at > s.unsubscribed_at
+    return s.consent_proof is None
+
+
+def _resubscribe(out: Outcome, rules: NurtureRules, now: datetime) -> None:
+    """A consent given after the unsubscribe is confirmed through the mail asking for it (`_stop`
+    cleared any earlier one's send time, so the link is from after the unsubscribe)."""
+    s = out.state
+    s.unsubscribed, s.unsubscribed_at = False, None
+    out.resubscribed = True
+    _enrol_matching(out, rules, now)
+
+
 def _ask_confirmation(out: Outcome, rules: NurtureRules, now: datetime) -> None:
     """Queue the confirmation mail for a pending consent once the address is known; once per
-    `resend_after`, as a form sent again would otherwise mail again."""
+    `resend_after`, as a form sent again would otherwise mail again. An unsubscribed lead's pending
+    consent came after the unsubscribe (`_asks_for_mail`), so it is asked too."""
     s = out.state
     pending = s.consent_pending
-    if pending is None or s.email is None or s.consent_proof is not None:
+    if pending is None or s.email is None or (s.consent_proof is not None and not s.unsubscribed):
         return
-    if s.erased or s.unsubscribed or s.bounced:
+    if s.erased or s.bounced:
         return
     s.consent_pending = None
     policy = rules.double_opt_in

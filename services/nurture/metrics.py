@@ -17,6 +17,7 @@ class NurtureMetrics:
     skipped: Counter
     duplicates: Counter
     send_failures: Counter
+    resubscribed: Counter
 
 
 def nurture_metrics(registry: CollectorRegistry) -> NurtureMetrics:
@@ -63,5 +64,10 @@ def nurture_metrics(registry: CollectorRegistry) -> NurtureMetrics:
         ),
         send_failures=Counter(
             "leadpipe_nurture_send_failures_total", "SMTP attempts that failed.", registry=registry
+        ),
+        resubscribed=Counter(
+            "leadpipe_nurture_resubscribed_total",
+            "Unsubscribed leads whose consent given since was confirmed: mail resumes.",
+            registry=registry,
         ),
     )

@@ -614,3 +614,42 @@ def test_a_consent_given_again_after_a_withdrawal_asks_again_at_once() -> None:
     assert sim.event(privacy(PrivacyRequestKind.CONSENT_WITHDRAWN)).stopped
     sim.now += timedelta(hours=1)
     assert len(confirmations(sim.event(consent_given()).commands)) == 1
+
+
+# --- signing up again after an unsubscribe --------------------------------------------------------
+
+
+def test_an_unsubscribed_lead_who_signs_up_again_and_confirms_gets_mail_again() -> None:
+    """As HubSpot and Mailchimp do: a consent given after the unsubscribe asks for confirmation, and
+    its confirmation lifts the unsubscribe."""
+    sim = Sim()
+    assert sim.event(interaction(InteractionType.UNSUBSCRIBE)).stopped
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    assert sim.state.enrolments == {}  # unsubscribed: not enrolled
+    sim.now += timedelta(hours=1)
+    again = consent_given().model_copy(update={"occurred_at": T0 + timedelta(hours=1)})
+    [mail] = confirmations(sim.event(again).commands)
+    assert mail.recipient == "jo@example.com"
+    assert sim.state.unsubscribed  # not until the person confirms
+    confirmed = sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    assert confirmed.resubscribed and confirmed.enrolled == ["welcome"]
+    assert not sim.state.unsubscribed and sim.state.unsubscribed_at is None
+    sent = sim.advance(timedelta(days=1), tick=timedelta(hours=1))
+    assert [c.template_id for c in sent] == ["welcome-1-hello"]
+    assert sent[0].consent_proof_ref == sim.state.consent_proof
+
+
+def test_an_old_link_clicked_after_the_unsubscribe_does_not_lift_it() -> None:
+    """The confirmation mail from before the unsubscribe is still valid for a week; clicking it is
+    no new sign-up, nor is a consent that predates the unsubscribe arriving late."""
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    assert len(confirmations(sim.event(consent_given()).commands)) == 1
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    sim.now += timedelta(hours=1)
+    sim.event(interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": sim.now}))
+    late = consent_given().model_copy(update={"occurred_at": sim.now - timedelta(minutes=5)})
+    assert sim.event(late).commands == []
+    out = sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    assert not out.resubscribed and sim.state.unsubscribed
+    assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
