@@ -15,6 +15,8 @@ from bench.case import BenchContext
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
+from services.runtime.stream_app import StreamService
+from tests.eventually import stopped
 
 # A run ends when pytest is done, even when a failed test left faust's consumer thread running.
 pytest_plugins = ["tests.exit_guard"]
@@ -54,6 +56,17 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[StreamService]]:
+    """The apps a test started (it appends them); all stopped at the end, newest first, each within
+    a minute. A stop here once held a CI run until pytest-timeout ended it; now the test fails and
+    names the tasks that held it (`tests.eventually.stopped`)."""
+    apps: list[StreamService] = []
+    yield apps
+    for app in reversed(apps):
+        await stopped(app)
 
 
 @pytest.fixture

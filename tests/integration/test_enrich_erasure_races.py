@@ -4,7 +4,6 @@ bring the lead back, and an erasure reaches the anonymous leads still on their w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,11 @@ from services.devstack.broker import EmbeddedBroker
 from services.enrich.agents import INBOX
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
-from tests.eventually import eventually, stopped
+from tests.eventually import eventually
 from tests.integration.test_privacy_enrich import interaction, privacy_records, rows, start_enrich
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[StreamService]]:
-    apps: list[StreamService] = []
-    yield apps
-    for app in apps:
-        await stopped(app)
 
 
 def dropped(enrich: StreamService) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -108,16 +108,6 @@ async def nurture_settings(
     )
     await ensure_pipeline_topics(built)
     return built
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[StreamService]]:
-    """Apps started by a test; all stopped at the end, each within a minute. A stop here once held a
-    CI run until pytest-timeout ended it; now the test fails and names the tasks that held it."""
-    apps: list[StreamService] = []
-    yield apps
-    for app in reversed(apps):
-        await stopped(app)
 
 
 async def start(apps: list[StreamService], service: StreamService) -> StreamService:

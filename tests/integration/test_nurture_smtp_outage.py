@@ -7,7 +7,6 @@ waiting after a minute), and the worker's enrolments and schedules waited with i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from services.nurture.mailer import create_mailer_app
 from services.nurture.settings import NurtureSettings
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
-from tests.eventually import eventually, stopped, within
+from tests.eventually import eventually, within
 from tests.integration.test_nurture_flow import Mailbox, metric, nurture_settings, send, start
 from tests.kafka import consume_until
 from tests.nurture_commands import command
@@ -36,14 +35,6 @@ pytestmark = pytest.mark.integration
 async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path) -> NurtureSettings:
     """Nurture with its mail going to a port nobody serves until a test starts the server there."""
     return await nurture_settings(broker, redis_url, suffix, tmp_path, smtp_port=free_port())
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[StreamService]]:
-    apps: list[StreamService] = []
-    yield apps
-    for app in reversed(apps):
-        await stopped(app, 30)
 
 
 async def test_a_second_worker_joins_while_the_mailer_waits_for_smtp(

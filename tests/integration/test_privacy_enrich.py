@@ -3,7 +3,7 @@ anonymous leads, export answers, and the retention sweep that requests erasure o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from services.privacy import exports
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from services.runtime.topics import ensure_pipeline_topics, ensure_topics
-from tests.eventually import eventually, stopped
+from tests.eventually import eventually
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -52,14 +52,6 @@ async def start_enrich(
     service = create_app(settings)
     await service.app.start()
     return service
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[StreamService]]:
-    apps: list[StreamService] = []
-    yield apps
-    for app in apps:
-        await stopped(app)
 
 
 def interaction(**fields: Any) -> tuple[bytes, bytes]:
