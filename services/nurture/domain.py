@@ -56,6 +56,7 @@ class Suppression(StrEnum):
     CAP = "cap"
     QUIET_HOURS = "quiet_hours"
     NO_ADDRESS = "no_address"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
 
 
 class Enrolment(BaseModel):
@@ -67,6 +68,9 @@ class Enrolment(BaseModel):
     due_at: AwareDatetime | None = Field(None, description="When the next step is due; None once ended.")
     ended_at: AwareDatetime | None = None
     exit_reason: ExitReason | None = None
+    held_since: AwareDatetime | None = Field(
+        None, description="Its step waits for a consent's confirmation since; sent once it comes."
+    )
 
     @property
     def active(self) -> bool:
@@ -219,6 +223,7 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
         s.consent_pending = None
         if s.unsubscribed and s.confirmation_sent_at is not None:
             _resubscribe(out, rules, now)
+        _release_held(out, now)
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
         s.consent_proof = None
         _stop(out, ExitReason.CONSENT_WITHDRAWN, now)
@@ -275,6 +280,12 @@ def _run_step(out: Outcome, name: str, sequence: Sequence, rules: NurtureRules, 
         out.skipped.append(name)
         _advance(out, name, sequence, now)
         return
+    held_until = _confirmation_awaited_until(s, rules)
+    if held_until is not None and now < held_until:
+        out.suppressed.append((name, Suppression.AWAITING_CONFIRMATION))
+        enrolment.held_since = enrolment.held_since or now
+        enrolment.due_at = held_until
+        return
     if s.consent_proof is None or s.email is None:
         reason = Suppression.NO_CONSENT if s.consent_proof is None else Suppression.NO_ADDRESS
         out.suppressed.append((name, reason))
@@ -309,8 +320,25 @@ def _run_step(out: Outcome, name: str, sequence: Sequence, rules: NurtureRules, 
     _advance(out, name, sequence, now)
 
 
+def _confirmation_awaited_until(s: LeadState, rules: NurtureRules) -> datetime | None:
+    """Until when a step waits for the person to confirm the consent just asked for: while the
+    mailed link works (`resend_after`). A welcome mail due five minutes after sign-up would
+    otherwise be skipped for everyone who confirms later than that."""
+    if s.consent_proof is not None or s.confirmation_sent_at is None:
+        return None
+    return s.confirmation_sent_at + rules.double_opt_in.resend_after
+
+
+def _release_held(out: Outcome, now: datetime) -> None:
+    """The consent is confirmed: the steps held for it are due now."""
+    for enrolment in out.state.enrolments.values():
+        if enrolment.active and enrolment.held_since is not None:
+            enrolment.due_at, enrolment.held_since = now, None
+
+
 def _advance(out: Outcome, name: str, sequence: Sequence, now: datetime) -> None:
     enrolment = out.state.enrolments[name]
+    enrolment.held_since = None
     enrolment.next_step += 1
     if enrolment.next_step >= len(sequence.steps):
         _end(out, name, ExitReason.FINISHED, now)

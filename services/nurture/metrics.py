@@ -45,8 +45,9 @@ def nurture_metrics(registry: CollectorRegistry) -> NurtureMetrics:
         ),
         suppressed=Counter(
             "leadpipe_nurture_suppressed_total",
-            "Steps not sent (no_consent, cap, quiet_hours, no_address), deliveries withheld (stopped) or "
-            "refused for good by the SMTP server (refused: dead-lettered, reason smtp_refused).",
+            "Steps not sent (no_consent, cap, quiet_hours, no_address), held for a consent's confirmation "
+            "(awaiting_confirmation), deliveries withheld (stopped) or refused for good by the SMTP server "
+            "(refused: dead-lettered, reason smtp_refused).",
             ["reason"],
             registry=registry,
         ),

@@ -193,9 +193,22 @@ async def test_welcome_series_consent_exit_on_hot(
     # no marketing mail without confirmed consent: only the request to confirm it
     assert [m["X-Leadpipe-Template"] for _, m in box.to("unconfirmed@example.com")] == ["consent-confirm"]
     assert metric(service, "leadpipe_nurture_exits_total", {"sequence": "welcome", "reason": "stage"}) == 1
-    assert metric(service, "leadpipe_nurture_suppressed_total", {"reason": "no_consent"}) == 3
+    # its first step waits for the confirmation instead of being skipped
+    assert metric(service, "leadpipe_nurture_suppressed_total", {"reason": "awaiting_confirmation"}) == 1
+    assert metric(service, "leadpipe_nurture_suppressed_total", {"reason": "no_consent"}) == 0
     assert metric(service, "leadpipe_nurture_enrolments_total", {"sequence": "welcome"}) == 3
     assert metric(service, "leadpipe_nurture_messages_sent_total", {"sequence": "welcome"}) == 4
+    await send(
+        settings,
+        TopicName.PRIVACY,
+        "unconfirmed",
+        privacy("unconfirmed", PrivacyRequestKind.CONSENT_CONFIRMED),
+    )
+    await box.wait_for(lambda: len(box.to("unconfirmed@example.com")) >= 2)
+    assert [m["X-Leadpipe-Template"] for _, m in box.to("unconfirmed@example.com")][:2] == [
+        "consent-confirm",
+        "welcome-1",
+    ]
 
 
 async def test_withdrawal_stops_a_step_already_due(

@@ -653,3 +653,38 @@ def test_an_old_link_clicked_after_the_unsubscribe_does_not_lift_it() -> None:
     out = sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
     assert not out.resubscribed and sim.state.unsubscribed
     assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+
+
+# --- steps wait for the confirmation ---------------------------------------------------------------
+
+
+def test_a_step_due_before_the_person_confirms_goes_once_they_do() -> None:
+    sim = Sim()
+    sim.event(consent_given())
+    assert len(confirmations(sim.event(stage(LifecycleStage.IQL, Temperature.COLD)).commands)) == 1
+    assert sim.advance(timedelta(hours=1)) == []  # welcome's first step was due after 5 minutes
+    assert sim.suppressed() == [Suppression.AWAITING_CONFIRMATION]
+    assert sim.state.enrolments["welcome"].held_since == T0 + timedelta(minutes=5)
+    confirmed = sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    assert confirmed.state.next_due == sim.now
+    [hello] = sim.advance(timedelta(minutes=1))
+    assert (hello.template_id, hello.occurred_at) == ("welcome-1-hello", T0 + timedelta(hours=1))
+    assert hello.consent_proof_ref == sim.state.consent_proof
+    assert sim.state.enrolments["welcome"].held_since is None
+
+
+def test_a_step_waits_no_longer_than_the_confirmation_link_works() -> None:
+    sim = Sim()
+    sim.event(consent_given())
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    wait = RULES.double_opt_in.resend_after
+    assert sim.advance(wait - timedelta(minutes=1)) == []
+    assert Suppression.NO_CONSENT not in sim.suppressed()
+    assert sim.advance(timedelta(minutes=2)) == []
+    assert Suppression.NO_CONSENT in sim.suppressed()  # skipped, as for any lead without consent
+    assert sim.state.enrolments["welcome"].next_step >= 1
+    assert sim.state.enrolments["welcome"].held_since is None
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))  # too late for that step
+    assert all(
+        c.template_id != "welcome-1-hello" for c in sim.advance(timedelta(days=30), tick=timedelta(hours=6))
+    )
