@@ -14,6 +14,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT = web.RequestKey("client", str)
 
 
+def client_of(api_key: str) -> str:
+    """The API client a key stands for, as rate limits and idempotency keys name it: part of the
+    key's hash, never the key."""
+    return hash_api_key(api_key)[7:23]
+
+
 def api_key_middleware(
     known_hashes: frozenset[str],
     protected_prefix: str = "/v1/",
@@ -30,7 +36,7 @@ def api_key_middleware(
             return problem(401, "missing_api_key", "send your API key in the X-API-Key header")
         if not key_is_valid(presented, known_hashes):
             return problem(403, "invalid_api_key", "the API key is not valid")
-        request[CLIENT] = hash_api_key(presented)[7:23]
+        request[CLIENT] = client_of(presented)
         return await handler(request)
 
     return middleware

@@ -14,6 +14,7 @@ from schemas import Interaction, PrivacyRecord, TopicName
 from schemas.base import utcnow
 from services.capture import consent
 from services.capture.app import create_app
+from services.capture.auth import client_of
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.runtime.consent_tokens import make_token
@@ -142,7 +143,7 @@ async def test_a_resubmitted_form_is_one_lead_for_seconds_not_for_the_dedupe_win
             "/v1/events", json={**event, "anonymous_id": "a-1"}, headers={"X-API-Key": "k"}
         )
         assert sent.status == 202
-        event_key = f"leadpipe:capture{settings.topic_suffix}:seen:event:ev-1"
+        event_key = f"leadpipe:capture{settings.topic_suffix}:seen:event:{client_of('k')}:ev-1"
         assert await redis.ttl(event_key) > settings.dedupe_window_seconds - 60
         await asyncio.sleep(1.5)
         next_day = await client.post("/v1/forms/contact-us", json=form)

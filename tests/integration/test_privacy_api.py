@@ -21,6 +21,7 @@ from schemas.base import utcnow
 from schemas.privacy import PrivacyRequestKind
 from services.capture import consent
 from services.capture.app import create_app
+from services.capture.auth import client_of
 from services.capture.domain import lead_identity
 from services.capture.privacy_api import PrivacyDesk
 from services.capture.publisher import KafkaPublisher
@@ -130,7 +131,8 @@ async def test_erasure_pseudonymises_consent_proof_and_scrubs_idempotency(
     before = await eventually(proof)
     assert before.lead_id == lead_id
     assert [e.kind.value for e in before.events] == ["consent_given", "consent_confirmed"]
-    seen_key = f"leadpipe:capture{settings.topic_suffix}:seen:event:ev-consenting"
+    sender = f"event:{client_of('client-key')}:ev-consenting"  # an event id is its client's
+    seen_key = f"leadpipe:capture{settings.topic_suffix}:seen:{sender}"
     assert lead_id.encode() in (await redis.get(seen_key) or b"")
 
     answer = await client.post("/v1/privacy/erase", json={"email": " Erase.Me@Example.com "}, headers=ADMIN)
@@ -197,7 +199,8 @@ async def test_export_reports_capture_data_and_the_services_that_did_not_answer(
     body = await answer.json()
     assert (body["lead_id"], body["complete"], body["missing"]) == (lead_id, False, ["enrich"])
     own = body["services"]["capture"]
-    assert sorted(own["idempotency_sender_ids"]) == ["consent:event:ev-export", "event:ev-export"]
+    sender = f"event:{client_of('client-key')}:ev-export"
+    assert sorted(own["idempotency_sender_ids"]) == [f"consent:{sender}", sender]
     assert own["consent_proof"]["lead_id"] == lead_id
     requests = [r for r in await privacy_records(broker, settings) if r.kind.value == "export"]
     assert [r.lead_id for r in requests] == [lead_id] and requests[0].answer_by is not None
