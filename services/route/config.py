@@ -102,6 +102,26 @@ class Absence(_Model):
     start: AwareDatetime
     end: AwareDatetime
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_start_and_an_end(cls, data: Any) -> Any:
+        """A bare entry (`[20261224]`, YAML's number for an unquoted date without dashes) says which."""
+        if isinstance(data, bool | int | float):
+            raise ValueError(f"{data!r} is not an absence; write {{start: YYYY-MM-DD, end: YYYY-MM-DD}}")
+        return data
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: Any) -> Any:
+        """pydantic reads a number as Unix time: an unquoted 20261224 would be a day in August 1970."""
+        if isinstance(value, bool | int | float):
+            kind = "a yes/no value" if isinstance(value, bool) else "a number"
+            raise ValueError(
+                f"{value!r} is {kind}, not a date; write a date (YYYY-MM-DD) or an ISO time "
+                "(YYYY-MM-DDTHH:MM, with a UTC offset or in the rep's timezone)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _end_after_start(self) -> Absence:
         if self.end <= self.start:

@@ -207,3 +207,28 @@ def test_an_absence_in_the_fallback_team_does_not_break_routing() -> None:
             for group in domain.groups(decision, cfg, {}, now)
         }
         assert ("sdr-emea" in picked.get("inbound-sdr", [])) is (now.month == 11)
+
+
+@pytest.mark.parametrize(
+    ("absence", "key", "problem"),
+    [
+        ("{start: 20261224, end: 20261231}", "out_of_office.0.start", "20261224 is a number, not a date"),
+        ("{start: 2026-12-24, end: 20261231}", "out_of_office.0.end", "20261231 is a number, not a date"),
+        ("{start: 1798070400, end: 2027-01-02}", "out_of_office.0.start", "1798070400 is a number"),
+        ("{start: 2026-12-24, end: 1798070400.5}", "out_of_office.0.end", "1798070400.5 is a number"),
+        ("{start: yes, end: 2027-01-02}", "out_of_office.0.start", "True is a yes/no value, not a date"),
+        ("20261224", "out_of_office.0", "20261224 is not an absence; write {start: YYYY-MM-DD"),
+    ],
+)
+def test_an_absence_written_as_a_number_is_refused_not_read_as_unix_time(
+    tmp_path: Path, absence: str, key: str, problem: str
+) -> None:
+    """YAML reads an unquoted 20261224 as a number, which pydantic took for Unix time: a leave in
+    August 1970 that never applies, and the rep got leads over Christmas."""
+    path = _absence_file(tmp_path, absence)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: teams.0.reps.0.{key}: ") and problem in text
+    if key.endswith(("start", "end")):
+        assert "write a date (YYYY-MM-DD) or an ISO time" in text
