@@ -153,13 +153,22 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
 
     @service.app.timer(settings.sla_check_interval)  # type: ignore[untyped-decorator]
     async def check_sla_deadlines() -> None:
-        """Every worker checks; the claim script hands each due deadline to exactly one of them."""
+        """Every worker checks; the claim script hands each due deadline to exactly one of them.
+
+        Nothing but cancellation may escape: faust ends a timer at its first exception and crashes the
+        whole worker with it (mode's `Service._execute_task` calls `crash`). A failed tick is logged
+        and counted; the next one runs as usual, and a lead whose breach failed comes due again after
+        its claim's lease (`Router.on_due`)."""
         try:
             outcome = await router.on_due(utcnow(), settings.sla_claim_seconds)
             await publish(outcome)
             await update_open_leads(router, metrics)
         except (RedisError, OSError) as exc:
+            metrics.sla_check_failures.labels("redis").inc()
             log.warning("SLA check skipped: Redis unavailable (%s)", exc)
+        except Exception:
+            metrics.sla_check_failures.labels("error").inc()
+            log.exception("SLA check failed; the next tick checks again")
 
 
 async def update_open_leads(router: Router, metrics: RouteMetrics) -> None:

@@ -22,6 +22,7 @@ from services.runtime.campaigns import CampaignsConfig, load_campaigns
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
 NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed", "refused")
 CRM_OUTCOMES = ("queued", "delivered", "retried", "dead_lettered")
+SLA_CHECK_FAILURES = ("redis", "error")
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
@@ -35,6 +36,7 @@ class RouteMetrics:
     reassignments: Counter
     open_leads: Gauge
     open_slas: Gauge
+    sla_check_failures: Counter
     notices: Counter
     notice_failures: Counter
     crm_deliveries: Counter
@@ -68,6 +70,8 @@ class RouteMetrics:
         counter's first appearance, so a first breach would otherwise read as no breach."""
         for outcome in NOTICE_OUTCOMES:
             self.notices.labels(outcome)
+        for kind in SLA_CHECK_FAILURES:
+            self.sla_check_failures.labels(kind)
         for team in crm_teams:
             self.crm_waiting.labels(team)
             for outcome in CRM_OUTCOMES:
@@ -119,6 +123,13 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         open_slas=Gauge(
             "leadpipe_route_sla_open",
             "Running SLA clocks: handed-off leads not yet contacted.",
+            registry=registry,
+        ),
+        sla_check_failures=Counter(
+            "leadpipe_route_sla_check_failures_total",
+            "SLA timer ticks that failed: redis (Redis unavailable) or error (anything else, logged with "
+            "its traceback); the next tick checks again.",
+            ["kind"],
             registry=registry,
         ),
         notices=Counter(
