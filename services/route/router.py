@@ -165,8 +165,10 @@ class Router:
         """Breach every claimed deadline: tell people, reassign or keep, and re-arm the clock.
 
         A lead that fails is logged and keeps its claim, so its deadline comes due again after the
-        lease; the others' breaches, some already moved in Redis, are still returned to publish. When
-        Redis stops answering, the leads not yet handled wait for the lease the same way."""
+        lease, even when the breach script had moved it already: the clock is re-armed only with the
+        new state (`RedisStore.save_breach`), and the script answers a repeat of its own move, so the
+        retry stores and publishes it. The others' breaches are still returned to publish. When Redis
+        stops answering, the leads not yet handled wait for the lease the same way."""
         outcome = Outcome()
         for lead_id in await self.store.claim_due(now, lease_seconds):
             try:
@@ -206,13 +208,16 @@ class Router:
             return []
         events: list[Output] = list(domain.breach_events(state, plan, now))
         if result.outcome == "kept":
-            if not await self.store.save_state(replace(state, breach_count=plan.breach_count)):
+            if not await self.store.save_breach(replace(state, breach_count=plan.breach_count), None):
                 return []  # erased since the breach script ran: nothing about the lead goes out
             return events
         queue = result.team or team.name
-        due = dues.get(queue, queued)
+        # A retry of a move made before (the script answers it again) may name a team no group has now.
+        due = (
+            dues[queue] if queue in dues else domain.due_at(now, tier, domain.team_named(self.config, queue))
+        )
         new_state = domain.reassigned(state, plan, result.pick, queue=queue, hid=hid, now=now, due=due)
-        if not await self.store.save_state(new_state):
+        if not await self.store.save_breach(new_state, due):
             return []  # erased since the breach script ran: its reassignment is not published
         events.append(new_state.handoff)
         events.append(

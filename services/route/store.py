@@ -8,7 +8,8 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
   load              hash  rep -> open leads
   vft:<team>        hash  rep -> virtual finish time
   clock:<team>      str   the team's virtual clock
-  lead:<lead_id>    hash  rep, team, handoff_id, published, state (JSON of the open hand-off)
+  lead:<lead_id>    hash  rep, team, handoff_id, published, state (JSON of the open hand-off), and
+                        breach_of while a breach's move waits for its state (see _BREACH)
   seen:<handoff_id> str   a hand-off id already made (replays are dropped)
   sla               zset  lead_id -> deadline in epoch ms (durable timers): the deadline of the
                         candidate group the rep came from, else of the primary team's queue
@@ -93,23 +94,45 @@ return {'assigned', team, rep}
 )
 
 # ARGV: prefix, lead_id, expected handoff_id, new handoff_id, reassign (1/0), primary team, its queue's
-# due_ms, groups (with due_ms)...
+# due_ms, groups (with due_ms)... The script moves the lead but leaves its clock as the claim left it
+# (due again after the lease); _SAVE_BREACH stores the new state and re-arms or stops the clock. A
+# breach that failed in between comes due again, and the script, finding its own move (`breach_of`:
+# the hand-off it moved the lead from), answers it again instead of 'stale', so the retry stores and
+# publishes the same reassignment (its ids are deterministic: consumers drop the repeat).
 _BREACH = (
     _PICK
     + """
 local prefix, lead, expected, hid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lead_key = prefix .. 'lead:' .. lead
-if redis.call('HGET', lead_key, 'handoff_id') ~= expected then return {'stale'} end
-if redis.call('ZREM', prefix .. 'sla', lead) == 0 then return {'stale'} end
+local held = redis.call('HMGET', lead_key, 'handoff_id', 'breach_of', 'team', 'rep')
+if not redis.call('ZSCORE', prefix .. 'sla', lead) then return {'stale'} end
+if held[1] == hid and held[2] == expected then return {'assigned', held[3], held[4]} end
+if held[1] ~= expected then return {'stale'} end
 if ARGV[5] ~= '1' then return {'kept'} end
-release(prefix, redis.call('HGET', lead_key, 'rep'))
+release(prefix, held[4])
 local team, rep, due = pick(prefix, ARGV, 8)
 if team == nil then team, rep, due = ARGV[6], '', ARGV[7] end
 redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
-redis.call('ZADD', prefix .. 'sla', tonumber(due), lead)
+redis.call('HSET', lead_key, 'breach_of', expected)
 return {'assigned', team, rep}
 """
 )
+
+# ARGV: prefix, lead_id, handoff_id, state JSON, the new deadline's ms ('' stops the clock). Only while
+# the lead still holds that hand-off (as _SAVE_STATES); the clock is re-armed only while it runs, so a
+# contact that stopped it since the breach script ran is not undone. 1 when stored, else 0.
+_SAVE_BREACH = """
+local lead_key = ARGV[1] .. 'lead:' .. ARGV[2]
+if redis.call('HGET', lead_key, 'handoff_id') ~= ARGV[3] then return 0 end
+redis.call('HSET', lead_key, 'state', ARGV[4])
+redis.call('HDEL', lead_key, 'breach_of')
+if ARGV[5] == '' then
+  redis.call('ZREM', ARGV[1] .. 'sla', ARGV[2])
+else
+  redis.call('ZADD', ARGV[1] .. 'sla', 'XX', tonumber(ARGV[5]), ARGV[2])
+end
+return 1
+"""
 
 # ARGV: prefix, lead_id, handoff_id
 _MARK_PUBLISHED = """
@@ -200,6 +223,16 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _state_json(state: LeadState) -> str:
+    data = {
+        "handoff": state.handoff.model_dump(mode="json"),
+        "breach_count": state.breach_count,
+        "contacted": state.contacted,
+        "previous_reps": list(state.previous_reps),
+    }
+    return json.dumps(data)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -273,6 +306,7 @@ class RedisStore:
         self._erase = redis.register_script(_ERASE)
         self._mark_published = redis.register_script(_MARK_PUBLISHED)
         self._save_states = redis.register_script(_SAVE_STATES)
+        self._save_breach = redis.register_script(_SAVE_BREACH)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -354,15 +388,18 @@ class RedisStore:
             return []
         args: list[str] = [self.prefix]
         for state in states:
-            data = {
-                "handoff": state.handoff.model_dump(mode="json"),
-                "breach_count": state.breach_count,
-                "contacted": state.contacted,
-                "previous_reps": list(state.previous_reps),
-            }
-            args += [state.handoff.lead_id, state.handoff.handoff_id, json.dumps(data)]
+            args += [state.handoff.lead_id, state.handoff.handoff_id, _state_json(state)]
         saved = cast(list[Any], await self._save_states(keys=[], args=args))
         return [int(flag) == 1 for flag in saved]
+
+    async def save_breach(self, state: LeadState, due: datetime | None) -> bool:
+        """Store a breach's new state and re-arm its clock at `due` (None: stop it) in one step, after
+        the breach script moved the lead; until then a retry of the breach finds the move and redoes
+        this. False when the lead no longer holds the state's hand-off (erased since)."""
+        handoff = state.handoff
+        deadline = "" if due is None else str(_ms(due))
+        args = [self.prefix, handoff.lead_id, handoff.handoff_id, _state_json(state), deadline]
+        return int(await self._save_breach(keys=[], args=args)) == 1
 
     async def state(self, lead_id: str) -> LeadState | None:
         raw = await self.redis.hget(self._key("lead", lead_id), "state")

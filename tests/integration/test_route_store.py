@@ -238,6 +238,11 @@ async def test_claims_lease_deadlines_and_breach_checks_the_clock(store: RedisSt
     )
     assert moved.outcome == "assigned" and moved.pick == domain.Pick("a", "y")
     assert await store.loads() == {"x": 0, "y": 2}  # lead-1 moved from x to y, lead-2 was already on y
+    # Until its state is stored, a repeat of the same breach (a retry after a failure) gets the same
+    # answer, and moves nobody again.
+    again = await store.breach("lead-1", "h1", "h1b", reassign=True, team="a", groups=group, due=NOW)
+    assert again.outcome == "assigned" and again.pick == domain.Pick("a", "y")
+    assert await store.loads() == {"x": 0, "y": 2}
     # The contact stops the clock; a racing breach then sees it stopped.
     assert await store.stop_clock("lead-1")
     assert (
@@ -245,7 +250,8 @@ async def test_claims_lease_deadlines_and_breach_checks_the_clock(store: RedisSt
     ).outcome == ("stale")
     kept = await store.breach("lead-2", "h2", "h2b", reassign=False, team="a", groups=group, due=NOW)
     assert kept.outcome == "kept"
-    assert await store.claim_due(NOW + timedelta(hours=1), lease_seconds=30) == []
+    # The clock stops with the breach's state (`save_breach`), so a failure before that retries it.
+    assert await store.claim_due(NOW + timedelta(hours=1), lease_seconds=30) == ["lead-2"]
 
 
 async def test_rep_status_round_trip(store: RedisStore) -> None:
