@@ -52,7 +52,8 @@ class RouteService(StreamService):
         )
         self.health.add("redis", self.store.ping)
         self.notifier = self._notifier(settings) if settings.notify_enabled else None
-        self.crm = self._crm(settings) if crm_teams else None
+        # Made without any webhook too: it gives up what an earlier config queued (CrmDelivery.run).
+        self.crm: CrmDelivery = self._crm(settings)
 
     def _notifier(self, settings: RouteSettings) -> SlaNotifier:
         claims = SendClaims(
@@ -106,10 +107,9 @@ def create_app(settings: RouteSettings) -> RouteService:
 
         service.app.task(notices)
     crm = service.crm
-    if crm is not None:
 
-        async def crm_deliveries() -> None:  # a faust app task: cancelled when the worker stops
-            await crm.run(service.side_lags)
+    async def crm_deliveries() -> None:  # a faust app task: cancelled when the worker stops
+        await crm.run(service.side_lags)
 
-        service.app.task(crm_deliveries)
+    service.app.task(crm_deliveries)
     return service

@@ -9,7 +9,8 @@ doubling back-off (longer when the CRM answers with Retry-After); an answer that
 change (a 4xx but 408, 425 and 429, a redirect) or the last failed try dead-letters it on leads.dlq
 with the reason, and `leadpipe requeue-crm` queues it again once the CRM's side is mended. Each post
 carries the hand-off id as `Idempotency-Key`: a post whose answer was lost is sent again, and the
-receiver drops the repeat.
+receiver drops the repeat. Deliveries still queued for a team whose webhook is no longer configured
+are dead-lettered the same way when route starts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import aiohttp
 from aiokafka import ConsumerRecord
 from redis.exceptions import RedisError
 
-from schemas.base import new_event_id, utcnow
+from schemas.base import utcnow
 from schemas.dead_letter import DeadLetter
 from schemas.handoff import Handoff
 from schemas.topics import TopicName
@@ -45,7 +46,7 @@ from services.route.crm_queue import CrmQueue
 from services.route.metrics import RouteMetrics
 from services.route.settings import RouteSettings
 from services.runtime.cancellation import honour_cancel
-from services.runtime.codec import origin_of
+from services.runtime.codec import dead_letter, origin_of
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.side_consumer import consume_forever
 
@@ -79,8 +80,8 @@ class CrmDelivery:
         self.settings, self.queue = settings, queue
         self.decode, self.dead_letter, self.metrics = decode, dead_letter, metrics
         self.secrets = secrets  # by team (crm.team_secrets)
-        # The teams with a webhook, each with a loop. A team's webhook removed from the config
-        # leaves its waiting deliveries in its queue, posted should it come back.
+        # The teams with a webhook, each with a loop. The deliveries still queued for a team whose
+        # webhook was removed from the config are given up at start (`give_up_unconfigured`).
         self.urls = {team.name: team.crm_webhook_url for team in config.teams if team.crm_webhook_url}
         self._wake = {team: asyncio.Event() for team in self.urls}
 
@@ -119,13 +120,52 @@ class CrmDelivery:
     async def run(self, lags: dict[tuple[str, int], int]) -> None:
         """Queue and deliver until cancelled, reporting leads.handoffs' lag into `lags`."""
         s = self.settings
+        if not self.urls:  # no webhook (left): only what earlier configs queued to give up
+            await self.give_up_unconfigured_logged()
+            return
         group = f"leadpipe-route{s.topic_suffix}-crm"
         timeout = aiohttp.ClientTimeout(total=s.crm_timeout_seconds)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await asyncio.gather(
+                self.give_up_unconfigured_logged(),
                 consume_forever(s, s.topic(TopicName.HANDOFFS), group, self.handle, lags=lags),
                 *(self.deliver_forever(http, team) for team in self.urls),
             )
+
+    async def give_up_unconfigured_logged(self) -> None:
+        """`give_up_unconfigured`, waiting for Redis; any other failure is logged, not raised, so the
+        other teams' deliveries go on (what is left stays queued, for the next start)."""
+        try:
+            await until_redis_answers(self.give_up_unconfigured, "give up unconfigured CRM deliveries")
+        except Exception:
+            log.exception("CRM deliveries of teams without a webhook not given up; tried at the next start")
+
+    async def give_up_unconfigured(self) -> int:
+        """Deliveries queued for a team whose webhook is no longer in the config (removed, or the team
+        renamed or gone) would wait forever, as no loop claims them: each is dead-lettered with the
+        reason and moved to the failed set, as a refused one is, so `leadpipe requeue-crm` queues it
+        again once the webhook is back. Returns how many."""
+        given_up = 0
+        for team in sorted(await self.queue.queued_teams() - set(self.urls)):
+            count = 0
+            while jobs := await self.queue.waiting_jobs(team, 100):
+                for job in jobs:
+                    failed = job.failed(f"the CRM webhook of team {team} is no longer configured")
+                    await self.dead_letter(self.unconfigured_letter(failed))  # before the queue lets go
+                    await self.queue.give_up(failed, time.time())
+                    self.metrics.crm_deliveries.labels(team, "dead_lettered").inc()
+                    count += 1
+            log.error(
+                "%d CRM deliver%s of team %s given up: its webhook is no longer configured in %s; "
+                "`leadpipe requeue-crm --team %s` queues them again once it is",
+                count,
+                "y" if count == 1 else "ies",
+                team,
+                self.settings.rules_file,
+                team,
+            )
+            given_up += count
+        return given_up
 
     async def deliver_forever(self, http: aiohttp.ClientSession, team: str) -> None:
         """The team's deliveries, each posted as soon as it is due and one of the team's
@@ -225,17 +265,19 @@ class CrmDelivery:
 
     def letter(self, job: CrmJob, url: str, answer: Answer) -> DeadLetter:
         refused = answer.verdict is Verdict.REFUSED
-        return DeadLetter(
-            event_id=new_event_id(),
-            occurred_at=utcnow(),
-            lead_id=job.lead_id,
-            service="route",
-            origin=job.origin,
-            reason="crm_webhook_refused" if refused else "crm_webhook_failed",
-            detail=f"POST {url} (team {job.team}) {'refused' if refused else 'failed'} after "
-            f"{job.attempts} tries: {answer.error}; `leadpipe requeue-crm` posts it again",
-            payload=job.body,
+        detail = (
+            f"POST {url} (team {job.team}) {'refused' if refused else 'failed'} after "
+            f"{job.attempts} tries: {answer.error}; `leadpipe requeue-crm` posts it again"
         )
+        reason = "crm_webhook_refused" if refused else "crm_webhook_failed"
+        return dead_letter("route", job.origin, job.body.encode(), reason, detail)
+
+    def unconfigured_letter(self, job: CrmJob) -> DeadLetter:
+        detail = (
+            f"the CRM webhook of team {job.team} is no longer configured (no crm_webhook_url in "
+            f"{self.settings.rules_file}); `leadpipe requeue-crm --team {job.team}` posts it again once it is"
+        )
+        return dead_letter("route", job.origin, job.body.encode(), "crm_webhook_unconfigured", detail)
 
 
 async def post_handoff(

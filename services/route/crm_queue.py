@@ -61,6 +61,18 @@ end
 return {redis.call('ZCARD', KEYS[1]), jobs}
 """
 
+# KEYS: the team's due set. ARGV: limit, the jobs keys' prefix. The first `limit` members, due or
+# not (leased, waiting for a retry), without claiming them; a member whose job is gone leaves the set.
+_WAITING = """
+local jobs = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)) do
+  local hid, lead = string.match(member, '^([^:]*):(.*)$')
+  local job = redis.call('HGET', ARGV[2] .. lead, hid)
+  if job then table.insert(jobs, job) else redis.call('ZREM', KEYS[1], member) end
+end
+return jobs
+"""
+
 # KEYS: the lead's jobs, due set, done marker. ARGV: hand-off id, member, done TTL.
 _DONE = """
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -150,6 +162,15 @@ class Claimed:
     waiting: int
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def member(job: CrmJob) -> str:
     """A job's entry in the due and failed sets; hand-off ids are hex, so the first `:` splits."""
     return f"{job.handoff_id}:{job.lead_id}"
@@ -167,6 +188,7 @@ class CrmQueue:
         self._give_up = redis.register_script(_GIVE_UP)
         self._requeue = redis.register_script(_REQUEUE)
         self._claim = redis.register_script(_CLAIM)
+        self._waiting = redis.register_script(_WAITING)
 
     async def add(self, job: CrmJob, now: float | None = None) -> bool:
         """Queue `job`, due at once; False when it is queued, delivered or given up already."""
@@ -219,6 +241,19 @@ class CrmQueue:
             now - self._keep_failed,
         ]
         await self._give_up(keys=keys, args=args)
+
+    async def queued_teams(self) -> set[str]:
+        """The teams with deliveries in a due set, configured or not (a SCAN: for start-up, not a loop)."""
+        pattern = _glob_escape(self.keys.due_prefix) + "*"
+        start = len(self.keys.due_prefix)
+        return {_text(key)[start:] async for key in self._redis.scan_iter(match=pattern, count=1000)}
+
+    async def waiting_jobs(self, team: str, limit: int) -> list[CrmJob]:
+        """Up to `limit` of the team's queued jobs, due or not, unclaimed (`give_up` takes them out)."""
+        stored = cast(
+            list[Any], await self._waiting(keys=[self.keys.due(team)], args=[limit, self.keys.jobs_prefix])
+        )
+        return [CrmJob.model_validate_json(raw) for raw in stored]
 
     async def waiting(self, team: str) -> int:
         return int(await self._redis.zcard(self.keys.due(team)))
