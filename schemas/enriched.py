@@ -64,6 +64,14 @@ class AliasRequest(LeadEvent):
     record_type: Literal["alias_request"] = "alias_request"
 
 
+class AliasRefused(LeadEvent):
+    """Keyed by the known lead: the anonymous lead `from_lead_id` it asked to merge had become another
+    known lead first (a shared browser), so no merge will come."""
+
+    from_lead_id: str
+    record_type: Literal["alias_refused"] = "alias_refused"
+
+
 class ProfileMerge(LeadEvent):
     """Keyed by the known lead: the anonymous lead's profile and history to merge in."""
 

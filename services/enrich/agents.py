@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from schemas.base import new_event_id, utcnow
 from schemas.enriched import (
+    AliasRefused,
     AliasRequest,
     EnrichedInteraction,
     FirmographicsResolved,
@@ -56,7 +57,7 @@ from services.runtime.stream_app import StreamService
 log = logging.getLogger(__name__)
 
 InboxRecord = Annotated[
-    RoutedInteraction | AliasRequest | ProfileMerge | FirmographicsResolved,
+    RoutedInteraction | AliasRequest | AliasRefused | ProfileMerge | FirmographicsResolved,
     Field(discriminator="record_type"),
 ]
 INBOX = "enrich.inbox"
@@ -190,10 +191,15 @@ class Enricher:
         elif isinstance(record, AliasRequest):
             answer = domain.alias(self.load(record.lead_id), record)
             self.save(answer.state, event)
-            if answer.conflict:
+            if answer.refusal is not None:
                 self.metrics.alias_conflicts.inc()
+                await self.batch.outbox.send(self.inbox, answer.refusal.lead_id, answer.refusal)
             if answer.merge is not None:
                 await self.batch.outbox.send(self.inbox, answer.merge.lead_id, answer.merge)
+        elif isinstance(record, AliasRefused):
+            state = domain.alias_refused(self.load(record.lead_id), record)
+            if state is not None:
+                self.save(state, event)
         elif isinstance(record, ProfileMerge):
             outcome = domain.merge(self.load(record.lead_id), record, self.config)
             if outcome is not None:

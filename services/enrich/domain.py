@@ -17,6 +17,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.enriched import (
+    AliasRefused,
     AliasRequest,
     EnrichedInteraction,
     EnrichmentStatus,
@@ -90,7 +91,7 @@ class Outcome:
 class AliasOutcome:
     state: LeadState
     merge: ProfileMerge | None
-    conflict: bool = False
+    refusal: AliasRefused | None = None  # the anonymous lead became another known lead first
 
 
 def resolved_lead_id(interaction: Interaction) -> str:
@@ -267,12 +268,20 @@ def _alias_requests(state: LeadState, interaction: Interaction) -> list[AliasReq
 def alias(state: LeadState | None, request: AliasRequest) -> AliasOutcome:
     """On the anonymous lead's partition: point it at the known lead and hand over profile and history.
 
-    The first known lead wins; a later, different one is a conflict and is ignored (shared browser).
-    A repeated request re-sends the merge, which the known lead dedupes, so a lost merge is recovered.
+    The first known lead wins; a later, different one is refused (shared browser), so it stops
+    waiting for a merge: kept in its `aliasing`, the anonymous lead was erased with it, and the first
+    person's browsing was no longer theirs. A repeated request re-sends the merge, which the known
+    lead dedupes, so a lost merge is recovered.
     """
     current = state or LeadState.new(request.lead_id)
     if current.alias_to not in (None, request.target_lead_id):
-        return AliasOutcome(current, None, conflict=True)
+        refusal = AliasRefused(
+            event_id=f"alias-refused-{request.event_id}"[:128],
+            occurred_at=request.occurred_at,
+            lead_id=request.target_lead_id,
+            from_lead_id=request.lead_id,
+        )
+        return AliasOutcome(current, None, refusal)
     current = current.model_copy(update={"alias_to": request.target_lead_id})
     merge = ProfileMerge(
         event_id=f"merge-{request.lead_id}-{request.target_lead_id}"[:128],
@@ -283,6 +292,15 @@ def alias(state: LeadState | None, request: AliasRequest) -> AliasOutcome:
         history=current.history,
     )
     return AliasOutcome(current, merge)
+
+
+def alias_refused(state: LeadState | None, refusal: AliasRefused) -> LeadState | None:
+    """On the known lead's partition: stop waiting for the refused anonymous lead's merge. None when
+    there is nothing to change (no state: erased since, or already forgotten)."""
+    if state is None or refusal.from_lead_id not in state.aliasing:
+        return None
+    aliasing = [lead for lead in state.aliasing if lead != refusal.from_lead_id]
+    return state.model_copy(update={"aliasing": aliasing})
 
 
 def merge(state: LeadState | None, request: ProfileMerge, config: EnrichConfig) -> Outcome | None:

@@ -187,3 +187,43 @@ async def test_an_erasure_reaches_an_anonymous_lead_whose_merge_has_not_arrived(
     done = next(r for r in records if r.kind is PrivacyRequestKind.ERASURE_COMPLETED and r.lead_id == known)
     assert done.erased["merged_leads"] == 1
     assert rows(enrich, known) == {}
+
+
+async def test_erasing_the_second_person_of_a_shared_browser_leaves_the_first_person_s_browsing(
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+) -> None:
+    """The browser's anonymous lead became the first person who filled in a form there; the second
+    is refused it and stops waiting for its merge, so erasing the second erases only them."""
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
+    started.append(enrich)
+    anon = "anon-shared-1"
+    anonymous, _ = lead_identity(None, anon)
+    first, _ = lead_identity("first.person@example.org", None)
+    second, _ = lead_identity("second.person@example.org", None)
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    start = utcnow() - timedelta(minutes=5)
+    view = interaction(event_id="view-1", type="page_view", occurred_at=start, anonymous_id=anon)
+    await produce(broker.bootstrap_servers, source, [view])
+    await eventually(lambda: bool(state(enrich, anonymous)))
+    for n, who in enumerate(("first.person@example.org", "second.person@example.org"), 1):
+        form = interaction(
+            event_id=f"form-{n}",
+            type="form_submit",
+            occurred_at=start + timedelta(seconds=n),
+            anonymous_id=anon,
+            contact={"email": who},
+        )
+        await produce(broker.bootstrap_servers, source, [form])
+        await eventually(lambda: anonymous in state(enrich, first))
+    await eventually(lambda: bool(state(enrich, second)) and anonymous not in state(enrich, second))
+    assert '"alias_to":"' + first in state(enrich, anonymous).replace(" ", "")
+    conflicts = enrich.metrics.registry.get_sample_value("leadpipe_enrich_alias_conflicts_total")
+    assert conflicts == 1
+
+    await erase(broker, enrich, second)
+    assert state(enrich, second) == ""
+    assert first in state(enrich, anonymous)  # the first person's browsing is still theirs

@@ -293,12 +293,25 @@ def test_anonymous_history_moves_to_the_known_lead_once() -> None:
     assert domain.enrich(merged.state, form.lead_id, later, None, CONFIG).aliases == []
 
 
-def test_a_second_known_lead_cannot_take_an_aliased_anonymous_id() -> None:
+def test_a_second_known_lead_cannot_take_an_aliased_anonymous_id_and_stops_waiting_for_it() -> None:
+    """A shared browser: the first person keeps the anonymous lead. The second stops waiting for its
+    merge, so erasing the second person no longer erases the first person's browsing."""
     state = LeadState.new("a-1").model_copy(update={"alias_to": "e-first"})
     request = interaction("f", type="form_submit", anonymous_id="x", contact={"email": "b@acme.de"})
     outcome = domain.enrich(None, request.lead_id, request, found(), CONFIG)
+    second = outcome.state.model_copy(update={"aliasing": ["a-1", "a-other"]})
     answer = domain.alias(state, outcome.aliases[0].model_copy(update={"lead_id": "a-1"}))
-    assert answer.conflict and answer.merge is None and answer.state.alias_to == "e-first"
+    assert answer.merge is None and answer.state.alias_to == "e-first"
+    assert answer.refusal is not None
+    assert (answer.refusal.lead_id, answer.refusal.from_lead_id) == (request.lead_id, "a-1")
+    assert domain.erased_with(second) == ["a-1", "a-other"]
+    refused = domain.alias_refused(second, answer.refusal)
+    assert refused is not None and refused.aliasing == ["a-other"]
+    assert domain.erased_with(refused) == ["a-other"]
+    assert domain.alias_refused(refused, answer.refusal) is None  # repeated: nothing to change
+    assert domain.alias_refused(None, answer.refusal) is None  # erased since: no state made
+    again = domain.alias(answer.state, outcome.aliases[0].model_copy(update={"lead_id": "a-1"}))
+    assert again.refusal == answer.refusal  # a repeated request is refused with the same id
 
 
 def test_a_merge_with_no_history_is_announced_on_the_next_record() -> None:
