@@ -35,7 +35,7 @@ from services.route.config import ConfigError, SlaTier
 from services.route.crm import SIGNATURE_HEADER, verify
 from services.route.domain import build_handoff
 from services.route.openapi import build
-from services.route.requeue import requeue
+from services.route.requeue import Requeued, requeue
 from services.route.settings import RouteSettings
 from services.runtime.cancellation import cancel_and_wait
 from tests.eventually import eventually
@@ -316,11 +316,11 @@ async def test_a_refusal_is_dead_lettered_with_the_reason_and_requeue_posts_it_a
     assert len(receiver.posts) == 1  # not tried again
 
     receiver.answers = [(200, {}, "")]  # the CRM's mapping is mended
-    (moved,) = await requeue(route.route_settings, team=None)
+    (moved,) = (await requeue(route.route_settings, team=None)).moved
     assert moved.lead_id == "lead-refused" and moved.last_error and "HTTP 400" in moved.last_error
     posts = await receiver.wait_for(2)
     assert posts[1][1] == handoff.value and posts[1][0]["Leadpipe-Attempt"] == "1"
-    assert await requeue(route.route_settings, team=None) == []
+    assert await requeue(route.route_settings, team=None) == Requeued()
 
 
 async def test_the_last_failed_try_is_dead_lettered(
@@ -351,6 +351,7 @@ async def test_the_requeue_command_reads_route_s_settings_and_says_what_it_did(
     await dead_letters(broker, route, 1)
     monkeypatch.setenv("REDIS_URL", route.settings.redis_url)
     monkeypatch.setenv("ROUTE_REDIS_PREFIX", route.route_settings.redis_prefix)
+    monkeypatch.setenv("ROUTE_RULES_FILE", str(route.route_settings.rules_file))
     assert await asyncio.to_thread(cli.main, ["requeue-crm", "--team", "na"]) == 0  # its own loop
     assert capsys.readouterr().out.splitlines() == ["0 CRM deliveries queued again"]
     assert await asyncio.to_thread(cli.main, ["requeue-crm", "--team", "emea"]) == 0

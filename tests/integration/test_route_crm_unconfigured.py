@@ -83,8 +83,16 @@ async def test_deliveries_of_a_removed_webhook_are_dead_lettered_at_start_and_ca
         counted = 'leadpipe_route_crm_deliveries_total{outcome="dead_lettered",team="na"}'
         assert await metric(route, counted) == 2
 
-    # Once na's webhook is back, the existing command queues them again with a full set of tries.
-    moved = await requeue(settings, team="na")
+    # While na has no webhook, the command keeps them (queued, they would wait where no loop claims them)
+    kept = await requeue(settings, team=None)
+    assert (kept.moved, kept.kept) == ([], {"na": 2})
+    # Once na's webhook is back, it queues them again with a full set of tries.
+    rules: dict[str, Any] = yaml.safe_load(settings.rules_file.read_text())
+    next(team for team in rules["teams"] if team["name"] == "na")["crm_webhook_url"] = URL
+    settings.rules_file.write_text(yaml.safe_dump(rules))
+    requeued = await requeue(settings, team="na")
+    moved = requeued.moved
+    assert requeued.kept == {}
     assert sorted(j.handoff_id for j in moved) == ["1" * 32, "2" * 32]
     assert all(j.attempts == 0 for j in moved)
     assert await queue.waiting("na") == 2
