@@ -60,6 +60,7 @@ from services.runtime.api_keys import key_is_valid
 from services.runtime.cancellation import cancel_and_wait
 from services.runtime.codec import encode
 from services.runtime.errors import field_problems
+from services.runtime.redis_client import text_of
 from services.runtime.side_consumer import consume_forever
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ class PrivacyDesk:
         raw = cast(dict[Any, Any], await self.redis.hgetall(self.log_key(request_id)))
         if not raw:
             return None
-        entries = {_text(k): json.loads(v) for k, v in raw.items()}
+        entries = {text_of(k): json.loads(v) for k, v in raw.items()}
         asked = entries.pop("_request", {})
         completed = {name: ServiceErasure(**entry) for name, entry in entries.items()}
         pending = [name for name in self.expected if name not in completed]
@@ -323,7 +324,7 @@ class PrivacyDesk:
         sender_ids = []
         prefix_length = len(self.idempotency_pattern()) - 1
         async for key, _ in self._idempotency_answers(lead_id):
-            sender_ids.append(_text(key)[prefix_length:])
+            sender_ids.append(text_of(key)[prefix_length:])
         return {
             "consent_proof": json.loads(raw) if raw else None,
             "idempotency_sender_ids": sender_ids,
@@ -343,10 +344,6 @@ class PrivacyDesk:
         with contextlib.suppress(RedisError, OSError):
             await exports.discard(self.redis, self.namespace, request.event_id)
         return found
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 PRIVACY = web.AppKey("privacy_desk", PrivacyDesk)

@@ -16,6 +16,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from schemas.privacy import PrivacyRecord
+from services.runtime.redis_client import text_of
 
 ANSWER_GRACE_SECONDS = 30
 """An answer outlives `answer_by` by this much, for a requester reading right at its deadline."""
@@ -50,12 +51,8 @@ async def put_answer(
 async def answers(redis: Redis, namespace: str, request_id: str) -> dict[str, Any]:
     """service -> its answer, for the services that answered so far."""
     raw = cast(dict[Any, Any], await redis.hgetall(export_key(namespace, request_id)))
-    return {_text(service): json.loads(value) for service, value in raw.items()}
+    return {text_of(service): json.loads(value) for service, value in raw.items()}
 
 
 async def discard(redis: Redis, namespace: str, request_id: str) -> None:
     await redis.delete(export_key(namespace, request_id))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

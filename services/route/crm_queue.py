@@ -27,6 +27,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from services.route.crm import CrmJob
+from services.runtime.redis_client import text_of
 
 # KEYS: the lead's jobs, due set, done marker, the lead's erasure guard. ARGV: hand-off id, job JSON,
 # now, member, the hand-off's time in ms. A hand-off made before its lead's erasure (read late: a lag,
@@ -167,10 +168,6 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def member(job: CrmJob) -> str:
     """A job's entry in the due and failed sets; hand-off ids are hex, so the first `:` splits."""
     return f"{job.handoff_id}:{job.lead_id}"
@@ -246,7 +243,7 @@ class CrmQueue:
         """The teams with deliveries in a due set, configured or not (a SCAN: for start-up, not a loop)."""
         pattern = _glob_escape(self.keys.due_prefix) + "*"
         start = len(self.keys.due_prefix)
-        return {_text(key)[start:] async for key in self._redis.scan_iter(match=pattern, count=1000)}
+        return {text_of(key)[start:] async for key in self._redis.scan_iter(match=pattern, count=1000)}
 
     async def waiting_jobs(self, team: str, limit: int) -> list[CrmJob]:
         """Up to `limit` of the team's queued jobs, due or not, unclaimed (`give_up` takes them out)."""

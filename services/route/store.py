@@ -31,6 +31,7 @@ from schemas.handoff import Handoff
 from services.route.crm_queue import CrmKeys
 from services.route.domain import Group, LeadState, Pick, RepStatus
 from services.runtime.due_claims import DueClaims
+from services.runtime.redis_client import text_of
 
 _PICK = """
 local function pick(prefix, argv, i)
@@ -233,10 +234,6 @@ def _state_json(state: LeadState) -> str:
     return json.dumps(data)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @dataclass(frozen=True)
 class Assignment:
     """What the assign or breach script did."""
@@ -267,20 +264,20 @@ class AssignRequest:
 
 
 def _assignment(reply: list[Any]) -> Assignment:
-    outcome = _text(reply[0])
+    outcome = text_of(reply[0])
     if outcome == "assigned":
-        team, rep = _text(reply[1]), _text(reply[2])
+        team, rep = text_of(reply[1]), text_of(reply[2])
         return Assignment(outcome, Pick(team, rep) if rep else None, team)
     if outcome == "existing":
-        held_team = _text(reply[3]) if reply[3] is not None else None
-        held_rep = _text(reply[4]) if reply[4] is not None else None
+        held_team = text_of(reply[3]) if reply[3] is not None else None
+        held_rep = text_of(reply[4]) if reply[4] is not None else None
         due = datetime.fromtimestamp(float(reply[5]) / 1000, UTC) if reply[5] is not None else None
         return Assignment(
             outcome,
             Pick(held_team, held_rep) if held_team and held_rep else None,
             held_team,
-            handoff_id=_text(reply[1]),
-            published=_text(reply[2]) == "1",
+            handoff_id=text_of(reply[1]),
+            published=text_of(reply[2]) == "1",
             due=due,
         )
     return Assignment(outcome)
@@ -363,7 +360,7 @@ class RedisStore:
 
     async def release(self, lead_id: str, hid: str) -> bool:
         reply = cast(list[Any], await self._release(keys=[], args=[self.prefix, lead_id, hid]))
-        return _text(reply[0]) == "released"
+        return text_of(reply[0]) == "released"
 
     async def stop_clock(self, lead_id: str) -> bool:
         """True when this call stopped a running SLA clock (a racing breach then sees it stopped)."""
@@ -376,7 +373,7 @@ class RedisStore:
     async def claim_due(self, now: datetime, lease_seconds: float, limit: int = 100) -> list[str]:
         """Deadlines due by `now`, each moved out by the lease (services/runtime/due_claims.py)."""
         claimed = await self._claim(self._key("sla"), _ms(now), int(lease_seconds * 1000), limit)
-        return [_text(lead) for lead in claimed]
+        return [text_of(lead) for lead in claimed]
 
     async def save_state(self, state: LeadState) -> bool:
         return (await self.save_states([state]))[0]
@@ -425,7 +422,7 @@ class RedisStore:
 
     async def loads(self) -> dict[str, int]:
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("load")))
-        return {_text(rep): int(count) for rep, count in raw.items()}
+        return {text_of(rep): int(count) for rep, count in raw.items()}
 
     async def statuses(self) -> dict[str, RepStatus]:
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("status")))
@@ -433,7 +430,7 @@ class RedisStore:
         for rep, value in raw.items():
             data = json.loads(value)
             until = data.get("out_of_office_until")
-            result[_text(rep)] = RepStatus(
+            result[text_of(rep)] = RepStatus(
                 available=data.get("available"),
                 capacity=data.get("capacity"),
                 out_of_office_until=datetime.fromisoformat(until) if until else None,
@@ -468,7 +465,7 @@ class RedisStore:
     async def export(self, lead_id: str) -> dict[str, Any]:
         """What route holds about the lead: its open hand-off, SLA deadline and CRM deliveries."""
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("lead", lead_id)))
-        assignment = {_text(k): _text(v) for k, v in raw.items()}
+        assignment = {text_of(k): text_of(v) for k, v in raw.items()}
         if "state" in assignment:
             assignment["state"] = json.loads(assignment["state"])
         deadline = await self.redis.zscore(self._key("sla"), lead_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -53,3 +54,8 @@ def cancel_safe(base: type[AbstractConnection]) -> type[AbstractConnection]:
     CancelSafe.__name__ = CancelSafe.__qualname__ = f"CancelSafe{base.__name__}"
     _MADE[base] = CancelSafe
     return CancelSafe
+
+
+def text_of(value: Any) -> str:
+    """A Redis answer as text: redis-py returns bytes unless the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
