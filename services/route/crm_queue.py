@@ -268,11 +268,13 @@ class CrmQueue:
     async def requeue(self, team: str | None = None, now: float | None = None) -> list[CrmJob]:
         """Given-up jobs (of one team, or all) due again at once with a full set of tries, once the
         CRM's side is mended. Returns the jobs moved."""
+        return await self.requeue_jobs([job for job in await self.failed() if team in (None, job.team)], now)
+
+    async def requeue_jobs(self, jobs: list[CrmJob], now: float | None = None) -> list[CrmJob]:
+        """`requeue` for given-up jobs the caller read (`failed`) and chose; those moved since stay."""
         now = time.time() if now is None else now
         moved: list[CrmJob] = []
-        for job in await self.failed():
-            if team is not None and job.team != team:
-                continue
+        for job in jobs:
             fresh = job.model_copy(update={"attempts": 0})
             keys = [
                 self.keys.failed,

@@ -36,11 +36,11 @@ async def requeue(settings: RouteSettings, team: str | None) -> Requeued:
     redis = redis_client(settings.redis_url, max(settings.redis_timeout, 5.0))
     try:
         queue = CrmQueue(redis, settings.redis_prefix, done_ttl=settings.crm_done_ttl_seconds)
-        failed = Counter(job.team for job in await queue.failed() if team in (None, job.team))
-        result = Requeued(kept={name: n for name, n in sorted(failed.items()) if name not in with_webhook})
-        for name in sorted(set(failed) & with_webhook):
-            result.moved.extend(await queue.requeue(name))
-        return result
+        failed = [job for job in await queue.failed() if team in (None, job.team)]
+        kept = Counter(job.team for job in failed if job.team not in with_webhook)
+        wanted = sorted((job for job in failed if job.team in with_webhook), key=lambda job: job.team)
+        moved = await queue.requeue_jobs(wanted)
+        return Requeued(moved, dict(sorted(kept.items())))
     finally:
         await redis.aclose()
 
