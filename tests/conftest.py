@@ -16,6 +16,7 @@ from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.devstack.redis_server import EmbeddedRedis, is_reachable
 from services.runtime.stream_app import StreamService
+from tests.enrich_worker import start_enrich
 from tests.eventually import stopped
 
 # A run ends when pytest is done, even when a failed test left faust's consumer thread running.
@@ -67,6 +68,17 @@ async def started() -> AsyncIterator[list[StreamService]]:
     yield apps
     for app in reversed(apps):
         await stopped(app)
+
+
+@pytest.fixture
+async def enrich(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, started: list[StreamService]
+) -> StreamService:
+    """An enrich worker whose leads stay two years (no retention sweep within a test), stopped at
+    the end with the test's other apps."""
+    service = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
+    started.append(service)
+    return service
 
 
 @pytest.fixture

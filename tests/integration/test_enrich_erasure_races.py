@@ -5,7 +5,6 @@ bring the lead back, and an erasure reaches the anonymous leads still on their w
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from services.enrich.agents import INBOX
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
 from tests.eventually import eventually
-from tests.integration.test_privacy_enrich import interaction, privacy_records, rows, start_enrich
+from tests.integration.test_privacy_enrich import interaction, privacy_records, rows
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -60,14 +59,8 @@ async def erase(broker: EmbeddedBroker, enrich: StreamService, *lead_ids: str) -
 
 
 async def test_inbox_records_in_flight_during_an_erasure_do_not_bring_the_lead_back(
-    broker: EmbeddedBroker,
-    redis_url: str,
-    suffix: str,
-    tmp_path: Path,
-    started: list[StreamService],
+    broker: EmbeddedBroker, enrich: StreamService
 ) -> None:
-    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
-    started.append(enrich)
     email, anon = "race.person@example.org", "anon-race-1"
     known, _ = lead_identity(email, None)
     anonymous, _ = lead_identity(None, anon)
@@ -137,17 +130,11 @@ async def test_inbox_records_in_flight_during_an_erasure_do_not_bring_the_lead_b
 
 
 async def test_an_erasure_reaches_an_anonymous_lead_whose_merge_has_not_arrived(
-    broker: EmbeddedBroker,
-    redis_url: str,
-    suffix: str,
-    tmp_path: Path,
-    started: list[StreamService],
+    broker: EmbeddedBroker, enrich: StreamService
 ) -> None:
     """The visitor's anonymous history was erased; a form from before that erasure arrives late
     naming the anonymous id. Its alias request is dropped, so the known lead waits for a merge that
     never comes, and must still take the anonymous lead (what came after) with it when erased."""
-    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
-    started.append(enrich)
     email, anon = "late.form@example.org", "anon-late-1"
     known, _ = lead_identity(email, None)
     anonymous, _ = lead_identity(None, anon)
@@ -190,16 +177,10 @@ async def test_an_erasure_reaches_an_anonymous_lead_whose_merge_has_not_arrived(
 
 
 async def test_erasing_the_second_person_of_a_shared_browser_leaves_the_first_person_s_browsing(
-    broker: EmbeddedBroker,
-    redis_url: str,
-    suffix: str,
-    tmp_path: Path,
-    started: list[StreamService],
+    broker: EmbeddedBroker, enrich: StreamService
 ) -> None:
     """The browser's anonymous lead became the first person who filled in a form there; the second
     is refused it and stops waiting for its merge, so erasing the second erases only them."""
-    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
-    started.append(enrich)
     anon = "anon-shared-1"
     anonymous, _ = lead_identity(None, anon)
     first, _ = lead_identity("first.person@example.org", None)

@@ -15,43 +15,14 @@ from schemas import InteractionIn, PrivacyRecord, PrivacyRequestKind, TopicName
 from schemas.base import utcnow
 from services.capture.domain import lead_identity, to_interaction
 from services.devstack.broker import EmbeddedBroker
-from services.devstack.processes import free_port
-from services.enrich.agents import INBOX
-from services.enrich.app import create_app
-from services.enrich.settings import EnrichSettings
 from services.privacy import exports
 from services.runtime.codec import encode
 from services.runtime.stream_app import StreamService
-from services.runtime.topics import ensure_pipeline_topics, ensure_topics
+from tests.enrich_worker import start_enrich
 from tests.eventually import eventually
 from tests.kafka import consume_until, produce
 
 pytestmark = pytest.mark.integration
-
-POLICY = """
-inactive_lead_retention: {retention}
-retention_sweep_interval: 0.5
-activity_resolution: 1
-"""
-
-
-async def start_enrich(
-    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path, retention: str
-) -> StreamService:
-    policy = tmp_path / "privacy.yaml"
-    policy.write_text(POLICY.format(retention=retention))
-    settings = EnrichSettings(
-        broker_url=broker.url,
-        redis_url=redis_url,
-        topic_suffix=suffix,
-        web_port=free_port(),
-        privacy_file=policy,
-    )
-    await ensure_pipeline_topics(settings)
-    await ensure_topics(settings.bootstrap_servers, [settings.topic(INBOX)], settings.topic_partitions)
-    service = create_app(settings)
-    await service.app.start()
-    return service
 
 
 def interaction(**fields: Any) -> tuple[bytes, bytes]:
@@ -82,14 +53,8 @@ def rows(service: StreamService, lead_id: str) -> dict[str, Any]:
 
 
 async def test_erasure_cascades_to_merged_anonymous_leads_and_export_answers(
-    broker: EmbeddedBroker,
-    redis_url: str,
-    suffix: str,
-    tmp_path: Path,
-    started: list[StreamService],
+    broker: EmbeddedBroker, redis_url: str, suffix: str, enrich: StreamService
 ) -> None:
-    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
-    started.append(enrich)
     email, anon = "cascade.person@example.org", "anon-cascade-1"
     known, _ = lead_identity(email, None)
     anonymous, _ = lead_identity(None, anon)
@@ -221,17 +186,11 @@ async def test_leads_quiet_beyond_the_retention_period_are_erased(
 
 
 async def test_a_person_s_erasure_of_an_anonymous_lead_erases_the_known_lead_it_became(
-    broker: EmbeddedBroker,
-    redis_url: str,
-    suffix: str,
-    tmp_path: Path,
-    started: list[StreamService],
+    broker: EmbeddedBroker, suffix: str, enrich: StreamService
 ) -> None:
     """LinkedIn's DELETED names the form response's anonymous lead, whose answers were merged into
     the e-mail lead: that one goes too. The retention sweep's erasure of a quiet anonymous lead
     leaves the active person it became alone."""
-    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "P730D")
-    started.append(enrich)
     source, topic = (enrich.settings.topic(name) for name in (TopicName.INTERACTIONS, TopicName.PRIVACY))
     leads: Any = enrich.app.tables["enrich-leads"]
     people = {
