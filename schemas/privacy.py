@@ -26,6 +26,11 @@ class PrivacyRequestKind(StrEnum):
     ERASURE_COMPLETED = "erasure_completed"
 
 
+# A consent_given whose consent_source starts so came from a list import (`leadpipe import`): its
+# time is the import's, not the person's, so it lifts no unsubscribe (services/nurture/domain.py).
+IMPORTED_CONSENT = "import:"
+
+
 class PrivacyRecord(LeadEvent):
     kind: PrivacyRequestKind
     requested_by: str | None = Field(
@@ -33,7 +38,11 @@ class PrivacyRecord(LeadEvent):
     )
     reason: str | None = None
     consent_text_version: str | None = Field(None, description="Proof: the consent text agreed to.")
-    consent_source: str | None = Field(None, description="Proof: where consent was given.")
+    consent_source: str | None = Field(
+        None,
+        description="Proof: where consent was given (the channel; `import:<channel>` for a list import).",
+        examples=["web", "import:event", "double_opt_in_link"],
+    )
     ip_hash: str | None = Field(
         None,
         max_length=128,
@@ -54,5 +63,10 @@ class PrivacyRecord(LeadEvent):
     )
     answer_by: AwareDatetime | None = Field(
         None, description="With export: answers later than this are not read, so services skip them."
+    )
+    link_expires_at: AwareDatetime | None = Field(
+        None,
+        description="With consent_confirmed: when the confirming link expired, which tells the link of "
+        "the last confirmation mail from an older one.",
     )
     record_type: Literal["privacy"] = "privacy"

@@ -14,8 +14,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.base import LeadEvent
 from schemas.interaction import Interaction
-from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from schemas.privacy import IMPORTED_CONSENT, PrivacyRecord, PrivacyRequestKind
 from services.runtime.consent_tokens import ConsentClaim, token_id
+
+IMPORT_LINE = "import_line"  # the property `leadpipe import` gives each row (services/capture/importer.py)
 
 # The envelope's limit, read from the contract so the two cannot drift apart.
 _EVENT_ID_MAX = next(
@@ -33,6 +35,14 @@ def consent_record_id(event_id: str) -> str:
     return "consent-" + hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
 
 
+def consent_source(interaction: Interaction) -> str:
+    """Where the consent was given: the channel, prefixed `import:` for a row of a list import
+    (`leadpipe import` marks each with `import_line`). Nurture lets no imported consent lift an
+    unsubscribe, as HubSpot and Mailchimp refuse it: its time is the import's, not the person's."""
+    channel = interaction.source.channel or "web"
+    return IMPORTED_CONSENT + channel if IMPORT_LINE in interaction.properties else channel
+
+
 def consent_given(interaction: Interaction, *, ip_hash: str | None = None) -> PrivacyRecord | None:
     """The pending consent an interaction grants, with its proof; None when it grants none.
 
@@ -47,7 +57,7 @@ def consent_given(interaction: Interaction, *, ip_hash: str | None = None) -> Pr
         requested_by="data-subject",
         reason="pending double opt-in",
         consent_text_version=interaction.consent.text_version or "unversioned",
-        consent_source=interaction.source.channel or "web",
+        consent_source=consent_source(interaction),
         ip_hash=ip_hash,
     )
 
@@ -64,6 +74,7 @@ def consent_confirmed(
         consent_text_version=claim.text_version,
         consent_source="double_opt_in_link",
         ip_hash=ip_hash,
+        link_expires_at=datetime.fromtimestamp(claim.expires, UTC),
     )
 
 

@@ -21,6 +21,7 @@ from typing import IO, TextIO
 import aiohttp
 import orjson
 
+from services.capture.consent import IMPORT_LINE
 from services.runtime.errors import FieldProblem, summarise
 
 # Normalised header (lower case, runs of non-alphanumerics as "_") -> contact field.
@@ -115,7 +116,7 @@ def event_id(campaign: str, source: str, values: Mapping[str, str]) -> str:
 def to_event(row: Row, *, source: str, campaign: str, imported_at: datetime) -> dict[str, object]:
     """The public event (`InteractionIn` JSON) for one row; capture validates it."""
     contact: dict[str, str] = {}
-    properties: dict[str, object] = {"import_line": row.line}
+    properties: dict[str, object] = {IMPORT_LINE: row.line}  # also marks its consent as imported
     consent: dict[str, str] = {}
     occurred_at = imported_at.isoformat()
     for column, value in row.values.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from schemas.topics import TopicName
@@ -19,6 +20,7 @@ from services.runtime.stream_app import StreamService
 
 def create_app(settings: NurtureSettings) -> StreamService:
     rules = load_rules(settings.rules_file)  # fails start-up with file, key and problem
+    rules = rules.with_link_lifetime(timedelta(seconds=settings.consent_token_ttl_seconds))
     service = StreamService("nurture", settings)
     app = service.app
     ledger = ledger_for(settings)

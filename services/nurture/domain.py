@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from schemas.interaction import InteractionType
 from schemas.nurture import NurtureCommand
-from schemas.privacy import PrivacyRecord, PrivacyRequestKind
+from schemas.privacy import IMPORTED_CONSENT, PrivacyRecord, PrivacyRequestKind
 from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
 from schemas.views.nurture import EnrichedView, ProfileView, StageChangeView
@@ -175,7 +175,13 @@ def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, n
     _absorb_profile(s, event.profile)
     kind = event.interaction.type
     if kind == InteractionType.UNSUBSCRIBE:
-        s.unsubscribed, s.unsubscribed_at = True, event.occurred_at
+        # The later of two: an unsubscribe reported late must not date an earlier one back, which
+        # would let a consent from between the two lift it.
+        since = _unsubscribed_since(s)
+        s.unsubscribed, s.unsubscribed_at = (
+            True,
+            max(since, event.occurred_at) if since else event.occurred_at,
+        )
         _stop(out, ExitReason.UNSUBSCRIBED, now)
         return out
     if kind == InteractionType.EMAIL_BOUNCE:
@@ -221,7 +227,7 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
     elif record.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not s.erased:
         s.consent_proof = record.event_id
         s.consent_pending = None
-        if s.unsubscribed and s.confirmation_sent_at is not None:
+        if s.unsubscribed and _from_the_last_mail(s, record, rules):
             _resubscribe(out, rules, now)
         _release_held(out, now)
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
@@ -322,11 +328,11 @@ def _run_step(out: Outcome, name: str, sequence: Sequence, rules: NurtureRules, 
 
 def _confirmation_awaited_until(s: LeadState, rules: NurtureRules) -> datetime | None:
     """Until when a step waits for the person to confirm the consent just asked for: while the
-    mailed link works (`resend_after`). A welcome mail due five minutes after sign-up would
-    otherwise be skipped for everyone who confirms later than that."""
+    mailed link works (`rules.link_lifetime`, whatever `resend_after` says). A welcome mail due
+    five minutes after sign-up would otherwise be skipped for everyone who confirms later than that."""
     if s.consent_proof is not None or s.confirmation_sent_at is None:
         return None
-    return s.confirmation_sent_at + rules.double_opt_in.resend_after
+    return s.confirmation_sent_at + rules.link_lifetime
 
 
 def _release_held(out: Outcome, now: datetime) -> None:
@@ -443,12 +449,37 @@ def _stop(out: Outcome, reason: ExitReason, now: datetime) -> None:
 def _asks_for_mail(s: LeadState, record: PrivacyRecord) -> bool:
     """Whether a consent given is one to confirm: none is confirmed yet, or the lead unsubscribed
     before giving this one (a sign-up again after an unsubscribe, as HubSpot and Mailchimp take it:
-    mail resumes once the new consent is confirmed, `_resubscribe`)."""
+    the lead may be mailed again once the new consent is confirmed, `_resubscribe`). A consent from
+    a list import lifts no unsubscribe: its time is the import's (HubSpot and Mailchimp refuse it)."""
     if s.erased:
         return False
     if s.unsubscribed:
-        return s.unsubscribed_at is not None and record.occurred_at > s.unsubscribed_at
+        if (record.consent_source or "").startswith(IMPORTED_CONSENT):
+            return False
+        since = _unsubscribed_since(s)
+        return since is None or record.occurred_at > since
     return s.consent_proof is None
+
+
+def _unsubscribed_since(s: LeadState) -> datetime | None:
+    """When an unsubscribed lead unsubscribed. Rows stored before `unsubscribed_at` existed have
+    only the end of the enrolments the unsubscribe ended, or nothing: then any new sign-up counts."""
+    if s.unsubscribed_at is not None or not s.unsubscribed:
+        return s.unsubscribed_at
+    ended = [e.ended_at for e in s.enrolments.values() if e.exit_reason == ExitReason.UNSUBSCRIBED]
+    return max((at for at in ended if at is not None), default=None)
+
+
+def _from_the_last_mail(s: LeadState, record: PrivacyRecord, rules: NurtureRules) -> bool:
+    """Whether a confirmation came through the link of the last confirmation mail, the one asking
+    about a consent given after the unsubscribe: a link expires `link_lifetime` after its mail was
+    due, to the second, and an older mail's link, sent before the unsubscribe, still works for a
+    while. A confirmation without the expiry (from a capture before it was recorded) is taken."""
+    if s.confirmation_sent_at is None:
+        return False
+    if record.link_expires_at is None:
+        return True
+    return record.link_expires_at >= s.confirmation_sent_at + rules.link_lifetime - timedelta(seconds=1)
 
 
 def _resubscribe(out: Outcome, rules: NurtureRules, now: datetime) -> None:

@@ -68,7 +68,8 @@ def nurture_metrics(registry: CollectorRegistry) -> NurtureMetrics:
         ),
         resubscribed=Counter(
             "leadpipe_nurture_resubscribed_total",
-            "Unsubscribed leads whose consent given since was confirmed: mail resumes.",
+            "Unsubscribed leads whose consent given since was confirmed: they may be mailed again, in "
+            "the sequences their re-enrolment rules let them enter.",
             registry=registry,
         ),
     )

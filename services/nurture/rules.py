@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from schemas.sales import SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
@@ -126,6 +126,20 @@ class NurtureRules(_Rule):
     double_opt_in: DoubleOptIn = Field(default_factory=DoubleOptIn)
     quiet_hours: QuietHours | None = None
     recent_event_ids: int = Field(64, ge=1, description="Per-lead memory of event ids for duplicates.")
+    # How long a mailed confirmation link works: NURTURE_CONSENT_TOKEN_TTL_SECONDS, a setting and
+    # not part of the file, given by `with_link_lifetime` at start-up (the default is the setting's).
+    _link_lifetime: timedelta = PrivateAttr(default=timedelta(days=7))
+
+    @property
+    def link_lifetime(self) -> timedelta:
+        return self._link_lifetime
+
+    def with_link_lifetime(self, lifetime: timedelta) -> NurtureRules:
+        """These rules where a confirmation link works for `lifetime`: steps wait for a consent's
+        confirmation that long, and a link tells its mail by its expiry (services/nurture/domain.py)."""
+        rules = self.model_copy()
+        rules._link_lifetime = lifetime
+        return rules
 
     @model_validator(mode="after")
     def _superseders_exist(self) -> NurtureRules:

@@ -99,7 +99,9 @@ async def test_import_publishes_good_rows_reports_bad_ones_and_is_idempotent(
     assert len(after) == 3
     privacy_topic = f"{TopicName.PRIVACY.value}{suffix}"
     privacy = await consume_until(broker.bootstrap_servers, privacy_topic, lambda r: len(r) > 1, within=1.5)
-    assert [PrivacyRecord.model_validate_json(r.value).lead_id for r in privacy] == [ann.lead_id]
+    [given] = [PrivacyRecord.model_validate_json(r.value) for r in privacy]
+    # recorded as imported: nurture lets no imported consent lift an unsubscribe
+    assert (given.lead_id, given.consent_source) == (ann.lead_id, "import:event")
 
 
 async def test_clean_import_exits_zero_and_wrong_key_exits_two(

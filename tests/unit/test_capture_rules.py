@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import Interaction, InteractionIn, InteractionType, PrivacyRecord
+from schemas.interaction import Source
 from services.capture import consent, platforms
 from services.capture.domain import json_depth, lead_identity, to_interaction
 from services.capture.forms import (
@@ -327,3 +328,24 @@ def test_a_privacy_subject_of_whitespace_names_nobody() -> None:
         else:
             assert subject.email is None and subject.resolved() == lead_identity(None, "a-1")[0]
     assert SubjectIn(anonymous_id=" a-1 ").resolved() == lead_identity(None, "a-1")[0]
+
+
+def test_a_consent_from_a_list_import_is_recorded_as_imported() -> None:
+    """`leadpipe import` marks its rows (`import_line`): their consent's time is the import's, so
+    nurture must be able to tell it from a sign-up (services/nurture/domain.py)."""
+    live = consent.consent_given(_consenting("form-1"))
+    imported = _consenting("import-1").model_copy(
+        update={"properties": {consent.IMPORT_LINE: 2}, "source": Source(channel="event")}
+    )
+    record = consent.consent_given(imported)
+    assert live is not None and live.consent_source == "web"
+    assert record is not None and record.consent_source == "import:event"
+
+
+def test_a_confirmation_records_when_its_link_expired() -> None:
+    """Nurture tells the link of the last confirmation mail from an older one by its expiry."""
+    expires = NOW + timedelta(days=7)
+    token = consent_tokens.make_token("e-1", "v1", expires, "secret")
+    claim = consent_tokens.read_token(token, "secret", NOW)
+    record = consent.consent_confirmed(claim, token, NOW)
+    assert record.link_expires_at == expires.replace(microsecond=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,7 +114,8 @@ class Sim:
         self.rules, self.now, self.state = rules, now, LeadState(lead_id=LEAD)
         self.sent: list[NurtureCommand] = []
         self.outcomes: list[Outcome] = []
-        self.asked: list[tuple[NurtureCommand, bool, bool]] = []  # confirmation mails: confirmed? said no?
+        # confirmation mails: confirmed? said no? withdrawals so far?
+        self.asked: list[tuple[NurtureCommand, bool, bool, int]] = []
 
     def event(self, event: Event) -> Outcome:
         given = self.state.model_dump()
@@ -455,6 +457,7 @@ def simulate(script: Iterable[tuple[Event, int]], start: datetime = T0) -> tuple
     sim = Sim(rules=TIGHT, now=start)
     consent: str | None = None
     said_no = False
+    withdrawals = 0
     zone: str | None = None
     log: list[Sent] = []
     for event, minutes in script:
@@ -463,6 +466,7 @@ def simulate(script: Iterable[tuple[Event, int]], start: datetime = T0) -> tuple
                 consent = event.event_id
             elif event.kind in (PrivacyRequestKind.CONSENT_WITHDRAWN, PrivacyRequestKind.ERASE):
                 consent = None
+                withdrawals += 1
             said_no = said_no or event.kind == PrivacyRequestKind.ERASE
         if isinstance(event, EnrichedInteraction) and event.interaction.type in (
             InteractionType.UNSUBSCRIBE,
@@ -471,7 +475,7 @@ def simulate(script: Iterable[tuple[Event, int]], start: datetime = T0) -> tuple
             said_no = True
         if isinstance(event, StageChange | EnrichedInteraction):
             zone = event.profile.timezone or zone
-        sim.asked.extend((c, consent is not None, said_no) for c in sim.event(event).commands)
+        sim.asked.extend((c, consent is not None, said_no, withdrawals) for c in sim.event(event).commands)
         for command in sim.advance(timedelta(minutes=minutes), tick=timedelta(minutes=30)):
             confirmed = consent is not None and command.consent_proof_ref == consent
             log.append((command, confirmed, said_no, zone))
@@ -513,11 +517,12 @@ def test_properties_consent_cap_quiet_hours_ids(
         assert c.event_id in {domain.command_id(LEAD, c.sequence, k, c.step) for k in range(1, number + 1)}
     _, replay = simulate(script, begin)
     assert [c.event_id for c, _, _, _ in replay] == ids
-    # Confirmation mails: only while consent is not confirmed, never after a no, one per window.
-    assert all(c.purpose == "consent_request" for c, _, _ in sim.asked)
-    assert not any(confirmed or said_no for _, confirmed, said_no in sim.asked)
-    asked = [c.occurred_at for c, _, _ in sim.asked]
-    assert all(b - a >= TIGHT.double_opt_in.resend_after for a, b in pairwise(asked))
+    # Confirmation mails: only while consent is not confirmed, never after a no, one per window
+    # (a withdrawal withheld the queued one, so a consent given after it asks again at once).
+    assert all(c.purpose == "consent_request" for c, _, _, _ in sim.asked)
+    assert not any(confirmed or said_no for _, confirmed, said_no, _ in sim.asked)
+    for (a, _, _, before), (b, _, _, after) in pairwise(sim.asked):
+        assert b.occurred_at - a.occurred_at >= TIGHT.double_opt_in.resend_after or after > before
 
 
 # --- double opt-in: the confirmation mail ---------------------------------------------------------
@@ -655,6 +660,82 @@ def test_an_old_link_clicked_after_the_unsubscribe_does_not_lift_it() -> None:
     assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
 
 
+def unsubscribed_and_asked_again(sim: Sim) -> NurtureCommand:
+    """A lead mailed a confirmation (link A) and confirmed, then unsubscribed an hour later, then,
+    a day later, signed up again: the confirmation mail of that sign-up (link B)."""
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    sim.event(consent_given())
+    sim.now += timedelta(hours=1)
+    sim.event(interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": sim.now}))
+    sim.now += timedelta(days=1)
+    [mail] = confirmations(sim.event(consent_given().model_copy(update={"occurred_at": sim.now})).commands)
+    return mail
+
+
+def confirmed_through(mail_due: datetime) -> PrivacyRecord:
+    """A click on the link of a confirmation mail due at `mail_due` (services/nurture/links.py)."""
+    expires = int((mail_due + RULES.link_lifetime).timestamp())
+    return privacy(PrivacyRequestKind.CONSENT_CONFIRMED).model_copy(
+        update={"link_expires_at": datetime.fromtimestamp(expires, UTC)}
+    )
+
+
+def test_only_the_link_of_the_mail_after_the_unsubscribe_lifts_it() -> None:
+    """Link A, mailed before the unsubscribe, still works for days; the record says which link."""
+    sim = Sim()
+    mail = unsubscribed_and_asked_again(sim)
+    link_a = confirmed_through(T0)
+    assert not sim.event(link_a).resubscribed and sim.state.unsubscribed
+    assert sim.advance(timedelta(days=1), tick=timedelta(hours=1)) == []
+    link_b = confirmed_through(mail.send_after)
+    assert sim.event(link_b).resubscribed and not sim.state.unsubscribed
+
+
+def test_a_consent_from_a_list_import_lifts_no_unsubscribe() -> None:
+    """An import's consent carries the import's time (HubSpot and Mailchimp refuse it too): no
+    confirmation mail goes to the person who unsubscribed."""
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    sim.event(interaction(InteractionType.UNSUBSCRIBE))
+    sim.now += timedelta(days=30)
+    imported = consent_given().model_copy(update={"occurred_at": sim.now, "consent_source": "import:event"})
+    assert sim.event(imported).commands == []
+    live = consent_given().model_copy(update={"occurred_at": sim.now, "consent_source": "web"})
+    assert len(confirmations(sim.event(live).commands)) == 1
+
+
+@pytest.mark.parametrize("ended_by_it", [True, False])
+def test_an_unsubscribe_stored_without_its_time_still_lets_the_person_sign_up_again(
+    ended_by_it: bool,
+) -> None:
+    """Rows stored before `unsubscribed_at` existed: the end of the enrolments the unsubscribe ended
+    stands in for it, and without any, a new sign-up counts."""
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    if not ended_by_it:
+        sim.state = sim.state.model_copy(update={"enrolments": {}})
+    sim.event(interaction(InteractionType.UNSUBSCRIBE))
+    sim.state = sim.state.model_copy(update={"unsubscribed_at": None})  # as the old release stored it
+    if ended_by_it:
+        before = consent_given().model_copy(update={"occurred_at": T0 - timedelta(minutes=1)})
+        assert sim.event(before).commands == []
+    sim.now += timedelta(hours=1)
+    again = consent_given().model_copy(update={"occurred_at": sim.now})
+    [mail] = confirmations(sim.event(again).commands)
+    assert sim.event(confirmed_through(mail.send_after)).resubscribed
+
+
+def test_an_unsubscribe_reported_late_does_not_date_the_unsubscribe_back() -> None:
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    sim.event(interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": T0}))
+    late = interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": T0 - timedelta(days=2)})
+    sim.event(late)
+    assert sim.state.unsubscribed_at == T0
+    between = consent_given().model_copy(update={"occurred_at": T0 - timedelta(days=1)})
+    assert sim.event(between).commands == []
+
+
 # --- steps wait for the confirmation ---------------------------------------------------------------
 
 
@@ -688,3 +769,26 @@ def test_a_step_waits_no_longer_than_the_confirmation_link_works() -> None:
     assert all(
         c.template_id != "welcome-1-hello" for c in sim.advance(timedelta(days=30), tick=timedelta(hours=6))
     )
+
+
+def test_a_step_waits_as_long_as_the_link_works_whatever_resend_after_says() -> None:
+    """Asking again after a day (`resend_after: P1D`) leaves the first link working for its week:
+    a person who confirms on day two through it still gets the welcome mail."""
+    data = yaml.safe_load((ROOT / "config" / "nurture.yaml").read_text())
+    data.setdefault("double_opt_in", {})["resend_after"] = "P1D"
+    sim = Sim(rules=NurtureRules.model_validate(data))
+    sim.event(consent_given())
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    assert sim.advance(timedelta(days=1, hours=3), tick=timedelta(hours=1)) == []  # day two, 13:00 in Berlin
+    sim.event(confirmed_through(T0))
+    assert [c.template_id for c in sim.advance(timedelta(minutes=1))] == ["welcome-1-hello"]
+
+
+def test_the_link_lifetime_comes_from_the_setting() -> None:
+    short = RULES.with_link_lifetime(timedelta(hours=1))
+    assert (short.link_lifetime, RULES.link_lifetime) == (timedelta(hours=1), timedelta(days=7))
+    sim = Sim(rules=short)
+    sim.event(consent_given())
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    sim.advance(timedelta(hours=2))
+    assert Suppression.NO_CONSENT in sim.suppressed()  # the hour's link expired: the step was skipped
