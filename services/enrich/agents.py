@@ -183,8 +183,11 @@ class Enricher:
 
     async def on_inbox(self, record: Any, event: faust.EventT[bytes]) -> None:
         """Every kind is guarded: an alias request, a merge or a late lookup answer in flight when its
-        lead was erased would recreate the lead (a merge with the person's name and phone)."""
+        lead was erased would recreate the lead (a merge with the person's name and phone). A stale
+        alias request may also take the known lead that sent it along (`identified_late`)."""
         if self.stale(record.lead_id, record.occurred_at):
+            if isinstance(record, AliasRequest):
+                await self.identified_late(record)
             return
         if isinstance(record, RoutedInteraction):
             await self.enrich(record.lead_id, record.interaction, event)
@@ -210,6 +213,26 @@ class Enricher:
             if outcome is not None:
                 self.save(outcome.state, event)
                 await self.publish(outcome, "completion")
+
+    async def identified_late(self, request: AliasRequest) -> None:
+        """A stale alias request that happened before an erasure of its anonymous lead the person asked
+        for: the known lead that sent it is that person (a contact fetched while LinkedIn's DELETED
+        was handled), so it is erased too, as `became` would have had the request come first
+        (`domain.identity_follows`, `domain.identified_late`).
+
+        Why erase and not refuse to make it: the known lead is made (or found) on its own partition
+        from an interaction that names only the anonymous id, before its alias request can reach the
+        guard that knows of the erasure. The erase request goes out with the batch's records, so it
+        is on the broker before the alias request's offset is committed (a crash repeats it, same id)."""
+        privacy = self.privacy
+        if privacy is None:
+            return
+        known = domain.identified_late(request, privacy.guard.erased_by_person_at(request.lead_id))
+        if known is None:
+            return
+        erase = records.identified_erase(request.event_id, known, utcnow())
+        await self.batch.outbox.send(privacy.topic, known, erase)
+        self.metrics.late_identities.inc()
 
     async def retry_pending(self) -> None:
         """Look up the domains partial records still wait for; send each answer to the lead's partition."""
@@ -245,7 +268,8 @@ class Enricher:
     async def erase(self, request: PrivacyRecord, privacy: EnrichPrivacy, partition: int) -> None:
         """Delete the lead's rows (each a changelog tombstone) and erase the anonymous leads merged or
         merging into it (`merged_leads` counts both) and, on the person's request, the known lead an
-        anonymous one became (`known_lead`)."""
+        anonymous one became (`known_lead`). The guard keeps a person's erasure of an anonymous lead
+        that was nobody yet as theirs, for the identification of it still in flight (`identified_late`)."""
         lead_id, now = request.lead_id, utcnow()
         state = self.load(lead_id)
         erased = {"leads_table": 0, "pending_table": 0, "activity_table": 0, "merged_leads": 0}
@@ -266,7 +290,8 @@ class Enricher:
             del self.pending[lead_id]
             erased["pending_table"] = 1
         erased["activity_table"] = privacy.forget(lead_id)
-        privacy.guard.erased(lead_id, now, partition)
+        by_person = domain.identity_follows(state, lead_id, request.requested_by)
+        privacy.guard.erased(lead_id, now, partition, by_person=by_person)
         privacy.metrics.handled("erase")
         privacy.metrics.count_erased(erased)
         completed = records.erasure_completed(request, "enrich", erased, now)
@@ -431,7 +456,8 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
         key_type=bytes,
         value_type=bytes,
         partitions=settings.topic_partitions,
-        help="When erased leads were erased, by lead digest: records from before are dropped.",
+        help="When erased leads were erased (and, apart, erased at the person's request), by lead digest: "
+        "records from before are dropped.",
     )
     policy = load_policy(settings.privacy_file)
     redis = redis_client(settings.redis_url, 2.0)

@@ -378,3 +378,32 @@ def became(state: LeadState, requested_by: str | None) -> str | None:
     LinkedIn DELETED names the form response's anonymous lead): its profile and history were
     merged there, so erasing the anonymous lead alone would keep them."""
     return None if requested_by in _NOT_THE_PERSON else state.alias_to
+
+
+def identity_follows(state: LeadState | None, lead_id: str, requested_by: str | None) -> bool:
+    """Whether an identification of this anonymous lead from before its erasure, arriving after it,
+    must take the known lead it names along (the erasure guard keeps it as the person's erasure).
+
+    Yes when the person asked and the lead had become nobody yet (or enrich had not seen it): a
+    LinkedIn contact fetched while the DELETED was handled makes, or finds, the person's known lead
+    only after the erasure, and its alias request finds the anonymous lead gone. Had it come first,
+    `became` would have erased that known lead, whole, with what it held from other sources; it goes
+    the same way now. Not for the retention sweep or a cascade (`became` says why), and not when the
+    lead had become someone: `became` erased that one, and another known lead's identification would
+    have been refused (a shared browser), so that person stays."""
+    return (
+        is_anonymous(lead_id)
+        and requested_by not in _NOT_THE_PERSON
+        and (state is None or not state.alias_to)
+    )
+
+
+def identified_late(request: AliasRequest, person_erased_at: float | None) -> str | None:
+    """The known lead to erase for an alias request that reached its anonymous lead after the lead's
+    erasure: the one that asked, when the request happened at or before an erasure the person asked
+    for (`identity_follows`; `ErasureGuard.erased_by_person_at`). None: the request is only dropped,
+    as every stale record is (the erasure was not the person's, or a later one, by a cascade, is
+    what made the request stale)."""
+    if person_erased_at is None or request.occurred_at.timestamp() > person_erased_at:
+        return None
+    return request.target_lead_id

@@ -16,6 +16,7 @@ class EnrichMetrics:
     duplicates: Counter
     merges: Counter
     alias_conflicts: Counter
+    late_identities: Counter
     provider_requests: Counter
     provider_seconds: Histogram
     cache_lookups: Counter
@@ -60,6 +61,12 @@ def enrich_metrics(registry: CollectorRegistry) -> EnrichMetrics:
         alias_conflicts=Counter(
             "leadpipe_enrich_alias_conflicts_total",
             "Anonymous ids claimed by a second known lead (the first keeps them).",
+            registry=registry,
+        ),
+        late_identities=Counter(
+            "leadpipe_enrich_late_identifications_erased_total",
+            "Known leads erased because a record from before a person's erasure of an anonymous lead "
+            "identified them as it (a contact fetched while the lead was deleted on LinkedIn).",
             registry=registry,
         ),
         provider_requests=Counter(

@@ -6,6 +6,14 @@ stores lead rows therefore remembers, for `erasure_guard` (config/privacy.yaml),
 erased, under a digest of the lead id (no lead id or e-mail in the key), and drops records about
 the lead that happened before that time. A record that happened later (the person came back) is
 handled as usual.
+
+It also remembers, apart, when the person last asked for the lead's erasure (`by_person`), for a
+service whose stale records must take more with them than themselves: enrich erases the known lead
+that a late identification of an anonymous lead the person had erased names (services/enrich/domain.py,
+`identity_follows`). In an entry of its own, in the same value format: the erasure a person asks
+for is followed by others of the same lead (the cascade back from the leads it reached) that would
+overwrite it in one entry, and the table stays readable both ways: an entry written by the code
+before this reads as an erasure nobody asked for, and that code reads and purges the new entries.
 """
 
 from __future__ import annotations
@@ -16,8 +24,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
+def _digest(lead_id: str) -> bytes:
+    return hashlib.blake2b(lead_id.encode(), digest_size=16).hexdigest().encode()
+
+
 def guard_key(lead_id: str) -> bytes:
-    return b"erased:" + hashlib.blake2b(lead_id.encode(), digest_size=16).hexdigest().encode()
+    return b"erased:" + _digest(lead_id)
+
+
+def person_key(lead_id: str) -> bytes:
+    """The entry of the last erasure the person asked for (`ErasureGuard.erased`, `by_person`)."""
+    return b"erased-by-person:" + _digest(lead_id)
 
 
 def blocks(erased_at: float | None, occurred_at: datetime) -> bool:
@@ -43,9 +60,15 @@ class ErasureGuard:
         self.keep = keep
         self.on_drop = on_drop  # counts a dropped record (the service's privacy metrics)
 
-    def erased(self, lead_id: str, at: datetime, partition: int) -> None:
-        """Record an erasure; call it while handling the request's record (the table's partition is its)."""
-        self.table[guard_key(lead_id)] = encode_erasure(at, partition)
+    def erased(self, lead_id: str, at: datetime, partition: int, *, by_person: bool = False) -> None:
+        """Record an erasure; call it while handling the request's record (the table's partition is its).
+
+        `by_person`: the person asked for it (the caller decides what counts); a later erasure that
+        is not theirs leaves that remembered."""
+        value = encode_erasure(at, partition)
+        self.table[guard_key(lead_id)] = value
+        if by_person:
+            self.table[person_key(lead_id)] = value
 
     def erased_at(self, lead_id: str) -> float | None:
         """When the lead was erased (epoch seconds), or None. With no erasure held, the usual case,
@@ -54,6 +77,12 @@ class ErasureGuard:
         if len(self.table) == 0:
             return None
         raw = self.table.get(guard_key(lead_id))
+        return None if raw is None else decode_erasure(raw)[0]
+
+    def erased_by_person_at(self, lead_id: str) -> float | None:
+        """When the person last asked for the lead's erasure (epoch seconds), or None. Asked only of
+        stale records, so not on the hot path."""
+        raw = self.table.get(person_key(lead_id))
         return None if raw is None else decode_erasure(raw)[0]
 
     def blocks(self, lead_id: str, occurred_at: datetime) -> bool:

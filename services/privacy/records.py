@@ -47,6 +47,20 @@ def cascaded_erase(
     )
 
 
+def identified_erase(cause_event_id: str, lead_id: str, now: datetime) -> PrivacyRecord:
+    """Erase the known lead that a record from before the person's erasure of an anonymous lead
+    identified as that lead (enrich: `domain.identified_late`); `cause_event_id` is that record's, so
+    the same record handled twice asks with the same id."""
+    return PrivacyRecord(
+        event_id="erase-" + _digest("identified", cause_event_id, lead_id),
+        occurred_at=now,
+        lead_id=lead_id,
+        kind=PrivacyRequestKind.ERASE,
+        requested_by="cascade",
+        reason="identified by a record from before its anonymous lead's erasure at the person's request",
+    )
+
+
 def retention_erase(lead_id: str, last_activity: float, now: datetime) -> PrivacyRecord:
     """Erase a lead inactive beyond the retention period; the same quiet spell gives the same id."""
     return PrivacyRecord(

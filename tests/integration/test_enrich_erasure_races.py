@@ -38,14 +38,16 @@ def state(enrich: StreamService, lead_id: str) -> str:
     return (leads.get(lead_id) or b"").decode()
 
 
-async def erase(broker: EmbeddedBroker, enrich: StreamService, *lead_ids: str) -> PrivacyRecord:
+async def erase(
+    broker: EmbeddedBroker, enrich: StreamService, *lead_ids: str, requested_by: str = "admin"
+) -> PrivacyRecord:
     """Erase `lead_ids[0]`; wait until enrich completed the erasure of every one of `lead_ids`."""
     request = PrivacyRecord(
         event_id=f"erase-{lead_ids[0]}",
         occurred_at=utcnow(),
         lead_id=lead_ids[0],
         kind=PrivacyRequestKind.ERASE,
-        requested_by="admin",
+        requested_by=requested_by,
     )
     topic = enrich.settings.topic(TopicName.PRIVACY)
     await produce(broker.bootstrap_servers, topic, [(lead_ids[0].encode(), encode(request))])
@@ -132,9 +134,11 @@ async def test_inbox_records_in_flight_during_an_erasure_do_not_bring_the_lead_b
 async def test_an_erasure_reaches_an_anonymous_lead_whose_merge_has_not_arrived(
     broker: EmbeddedBroker, enrich: StreamService
 ) -> None:
-    """The visitor's anonymous history was erased; a form from before that erasure arrives late
-    naming the anonymous id. Its alias request is dropped, so the known lead waits for a merge that
-    never comes, and must still take the anonymous lead (what came after) with it when erased."""
+    """The retention sweep erased the visitor's anonymous history; a form from before that erasure
+    arrives late naming the anonymous id. Its alias request is dropped, so the known lead waits for
+    a merge that never comes, and must still take the anonymous lead (what came after) with it when
+    erased. (After an erasure the person asked for, the late form's known lead goes at once: the
+    last test.)"""
     email, anon = "late.form@example.org", "anon-late-1"
     known, _ = lead_identity(email, None)
     anonymous, _ = lead_identity(None, anon)
@@ -149,7 +153,7 @@ async def test_an_erasure_reaches_an_anonymous_lead_whose_merge_has_not_arrived(
     )
     await produce(broker.bootstrap_servers, source, [chat])
     await eventually(lambda: bool(state(enrich, anonymous)))
-    await erase(broker, enrich, anonymous)
+    await erase(broker, enrich, anonymous, requested_by="retention")
 
     late = interaction(
         event_id="form-2",
@@ -208,3 +212,61 @@ async def test_erasing_the_second_person_of_a_shared_browser_leaves_the_first_pe
     await erase(broker, enrich, second)
     assert state(enrich, second) == ""
     assert first in state(enrich, anonymous)  # the first person's browsing is still theirs
+
+
+async def test_a_contact_identifying_an_anonymous_lead_the_person_had_erased_takes_its_known_lead_along(
+    broker: EmbeddedBroker, enrich: StreamService
+) -> None:
+    """LinkedIn's DELETED erased the form response's anonymous lead while capture was still fetching
+    its contact; the contact (dated at the form's submission) came after. Had it come first, the
+    erasure would have taken the known lead it made (`domain.became`), so it goes now. After the
+    retention sweep's erasure of a quiet anonymous lead, the known lead a late contact names stays."""
+    people = {
+        "linkedin": ("deleted.late@example.org", "linkedin:urn:li:leadGenFormResponse:late-1"),
+        "retention": ("kept.late@example.org", "linkedin:urn:li:leadGenFormResponse:late-2"),
+    }
+    ids = {
+        by: (lead_identity(email, None)[0], lead_identity(None, anon)[0])
+        for by, (email, anon) in people.items()
+    }
+    source = enrich.settings.topic(TopicName.INTERACTIONS)
+    submitted = utcnow() - timedelta(minutes=5)
+    for n, (_, anon) in enumerate(people.values()):
+        ad = interaction(event_id=f"li-ad-{n}", type="ad_lead", occurred_at=submitted, anonymous_id=anon)
+        await produce(broker.bootstrap_servers, source, [ad])
+    for _, anonymous in ids.values():
+        await eventually(lambda a=anonymous: bool(state(enrich, a)))
+    for by, (_, anonymous) in ids.items():
+        await erase(broker, enrich, anonymous, requested_by=by)
+
+    for n, (email, anon) in enumerate(people.values()):
+        contact = interaction(
+            event_id=f"li-contact-{n}",
+            type="identify",
+            occurred_at=submitted,
+            anonymous_id=anon,
+            contact={"email": email, "first_name": "Late", "phone": "+49 170 7654321"},
+        )
+        await produce(broker.bootstrap_servers, source, [contact])
+    await eventually(lambda: dropped(enrich) >= 2, within=30)  # both alias requests came too late
+
+    (deleted, deleted_anonymous), (kept, kept_anonymous) = ids["linkedin"], ids["retention"]
+    topic = enrich.settings.topic(TopicName.PRIVACY)
+    found = await consume_until(
+        broker.bootstrap_servers,
+        topic,
+        lambda rs: any(b'"erasure_completed"' in (r.value or b"") and r.key == deleted.encode() for r in rs),
+        within=20,
+    )
+    assert state(enrich, deleted) == ""  # the person's name, e-mail and phone are gone with it
+    assert rows(enrich, deleted) == {} and rows(enrich, deleted_anonymous) == {}
+    records = [PrivacyRecord.model_validate_json(r.value) for r in found if r.value]
+    erasures = [r for r in records if r.kind is PrivacyRequestKind.ERASE and r.lead_id == deleted]
+    assert [(r.requested_by, r.reason) for r in erasures] == [
+        ("cascade", "identified by a record from before its anonymous lead's erasure at the person's request")
+    ]
+    late = enrich.metrics.registry.get_sample_value("leadpipe_enrich_late_identifications_erased_total")
+    assert late == 1
+    assert "kept.late@example.org" in state(enrich, kept)
+    assert f'"aliasing":["{kept_anonymous}"]' in state(enrich, kept)
+    assert kept not in {r.lead_id for r in records if r.kind is PrivacyRequestKind.ERASE}

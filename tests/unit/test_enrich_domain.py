@@ -368,6 +368,52 @@ def test_a_person_s_erasure_of_an_anonymous_lead_takes_the_known_lead_it_became(
     assert domain.became(LeadState.new("a-2"), requested_by) is None
 
 
+@pytest.mark.parametrize("requested_by", ["linkedin", "data-subject", "admin", None, "retention", "cascade"])
+def test_only_a_person_s_erasure_of_an_anonymous_lead_that_was_nobody_yet_reaches_late_identifications(
+    requested_by: str | None,
+) -> None:
+    """Had the identification come first, the person's erasure would have taken its known lead
+    (`became`). One that had become a known lead already took that one, and another known lead's
+    identification would have been refused (a shared browser): that person stays."""
+    person = requested_by not in ("retention", "cascade")
+    unclaimed = LeadState.new("a-1")
+    assert domain.identity_follows(unclaimed, "a-1", requested_by) is person
+    assert domain.identity_follows(None, "a-1", requested_by) is person  # erased before enrich saw it
+    aliased = unclaimed.model_copy(update={"alias_to": "e-1"})
+    assert domain.identity_follows(aliased, "a-1", requested_by) is False
+    known = LeadState.new("e-2")  # a known lead's erasure: no identity to follow
+    assert domain.identity_follows(known, "e-2", requested_by) is False
+
+
+def test_a_late_identification_of_an_anonymous_lead_the_person_erased_names_its_known_lead() -> None:
+    """The LinkedIn contact fetched while the DELETED was handled, dated at the form's submission:
+    its alias request reaches the erased anonymous lead after the erasure."""
+    contact = interaction(
+        "li-contact", type="identify", anonymous_id="linkedin:urn-9", contact={"email": "late@acme.de"}
+    )
+    known = domain.enrich(None, contact.lead_id, contact, found(), CONFIG)
+    (request,) = known.aliases
+    at = request.occurred_at.timestamp()
+    assert domain.identified_late(request, at) == contact.lead_id  # the erasure came at the same moment
+    assert domain.identified_late(request, at + 60) == contact.lead_id
+    assert domain.identified_late(request, at - 1) is None  # happened after the erasure: the person came back
+    assert domain.identified_late(request, None) is None  # not the person's erasure: dropped, nothing more
+
+
+def test_a_known_lead_from_other_sources_goes_whole_as_with_became() -> None:
+    """The known lead a late identification names may hold the person's data from other sources (a
+    website form with the same address): the whole lead goes, as `became` takes the whole lead."""
+    site = interaction("web-form", type="form_submit", contact={"email": "late@acme.de", "first_name": "Ann"})
+    before = domain.enrich(None, site.lead_id, site, found(), CONFIG).state
+    contact = interaction(
+        "li-contact", 5, type="identify", anonymous_id="linkedin:urn-9", contact={"email": "late@acme.de"}
+    )
+    (request,) = domain.enrich(before, site.lead_id, contact, found(), CONFIG).aliases
+    aliased = LeadState.new(request.lead_id).model_copy(update={"alias_to": site.lead_id})
+    erased = domain.identified_late(request, request.occurred_at.timestamp())
+    assert erased == domain.became(aliased, "linkedin") == site.lead_id
+
+
 # --- firmographics -------------------------------------------------------------------------------------
 
 

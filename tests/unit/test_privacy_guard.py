@@ -69,3 +69,47 @@ def test_with_no_erasure_held_the_guard_answers_without_a_lookup() -> None:
     dict.__setitem__(table, guard_key("e-other"), encode_erasure(ERASED, 0))
     with pytest.raises(AssertionError, match="looked up"):  # one erasure held: every record is checked
         guard.drops("e-abc123", ERASED)
+
+
+def test_a_value_written_by_the_old_guard_still_guards_and_says_nobody_asked() -> None:
+    """A running system holds entries from before the person's erasure was remembered."""
+    table = Table()
+    table[guard_key("a-old")] = f"{ERASED.timestamp()!r}@2".encode()  # the old code's value, as it wrote it
+    guard = ErasureGuard(table, keep=timedelta(days=7))
+    assert guard.blocks("a-old", ERASED) and not guard.blocks("a-old", ERASED + timedelta(seconds=1))
+    assert guard.erased_by_person_at("a-old") is None
+    assert guard.purge(ERASED + timedelta(days=8)) == 1 and table.tombstones == [(guard_key("a-old"), 2)]
+
+
+def test_the_person_s_erasure_is_remembered_apart_and_outlives_a_later_erasure_that_is_not_theirs() -> None:
+    """The cascade that follows a person's erasure erases the lead again; that must not make the guard
+    forget that the person asked. Each entry is in the old value format, so a guard of the code
+    before this one reads and purges them."""
+    table = Table()
+    guard = ErasureGuard(table, keep=timedelta(days=7))
+    guard.erased("a-abc", ERASED, partition=1, by_person=True)
+    assert b"a-abc" not in b"".join(table) and len(table) == 2
+    assert all(decode_erasure(value) == (ERASED.timestamp(), 1) for value in table.values())
+    later = ERASED + timedelta(seconds=30)
+    guard.erased("a-abc", later, partition=1)  # the cascade back from the known lead
+    assert guard.erased_at("a-abc") == later.timestamp()
+    assert guard.erased_by_person_at("a-abc") == ERASED.timestamp()
+    assert guard.blocks("a-abc", ERASED + timedelta(seconds=1))  # still stale: dropped, nothing more
+    guard.erased("e-xyz", ERASED, partition=0)
+    assert guard.erased_by_person_at("e-xyz") is None
+    assert guard.purge(ERASED + timedelta(days=7, seconds=60)) == 3  # the person's and both erasures
+    assert table == {} and sorted(p for _, p in table.tombstones) == [0, 1, 1]
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.booleans()), min_size=1, max_size=8))
+def test_the_guard_holds_the_latest_erasure_and_the_latest_the_person_asked_for(
+    erasures: list[tuple[int, bool]],
+) -> None:
+    guard = ErasureGuard(Table(), keep=timedelta(days=7))
+    times = sorted(seconds for seconds, _ in erasures)  # erasures are handled in time order
+    for at, (_, by_person) in zip(times, erasures, strict=True):
+        guard.erased("a-1", ERASED + timedelta(seconds=at), partition=0, by_person=by_person)
+    person = [at for at, (_, by_person) in zip(times, erasures, strict=True) if by_person]
+    assert guard.erased_at("a-1") == (ERASED + timedelta(seconds=times[-1])).timestamp()
+    expected = (ERASED + timedelta(seconds=person[-1])).timestamp() if person else None
+    assert guard.erased_by_person_at("a-1") == expected
