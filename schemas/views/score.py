@@ -19,6 +19,7 @@ from schemas.profile import LeadProfile
 
 
 class InteractionView(Contract):
+    event_id: str = Field(min_length=1, max_length=128)  # a completion names it in `completes`
     type: InteractionType
     source: Source = Field(default_factory=Source)
     properties: dict[str, JsonValue] = Field(default_factory=dict)

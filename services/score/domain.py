@@ -391,9 +391,10 @@ def apply_interaction(state: LeadState | None, event: EnrichedView, rules: Scori
     if usage is not None and usage > old.usage:
         update["usage"] = usage
     # A late firmographics lookup's completion repeats an interaction whose points were counted when
-    # its partial record came (`EnrichedInteraction.completes`): it brings the completed profile, and
-    # with it the fit, hand-raise and stages to evaluate again, but no points.
-    completion = bool(event.completes)
+    # its partial record came (`EnrichedInteraction.completes` names it): it brings the completed
+    # profile, and with it the fit, hand-raise and stages to evaluate again, but no points. A new
+    # interaction whose own lookup completes earlier records also lists them, and scores as usual.
+    completion = interaction.event_id in event.completes
     rule = None if completion else match_rule(interaction, rules)
     outcome = "completed" if completion else "unscored"
     if rule is not None:  # the points change engagement fields only, which `update` leaves alone
@@ -416,16 +417,20 @@ def apply_interaction(state: LeadState | None, event: EnrichedView, rules: Scori
 
 
 def _number(value: JsonValue) -> float | None:
+    """A finite number, or None: "1e999", "Infinity" or "NaN" must not become the lead's usage, whose
+    JSON (null) would not load again and would crash the worker on every replay."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 SALES_MOVES: dict[SalesActivityKind, tuple[LifecycleStage, frozenset[LifecycleStage]]] = {
@@ -457,9 +462,12 @@ def apply_sales_activity(state: LeadState | None, event: SalesActivity, rules: S
     if event.activity == SalesActivityKind.BANT_UPDATED:
         state = state.model_copy(update={"bant": bant_from_sales(state.bant, event.properties)})
     move = SALES_MOVES.get(event.activity)
-    if move is not None and state.lifecycle in move[1]:
+    # Sales' word is taken in the order it was said: an `accepted` reported after a later `rejected`
+    # must not take the recycled lead back to SQL.
+    in_order = state.sales_moved_at is None or at >= state.sales_moved_at
+    if move is not None and state.lifecycle in move[1] and in_order:
         rule = f"sales:{event.activity.value}"
-        update: dict[str, object] = {"lifecycle": move[0]}
+        update: dict[str, object] = {"lifecycle": move[0], "sales_moved_at": at}
         if move[0] == L.RECYCLED:
             update["hand_raised_at"] = None  # a rejected hand-raise no longer keeps the lead hot
             update["recycled_engagement"] = max(0.0, raw_engagement(state))

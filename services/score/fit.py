@@ -88,7 +88,7 @@ def disqualifier(profile: LeadProfile | None, rules: FitRules) -> str | None:
         return "competitor"
     if profile.email_kind in rule.email_kinds:
         return f"email:{profile.email_kind.value}"
-    country = (profile.country or "").upper()
+    country = (profile.country or profile.firmographics.country or "").upper()  # as the territory fit
     if country and country in {c.upper() for c in rule.countries}:
         return f"country:{country}"
     if profile.seniority and profile.seniority.lower() in rule.seniorities:
@@ -106,7 +106,9 @@ def _answer(value: JsonValue) -> str | None:
 def bant_from_properties(
     bant: BantState, properties: dict[str, JsonValue], profile: LeadProfile | None, rules: FitRules
 ) -> BantState:
-    """BANT answers from form fields (and authority from seniority); later answers win."""
+    """BANT answers from form fields; later answers win. Authority is inferred from seniority only
+    while nobody answered it: a rep's `bant_updated` or a form's role must not be undone by the
+    next page view of a senior lead."""
     updates: dict[str, bool] = {}
     for name in BANT_FIELDS:
         criterion: BantCriterion = getattr(rules.bant, name)
@@ -116,7 +118,11 @@ def bant_from_properties(
                 updates[name] = answer not in criterion.unmet_values
                 break
     seniority = (profile.seniority or "").lower() if profile else ""
-    if "authority" not in updates and seniority in rules.bant.authority_seniorities:
+    if (
+        "authority" not in updates
+        and bant.authority is None
+        and seniority in rules.bant.authority_seniorities
+    ):
         updates["authority"] = True
     updates = {name: met for name, met in updates.items() if getattr(bant, name) is not met}
     return bant.model_copy(update=updates) if updates else bant

@@ -173,6 +173,22 @@ class ScoringRules(_Strict):
             seen.add(rule.name)
         return rules
 
+    @field_validator("engagement")
+    @classmethod
+    def _none_shadowed(cls, rules: tuple[EngagementRule, ...]) -> tuple[EngagementRule, ...]:
+        """The first rule of a type that matches wins (`domain.match_rule`), so one after a rule of
+        its type without conditions could never score: list the conditional rules first."""
+        catch_all: dict[str, str] = {}
+        for rule in rules:
+            if rule.type in catch_all:
+                raise ValueError(
+                    f"engagement rule {rule.name!r} can never match: {catch_all[rule.type]!r} above it "
+                    f"takes every {rule.type.value} (list rules with conditions before the one without)"
+                )
+            if not rule.when and not rule.when_contains:
+                catch_all[rule.type] = rule.name
+        return rules
+
     @property
     def half_life_seconds(self) -> float:
         return self.half_life.total_seconds()

@@ -62,6 +62,9 @@ class LeadState(BaseModel):
         None, description="Usage when last recycled: product-qualified again only above it."
     )
     bant: BantState = Field(default_factory=BantState)
+    sales_moved_at: float | None = Field(
+        None, description="Epoch seconds of the sales activity that last moved the lifecycle."
+    )
     evaluated_at: float | None = Field(None, description="Epoch seconds of the latest stage evaluation.")
     next_due: float | None = Field(None, description="Epoch seconds when temperature next drops.")
 

@@ -405,3 +405,60 @@ def test_next_due_none_when_fit_alone_keeps_it_warm() -> None:
     assert state.temperature == Temperature.WARM and state.next_due is None
     later = domain.apply_decay_check(state, T0 + timedelta(days=365), r)
     assert later.changes == []
+
+
+# --- found by a review (stop 43): each failed before its fix ---------------------------------------
+
+
+@pytest.mark.parametrize("usage", ["1e999", "Infinity", "-inf", "NaN", 1e308 * 10])
+def test_a_usage_that_is_no_finite_number_is_ignored_and_the_state_loads_again(usage: object) -> None:
+    """Infinity was stored as usage, written as JSON null, and then crashed the worker on every load."""
+    state, _ = run([enriched("trial_signup"), enriched("product_usage", 10, properties={"usage": usage})])
+    assert state.usage == 0.0
+    assert LeadState.loads(state.dumps()) == state
+    assert LeadState.loads_without_profile(state.dumps()).usage == 0.0
+
+
+def test_a_new_interaction_that_also_completes_earlier_records_scores_its_own_points() -> None:
+    """Enrich lists the partial records a new interaction's own lookup completed (`completes`); only
+    a re-emission of an interaction already counted (its id among them) goes without points."""
+    partial = enriched("page_view", profile=vp_profile(firmographics=Firmographics()))
+    state, _ = run([partial])
+    live = enriched("demo_request", 10, profile=vp_profile()).model_copy(
+        update={"completes": [partial.event_id]}
+    )
+    update = domain.apply_interaction(state, live, R)
+    assert update.outcome == "scored" and update.rule == "demo_request"
+    assert update.state.points_by_rule["demo_request"] > 0
+
+
+def test_a_reps_authority_assessment_is_not_undone_by_the_next_page_view() -> None:
+    state, _ = run([enriched("page_view", profile=vp_profile())])
+    assert state.bant.authority is True  # inferred from the VP's seniority
+    state, _ = run([sales("bant_updated", 10, properties={"authority": False})], state)
+    state, _ = run([enriched("page_view", 20, profile=vp_profile())], state)
+    assert state.bant.authority is False
+    state, _ = run([enriched("form_submit", 30, properties={"role": "user"}, profile=vp_profile())])
+    state, _ = run([enriched("email_open", 40, profile=vp_profile())], state)
+    assert state.bant.authority is False
+
+
+def test_sales_moves_are_taken_in_the_order_sales_made_them() -> None:
+    """An `accepted` reported after a later `rejected` does not take the recycled lead back to SQL."""
+    state, _ = run([enriched("demo_request", profile=vp_profile())])
+    state, _ = run([sales("rejected", 200)], state)
+    state, changes = run([sales("accepted", 100)], state)
+    assert state.lifecycle == LifecycleStage.RECYCLED and changes == []
+    state, changes = run([sales("accepted", 300)], state)
+    assert state.lifecycle == LifecycleStage.SQL
+
+
+def test_a_disqualifying_country_is_the_company_s_when_the_person_gave_none() -> None:
+    """As the territory fit reads it: the person's country, else the company's."""
+    fit = R.fit.model_copy(update={"disqualify": R.fit.disqualify.model_copy(update={"countries": ["US"]})})
+    r = rules(fit=fit)
+    us = vp_profile(
+        country=None, firmographics=Firmographics(employees=500, industry="Software", country="US")
+    )
+    state, _ = run([enriched("page_view", profile=us)], r=r)
+    assert state.lifecycle == LifecycleStage.DISQUALIFIED

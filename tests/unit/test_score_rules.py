@@ -32,6 +32,12 @@ def test_shipped_rules_are_valid() -> None:
             "engagement: [{name: x, type: page_view, points: 1}, {name: x, type: email_open, points: 1}]\n",
             "duplicate engagement rule name 'x'",
         ),
+        (
+            "half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n"
+            "engagement: [{name: any_page, type: page_view, points: 1},"
+            " {name: pricing, type: page_view, points: 10, when_contains: {url: /pricing}}]\n",
+            "engagement rule 'pricing' can never match: 'any_page' above it takes every page_view",
+        ),
         ("half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\nfitt: {}\n", "fitt"),
         ("half_life: [unclosed\n", "not valid YAML"),
     ],
