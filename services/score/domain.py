@@ -267,12 +267,19 @@ def next_due(
 
 
 def reasons_at(state: LeadState, at: float, fit_list: list[Reason], rules: ScoringRules) -> list[Reason]:
-    """Top contributions by size: fit rules, engagement rules (undecayed) and the decay so far."""
+    """Top contributions by size: fit rules, engagement rules (undecayed), the decay so far and,
+    when negative points took engagement below zero, the floor that holds it at zero (named apart,
+    so the reasons add up to the score without a "decay" that raised it)."""
     reasons = list(fit_list)
     reasons.extend(Reason(rule=name, points=round(p, 2)) for name, p in state.points_by_rule.items() if p)
-    decayed_by = engagement_at(state, at, rules) - sum(state.points_by_rule.values())
-    if round(decayed_by, 2) != 0:
-        reasons.append(Reason(rule="decay", points=round(decayed_by, 2)))
+    unfloored = 0.0
+    if state.engagement_at is not None:
+        unfloored = decay.decayed(raw_engagement(state), at - state.engagement_at, rules.half_life_seconds)
+    decayed_by = unfloored - sum(state.points_by_rule.values())
+    floored_by = engagement_at(state, at, rules) - unfloored
+    for name, points in (("decay", decayed_by), ("engagement_floor", floored_by)):
+        if round(points, 2) != 0:
+            reasons.append(Reason(rule=name, points=round(points, 2)))
     reasons.sort(key=lambda r: (-abs(r.points), r.rule))
     return reasons[: rules.top_reasons]
 

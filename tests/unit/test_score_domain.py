@@ -462,3 +462,16 @@ def test_a_disqualifying_country_is_the_company_s_when_the_person_gave_none() ->
     )
     state, _ = run([enriched("page_view", profile=us)], r=r)
     assert state.lifecycle == LifecycleStage.DISQUALIFIED
+
+
+def test_reasons_add_up_when_negative_points_meet_the_floor_at_zero() -> None:
+    """The floor that holds engagement at zero is its own reason; "decay" never raises a score."""
+    state, _ = run([enriched("page_view", properties={"url": "/pricing"}, profile=vp_profile())])
+    update = domain.apply_interaction(state, enriched("unsubscribe", 60, profile=vp_profile()), R)
+    at = update.state.engagement_at
+    assert at is not None
+    _, fit_reasons = domain.fit_score(update.state, R)
+    reasons = domain.reasons_at(update.state, at, fit_reasons, rules(top_reasons=50))
+    engagement = {r.rule: r.points for r in reasons if r not in fit_reasons}
+    assert engagement == {"unsubscribe": -20, "pricing_page": 15, "engagement_floor": 5}
+    assert sum(engagement.values()) == domain.engagement_at(update.state, at, R) == 0
