@@ -36,6 +36,7 @@ from services.runtime.cancellation import honour_cancel
 log = logging.getLogger(__name__)
 
 PlatformFetch = Callable[[FetchJob], Awaitable[Interaction]]
+StillQueued = Callable[[FetchJob], Awaitable[bool]]
 CLAIM_LIMIT = 20  # fetches in flight per capture and round
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 403, 408, 429})  # a token fixed, a limit lifted: worth retrying
 LINKEDIN_FIELDS = (  # the response, with its form's questions projected in
@@ -114,11 +115,12 @@ def contact_sender_id(job: FetchJob) -> str:
 
 @dataclass(frozen=True)
 class Tried:
-    """What one try came to: published, or the job as it failed and whether to try again."""
+    """What one try came to: published, discarded, or the job as it failed and whether to try again."""
 
     job: FetchJob
     published: bool = False
     again: bool = False
+    discarded: bool = False  # dropped while it ran (the lead was deleted): fetched, not published
 
 
 class ContactFetcher:
@@ -141,13 +143,22 @@ class ContactFetcher:
         self._settings = settings
         self._metrics = metrics
         self._wake = asyncio.Event()
-        self._in_memory: dict[str, asyncio.Task[None]] = {}
+        self._in_memory: dict[str, asyncio.Task[None]] = {}  # one task per job id, never two
+        # job ids cancelled in this process -> until when (monotonic), oldest first: what Redis's
+        # tombstone says, for when Redis was away at the DELETED or is away at a later CREATED
+        self._cancelled: dict[str, float] = {}
+        self._undropped: dict[str, bool] = {}  # cancelled while Redis was away -> counted already
 
     async def enqueue(self, job: FetchJob) -> None:
-        """Queue the fetch in Redis and wake the loop; with Redis away, retry it in memory."""
+        """Queue the fetch in Redis and wake the loop; with Redis away, retry it in memory. A lead
+        cancelled in this process is not fetched, whether Redis answers or not."""
+        if job.id in self._cancelled:
+            return
         try:
             await self._queue.add(job)
         except (RedisError, OSError) as exc:
+            if job.id in self._in_memory:  # the platform delivered the lead again: fetched already
+                return
             log.warning("contact fetch %s not queued, Redis unavailable (%s); held in memory", job.id, exc)
             self._count(job, "unqueued")
             task = asyncio.create_task(self._retry_in_memory(job))
@@ -163,18 +174,49 @@ class ContactFetcher:
     async def cancel(self, platform: Platform, ref: str) -> None:
         """Fetch no more of a lead the platform deleted (LinkedIn's DELETED): its erasure is published,
         and answers fetched after it would make the person a lead again. A fetch already running
-        still publishes; enrich erases the known lead an erased anonymous one became."""
+        finds its job gone before it publishes (`try_once`), and one held in memory is cancelled.
+        The job id is remembered here too, so a fetch Redis could not drop (it was away) is dropped
+        by the loop once Redis answers, and the lead is not queued again by this process."""
         wanted = job_id(platform, ref)
+        self._remember_cancelled(wanted)
         task = self._in_memory.pop(wanted, None)
         if task is not None:
             task.cancel()
+            self._count_dropped(platform)
         try:
-            dropped = await self._queue.drop(wanted)
+            dropped = await self._drop(wanted)
         except (RedisError, OSError) as exc:
-            log.warning("contact fetch %s not dropped, Redis unavailable (%s)", wanted, exc)
+            log.warning("contact fetch %s not dropped, Redis unavailable (%s); dropped later", wanted, exc)
+            self._undropped[wanted] = task is not None
             return
-        if dropped or task is not None:
-            self._metrics.contact_fetches.labels(platform, "dropped").inc()
+        if dropped and task is None:
+            self._count_dropped(platform)
+
+    async def _drop(self, wanted: str) -> int:
+        return await self._queue.drop(wanted, self._settings.contact_fetch_dropped_ttl_seconds)
+
+    async def _drop_undropped(self) -> None:
+        """The drops `cancel` could not make while Redis was away; raises while it still is."""
+        for wanted, counted in list(self._undropped.items()):
+            if await self._drop(wanted) and not counted:
+                self._count_dropped(wanted.split(":", 1)[0])
+            del self._undropped[wanted]
+
+    def _remember_cancelled(self, wanted: str) -> None:
+        now = time.monotonic()
+        while self._cancelled:  # oldest first (one TTL for all): stop at the first still live
+            oldest, until = next(iter(self._cancelled.items()))
+            if until > now:
+                break
+            del self._cancelled[oldest]
+        self._cancelled.pop(wanted, None)
+        self._cancelled[wanted] = now + self._settings.contact_fetch_dropped_ttl_seconds
+
+    async def _holds(self, job: FetchJob) -> bool:
+        return job.id not in self._cancelled and await self._queue.holds(job)
+
+    def _count_dropped(self, platform: str) -> None:
+        self._metrics.contact_fetches.labels(platform, "dropped").inc()
 
     async def run(self) -> None:
         """Claim due fetches and run them until cancelled; a failing round is logged, not fatal."""
@@ -190,11 +232,16 @@ class ContactFetcher:
                         async with asyncio.timeout(self._settings.contact_fetch_poll_seconds):
                             await self._wake.wait()
         finally:
-            for task in self._in_memory.values():
+            tasks = list(self._in_memory.values())
+            for task in tasks:
                 task.cancel()
+            # ended before capture closes the HTTP session and the producer they use
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _round(self) -> int:
         try:
+            if self._undropped:
+                await self._drop_undropped()
             lease = self._settings.contact_fetch_lease_seconds
             jobs = await self._queue.claim(time.time(), lease, CLAIM_LIMIT)
             results = await asyncio.gather(*(self._settle(job) for job in jobs), return_exceptions=True)
@@ -210,7 +257,9 @@ class ContactFetcher:
         return 0
 
     async def _settle(self, job: FetchJob) -> None:
-        tried = await self.try_once(job)
+        tried = await self.try_once(job, self._holds)
+        if tried.discarded:
+            return  # dropped while it ran: nothing left to settle
         if tried.published:
             await self._queue.done(job)
         elif tried.again:
@@ -232,8 +281,16 @@ class ContactFetcher:
             job.attempts, settings.contact_fetch_backoff_seconds, settings.contact_fetch_backoff_max_seconds
         )
 
-    async def try_once(self, job: FetchJob) -> Tried:
-        """Fetch and publish `job`'s contact once; counted and logged here."""
+    async def try_once(self, job: FetchJob, still_queued: StillQueued | None = None) -> Tried:
+        """Fetch and publish `job`'s contact once; counted and logged here.
+
+        `still_queued` (a queued job's: `FetchQueue.holds`) is asked between the fetch and the
+        publish: a DELETED handled while the platform answered dropped the job, and its answers are
+        the deleted person's. A Redis error there ends the try unpublished (retried after its lease).
+        The drop may still come between the check and the publish, a Redis read and a produce later;
+        enrich then erases the known lead the contact makes (services/enrich/domain.py,
+        `identity_follows`), as the contact is dated at the form's submission, before the erasure.
+        A job held in memory needs no check: `cancel` cancels its task."""
         permanent, outcome_name = False, "failed"
         try:
             record = await self._fetches[job.platform](job)
@@ -244,6 +301,11 @@ class ContactFetcher:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         else:
+            if still_queued is not None and not await still_queued(job):
+                self._count(job, "discarded")
+                # no job id: it names the person who asked for the erasure
+                log.info("a %s contact fetch was dropped while it ran; not published", job.platform)
+                return Tried(job, discarded=True)
             outcome = await self._ingestor.submit(self._topic, record, contact_sender_id(job))
             if outcome.ok:
                 self._count(job, "published")

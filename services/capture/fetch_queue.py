@@ -5,7 +5,9 @@ fetches the answers from the platform's API afterwards. Held in memory, a fetch 
 retry died with its process, and the lead stayed without a contact. Here each fetch is a job in a
 hash, with its due time in a sorted set; a capture claims due jobs for a lease
 (`services/runtime/due_claims.py`), so a job whose claimer died comes due again, and any number of
-captures share the queue. A job holds platform ids only, no personal data.
+captures share the queue. A job holds platform ids only, no personal data. A drop (the lead deleted
+on the platform) leaves a tombstone key with a TTL, so the same lead is not queued again by a
+webhook the platform delivers late or again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,20 @@ from services.runtime.due_claims import DueClaims
 
 Platform = Literal["meta", "linkedin"]
 
-# KEYS: jobs hash, due set. ARGV: job id, job JSON, now. A job already waiting or in flight is kept.
+DROPPED_TTL_SECONDS = 7 * 24 * 3600  # how long a dropped job id stays unqueueable (CaptureSettings)
+
+# A failed entry's job id, as `job_id` makes it.
+_ENTRY_ID = """
+local function entry_id(entry)
+  local job = cjson.decode(entry)
+  return job.platform .. ':' .. job.ref
+end
+"""
+
+# KEYS: jobs hash, due set, the job's tombstone. ARGV: job id, job JSON, now. A job already waiting or
+# in flight is kept; a job dropped lately (a CREATED delivered again after the DELETED) is not queued.
 _ADD = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
   return 1
@@ -37,37 +51,67 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
 """
 
-# KEYS: jobs hash, due set, failed set. ARGV: job id, job JSON, now, failed entries kept. A job dropped
-# meanwhile is not kept for a look either.
-_GIVE_UP = """
+# KEYS: jobs hash, due set, failed set, failed index. ARGV: job id, job JSON, now, failed entries kept.
+# A job dropped meanwhile is not kept for a look either. A lead given up before keeps its latest entry
+# only; the entries trimmed (usually one) leave the index with them.
+_GIVE_UP = (
+    _ENTRY_ID
+    + """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+local previous = redis.call('HGET', KEYS[4], ARGV[1])
+if previous then redis.call('ZREM', KEYS[3], previous) end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[4]))
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
+if over > 0 then
+  for _, entry in ipairs(redis.call('ZRANGE', KEYS[3], 0, over - 1)) do
+    local id = entry_id(entry)
+    if redis.call('HGET', KEYS[4], id) == entry then redis.call('HDEL', KEYS[4], id) end
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, over - 1)
+end
 return 1
 """
+)
 
-
-# KEYS: jobs hash, due set, failed set. ARGV: job id. Scans the failed set (at most `keep_failed`
-# entries): a drop is rare, and a given-up job must not be requeued after it.
-_DROP = """
+# KEYS: jobs hash, due set, failed set, failed index, the job's tombstone. ARGV: job id, tombstone TTL
+# in seconds. A lookup in the index; the failed set is scanned only while it holds entries the index
+# lacks (see `FetchQueue.drop`), which indexes them all, a lead's older entries going.
+_DROP = (
+    _ENTRY_ID
+    + """
 local dropped = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-for _, entry in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  local job = cjson.decode(entry)
-  if job.platform .. ':' .. job.ref == ARGV[1] then
-    redis.call('ZREM', KEYS[3], entry)
-    dropped = dropped + 1
+redis.call('SET', KEYS[5], '1', 'EX', ARGV[2])
+if redis.call('HLEN', KEYS[4]) ~= redis.call('ZCARD', KEYS[3]) then
+  redis.call('DEL', KEYS[4])
+  for _, entry in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    local id = entry_id(entry)
+    local previous = redis.call('HGET', KEYS[4], id)
+    if previous then
+      redis.call('ZREM', KEYS[3], previous)
+      if id == ARGV[1] then dropped = dropped + 1 end
+    end
+    redis.call('HSET', KEYS[4], id, entry)
   end
+end
+local entry = redis.call('HGET', KEYS[4], ARGV[1])
+if entry then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  dropped = dropped + redis.call('ZREM', KEYS[3], entry)
 end
 return dropped
 """
+)
 
-# KEYS: failed set, jobs hash, due set. ARGV: failed entry, job id, job JSON, now. Moves one given-up
-# job back into the queue, once however many requeue at the same time; a job queued again since
-# (a repeated webhook) is kept as it is.
+# KEYS: failed set, jobs hash, due set, failed index, the job's tombstone. ARGV: failed entry, job id,
+# job JSON, now. Moves one given-up job back into the queue, once however many requeue at the same
+# time; a job queued again since (a repeated webhook) is kept as it is, and a dropped one stays out.
 _REQUEUE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[4], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[4], ARGV[2]) end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 1 then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 end
@@ -105,6 +149,8 @@ class FetchQueue:
     def __init__(self, redis: Redis, namespace: str = "", keep_failed: int = 10_000) -> None:
         prefix = f"leadpipe:capture{namespace}:fetch:"
         self.jobs_key, self.due_key, self.failed_key = prefix + "jobs", prefix + "due", prefix + "failed"
+        self.failed_index_key = prefix + "failed_ids"  # job id -> its entry in the failed set
+        self._dropped_prefix = prefix + "dropped:"
         self._redis = redis
         self._keep_failed = keep_failed
         self._add = redis.register_script(_ADD)
@@ -115,10 +161,15 @@ class FetchQueue:
         self._claim = DueClaims(redis)
 
     async def add(self, job: FetchJob, now: float | None = None) -> bool:
-        """Queue `job`, due at once; False when the same lead's fetch is queued already."""
+        """Queue `job`, due at once; False when the same lead's fetch is queued already, or was dropped
+        within its tombstone's TTL (the platform deleted the lead: a late CREATED must not fetch it)."""
         now = time.time() if now is None else now
-        keys = [self.jobs_key, self.due_key]
+        keys = [self.jobs_key, self.due_key, self.dropped_key(job.id)]
         return bool(await self._add(keys=keys, args=[job.id, job.model_dump_json(), now]))
+
+    def dropped_key(self, job_id: str) -> str:
+        """The tombstone `drop` leaves: while it lives, the job cannot be queued again."""
+        return self._dropped_prefix + job_id
 
     async def claim(self, now: float, lease_seconds: float, limit: int) -> list[FetchJob]:
         """Due jobs, each out of the others' reach for `lease_seconds`."""
@@ -137,6 +188,14 @@ class FetchQueue:
             pipe.zrem(self.due_key, job.id)
             await pipe.execute()
 
+    async def holds(self, job: FetchJob) -> bool:
+        """Is `job` still queued, as queued (not dropped since it was claimed)? Asked after the fetch,
+        before its answers are published. One read: `drop` is one script, so the answer is from
+        wholly before or wholly after a drop. A job queued anew since (its `queued_at` differs) is
+        not this one."""
+        raw = await self._redis.hget(self.jobs_key, job.id)
+        return raw is not None and FetchJob.model_validate_json(raw).queued_at == job.queued_at
+
     async def retry(self, job: FetchJob, at: float) -> None:
         """Store the job as it is now (attempts, error) and make it due again at `at`, unless it was
         dropped while it ran."""
@@ -144,14 +203,23 @@ class FetchQueue:
 
     async def give_up(self, job: FetchJob, now: float) -> None:
         """Out of the queue, into the failed set (newest `keep_failed` kept) for someone to look at."""
-        keys = [self.jobs_key, self.due_key, self.failed_key]
+        keys = [self.jobs_key, self.due_key, self.failed_key, self.failed_index_key]
         await self._give_up(keys=keys, args=[job.id, job.model_dump_json(), now, self._keep_failed])
 
-    async def drop(self, job_id: str) -> int:
-        """Forget a lead's fetch wherever it is (waiting, claimed or given up): the lead was deleted on
-        the platform, so its answers must not be fetched. Returns how many entries went."""
-        keys = [self.jobs_key, self.due_key, self.failed_key]
-        return int(await self._drop(keys=keys, args=[job_id]))
+    async def drop(self, job_id: str, remember_seconds: int = DROPPED_TTL_SECONDS) -> int:
+        """Forget a lead's fetch wherever it is (waiting, claimed or given up) and keep it from being
+        queued again for `remember_seconds`: the lead was deleted on the platform, so its answers
+        must not be fetched, not even for a CREATED the platform delivers again (or late).
+        Returns how many entries went.
+
+        Why an index: scanning the failed set (up to `keep_failed` entries, decoded in Lua) blocked
+        Redis for tens of milliseconds per DELETED. Every script that adds or removes failed entries
+        keeps `failed_index_key` in step (one entry per lead), so a drop is a lookup. Entries written
+        before the index existed (or by an older capture during a rollout) have no index entry: the
+        drop sees the index's length differ from the failed set's (both O(1)) and indexes the whole
+        set once, in the same script, so the drop that notices them finds them too."""
+        keys = [self.jobs_key, self.due_key, self.failed_key, self.failed_index_key, self.dropped_key(job_id)]
+        return int(await self._drop(keys=keys, args=[job_id, remember_seconds]))
 
     async def waiting(self) -> int:
         return int(await self._redis.zcard(self.due_key))
@@ -171,7 +239,13 @@ class FetchQueue:
             if platform is not None and job.platform != platform:
                 continue
             fresh = job.model_copy(update={"attempts": 0})
-            keys = [self.failed_key, self.jobs_key, self.due_key]
+            keys = [
+                self.failed_key,
+                self.jobs_key,
+                self.due_key,
+                self.failed_index_key,
+                self.dropped_key(job.id),
+            ]
             if await self._requeue(keys=keys, args=[raw, job.id, fresh.model_dump_json(), now]):
                 moved.append(fresh)
         return moved

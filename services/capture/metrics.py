@@ -23,7 +23,7 @@ class CaptureMetrics:
 
 
 FETCH_PLATFORMS = ("meta", "linkedin")
-FETCH_OUTCOMES = ("published", "failed", "broker_unavailable", "gave_up", "unqueued", "dropped")
+FETCH_OUTCOMES = ("published", "failed", "broker_unavailable", "gave_up", "unqueued", "dropped", "discarded")
 
 
 def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
@@ -76,7 +76,8 @@ def _capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:
             "leadpipe_capture_contact_fetches_total",
             "Ad-platform contact fetches (Meta Graph API, LinkedIn Lead Sync) by outcome: published, "
             "failed (retried later), broker_unavailable, gave_up, unqueued (Redis down: retried in memory), "
-            "dropped (the lead was deleted on the platform).",
+            "dropped (the lead was deleted on the platform), discarded (fetched while it was deleted: "
+            "not published).",
             ["platform", "outcome"],
             registry=registry,
         ),

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from services.capture.fetch_queue import DROPPED_TTL_SECONDS
 from services.runtime.api_keys import hash_api_key
 from services.runtime.settings import ServiceSettings
 
@@ -86,6 +87,14 @@ class CaptureSettings(ServiceSettings):
     )
     contact_fetch_poll_seconds: float = Field(
         1.0, gt=0, description="How often the queue is read for retries that came due."
+    )
+    contact_fetch_dropped_ttl_seconds: int = Field(
+        DROPPED_TTL_SECONDS,
+        ge=60,
+        description="How long a lead deleted on the platform (LinkedIn's DELETED) stays out of the fetch "
+        "queue: a CREATED for it that comes later (LinkedIn delivered it again, or late) fetches nothing. "
+        "Longer than a platform retries a webhook: LinkedIn does not say for how long, Meta for up to "
+        "36 h, so a week by default. One small Redis key per deleted lead.",
     )
     # Forms and consent.
     forms_file: Path = Field(_FORMS_FILE, description="Web form field mappings (YAML).")

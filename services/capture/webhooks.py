@@ -154,15 +154,21 @@ async def linkedin_webhook(request: web.Request) -> web.Response:
     if isinstance(note, web.Response):
         return note
     record = platforms.linkedin_record(note, utcnow())
-    topic = TopicName.PRIVACY if record.record_type == "privacy" else TopicName.INTERACTIONS
+    erase = record.record_type == "privacy"
+    if erase:
+        # Dropped before the erasure is published, not after: a fetch finishing in between would
+        # find its job still queued and publish the answers after the erasure, and an erasure the
+        # broker does not take (503, LinkedIn retries later) would leave the fetch running meanwhile.
+        await request.app[FETCHER].cancel("linkedin", note.leadGenFormResponse)
+    topic = TopicName.PRIVACY if erase else TopicName.INTERACTIONS
     outcome = await request.app[INGESTOR].submit(
         settings.topic(topic), record, platforms.linkedin_sender_id(note)
     )
     if not outcome.ok:
         return answer(request, outcome)
-    if record.record_type == "privacy":
-        await request.app[FETCHER].cancel("linkedin", note.leadGenFormResponse)
-    elif settings.linkedin_access_token is not None:
+    if not erase and settings.linkedin_access_token is not None:
+        # a duplicate too (the delivery before may have died before queueing); the queue keeps a lead
+        # deleted since from being fetched again
         await _fetch_contact(request.app, "linkedin", note.leadGenFormResponse, note)
     return _ack([outcome])
 

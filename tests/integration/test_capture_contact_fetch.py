@@ -23,6 +23,7 @@ from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.runtime.topics import ensure_pipeline_topics
+from tests.eventually import eventually
 from tests.integration.test_capture_webhooks import APP_SECRET, LI_SECRET, meta_body, sign
 from tests.kafka import consume_until
 
@@ -44,6 +45,7 @@ class StandIn:
     failures: int = 1
     calls: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    held: asyncio.Event | None = None  # when set to an event, LinkedIn's answer waits for it
 
     def failing(self, request: web.Request) -> web.Response | None:
         self.calls.append(request.path)
@@ -110,7 +112,10 @@ async def stand_in() -> AsyncIterator[StandIn]:
         )
 
     async def li_response(request: web.Request) -> web.Response:
-        return state.failing(request) or web.json_response(linkedin_response(request))
+        refused = state.failing(request)
+        if state.held is not None:
+            await state.held.wait()
+        return refused or web.json_response(linkedin_response(request))
 
     async def li_form(request: web.Request) -> web.Response:
         state.calls.append(request.path)
@@ -359,6 +364,54 @@ async def test_a_linkedin_lead_deleted_before_its_answers_came_is_never_fetched_
         broker.bootstrap_servers, settings.topic(TopicName.PRIVACY), lambda rs: len(rs) >= 1, within=5
     )
     assert [b'"erase"' in (r.value or b"") for r in privacy] == [True]
+    await redis.aclose()
+
+
+async def test_a_fetch_running_when_linkedin_deleted_the_lead_does_not_publish_its_answers(
+    settings: CaptureSettings, broker: EmbeddedBroker, stand_in: StandIn, redis_url: str
+) -> None:
+    """The DELETED came while Lead Sync was answering: the answers the fetch then holds are the
+    deleted person's, and published they would make a known lead after the erasure."""
+    stand_in.failures, stand_in.held = 0, asyncio.Event()
+
+    def note(action: str) -> bytes:
+        return json.dumps(
+            {"type": "LEAD_ACTION", "leadGenFormResponse": RESPONSE_URN, "leadAction": action}
+        ).encode()
+
+    async def post(client: Client, action: str) -> None:
+        body = note(action)
+        headers = {"X-LI-Signature": sign(LI_SECRET, body, b"hmacsha256=")}
+        response = await client.post("/v1/webhooks/linkedin", data=body, headers=headers)
+        assert response.status == 200, await response.text()
+
+    async def settled(client: Client) -> str:
+        """/metrics once the fetch came to an outcome, published or not."""
+        outcomes = [f'{{outcome="{o}",platform="linkedin"}} 1.0' for o in ("published", "discarded")]
+
+        async def metrics() -> str:
+            text = await (await client.get("/metrics")).text()
+            return text if any(outcome in text for outcome in outcomes) else ""
+
+        await eventually(metrics, within=5)
+        return await metrics()
+
+    redis = Redis.from_url(redis_url)
+    queue = FetchQueue(redis, namespace=settings.topic_suffix)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        await post(client, "CREATED")
+        await eventually(lambda: bool(stand_in.calls), within=5)  # the fetch waits for LinkedIn's answer
+        await post(client, "DELETED")
+        stand_in.held.set()
+        metrics = await settled(client)
+    stored = await consume_until(
+        broker.bootstrap_servers, settings.topic(TopicName.INTERACTIONS), lambda rs: False, within=2
+    )
+    published = [Interaction.model_validate_json(r.value).type.value for r in stored if r.value]
+    assert published == ["ad_lead"]  # the contact's answers were not published
+    assert 'leadpipe_capture_contact_fetches_total{outcome="discarded",platform="linkedin"} 1.0' in metrics
+    assert 'leadpipe_capture_contact_fetches_total{outcome="published",platform="linkedin"} 0.0' in metrics
+    assert await queue.waiting() == 0 and await queue.failed() == []
     await redis.aclose()
 
 
