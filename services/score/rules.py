@@ -135,7 +135,9 @@ class HandRaisers(_Strict):
         {InteractionType.DEMO_REQUEST, InteractionType.QUOTE_REQUEST, InteractionType.CALLBACK_REQUEST}
     )
     min_fit: float = 0.0
-    hot_for: timedelta = Field(timedelta(days=3), description="How long a hand-raise keeps the lead hot.")
+    hot_for: timedelta = Field(
+        timedelta(days=3), gt=timedelta(0), description="How long a hand-raise keeps the lead hot."
+    )
 
 
 class ProductQualified(_Strict):

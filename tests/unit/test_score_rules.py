@@ -39,6 +39,11 @@ def test_shipped_rules_are_valid() -> None:
             "engagement rule 'pricing' can never match: 'any_page' above it takes every page_view",
         ),
         ("half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\nfitt: {}\n", "fitt"),
+        (
+            "half_life: P1D\nthresholds: {warm: 1, hot: 2, mql_fit: 1, mql_engagement: 1}\n"
+            "hand_raisers: {hot_for: PT0S}\n",
+            "hand_raisers.hot_for",
+        ),
         ("half_life: [unclosed\n", "not valid YAML"),
     ],
 )
