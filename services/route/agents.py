@@ -16,7 +16,7 @@ import faust
 from redis.exceptions import RedisError
 
 from schemas.base import utcnow
-from schemas.handoff import Handoff, SlaEventKind
+from schemas.handoff import Handoff, SlaEvent, SlaEventKind
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.sales import RepStatusUpdate, SalesRecord
 from schemas.stage import StageChange
@@ -50,8 +50,8 @@ class RouteOutputs:
 class RouteBatch(Batch):
     """One batch of stage changes, routed at commit: the reps' statuses read once, every assignment
     in one round trip, the new hand-offs' states stored, then every record sent and acknowledged,
-    then the hand-offs marked published (the order `Router` relies on), each step one round trip
-    for the whole batch."""
+    then the hand-offs marked published and the breaches among the outcomes settled (the order
+    `Router` relies on), each step one round trip for the whole batch."""
 
     def __init__(self, outputs: RouteOutputs) -> None:
         super().__init__(outputs.service.outbox())
@@ -86,25 +86,37 @@ class RouteBatch(Batch):
         outcomes = await until_redis_answers(partial(outputs.router.stored, outcomes), "store hand-offs")
         for _ in (outcome for outcome in outcomes if outcome.erased):
             outputs.privacy.dropped_stale()
+        handoffs, events = await self._send(outcomes)
+        await super().commit()
+        for event in events:  # counted once acknowledged: a breach whose publish failed goes out again
+            if event.kind == SlaEventKind.BREACHED:
+                metrics.breaches.labels(event.assignee.team, event.tier).inc()
+            else:
+                metrics.reassignments.labels(event.assignee.team).inc()
+        breaches = [breach for outcome in outcomes for breach in outcome.breaches]
+        if not handoffs and not breaches:
+            return
+        published = partial(outputs.router.published, handoffs, breaches)
+        await until_redis_answers(published, "mark published")
+        for handoff in handoffs:
+            metrics.handoffs.labels(handoff.assignee.team, handoff.sla.tier).inc()
+            lag = (handoff.handed_off_at - handoff.trigger.occurred_at).total_seconds()
+            metrics.speed_to_lead.labels(handoff.sla.tier).observe(max(0.0, lag))
+
+    async def _send(self, outcomes: list[Outcome]) -> tuple[list[Handoff], list[SlaEvent]]:
+        """Hand every record to the outbox; the hand-offs, and the breach and reassignment events."""
+        outputs = self.outputs
         handoffs: list[Handoff] = []
+        events: list[SlaEvent] = []
         for record in (record for outcome in outcomes for record in outcome.records):
             if isinstance(record, Handoff):
                 await self.outbox.send(outputs.handoffs, record.lead_id, record)
                 handoffs.append(record)
                 continue
             await self.outbox.send(outputs.sla, record.lead_id, record)
-            if record.kind == SlaEventKind.BREACHED:
-                metrics.breaches.labels(record.assignee.team, record.tier).inc()
-            elif record.kind == SlaEventKind.REASSIGNED:
-                metrics.reassignments.labels(record.assignee.team).inc()
-        await super().commit()
-        if not handoffs:
-            return
-        await until_redis_answers(partial(outputs.router.published, handoffs), "mark published")
-        for handoff in handoffs:
-            metrics.handoffs.labels(handoff.assignee.team, handoff.sla.tier).inc()
-            lag = (handoff.handed_off_at - handoff.trigger.occurred_at).total_seconds()
-            metrics.speed_to_lead.labels(handoff.sla.tier).observe(max(0.0, lag))
+            if record.kind in (SlaEventKind.BREACHED, SlaEventKind.REASSIGNED):
+                events.append(record)
+        return handoffs, events
 
 
 def install(service: StreamService, router: Router, metrics: RouteMetrics, settings: RouteSettings) -> None:
@@ -157,8 +169,9 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
 
         Nothing but cancellation may escape: faust ends a timer at its first exception and crashes the
         whole worker with it (mode's `Service._execute_task` calls `crash`). A failed tick is logged
-        and counted; the next one runs as usual, and a lead whose breach failed comes due again after
-        its claim's lease (`Router.on_due`)."""
+        and counted; the next one runs as usual, and a lead whose breach failed, or whose breach's
+        records the broker did not acknowledge, comes due again after its claim's lease, and its
+        stored records are published again (`Router.on_due`)."""
         try:
             outcome = await router.on_due(utcnow(), settings.sla_claim_seconds)
             await publish(outcome)

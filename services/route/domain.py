@@ -315,6 +315,9 @@ def due_by_team(
 
 # --- hand-offs ----------------------------------------------------------------------------------
 
+Output = Handoff | SlaEvent
+"""What route publishes: hand-offs to leads.handoffs, SLA events to leads.sla."""
+
 
 def handoff_id(lead_id: str, trigger_event_id: str, attempt: int = 0) -> str:
     """Deterministic, so a replayed stage change maps to the hand-off it already made."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.handoff import SlaEvent
+from schemas.handoff import SlaEvent, SlaEventKind
 from schemas.sales import SalesActivity
 from services.route.domain import LeadState
 from services.route.router import Outcome
@@ -50,8 +50,11 @@ class RouteMetrics:
         """A rep's first contact stopped the SLA clock: the team's and the lead's waiting times."""
         if outcome.first_contact_seconds is None:
             return
-        first = outcome.records[0] if outcome.records else None
-        tier = first.tier if isinstance(first, SlaEvent) else "unknown"
+        # The `met`: a breach's records waiting for the broker may go out ahead of it.
+        met = next(
+            (r for r in outcome.records if isinstance(r, SlaEvent) and r.kind == SlaEventKind.MET), None
+        )
+        tier = met.tier if met is not None else "unknown"
         self.first_contact.labels(tier).observe(outcome.first_contact_seconds)
         if state is not None:
             handoff = state.handoff

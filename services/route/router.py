@@ -4,6 +4,11 @@ Agents and the SLA timer call these methods and only send what comes back. The o
 hand-off's state is stored before it is published (its caller stores `Outcome.states` first, for a
 whole batch at once), and marked published after the broker acknowledged it; a replay in between
 finds the stored, unpublished hand-off and publishes the same one again.
+
+A breach has no replay to lean on (nothing upstream sends it again), so its records are stored with
+its state (`RedisStore.save_breach`) and its clock stays at the claim's lease until the broker
+acknowledged them (`Router.published`, which then arms the new deadline): a publish that failed
+comes due again within the lease and the same records go out again (`Router.on_due`).
 """
 
 from __future__ import annotations
@@ -16,16 +21,17 @@ from datetime import datetime
 from redis.exceptions import RedisError
 
 from schemas.base import utcnow
-from schemas.handoff import Assignee, Handoff, SlaEvent, SlaEventKind
+from schemas.handoff import Assignee, Handoff, SlaEventKind
 from schemas.sales import RepStatusUpdate, SalesActivity
 from schemas.stage import StageChange
 from services.route import domain
 from services.route.config import RoutingConfig, SlaTier
-from services.route.store import Assignment, AssignRequest, RedisStore
+from services.route.store import Assignment, AssignRequest, BreachSave, Contact, PendingBreach, RedisStore
 
 log = logging.getLogger(__name__)
 
-Output = Handoff | SlaEvent
+Output = domain.Output
+_CONTACT_READS = 3  # a contact reads the lead again when a breach moved it after the read, this often
 
 
 @dataclass
@@ -36,6 +42,8 @@ class Outcome:
     first_contact_seconds: float | None = None
     states: list[domain.LeadState] = field(default_factory=list)
     erased: bool = False  # a stage change from before the lead's erasure: dropped, and counted
+    # Breaches whose records these are: settled by `Router.published` once the broker acknowledged them.
+    breaches: list[PendingBreach] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -132,28 +140,57 @@ class Router:
             for outcome in outcomes
         ]
 
-    async def published(self, handoffs: list[Handoff]) -> None:
-        """The broker acknowledged these hand-offs: a replay of their stage changes publishes nothing."""
-        await self.store.mark_published([(h.lead_id, h.handoff_id) for h in handoffs])
+    async def published(self, handoffs: list[Handoff], breaches: Sequence[PendingBreach] = ()) -> None:
+        """The broker acknowledged these hand-offs: a replay of their stage changes publishes nothing;
+        and these breaches' records: they are dropped and each clock is armed at its new deadline, or
+        stopped (a kept breach, a contact meanwhile). One round trip, as before for hand-offs alone."""
+        await self.store.mark_published([(h.lead_id, h.handoff_id) for h in handoffs], breaches)
 
     async def on_activity(self, activity: SalesActivity, now: datetime | None = None) -> Outcome:
+        """A contact stops the clock once (the `met`), a closing activity frees the rep.
+
+        A contact while a breach is under way counts as made after the breach, on the hand-off the
+        breach leaves the lead with: the deadline had passed and the breach script has moved the lead
+        already (the rotation moved on), so it cannot be undone. Half-way (moved, its state not
+        stored yet), the contact is handed to the breach (`RedisStore.contact`), which stores the lead
+        as contacted, stops the clock and publishes the one `met`, of the new hand-off, after its own
+        records. A kept breach publishes none: it stops the clock, and a contact after it finds none
+        running, as before. While a breach's records wait for the broker, the contact's `met` goes out
+        after them, so the SLA events of a lead stay in order; a closing activity publishes them too,
+        as they go with the lead's hash."""
         now = now or utcnow()
-        state = await self.store.state(activity.lead_id)
-        effect = domain.activity_effect(state, activity)
-        if state is None or effect is domain.ActivityEffect.IGNORE:
-            return Outcome()
-        if effect is domain.ActivityEffect.SLA_MET:
-            stopped = await self.store.stop_clock(activity.lead_id)
-            await self.store.save_state(replace(state, contacted=True))
-            if not stopped:
+        for _ in range(_CONTACT_READS):
+            state = await self.store.state(activity.lead_id)
+            effect = domain.activity_effect(state, activity)
+            if state is None or effect is domain.ActivityEffect.IGNORE:
                 return Outcome()
-            elapsed = (activity.occurred_at - state.handoff.handed_off_at).total_seconds()
-            met = domain.sla_event(state.handoff, SlaEventKind.MET, now, breach_count=state.breach_count)
-            return Outcome([met], first_contact_seconds=max(0.0, elapsed))
-        if not await self.store.release(activity.lead_id, state.handoff.handoff_id):
+            if effect is domain.ActivityEffect.RELEASE:
+                return await self._release(state, activity, now)
+            contact = await self.store.contact(state)
+            if contact.outcome != "moved":
+                return self._contacted(state, activity, contact, now)
+        log.warning("contact on lead %s not stored: its hand-off changed at each read", activity.lead_id)
+        return Outcome()
+
+    def _contacted(
+        self, state: domain.LeadState, activity: SalesActivity, contact: Contact, now: datetime
+    ) -> Outcome:
+        pending = contact.pending
+        outcome = Outcome(list(pending.records), breaches=[pending]) if pending else Outcome()
+        if contact.outcome != "stopped":
+            return outcome
+        elapsed = (activity.occurred_at - state.handoff.handed_off_at).total_seconds()
+        met = domain.sla_event(state.handoff, SlaEventKind.MET, now, breach_count=state.breach_count)
+        outcome.records.append(met)
+        outcome.first_contact_seconds = max(0.0, elapsed)
+        return outcome
+
+    async def _release(self, state: domain.LeadState, activity: SalesActivity, now: datetime) -> Outcome:
+        pending = await self.store.close(activity.lead_id, state.handoff.handoff_id)
+        if pending is None:
             return Outcome()
         event = domain.release_event(state, activity, now)
-        return Outcome([event] if event else [])
+        return Outcome([*pending, *([event] if event else [])])
 
     async def on_rep_status(self, update: RepStatusUpdate) -> domain.RepStatus:
         current = (await self.store.statuses()).get(update.rep_id, domain.RepStatus())
@@ -162,20 +199,31 @@ class Router:
         return status
 
     async def on_due(self, now: datetime, lease_seconds: float) -> Outcome:
-        """Breach every claimed deadline: tell people, reassign or keep, and re-arm the clock.
+        """Breach every claimed deadline: tell people, reassign or keep; the caller publishes the
+        records and settles `Outcome.breaches` (`published`), which arms (or stops) the clock.
 
-        A lead that fails is logged and keeps its claim, so its deadline comes due again after the
-        lease, even when the breach script had moved it already: the clock is re-armed only with the
-        new state (`RedisStore.save_breach`), and the script answers a repeat of its own move, so the
-        retry stores and publishes it. The others' breaches are still returned to publish. When Redis
-        stops answering, the leads not yet handled wait for the lease the same way."""
+        Until then the clock is the claim's lease, so a breach whose publish failed comes due again
+        after it, and the claim publishes the records stored with it again (same ids) instead of
+        breaching again. A lead that fails is logged and keeps its claim too, even when the breach
+        script had moved it already: the script answers a repeat of its own move, so the retry stores
+        and publishes it. The others' breaches are still returned to publish. When Redis stops
+        answering, the leads not yet handled wait for the lease the same way."""
         outcome = Outcome()
         for lead_id in await self.store.claim_due(now, lease_seconds):
             try:
-                state = await self.store.state(lead_id)
-                if state is None or state.contacted:
+                held = await self.store.held(lead_id)
+                breach = held.pending
+                if breach is not None:
+                    log.warning(
+                        "publishing lead %s's breach again: the broker did not acknowledge it", lead_id
+                    )
+                elif held.state is None or held.state.contacted:
                     continue
-                outcome.records += await self._breach(state, now)
+                else:
+                    breach = await self._breach(held.state, now)
+                if breach is not None:
+                    outcome.records += breach.records
+                    outcome.breaches.append(breach)
             except (RedisError, OSError) as exc:
                 log.warning("SLA check stopped at lead %s: Redis unavailable (%s)", lead_id, exc)
                 break
@@ -183,7 +231,9 @@ class Router:
                 log.exception("SLA breach of lead %s failed; retried in %.0f s", lead_id, lease_seconds)
         return outcome
 
-    async def _breach(self, state: domain.LeadState, now: datetime) -> list[Output]:
+    async def _breach(self, state: domain.LeadState, now: datetime) -> PendingBreach | None:
+        """The breach of `state`'s deadline, stored with its records; None when there is none to
+        publish (a contact stopped the clock, or the lead was erased since the breach script ran)."""
         previous = state.handoff
         team = domain.team_named(self.config, previous.assignee.team)
         plan = domain.plan_breach(state, self.config.sla, team)
@@ -205,30 +255,28 @@ class Router:
             dues=dues,
         )
         if result.outcome == "stale":
-            return []
+            return None
         events: list[Output] = list(domain.breach_events(state, plan, now))
-        if result.outcome == "kept":
-            if not await self.store.save_breach(replace(state, breach_count=plan.breach_count), None):
-                return []  # erased since the breach script ran: nothing about the lead goes out
-            return events
+        if result.outcome == "kept":  # the clock stops, and a contact meanwhile gets no `met`
+            kept = replace(state, breach_count=plan.breach_count)
+            return await self.store.save_breach(BreachSave(kept, previous.handoff_id, events, None))
         queue = result.team or team.name
         # A retry of a move made before (the script answers it again) may name a team no group has now.
         due = (
             dues[queue] if queue in dues else domain.due_at(now, tier, domain.team_named(self.config, queue))
         )
         new_state = domain.reassigned(state, plan, result.pick, queue=queue, hid=hid, now=now, due=due)
-        if not await self.store.save_breach(new_state, due):
-            return []  # erased since the breach script ran: its reassignment is not published
-        events.append(new_state.handoff)
-        events.append(
-            domain.sla_event(
-                new_state.handoff,
-                SlaEventKind.REASSIGNED,
-                now,
-                breach_count=plan.breach_count,
-                escalation_level=plan.escalation_level,
-                reason=f"from {previous.assignee.rep_id or 'queue'}",
-                notify=plan.notify,
-            )
+        handoff = new_state.handoff
+        reassigned = domain.sla_event(
+            handoff,
+            SlaEventKind.REASSIGNED,
+            now,
+            breach_count=plan.breach_count,
+            escalation_level=plan.escalation_level,
+            reason=f"from {previous.assignee.rep_id or 'queue'}",
+            notify=plan.notify,
         )
-        return events
+        # The `met` of a contact taken while the breach was half-way, if one was (see `on_activity`).
+        met = domain.sla_event(handoff, SlaEventKind.MET, now, breach_count=plan.breach_count)
+        save = BreachSave(new_state, previous.handoff_id, [*events, handoff, reassigned], due, met=met)
+        return await self.store.save_breach(save)

@@ -8,11 +8,16 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
   load              hash  rep -> open leads
   vft:<team>        hash  rep -> virtual finish time
   clock:<team>      str   the team's virtual clock
-  lead:<lead_id>    hash  rep, team, handoff_id, published, state (JSON of the open hand-off), and
-                        breach_of while a breach's move waits for its state (see _BREACH)
+  lead:<lead_id>    hash  rep, team, handoff_id, published, state (JSON of the open hand-off);
+                        breach_of (the breached hand-off) while a breach waits for its state (_BREACH),
+                        and contact when a contact came meanwhile (_CONTACT); pending (JSON of a
+                        breach's records), pending_due (its new deadline's ms, '' to stop the clock)
+                        and pending_breach (its breach count) until the broker acknowledged them
+                        (_SAVE_BREACH, _BREACH_PUBLISHED)
   seen:<handoff_id> str   a hand-off id already made (replays are dropped)
   sla               zset  lead_id -> deadline in epoch ms (durable timers): the deadline of the
-                        candidate group the rep came from, else of the primary team's queue
+                        candidate group the rep came from, else of the primary team's queue; while
+                        a breach is under way, its claim's lease (services/runtime/due_claims.py)
   status            hash  rep -> JSON of run-time availability, capacity and out-of-office
 `erase` removes a lead from `lead:`, `sla` and its rep's `load`; no other key names a lead.
 """
@@ -21,15 +26,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from schemas.handoff import Handoff
+from schemas.handoff import Handoff, SlaEvent
 from services.route.crm_queue import CrmKeys
-from services.route.domain import Group, LeadState, Pick, RepStatus
+from services.route.domain import Group, LeadState, Output, Pick, RepStatus
 from services.runtime.due_claims import DueClaims
 from services.runtime.redis_client import text_of
 
@@ -95,44 +100,105 @@ return {'assigned', team, rep}
 )
 
 # ARGV: prefix, lead_id, expected handoff_id, new handoff_id, reassign (1/0), primary team, its queue's
-# due_ms, groups (with due_ms)... The script moves the lead but leaves its clock as the claim left it
-# (due again after the lease); _SAVE_BREACH stores the new state and re-arms or stops the clock. A
-# breach that failed in between comes due again, and the script, finding its own move (`breach_of`:
-# the hand-off it moved the lead from), answers it again instead of 'stale', so the retry stores and
-# publishes the same reassignment (its ids are deterministic: consumers drop the repeat).
+# due_ms, groups (with due_ms)... The script moves (or keeps) the lead and marks it `breach_of` the
+# breached hand-off, but leaves its clock as the claim left it (due again after the lease);
+# _SAVE_BREACH then stores the new state with the records to publish. A breach that failed in between
+# comes due again, and the script, finding its own move or keep (`breach_of`), answers it again
+# instead of 'stale', so the retry stores and publishes the same breach (its ids are deterministic:
+# consumers drop the repeat). A lead whose last breach still waits for the broker is not breached.
 _BREACH = (
     _PICK
     + """
 local prefix, lead, expected, hid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local lead_key = prefix .. 'lead:' .. lead
-local held = redis.call('HMGET', lead_key, 'handoff_id', 'breach_of', 'team', 'rep')
-if not redis.call('ZSCORE', prefix .. 'sla', lead) then return {'stale'} end
-if held[1] == hid and held[2] == expected then return {'assigned', held[3], held[4]} end
+local held = redis.call('HMGET', lead_key, 'handoff_id', 'breach_of', 'team', 'rep', 'pending_breach')
+if not redis.call('ZSCORE', prefix .. 'sla', lead) or held[5] then return {'stale'} end
+if held[2] == expected then
+  if held[1] == hid then return {'assigned', held[3], held[4]} end
+  if held[1] == expected then return {'kept'} end
+end
 if held[1] ~= expected then return {'stale'} end
+redis.call('HSET', lead_key, 'breach_of', expected)
 if ARGV[5] ~= '1' then return {'kept'} end
 release(prefix, held[4])
 local team, rep, due = pick(prefix, ARGV, 8)
 if team == nil then team, rep, due = ARGV[6], '', ARGV[7] end
 redis.call('HSET', lead_key, 'rep', rep, 'team', team, 'handoff_id', hid, 'published', '0')
-redis.call('HSET', lead_key, 'breach_of', expected)
 return {'assigned', team, rep}
 """
 )
 
-# ARGV: prefix, lead_id, handoff_id, state JSON, the new deadline's ms ('' stops the clock). Only while
-# the lead still holds that hand-off (as _SAVE_STATES); the clock is re-armed only while it runs, so a
-# contact that stopped it since the breach script ran is not undone. 1 when stored, else 0.
+# ARGV: prefix, lead_id, the handoff_id the breach left the lead with, the breached handoff_id, the
+# breach count, the new deadline's ms ('' stops the clock), the state JSON, the records JSON, the
+# state JSON as contacted, the `met` record JSON ('' for none). Only while the breach script's mark
+# is there: not for an erased lead (its hash is not recreated), not twice for one breach. Stores the
+# state and the records, pending until the broker acknowledged them (_BREACH_PUBLISHED); the clock
+# stays at the claim's lease meanwhile, so a failed publish comes due again within it. A contact
+# taken while the breach was half-way (`contact`, see _CONTACT) is stored with it: the contacted
+# state, the `met` added to the records, and the clock stopped once they are published. 0 when not
+# stored, 1 when stored, 2 when stored with the contact.
 _SAVE_BREACH = """
 local lead_key = ARGV[1] .. 'lead:' .. ARGV[2]
-if redis.call('HGET', lead_key, 'handoff_id') ~= ARGV[3] then return 0 end
-redis.call('HSET', lead_key, 'state', ARGV[4])
-redis.call('HDEL', lead_key, 'breach_of')
-if ARGV[5] == '' then
+local held = redis.call('HMGET', lead_key, 'handoff_id', 'breach_of', 'contact')
+if held[1] ~= ARGV[3] or held[2] ~= ARGV[4] then return 0 end
+local saved, due, state, records = 1, ARGV[6], ARGV[7], ARGV[8]
+if held[3] then
+  saved, due, state = 2, '', ARGV[9]
+  if ARGV[10] ~= '' then records = string.sub(records, 1, -2) .. ',' .. ARGV[10] .. ']' end
+end
+redis.call('HSET', lead_key, 'state', state, 'pending', records)
+redis.call('HSET', lead_key, 'pending_due', due, 'pending_breach', ARGV[5])
+redis.call('HDEL', lead_key, 'breach_of', 'contact')
+return saved
+"""
+
+# ARGV: prefix, lead_id, handoff_id, breach count. The broker acknowledged that breach's records: they
+# are dropped, and the clock is armed at the new deadline only while it still runs (ZADD XX: an erasure
+# or a release since must not be undone), or stopped ('' : a kept breach, or a contact meanwhile).
+# Nothing when the lead no longer holds that breach (erased, released, or published already).
+_BREACH_PUBLISHED = """
+local lead_key = ARGV[1] .. 'lead:' .. ARGV[2]
+local held = redis.call('HMGET', lead_key, 'handoff_id', 'pending_breach', 'pending_due')
+if held[1] ~= ARGV[3] or held[2] ~= ARGV[4] then return 0 end
+redis.call('HDEL', lead_key, 'pending', 'pending_breach', 'pending_due')
+if held[3] == '' then
   redis.call('ZREM', ARGV[1] .. 'sla', ARGV[2])
 else
-  redis.call('ZADD', ARGV[1] .. 'sla', 'XX', tonumber(ARGV[5]), ARGV[2])
+  redis.call('ZADD', ARGV[1] .. 'sla', 'XX', tonumber(held[3]), ARGV[2])
 end
 return 1
+"""
+
+# ARGV: prefix, lead_id, the handoff_id of the state the caller read, that state as contacted (JSON).
+# A rep's contact, in one step: stores the contacted state and stops the clock. While a breach is
+# half-way (its script moved the lead, `breach_of`, its state is not stored yet) the contact is left
+# to it ('deferred': _SAVE_BREACH stores it, and the breach's retry still comes due, as the clock
+# stays). While a breach's records wait for the broker, its clock is their retry: the contact stops
+# it by clearing `pending_due` (stopped once they are published) and gets the records to publish
+# ahead of its `met`. 'moved' when the lead holds another hand-off than the one read (a breach
+# finished in between: read again), 'gone' when it holds none. Else 'stopped' (this contact stopped a
+# running clock) or 'idle' (none ran), each with the pending breach's count and records, if any.
+_CONTACT = """
+local prefix, lead, hid = ARGV[1], ARGV[2], ARGV[3]
+local lead_key = prefix .. 'lead:' .. lead
+local held = redis.call(
+  'HMGET', lead_key, 'handoff_id', 'breach_of', 'pending_breach', 'pending_due', 'pending'
+)
+if not held[1] then return {'gone'} end
+if held[2] then
+  if held[2] ~= hid then return {'moved'} end
+  redis.call('HSET', lead_key, 'contact', '1')
+  return {'deferred'}
+end
+if held[1] ~= hid then return {'moved'} end
+redis.call('HSET', lead_key, 'state', ARGV[4])
+if held[3] then
+  if held[4] == '' then return {'idle', held[3], held[5]} end
+  redis.call('HSET', lead_key, 'pending_due', '')
+  return {'stopped', held[3], held[5]}
+end
+if redis.call('ZREM', prefix .. 'sla', lead) == 1 then return {'stopped'} end
+return {'idle'}
 """
 
 # ARGV: prefix, lead_id, handoff_id
@@ -144,17 +210,21 @@ end
 return 1
 """
 
-# ARGV: prefix, lead_id, expected handoff_id
+# ARGV: prefix, lead_id, expected handoff_id. Also while a breach of that hand-off is half-way (moved,
+# `breach_of`, its state not stored: the caller read the old one): the rep the breach moved the lead
+# to is freed, and the breach finds the lead gone. Answers the records of a breach still waiting for
+# the broker, which go with the lead's hash: the caller publishes them.
 _RELEASE = (
     _PICK
     + """
 local prefix, lead = ARGV[1], ARGV[2]
 local lead_key = prefix .. 'lead:' .. lead
-if redis.call('HGET', lead_key, 'handoff_id') ~= ARGV[3] then return {'stale'} end
-release(prefix, redis.call('HGET', lead_key, 'rep'))
+local held = redis.call('HMGET', lead_key, 'handoff_id', 'rep', 'pending', 'breach_of')
+if held[1] ~= ARGV[3] and held[4] ~= ARGV[3] then return {'stale'} end
+release(prefix, held[2])
 redis.call('DEL', lead_key)
 redis.call('ZREM', prefix .. 'sla', lead)
-return {'released'}
+return {'released', held[3]}
 """
 )
 
@@ -234,6 +304,72 @@ def _state_json(state: LeadState) -> str:
     return json.dumps(data)
 
 
+def _state_of(raw: Any) -> LeadState:
+    data = json.loads(raw)
+    return LeadState(
+        handoff=Handoff.model_validate(data["handoff"]),
+        breach_count=data["breach_count"],
+        contacted=data["contacted"],
+        previous_reps=tuple(data["previous_reps"]),
+    )
+
+
+def _record_json(record: Output) -> str:
+    """One record of a pending breach: its kind (the topic it goes to) and its JSON document."""
+    return json.dumps(["handoff" if isinstance(record, Handoff) else "sla", record.model_dump(mode="json")])
+
+
+def _records_of(raw: Any) -> tuple[Output, ...]:
+    """A pending breach's records as `_SAVE_BREACH` stored them (the `met` it may have added included)."""
+    return tuple(
+        Handoff.model_validate(body) if kind == "handoff" else SlaEvent.model_validate(body)
+        for kind, body in json.loads(raw)
+    )
+
+
+@dataclass(frozen=True)
+class PendingBreach:
+    """A breach whose records wait in the lead's hash until the broker acknowledged them."""
+
+    lead_id: str
+    handoff_id: str  # the hand-off the lead holds after the breach
+    breach_count: int
+    records: tuple[Output, ...] = field(default=(), compare=False)
+
+
+def _pending(lead_id: str, handoff_id: Any, count: Any, records: Any) -> PendingBreach | None:
+    if count is None or records is None or handoff_id is None:
+        return None
+    return PendingBreach(lead_id, text_of(handoff_id), int(count), _records_of(records))
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the SLA timer reads of a claimed lead, in one round trip."""
+
+    state: LeadState | None
+    pending: PendingBreach | None  # its last breach, still to publish
+
+
+@dataclass(frozen=True)
+class BreachSave:
+    """A breach's outcome, to store after the breach script moved (or kept) the lead."""
+
+    state: LeadState  # the lead's state after the breach
+    breached: str  # the hand-off id the breach script moved the lead from (or kept it on)
+    records: Sequence[Output]  # what the breach publishes
+    due: datetime | None  # the new deadline, armed once the records are published; None stops the clock
+    met: SlaEvent | None = None  # published too when a contact came while the breach was half-way
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What `_CONTACT` did: see the script."""
+
+    outcome: str  # stopped | idle | deferred | moved | gone
+    pending: PendingBreach | None = None
+
+
 @dataclass(frozen=True)
 class Assignment:
     """What the assign or breach script did."""
@@ -304,6 +440,8 @@ class RedisStore:
         self._mark_published = redis.register_script(_MARK_PUBLISHED)
         self._save_states = redis.register_script(_SAVE_STATES)
         self._save_breach = redis.register_script(_SAVE_BREACH)
+        self._breach_published = redis.register_script(_BREACH_PUBLISHED)
+        self._contact = redis.register_script(_CONTACT)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -359,12 +497,27 @@ class RedisStore:
         return _assignment(cast(list[Any], await self._breach(keys=[], args=args)))
 
     async def release(self, lead_id: str, hid: str) -> bool:
-        reply = cast(list[Any], await self._release(keys=[], args=[self.prefix, lead_id, hid]))
-        return text_of(reply[0]) == "released"
+        return await self.close(lead_id, hid) is not None
 
-    async def stop_clock(self, lead_id: str) -> bool:
-        """True when this call stopped a running SLA clock (a racing breach then sees it stopped)."""
-        return bool(await self.redis.zrem(self._key("sla"), lead_id))
+    async def close(self, lead_id: str, hid: str) -> tuple[Output, ...] | None:
+        """Free the rep and forget the lead, while it holds `hid`; None when it does not. Else the
+        records of a breach still waiting for the broker, gone with the lead's hash: publish them."""
+        reply = cast(list[Any], await self._release(keys=[], args=[self.prefix, lead_id, hid]))
+        if text_of(reply[0]) != "released":
+            return None
+        return _records_of(reply[1]) if len(reply) > 1 and reply[1] is not None else ()
+
+    async def contact(self, state: LeadState) -> Contact:
+        """A rep contacted the lead whose `state` was read: store it as contacted and stop its clock in
+        one step (`_CONTACT` says what happens while a breach is under way)."""
+        handoff = state.handoff
+        contacted = _state_json(replace(state, contacted=True))
+        args = [self.prefix, handoff.lead_id, handoff.handoff_id, contacted]
+        reply = cast(list[Any], await self._contact(keys=[], args=args))
+        outcome = text_of(reply[0])
+        if len(reply) < 3:
+            return Contact(outcome)
+        return Contact(outcome, _pending(handoff.lead_id, handoff.handoff_id, reply[1], reply[2]))
 
     async def open_clocks(self) -> int:
         """SLA clocks still running: hand-offs no rep has contacted yet."""
@@ -389,35 +542,61 @@ class RedisStore:
         saved = cast(list[Any], await self._save_states(keys=[], args=args))
         return [int(flag) == 1 for flag in saved]
 
-    async def save_breach(self, state: LeadState, due: datetime | None) -> bool:
-        """Store a breach's new state and re-arm its clock at `due` (None: stop it) in one step, after
-        the breach script moved the lead; until then a retry of the breach finds the move and redoes
-        this. False when the lead no longer holds the state's hand-off (erased since)."""
-        handoff = state.handoff
-        deadline = "" if due is None else str(_ms(due))
-        args = [self.prefix, handoff.lead_id, handoff.handoff_id, _state_json(state), deadline]
-        return int(await self._save_breach(keys=[], args=args)) == 1
+    async def save_breach(self, breach: BreachSave) -> PendingBreach | None:
+        """Store a breach's new state with its records, pending until the broker acknowledged them
+        (`mark_published`), after the breach script moved or kept the lead; until then a retry of the
+        breach finds the move and redoes this. The clock stays at the claim's lease meanwhile. None
+        when the lead no longer holds the move (erased since, or stored already); else the pending
+        breach, its records with the `met` of a contact taken meanwhile (see `_SAVE_BREACH`)."""
+        state, handoff = breach.state, breach.state.handoff
+        records = "[" + ",".join(_record_json(record) for record in breach.records) + "]"
+        deadline = "" if breach.due is None else str(_ms(breach.due))
+        met = "" if breach.met is None else _record_json(breach.met)
+        args: list[str | int] = [self.prefix, handoff.lead_id, handoff.handoff_id, breach.breached]
+        args += [
+            state.breach_count,
+            deadline,
+            _state_json(state),
+            records,
+            _state_json(replace(state, contacted=True)),
+            met,
+        ]
+        saved = int(await self._save_breach(keys=[], args=args))
+        if saved == 0:
+            return None
+        published = (*breach.records, breach.met) if saved == 2 and breach.met else tuple(breach.records)
+        return PendingBreach(handoff.lead_id, handoff.handoff_id, state.breach_count, published)
 
     async def state(self, lead_id: str) -> LeadState | None:
         raw = await self.redis.hget(self._key("lead", lead_id), "state")
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return LeadState(
-            handoff=Handoff.model_validate(data["handoff"]),
-            breach_count=data["breach_count"],
-            contacted=data["contacted"],
-            previous_reps=tuple(data["previous_reps"]),
-        )
+        return None if raw is None else _state_of(raw)
 
-    async def mark_published(self, handoffs: Sequence[tuple[str, str]]) -> None:
-        """Record (lead id, hand-off id) pairs as on the broker, where the lead still has that hand-off;
-        one round trip for a whole batch."""
-        if not handoffs:
+    async def held(self, lead_id: str) -> Held:
+        """The lead's state and its breach still waiting for the broker, if any, in one round trip."""
+        fields = ["state", "handoff_id", "pending_breach", "pending"]
+        raw, hid, count, records = await self.redis.hmget(self._key("lead", lead_id), fields)
+        state = None if raw is None else _state_of(raw)
+        return Held(state, _pending(lead_id, hid, count, records))
+
+    async def mark_published(
+        self, handoffs: Sequence[tuple[str, str]], breaches: Sequence[PendingBreach] = ()
+    ) -> None:
+        """Record (lead id, hand-off id) pairs as on the broker, where the lead still has that hand-off,
+        and settle the breaches whose records the broker acknowledged (`_BREACH_PUBLISHED`); one round
+        trip for a whole batch."""
+        if not handoffs and not breaches:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for lead_id, hid in handoffs:
                 await self._mark_published(keys=[], args=[self.prefix, lead_id, hid], client=pipe)
+            for breach in breaches:
+                settle: list[str | int] = [
+                    self.prefix,
+                    breach.lead_id,
+                    breach.handoff_id,
+                    breach.breach_count,
+                ]
+                await self._breach_published(keys=[], args=settle, client=pipe)
             await pipe.execute()
 
     async def loads(self) -> dict[str, int]:
@@ -466,8 +645,9 @@ class RedisStore:
         """What route holds about the lead: its open hand-off, SLA deadline and CRM deliveries."""
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("lead", lead_id)))
         assignment = {text_of(k): text_of(v) for k, v in raw.items()}
-        if "state" in assignment:
-            assignment["state"] = json.loads(assignment["state"])
+        for name in ("state", "pending"):  # JSON documents: exported as such
+            if name in assignment:
+                assignment[name] = json.loads(assignment[name])
         deadline = await self.redis.zscore(self._key("sla"), lead_id)
         deliveries = cast(dict[Any, Any], await self.redis.hgetall(CrmKeys(self.prefix).jobs(lead_id)))
         return {

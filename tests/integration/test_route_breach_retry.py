@@ -1,5 +1,6 @@
 """An SLA breach that fails after its Redis script moved the lead is retried after the claim's lease,
-and the retry stores and publishes the same reassignment (real Redis)."""
+and the retry stores and publishes the same reassignment (real Redis). Its publish failing is
+tests/integration/test_route_breach_publish.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from schemas.handoff import Assignee, Handoff, SlaEvent
 from services.route import domain
 from services.route.config import parse_config
 from services.route.router import Router
-from services.route.store import RedisStore
+from services.route.store import BreachSave, PendingBreach, RedisStore
 from tests.unit.test_route_domain import CONFIG, make_change
 
 pytestmark = pytest.mark.integration
@@ -38,9 +39,9 @@ class SaveFailsOnce(RedisStore):
         self._fail()
         return await super().save_state(state)
 
-    async def save_breach(self, state: domain.LeadState, due: datetime | None) -> bool:
+    async def save_breach(self, breach: BreachSave) -> PendingBreach | None:
         self._fail()
-        return await super().save_breach(state, due)
+        return await super().save_breach(breach)
 
 
 @pytest.fixture
@@ -85,6 +86,7 @@ async def test_a_reassignment_that_failed_after_the_breach_script_is_published_b
     assert await store.loads() == {"anna": 0, "jonas": 1}  # moved once, not twice
     state = await store.state("lead-1")
     assert state is not None and state.handoff == handoff and state.breach_count == 1
+    await router.published([handoff], outcome.breaches)  # the broker acknowledged the records
     # The new clock runs to the new hand-off's deadline, and nothing is left to retry before it.
     deadline = await store.redis.zscore(f"{store.prefix}sla", "lead-1")
     assert deadline == handoff.sla.due_at.timestamp() * 1000
@@ -109,4 +111,5 @@ async def test_a_kept_breach_that_failed_before_its_state_was_stored_is_publishe
     assert outcome.records[0].handoff_id == first.handoff_id
     state = await store.state("lead-1")
     assert state is not None and state.breach_count == 1
+    await router.published([], outcome.breaches)  # the broker acknowledged the records
     assert await store.redis.zscore(f"{store.prefix}sla", "lead-1") is None  # kept: the clock stops

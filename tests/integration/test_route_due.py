@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from schemas.handoff import Assignee, Handoff
 from services.route import domain
 from services.route.config import parse_config
-from services.route.router import Router
-from services.route.store import RedisStore
+from services.route.router import Outcome, Router
+from services.route.store import Held, RedisStore
 from tests.unit.test_route_domain import CONFIG, make_change
 
 pytestmark = pytest.mark.integration
@@ -28,14 +28,15 @@ LEASE = 30.0
 
 
 class FailingStore(RedisStore):
-    """The real store, except that reading the named leads' state raises the given exception."""
+    """The real store, except that reading the named leads (as the SLA timer does) raises the given
+    exception."""
 
     failing: dict[str, BaseException]
 
-    async def state(self, lead_id: str) -> domain.LeadState | None:
+    async def held(self, lead_id: str) -> Held:
         if lead_id in self.failing:
             raise self.failing[lead_id]
-        return await super().state(lead_id)
+        return await super().held(lead_id)
 
 
 @pytest.fixture
@@ -52,6 +53,11 @@ async def hand_off(router: Router, lead_id: str, at: datetime, **change: object)
     handoff = outcome.states[0].handoff
     await router.published([handoff])
     return handoff
+
+
+async def acknowledged(router: Router, outcome: Outcome) -> None:
+    """What RouteBatch does once the broker acknowledged an outcome's records (arms the clocks)."""
+    await router.published([r for r in outcome.records if isinstance(r, Handoff)], outcome.breaches)
 
 
 def moved(records: Sequence[object]) -> dict[str, Assignee]:
@@ -81,6 +87,7 @@ async def test_a_team_removed_under_open_clocks_hands_its_breaches_to_the_fallba
     assert moved(outcome.records) == {"lead-de": Assignee(rep_id="jonas", team="dach"), "lead-us": fallback}
     held = await store.redis.hmget(f"{store.prefix}lead:lead-us", ["team", "rep"])
     assert held == [b"queue", b"sdr" if sdr_free else b""]
+    await acknowledged(after, outcome)
     assert await store.claim_due(NOW + timedelta(minutes=11), LEASE) == []  # nothing left to retry
 
 
@@ -98,6 +105,7 @@ async def test_one_lead_that_fails_costs_the_others_nothing_and_is_retried(
 
     assert set(moved(outcome.records)) == {"lead-0", "lead-2"}
     assert any("lead-1" in record.getMessage() for record in caplog.records)
+    await acknowledged(router, outcome)
     # Its clock stays claimed for the lease, then comes due again.
     assert await store.claim_due(later + timedelta(seconds=LEASE - 1), LEASE) == []
     assert await store.claim_due(later + timedelta(seconds=LEASE), LEASE) == ["lead-1"]
@@ -113,6 +121,7 @@ async def test_redis_gone_mid_tick_keeps_the_breaches_made_and_leaves_the_rest(s
     outcome = await router.on_due(later, LEASE)
 
     assert set(moved(outcome.records)) == {"lead-0"}  # already moved in Redis: still published
+    await acknowledged(router, outcome)
     assert await store.claim_due(later + timedelta(seconds=LEASE), LEASE) == ["lead-1", "lead-2"]
 
 
@@ -170,6 +179,7 @@ async def test_a_reassigned_hand_offs_deadline_counts_the_hours_of_the_team_it_w
     # The 24/7 fallback team took it: four hours from now, not dach's 30 minutes plus Thursday morning.
     assert moved_to.assignee == Assignee(rep_id="sdr", team="queue")
     assert moved_to.sla.due_at == late + timedelta(hours=4)
+    await acknowledged(router, outcome)
     assert await deadline_in_redis(store, "lead-1") == late + timedelta(hours=4)
 
 
@@ -190,6 +200,6 @@ async def test_the_assign_and_breach_scripts_store_the_deadline_of_the_group_pic
         "lead-2", "h2", "h2b", reassign=True, team="a", groups=groups, due=queued, dues=dues
     )
     assert moved.pick == domain.Pick("b", "y")
-    # The breach script leaves the clock to `save_breach`, which stores it with the new state (the
-    # router's deadline for the team picked from: the test above).
+    # The breach script leaves the clock alone: it is armed at the router's deadline for the team
+    # picked from (the test above) once the breach's records are published.
     assert await deadline_in_redis(store, "lead-2") == queued

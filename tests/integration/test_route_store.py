@@ -243,14 +243,14 @@ async def test_claims_lease_deadlines_and_breach_checks_the_clock(store: RedisSt
     again = await store.breach("lead-1", "h1", "h1b", reassign=True, team="a", groups=group, due=NOW)
     assert again.outcome == "assigned" and again.pick == domain.Pick("a", "y")
     assert await store.loads() == {"x": 0, "y": 2}
-    # The contact stops the clock; a racing breach then sees it stopped.
-    assert await store.stop_clock("lead-1")
+    # A contact stops the clock (`RedisStore.contact`); a racing breach then sees it stopped.
+    assert await store.redis.zrem(f"{store.prefix}sla", "lead-1")
     assert (
         await store.breach("lead-1", "h1b", "h1c", reassign=True, team="a", groups=group, due=NOW)
     ).outcome == ("stale")
     kept = await store.breach("lead-2", "h2", "h2b", reassign=False, team="a", groups=group, due=NOW)
     assert kept.outcome == "kept"
-    # The clock stops with the breach's state (`save_breach`), so a failure before that retries it.
+    # The clock stops once the breach's records are published, so a failure before that retries it.
     assert await store.claim_due(NOW + timedelta(hours=1), lease_seconds=30) == ["lead-2"]
 
 

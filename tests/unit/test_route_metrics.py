@@ -64,3 +64,20 @@ def test_configured_teams_and_tiers_start_at_zero() -> None:
         assert registry.get_sample_value("leadpipe_route_sla_breaches_total", labels) == 0
         assert registry.get_sample_value("leadpipe_route_handoffs_total", labels) == 0
     assert registry.get_sample_value("leadpipe_route_reassignments_total", {"team": "dach"}) == 0
+
+
+def test_first_contact_takes_the_tier_of_the_met_behind_a_breachs_records() -> None:
+    """A contact while a breach waits for the broker publishes the breach's records first."""
+    registry = CollectorRegistry()
+    metrics = route_metrics(registry, CAMPAIGNS)
+    made = handoff()
+    moved = made.model_copy(update={"handoff_id": "moved"})
+    met = domain.sla_event(moved, SlaEventKind.MET, WED)
+    outcome = Outcome(
+        [moved, domain.sla_event(moved, SlaEventKind.REASSIGNED, WED), met], first_contact_seconds=2.0
+    )
+    metrics.observe_first_contact(outcome, domain.LeadState(moved), activity(SalesActivityKind.CONTACTED))
+    assert registry.get_sample_value("leadpipe_route_first_contact_seconds_count", {"tier": "hot"}) == 1
+    assert (
+        registry.get_sample_value("leadpipe_route_first_contact_seconds_count", {"tier": "unknown"}) is None
+    )
