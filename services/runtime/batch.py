@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -109,13 +109,20 @@ class Outbox:
         self._app = app
         self._pending: list[tuple[str, Awaitable[Any]]] = []
 
-    async def send(self, topic: faust.TopicT, key: str | bytes | None, record: Any) -> Awaitable[Any]:
+    async def send(
+        self,
+        topic: faust.TopicT,
+        key: str | bytes | None,
+        record: Any,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> Awaitable[Any]:
         """Hand `record` (a contract model, or bytes as they are) to the producer; its acknowledgement."""
         raw_key = key.encode() if isinstance(key, str) else key
         value = record if isinstance(record, bytes) else encode(record)
         name = topic.get_topic_name()
         producer = self._app.producer
-        pending = await producer.send(name, raw_key, value, partition=None, timestamp=None, headers=None)
+        listed = None if headers is None else list(headers.items())
+        pending = await producer.send(name, raw_key, value, partition=None, timestamp=None, headers=listed)
         self._pending.append((name, pending))
         return pending
 

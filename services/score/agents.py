@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from services.privacy.guard import ErasureGuard
 from services.privacy.metrics import PrivacyMetrics
 from services.runtime.batch import Batch, StagedTable
 from services.runtime.codec import Decoder
+from services.runtime.partitioner import murmur2
 from services.runtime.stream_app import StreamService
 from services.score import domain
 from services.score.due import DueIndex
@@ -30,6 +32,12 @@ from services.score.rules import RulesError, RulesFile
 from services.score.state import LeadState
 
 log = logging.getLogger(__name__)
+
+# A rules check's record on the decay topic: the check's time, as a decay check's, and this header.
+# A header and not a value of its own, so a worker still on the code before it (a rolling deploy)
+# reads the record as a decay check at that time, which its due gate makes harmless.
+CHECK_HEADER, RULES_CHECK = "leadpipe-check", b"rules"
+RULES_CHECK_CHUNK = 1_000  # checks handed to the producer at once, acknowledged before the next ones
 
 
 @dataclass
@@ -49,6 +57,7 @@ class ScoreWiring:
     privacy_metrics: PrivacyMetrics
     redis: Redis  # export answers only: scoring itself never waits for Redis
     guard: ErasureGuard  # records from before a lead's erasure are dropped
+    batch: ScoreBatch | None = field(default=None, init=False)  # the agent's: its leads may not be stored yet
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,27 @@ class Intervals:
 
 
 class ScoreBatch(Batch):
-    """One batch's stage changes (sent together) and lead states (stored after they are acknowledged)."""
+    """One batch's stage changes (sent together) and lead states (stored after they are acknowledged),
+    then their due times indexed."""
 
     def __init__(self, w: ScoreWiring) -> None:
         self.states = StagedTable(w.table, encode=LeadState.dumps, decode=LeadState.loads)
+        self.index = w.index
+        self.due: dict[str, float | None] = {}  # lead id -> its staged state's next_due
         super().__init__(w.service.outbox(), self.states)
+
+    def stage(self, state: LeadState, event: faust.EventT[bytes]) -> None:
+        self.states.set(state.lead_id.encode(), state, event)
+        self.due[state.lead_id] = state.next_due
+
+    async def commit(self) -> None:
+        """Index the due times only once their states are stored: a rebuild of the index (start-up,
+        rebalance) reads the table, and one while the batch awaits its acknowledgements would
+        otherwise drop the batch's leads until their next event (hot or warm for good)."""
+        await super().commit()
+        due, self.due = self.due, {}
+        for lead_id, at in due.items():
+            self.index.set(lead_id, at)
 
     def load(self, lead_id: str, *, profile: bool = True) -> LeadState | None:
         """The lead's state; `profile=False` for an interaction, which takes the event's profile:
@@ -105,16 +130,22 @@ def register(w: ScoreWiring, channel: faust.TopicT, intervals: Intervals) -> Non
                 await _on_privacy(w, request, event.message.partition)
         elif topic == w.decay and event.key:
             state = batch.load(bytes(event.key).decode())
-            if state is not None:
-                update = domain.apply_decay_check(
-                    state, datetime.fromisoformat(bytes(event.value).decode()), rules
-                )
+            checked_at = datetime.fromisoformat(bytes(event.value).decode())
+            if is_rules_check(event.headers):
+                update = None if state is None else domain.apply_rules_check(state, checked_at, rules)
+                w.metrics.rules_checked(None if update is None else update.changes)
+            elif state is not None:
+                update = domain.apply_decay_check(state, checked_at, rules)
         if update is not None and not update.duplicate:
             await _publish(w, batch, update, event)
 
+    def begin() -> ScoreBatch:
+        w.batch = ScoreBatch(w)
+        return w.batch
+
     @service.app.agent(channel, name="score")
     async def score(stream: faust.StreamT[bytes]) -> None:
-        await service.run_batches(stream, lambda: ScoreBatch(w), handle)
+        await service.run_batches(stream, begin, handle)
 
     register_timers(w, intervals)
 
@@ -136,13 +167,19 @@ def register_timers(w: ScoreWiring, intervals: Intervals) -> None:
         w.guard.purge(utcnow())
 
     async def reload_rules() -> None:
+        """New rules apply to every lead held, not only at each lead's next event (HubSpot, too,
+        recalculates every record when its scoring criteria change)."""
         try:
-            if w.rules.reload():
-                w.metrics.rules_reloads.labels("ok").inc()
-                log.info("reloaded scoring rules from %s", w.rules.path)
+            if not w.rules.reload():
+                return
         except RulesError as exc:
             w.metrics.rules_reloads.labels("invalid").inc()
             log.error("kept the previous scoring rules: %s", exc)
+            return
+        w.metrics.rules_reloads.labels("ok").inc()
+        log.info("reloaded scoring rules from %s", w.rules.path)
+        queued = await queue_rules_checks(w, utcnow())
+        log.info("re-evaluating %d leads under the reloaded rules (checks queued)", queued)
 
     w.service.app.timer(intervals.decay_check)(demote_cooled_leads)
     w.service.app.timer(intervals.rules_reload)(reload_rules)
@@ -196,8 +233,7 @@ async def _publish(
     for change in update.changes:
         await batch.outbox.send(w.stage_changes, change.lead_id, change)
         w.metrics.observe_stage_change(change)
-    batch.states.set(update.state.lead_id.encode(), update.state, event)
-    w.index.set(update.state.lead_id, update.state.next_due)
+    batch.stage(update.state, event)  # indexed when stored (ScoreBatch.commit)
 
 
 def _rebuild(w: ScoreWiring) -> None:
@@ -208,3 +244,48 @@ def _rebuild(w: ScoreWiring) -> None:
         if raw is not None:  # only the due time is read: the profiles need not be parsed
             state = LeadState.loads_without_profile(raw)
             w.index.set(bytes(key).decode(), state.next_due)
+
+
+async def queue_rules_checks(w: ScoreWiring, at: datetime) -> int:
+    """Send a rules check at `at` for every lead this worker holds to the decay topic, where the agent
+    (the table's only writer) evaluates the lead again; how many were sent.
+
+    The leads are the table's and the current batch's (handled, maybe under the old rules, and not
+    stored yet). They go in chunks, each acknowledged before the next: a worker holding 1M leads
+    neither holds the event loop nor floods the producer. Each chunk goes only to leads on
+    partitions the worker still holds: a rebalance may move some while the chunks go."""
+    keys = list(w.table.keys())  # a snapshot: 15 ms for 1M leads
+    if w.batch is not None:
+        staged = (lead_id.encode() for lead_id in w.batch.due)
+        keys.extend(key for key in staged if key not in w.table)
+    value = at.isoformat().encode()
+    topic = w.decay_topic.get_topic_name()
+    count = w.service.settings.topic_partitions
+    queued = 0
+    for start in range(0, len(keys), RULES_CHECK_CHUNK):
+        held = {tp.partition for tp in w.service.app.assignor.assigned_actives() if tp.topic == topic}
+        outbox = w.service.outbox()
+        for key in on_partitions(keys[start : start + RULES_CHECK_CHUNK], held, count):
+            await outbox.send(w.decay_topic, key, value, RULES_CHECK_HEADERS)
+        queued += len(outbox)
+        await outbox.flush()
+    return queued
+
+
+RULES_CHECK_HEADERS = {CHECK_HEADER: RULES_CHECK}
+
+
+def is_rules_check(headers: Mapping[str, bytes] | None) -> bool:
+    """Whether a decay-topic record is a rules check (its header); its value is the check's time,
+    which makes the check's trigger id, so a replayed check repeats its ids."""
+    return headers is not None and bytes(headers.get(CHECK_HEADER) or b"") == RULES_CHECK
+
+
+def on_partitions(keys: Iterable[bytes], partitions: Set[int], count: int) -> list[bytes]:
+    """The keys whose records land on one of `partitions` (of `count`), placed as Kafka's default
+    partitioner places them (services/runtime/partitioner.py). Holding every partition, no key is hashed."""
+    if len(partitions) >= count:
+        return list(keys)
+    if not partitions:
+        return []
+    return [key for key in keys if (murmur2(key) & 0x7FFFFFFF) % count in partitions]

@@ -497,3 +497,17 @@ def apply_decay_check(state: LeadState, at: datetime, rules: ScoringRules) -> Sc
     )
     new, changes, fit = _settle(state, state, trigger, when, rules, rule="decay")
     return ScoreUpdate(new, changes, outcome="checked", fit=fit)
+
+
+def apply_rules_check(state: LeadState, at: datetime, rules: ScoringRules) -> ScoreUpdate:
+    """After a rules reload: both stages and the due time evaluated again at `at` under `rules`.
+
+    The decay check without its due gate: new thresholds, points or half-life can move a lead
+    whatever its due time. The trigger id is the lead's and the check's time, which the check
+    record carries, so a replayed check repeats its stage changes' ids (consumers dedupe)."""
+    when = epoch(at)
+    trigger = partial(
+        Trigger, event_id=f"rules:{state.lead_id}:{round(when * 1000)}", type="rules", occurred_at=at
+    )
+    new, changes, fit = _settle(state, state, trigger, when, rules, rule="rules")
+    return ScoreUpdate(new, changes, outcome="checked", fit=fit)

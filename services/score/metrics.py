@@ -29,6 +29,7 @@ class ScoreMetrics:
     total_score: Histogram
     stage_change_latency: Histogram
     rules_reloads: Counter
+    rules_checks: Counter
     due_leads: Gauge
     stage_entries: Counter
     leads_captured: Counter
@@ -51,6 +52,15 @@ class ScoreMetrics:
     @cached_property
     def _captured(self) -> Labelled[Counter]:
         return Labelled(self.leads_captured)
+
+    @cached_property
+    def _checks(self) -> Labelled[Counter]:
+        return Labelled(self.rules_checks)
+
+    def rules_checked(self, changes: list[StageChange] | None) -> None:
+        """Count one lead's re-evaluation after a rules reload: its stage changes, None when the
+        lead is gone (erased since the reload)."""
+        self._checks("gone" if changes is None else "moved" if changes else "unchanged").inc()
 
     def observe_stage_change(self, change: StageChange, now: float | None = None) -> None:
         """Count one published stage change: its move, its latency, and the funnel by source."""
@@ -104,6 +114,13 @@ def score_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         ),
         rules_reloads=Counter(
             "leadpipe_score_rules_reloads_total", "Rules file reloads.", ["result"], registry=registry
+        ),
+        rules_checks=Counter(
+            "leadpipe_score_rules_checks_total",
+            "Leads re-evaluated after a rules reload, by outcome: moved (a stage changed), unchanged, "
+            "gone (erased since the reload).",
+            ["outcome"],
+            registry=registry,
         ),
         due_leads=Gauge(
             "leadpipe_score_due_index_leads", "Leads in this worker's decay index.", registry=registry

@@ -32,7 +32,9 @@ from tests.unit.test_score_helpers import enriched, vp_profile
 
 pytestmark = pytest.mark.integration
 
-NEW_PRICING_POINTS = 33.0  # old: 15. With it, pricing makes the lead hot (65 fit + 22 + 33 >= 120)
+# old: 15. With it, pricing makes the lead hot (65 fit + 22 + 34 >= 120). Not 33, exactly 120: the
+# reload re-evaluates the lead at the reload's time, so its earlier 22 points have decayed a little.
+NEW_PRICING_POINTS = 34.0
 
 
 def write_rules(path: Path, pricing_points: float, **changes: Any) -> None:
@@ -131,7 +133,7 @@ async def test_edited_rules_apply_to_new_events_and_keep_lead_state(
     assert hot.scores.engagement == pytest.approx(2 + 20 + NEW_PRICING_POINTS, abs=0.1)
 
     # 3. an invalid file (hot below warm) is refused, logged with file, key and problem; the
-    #    previous rules stay: pricing still counts 33, not this file's 99
+    #    previous rules stay: pricing still counts 34, not this file's 99
     caplog.set_level(logging.ERROR, logger="services.score.agents")
     write_rules(rules_file, 99, thresholds={"warm": 80, "hot": 50, "mql_fit": 30, "mql_engagement": 30})
     await metric_line(score, 'leadpipe_score_rules_reloads_total{result="invalid"} 1.0')
