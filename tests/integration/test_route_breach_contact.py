@@ -10,7 +10,7 @@ retry it, its reassignment never published)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,11 +23,11 @@ from services.route import domain
 from services.route.config import parse_config
 from services.route.router import Outcome, Router
 from services.route.store import RedisStore
-from tests.unit.test_route_domain import CONFIG, make_change
+from tests.route_breaches import NOW, hand_off, kinds
+from tests.unit.test_route_domain import CONFIG
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday: 11:00 in Berlin, dach is open
 LEASE = 30.0
 BREACHED_AT = NOW + timedelta(minutes=10)
 
@@ -67,18 +67,6 @@ def store(redis: Redis) -> ContactMidBreach:
     made = ContactMidBreach(redis, f"test:{uuid.uuid4().hex}:")
     made.contacts = []
     return made
-
-
-async def hand_off(router: Router) -> Handoff:
-    outcome = await router.on_stage_change(make_change("lead-1", country="DE"), NOW)
-    await router.store.save_states(outcome.states)
-    handoff = outcome.states[0].handoff
-    await router.published([handoff])
-    return handoff
-
-
-def kinds(records: list[Any]) -> list[str]:
-    return [r.kind.value if isinstance(r, SlaEvent) else "handoff" for r in records]
 
 
 def mets(outcomes: list[Outcome]) -> list[SlaEvent]:

@@ -33,11 +33,11 @@ from services.runtime.batch import Outbox
 from tests.eventually import eventually
 from tests.integration.test_route_service import RULES, read, record, running, settings_for
 from tests.kafka import produce
+from tests.route_breaches import NOW, hand_off, kinds
 from tests.unit.test_route_domain import CONFIG, make_change
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday: 11:00 in Berlin, dach is open
 LEASE = 30.0
 SLA_SECONDS = 6.0
 CLAIM_SECONDS = 1.0
@@ -161,18 +161,6 @@ async def no_clock(store: RedisStore) -> bool:
 @pytest.fixture
 def store(redis: Redis) -> RedisStore:
     return RedisStore(redis, f"test:{uuid.uuid4().hex}:")
-
-
-async def hand_off(router: Router, lead_id: str) -> Handoff:
-    outcome = await router.on_stage_change(make_change(lead_id, country="DE"), NOW)
-    await router.store.save_states(outcome.states)
-    handoff = outcome.states[0].handoff
-    await router.published([handoff])
-    return handoff
-
-
-def kinds(records: list[Any]) -> list[str]:
-    return [r.kind.value if isinstance(r, SlaEvent) else "handoff" for r in records]
 
 
 def handoffs_of(outcome: Outcome) -> list[Handoff]:

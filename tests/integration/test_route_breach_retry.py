@@ -5,23 +5,22 @@ tests/integration/test_route_breach_publish.py."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from schemas.handoff import Assignee, Handoff, SlaEvent
+from schemas.handoff import Assignee, Handoff
 from services.route import domain
 from services.route.config import parse_config
 from services.route.router import Router
 from services.route.store import BreachSave, PendingBreach, RedisStore
-from tests.unit.test_route_domain import CONFIG, make_change
+from tests.route_breaches import NOW, hand_off, kinds
+from tests.unit.test_route_domain import CONFIG
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday: 11:00 in Berlin, dach is open
 LEASE = 30.0
 
 
@@ -47,18 +46,6 @@ class SaveFailsOnce(RedisStore):
 @pytest.fixture
 def store(redis: Redis) -> SaveFailsOnce:
     return SaveFailsOnce(redis, f"test:{uuid.uuid4().hex}:")
-
-
-async def hand_off(router: Router, lead_id: str) -> Handoff:
-    outcome = await router.on_stage_change(make_change(lead_id, country="DE"), NOW)
-    await router.store.save_states(outcome.states)
-    handoff = outcome.states[0].handoff
-    await router.published([handoff])
-    return handoff
-
-
-def kinds(records: list[Any]) -> list[str]:
-    return [r.kind.value if isinstance(r, SlaEvent) else "handoff" for r in records]
 
 
 @pytest.mark.parametrize(

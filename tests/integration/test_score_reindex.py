@@ -32,6 +32,7 @@ from services.score.settings import ScoreSettings
 from services.score.state import LeadState
 from tests.eventually import eventually, stopped
 from tests.kafka import consume_until, produce
+from tests.score_indexes import recorded_indexes
 from tests.unit.test_score_helpers import enriched, vp_profile
 
 pytestmark = pytest.mark.integration
@@ -65,14 +66,7 @@ async def start(
     services: list[StreamService] = []
 
     async def starting(rules: Path) -> Worker:
-        indexes: list[DueIndex] = []
-
-        class Recorded(DueIndex):
-            def __init__(self) -> None:
-                super().__init__()
-                indexes.append(self)
-
-        monkeypatch.setattr(score_app, "DueIndex", Recorded)
+        indexes = recorded_indexes(monkeypatch)
         settings = ScoreSettings(
             broker_url=broker.url,
             topic_suffix=suffix,

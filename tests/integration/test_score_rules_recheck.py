@@ -31,6 +31,7 @@ from services.score.settings import ScoreSettings
 from services.score.state import LeadState
 from tests.eventually import eventually, stopped
 from tests.kafka import consume_until, produce
+from tests.score_indexes import recorded_indexes
 from tests.unit.test_score_helpers import enriched, vp_profile
 
 pytestmark = pytest.mark.integration
@@ -44,14 +45,7 @@ async def score(
 ) -> AsyncIterator[tuple[StreamService, list[DueIndex]]]:
     rules = tmp_path / "scoring.yaml"
     rules.write_text(DEFAULT_RULES_FILE.read_text())
-    indexes: list[DueIndex] = []
-
-    class Recorded(DueIndex):
-        def __init__(self) -> None:
-            super().__init__()
-            indexes.append(self)
-
-    monkeypatch.setattr(score_app, "DueIndex", Recorded)
+    indexes = recorded_indexes(monkeypatch)
     monkeypatch.setattr(agents, "RULES_CHECK_CHUNK", 5, raising=False)  # the 12 leads take 3 chunks
     settings = ScoreSettings(
         broker_url=broker.url,
