@@ -156,7 +156,10 @@ def register_timers(w: ScoreWiring, intervals: Intervals) -> None:
     async def demote_cooled_leads() -> None:
         """Send a check for each lead whose temperature is due to drop; the agent decides."""
         if w.index.needs_rebuild:
-            _rebuild(w)
+            stale = _rebuild(w)
+            if stale:  # evaluated under other rules than this worker's: a restart or a move
+                queued = await send_rules_checks(w, stale, utcnow())
+                log.info("re-evaluating %d leads last evaluated under other scoring rules", queued)
         now = time.time()
         stamp = datetime.fromtimestamp(now, UTC).isoformat().encode()
         for lead_id in w.index.pop_due(now):
@@ -236,14 +239,22 @@ async def _publish(
     batch.stage(update.state, event)  # indexed when stored (ScoreBatch.commit)
 
 
-def _rebuild(w: ScoreWiring) -> None:
-    """After recovery or a rebalance: index the leads this worker holds (once, not every tick)."""
+def _rebuild(w: ScoreWiring) -> list[bytes]:
+    """After recovery or a rebalance: index the leads this worker holds (once, not every tick); the
+    keys of those last evaluated under other rules than the worker's (the file changed while it was
+    down, or another worker had other rules), to evaluate again. A state from before the digest was
+    kept names none: it is evaluated again at its next event, as before."""
     w.index.clear()
     w.index.needs_rebuild = False
+    digest = w.rules.current.digest
+    stale: list[bytes] = []
     for key, raw in w.table.items():
         if raw is not None:  # only the due time is read: the profiles need not be parsed
             state = LeadState.loads_without_profile(raw)
             w.index.set(bytes(key).decode(), state.next_due)
+            if state.rules is not None and state.rules != digest:
+                stale.append(bytes(key))
+    return stale
 
 
 async def queue_rules_checks(w: ScoreWiring, at: datetime) -> int:
@@ -258,6 +269,12 @@ async def queue_rules_checks(w: ScoreWiring, at: datetime) -> int:
     if w.batch is not None:
         staged = (lead_id.encode() for lead_id in w.batch.due)
         keys.extend(key for key in staged if key not in w.table)
+    return await send_rules_checks(w, keys, at)
+
+
+async def send_rules_checks(w: ScoreWiring, keys: list[bytes], at: datetime) -> int:
+    """A rules check at `at` for each of `keys` on a partition the worker holds, in chunks (see
+    `queue_rules_checks`); how many were sent."""
     value = at.isoformat().encode()
     topic = w.decay_topic.get_topic_name()
     count = w.service.settings.topic_partitions

@@ -362,7 +362,13 @@ def _settle(
     lifecycle, stage_rule = marketing_lifecycle(state, fit, engagement, rules)
     temperature = temperature_of(state, fit, at, rules, lifecycle=lifecycle)
     due = next_due(state, fit, rules, temperature=temperature, lifecycle=lifecycle, evaluated_at=at)
-    stages = {"lifecycle": lifecycle, "evaluated_at": at, "temperature": temperature, "next_due": due}
+    stages = {
+        "lifecycle": lifecycle,
+        "evaluated_at": at,
+        "temperature": temperature,
+        "next_due": due,
+        "rules": rules.digest,
+    }
     state = state.model_copy(update=stages)
     return state, _changes(old, state, trigger, at, rules, rule=stage_rule or rule, terms=terms), fit
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.interaction import InteractionType
 from schemas.profile import EmailKind
@@ -157,6 +166,7 @@ class ScoringRules(_Strict):
     thresholds: Thresholds
     hand_raisers: HandRaisers = HandRaisers()
     product_qualified: ProductQualified = ProductQualified()
+    _digest: tuple[int, str] | None = PrivateAttr(default=None)  # (id of the instance, its digest)
 
     @field_validator("half_life", "late_event_window")
     @classmethod
@@ -194,6 +204,18 @@ class ScoringRules(_Strict):
     @property
     def half_life_seconds(self) -> float:
         return self.half_life.total_seconds()
+
+    @property
+    def digest(self) -> str:
+        """Names these rules (their content, not the file's time): each lead keeps the digest of the
+        rules it was last evaluated under, so a worker that starts or takes over partitions with
+        other rules than that evaluates it again (services/score/agents.py, `_rebuild`). Computed
+        once per instance: a copy (`model_copy(update=...)`) is another instance, with its own."""
+        cached = self._digest
+        if cached is None or cached[0] != id(self):
+            cached = (id(self), hashlib.blake2b(self.model_dump_json().encode(), digest_size=8).hexdigest())
+            self._digest = cached
+        return cached[1]
 
 
 def parse_rules(data: object, origin: str = "<rules>") -> ScoringRules:

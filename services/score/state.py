@@ -66,6 +66,7 @@ class LeadState(BaseModel):
         None, description="Epoch seconds of the sales activity that last moved the lifecycle."
     )
     evaluated_at: float | None = Field(None, description="Epoch seconds of the latest stage evaluation.")
+    rules: str | None = Field(None, description="The digest of the rules of that evaluation.")
     next_due: float | None = Field(None, description="Epoch seconds when temperature next drops.")
 
     @classmethod

@@ -455,7 +455,9 @@ def test_sales_moves_are_taken_in_the_order_sales_made_them() -> None:
 
 def test_a_disqualifying_country_is_the_company_s_when_the_person_gave_none() -> None:
     """As the territory fit reads it: the person's country, else the company's."""
-    fit = R.fit.model_copy(update={"disqualify": R.fit.disqualify.model_copy(update={"countries": ["US"]})})
+    fit = R.fit.model_copy(
+        update={"disqualify": R.fit.disqualify.model_copy(update={"countries": frozenset({"US"})})}
+    )
     r = rules(fit=fit)
     us = vp_profile(
         country=None, firmographics=Firmographics(employees=500, industry="Software", country="US")
@@ -475,3 +477,14 @@ def test_reasons_add_up_when_negative_points_meet_the_floor_at_zero() -> None:
     engagement = {r.rule: r.points for r in reasons if r not in fit_reasons}
     assert engagement == {"unsubscribe": -20, "pricing_page": 15, "engagement_floor": 5}
     assert sum(engagement.values()) == domain.engagement_at(update.state, at, R) == 0
+
+
+def test_each_evaluation_keeps_the_digest_of_its_rules() -> None:
+    """So a worker with other rules knows to evaluate the lead again (agents._rebuild)."""
+    state, _ = run([enriched("page_view", profile=vp_profile())])
+    assert state.rules == R.digest == rules().digest  # the same content, the same digest
+    warmer = rules(thresholds=R.thresholds.model_copy(update={"warm": 70}))
+    assert warmer.digest != R.digest
+    state, _ = run([enriched("email_open", 10, profile=vp_profile())], state, r=warmer)
+    assert state.rules == warmer.digest
+    assert LeadState.loads(state.dumps()).rules == warmer.digest
