@@ -396,7 +396,7 @@ def apply_interaction(state: LeadState | None, event: EnrichedView, rules: Scori
         "recent_event_ids": _remembered(old, event.event_id, rules),
         "profile": event.profile,
         "source": interaction.source if interaction.source.channel else old.source,
-        "bant": bant_from_properties(old.bant, interaction.properties, event.profile, rules.fit),
+        "bant": bant_from_properties(old.bant, interaction.properties, event.profile, rules.fit, at),
     }
     if interaction.type == interaction.type.TRIAL_SIGNUP:
         update["trial"] = True
@@ -473,7 +473,7 @@ def apply_sales_activity(state: LeadState | None, event: SalesActivity, rules: S
     at = epoch(event.occurred_at)
     rule: str | None = None
     if event.activity == SalesActivityKind.BANT_UPDATED:
-        state = state.model_copy(update={"bant": bant_from_sales(state.bant, event.properties)})
+        state = state.model_copy(update={"bant": bant_from_sales(state.bant, event.properties, at)})
     move = SALES_MOVES.get(event.activity)
     # Sales' word is taken in the order it was said: an `accepted` reported after a later `rejected`
     # must not take the recycled lead back to SQL.

@@ -104,11 +104,15 @@ def _answer(value: JsonValue) -> str | None:
 
 
 def bant_from_properties(
-    bant: BantState, properties: dict[str, JsonValue], profile: LeadProfile | None, rules: FitRules
+    bant: BantState,
+    properties: dict[str, JsonValue],
+    profile: LeadProfile | None,
+    rules: FitRules,
+    at: float,
 ) -> BantState:
-    """BANT answers from form fields; later answers win. Authority is inferred from seniority only
-    while nobody answered it: a rep's `bant_updated` or a form's role must not be undone by the
-    next page view of a senior lead."""
+    """BANT answers from form fields given at `at`; the later answer wins, by when it was given
+    (`BantState.answered`). Authority is inferred from seniority only while nobody answered it: a
+    rep's `bant_updated` or a form's role must not be undone by the next page view of a senior lead."""
     updates: dict[str, bool] = {}
     for name in BANT_FIELDS:
         criterion: BantCriterion = getattr(rules.bant, name)
@@ -117,19 +121,16 @@ def bant_from_properties(
             if answer is not None:
                 updates[name] = answer not in criterion.unmet_values
                 break
+    if updates:
+        bant = bant.answered(updates, at)
     seniority = (profile.seniority or "").lower() if profile else ""
-    if (
-        "authority" not in updates
-        and bant.authority is None
-        and seniority in rules.bant.authority_seniorities
-    ):
-        updates["authority"] = True
-    updates = {name: met for name, met in updates.items() if getattr(bant, name) is not met}
-    return bant.model_copy(update=updates) if updates else bant
+    if bant.authority is None and seniority in rules.bant.authority_seniorities:
+        bant = bant.model_copy(update={"authority": True})  # inferred, not answered: no time
+    return bant
 
 
-def bant_from_sales(bant: BantState, properties: dict[str, JsonValue]) -> BantState:
-    """A rep's BANT assessment: true/false (or yes/no) per criterion."""
+def bant_from_sales(bant: BantState, properties: dict[str, JsonValue], at: float) -> BantState:
+    """A rep's BANT assessment at `at`: true/false (or yes/no) per criterion (`BantState.answered`)."""
     updates: dict[str, bool] = {}
     for name in BANT_FIELDS:
         value = properties.get(name)
@@ -137,4 +138,4 @@ def bant_from_sales(bant: BantState, properties: dict[str, JsonValue]) -> BantSt
             updates[name] = value
         elif isinstance(value, str) and value.lower() in {"yes", "no", "true", "false", "met", "unmet"}:
             updates[name] = value.lower() in {"yes", "true", "met"}
-    return bant.model_copy(update=updates) if updates else bant
+    return bant.answered(updates, at) if updates else bant

@@ -22,6 +22,22 @@ class BantState(BaseModel):
     authority: bool | None = None
     need: bool | None = None
     timing: bool | None = None
+    answered_at: dict[str, float] | None = Field(
+        None, description="Epoch seconds of each criterion's answer (form or rep): an older one loses."
+    )
+
+    def answered(self, answers: dict[str, bool], at: float) -> BantState:
+        """These answers given at `at`, each unless the criterion was answered later already (a form
+        or an assessment reported late); an answer of the same value still moves its time on."""
+        times = dict(self.answered_at or {})
+        taken = {name: met for name, met in answers.items() if at >= times.get(name, at)}
+        if not taken:
+            return self
+        times.update(dict.fromkeys(taken, at))
+        changed = {name: met for name, met in taken.items() if getattr(self, name) is not met}
+        if not changed and times == (self.answered_at or {}):
+            return self
+        return self.model_copy(update={**changed, "answered_at": times})
 
 
 class CapSlot(TypedDict):

@@ -488,3 +488,18 @@ def test_each_evaluation_keeps_the_digest_of_its_rules() -> None:
     state, _ = run([enriched("email_open", 10, profile=vp_profile())], state, r=warmer)
     assert state.rules == warmer.digest
     assert LeadState.loads(state.dumps()).rules == warmer.digest
+
+
+def test_bant_answers_are_taken_in_the_order_they_were_given() -> None:
+    """A rep's assessment and a form's answers each win over an older one reported later."""
+    state, _ = run([sales("bant_updated", 100, properties={"budget": False, "timing": True})])
+    late_form = {"budget_range": "10k-50k", "purchase_timeline": "next year"}
+    state, _ = run([enriched("form_submit", 50, properties=late_form, profile=vp_profile())], state)
+    assert (state.bant.budget, state.bant.timing) == (False, True)  # the rep's, given later
+    state, _ = run([enriched("form_submit", 150, properties=late_form, profile=vp_profile())], state)
+    assert (state.bant.budget, state.bant.timing) == (True, False)  # a newer form answer
+    state, _ = run([sales("bant_updated", 120, properties={"budget": False})], state)
+    assert state.bant.budget is True  # an assessment older than that answer, reported late
+    state, _ = run([sales("bant_updated", 200, properties={"budget": "yes"})], state)
+    state, _ = run([sales("bant_updated", 180, properties={"budget": "no"})], state)
+    assert state.bant.budget is True  # the same value moved the answer's time on to 200

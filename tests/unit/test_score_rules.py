@@ -78,6 +78,6 @@ def test_listed_values_match_whatever_their_case_in_the_file(tmp_path: Path) -> 
     student = LeadProfile(lead_id="l", seniority="student")
     assert disqualifier(student, fit) == "seniority:student"
     vp = LeadProfile(lead_id="l", seniority="vp")
-    bant = bant_from_properties(BantState(), {"budget": "None yet"}, vp, fit)
+    bant = bant_from_properties(BantState(), {"budget": "None yet"}, vp, fit, 0.0)
     assert bant.authority is True
     assert bant.budget is False
