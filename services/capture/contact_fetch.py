@@ -171,12 +171,14 @@ class ContactFetcher:
         if self._in_memory.get(job_id) is task:
             del self._in_memory[job_id]
 
-    async def cancel(self, platform: Platform, ref: str) -> None:
+    async def cancel(self, platform: Platform, ref: str) -> bool:
         """Fetch no more of a lead the platform deleted (LinkedIn's DELETED): its erasure is published,
         and answers fetched after it would make the person a lead again. A fetch already running
         finds its job gone before it publishes (`try_once`), and one held in memory is cancelled.
         The job id is remembered here too, so a fetch Redis could not drop (it was away) is dropped
-        by the loop once Redis answers, and the lead is not queued again by this process."""
+        by the loop once Redis answers, and the lead is not queued again by this process. False when
+        Redis was away: the caller asks the platform to deliver the deletion again, for the process
+        may stop before its loop made the drop."""
         wanted = job_id(platform, ref)
         self._remember_cancelled(wanted)
         task = self._in_memory.pop(wanted, None)
@@ -188,9 +190,10 @@ class ContactFetcher:
         except (RedisError, OSError) as exc:
             log.warning("contact fetch %s not dropped, Redis unavailable (%s); dropped later", wanted, exc)
             self._undropped[wanted] = task is not None
-            return
+            return False
         if dropped and task is None:
             self._count_dropped(platform)
+        return True
 
     async def _drop(self, wanted: str) -> int:
         return await self._queue.drop(wanted, self._settings.contact_fetch_dropped_ttl_seconds)

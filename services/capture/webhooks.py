@@ -155,17 +155,28 @@ async def linkedin_webhook(request: web.Request) -> web.Response:
         return note
     record = platforms.linkedin_record(note, utcnow())
     erase = record.record_type == "privacy"
+    dropped = True
     if erase:
         # Dropped before the erasure is published, not after: a fetch finishing in between would
         # find its job still queued and publish the answers after the erasure, and an erasure the
         # broker does not take (503, LinkedIn retries later) would leave the fetch running meanwhile.
-        await request.app[FETCHER].cancel("linkedin", note.leadGenFormResponse)
+        dropped = await request.app[FETCHER].cancel("linkedin", note.leadGenFormResponse)
     topic = TopicName.PRIVACY if erase else TopicName.INTERACTIONS
     outcome = await request.app[INGESTOR].submit(
         settings.topic(topic), record, platforms.linkedin_sender_id(note)
     )
     if not outcome.ok:
         return answer(request, outcome)
+    if erase and not dropped:
+        # The erasure is out, but the queued fetch could not be dropped (Redis away): this process
+        # drops it once Redis answers, unless it stops first. LinkedIn delivers the DELETED again on
+        # a 5xx, and that delivery drops it; the erasure it publishes again is idempotent.
+        return problem(
+            503,
+            "fetch_not_dropped",
+            "the erasure was published, but the lead's contact fetch could not be dropped yet; retry",
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
     if not erase and settings.linkedin_access_token is not None:
         # a duplicate too (the delivery before may have died before queueing); the queue keeps a lead
         # deleted since from being fetched again

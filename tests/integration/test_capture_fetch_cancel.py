@@ -77,7 +77,8 @@ async def test_with_redis_away_a_created_delivered_twice_is_cancelled_by_the_del
         assert await post(client, "CREATED") == 200
         assert await post(client, "CREATED") == 200
         await called(stand_in, 1)
-        assert await post(client, "DELETED") == 200
+        # The erasure is out, but no drop reached Redis: LinkedIn is asked to deliver it again.
+        assert await post(client, "DELETED") == 503
         erased_at = len(stand_in.calls)
         stand_in.failures = 0  # Lead Sync answers again: a fetch still retrying would publish
         await asyncio.sleep(1.0)
@@ -85,6 +86,10 @@ async def test_with_redis_away_a_created_delivered_twice_is_cancelled_by_the_del
     assert len(stand_in.calls) == erased_at
     assert "identify" not in await published(broker, redis_away)
     assert f'{FETCHES}{{outcome="dropped",platform="linkedin"}} 1.0' in metrics
+    erasures = await consume_until(
+        broker.bootstrap_servers, redis_away.topic(TopicName.PRIVACY), lambda rs: False, within=1
+    )
+    assert [json.loads(r.value)["kind"] for r in erasures if r.value] == ["erase"]  # out despite the 503
 
 
 async def test_with_redis_away_no_fetch_outlives_capture(
@@ -107,7 +112,7 @@ async def test_with_redis_away_a_created_after_the_deleted_starts_no_fetch(
     async with TestClient(TestServer(create_app(redis_away))) as client:
         assert await post(client, "CREATED") == 200
         await called(stand_in, 1)
-        assert await post(client, "DELETED") == 200
+        assert await post(client, "DELETED") == 503  # published, not dropped: delivered again later
         erased_at = len(stand_in.calls)
         stand_in.failures = 0
         assert await post(client, "CREATED") == 200  # the earlier delivery, retried by LinkedIn
