@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -210,12 +213,26 @@ class ScoringRules(_Strict):
         """Names these rules (their content, not the file's time): each lead keeps the digest of the
         rules it was last evaluated under, so a worker that starts or takes over partitions with
         other rules than that evaluates it again (services/score/agents.py, `_rebuild`). Computed
-        once per instance: a copy (`model_copy(update=...)`) is another instance, with its own."""
+        once per instance: a copy (`model_copy(update=...)`) is another instance, with its own. Sets
+        are sorted first: their order follows each process's string hashing, and every worker, and
+        every restart, must name the same rules alike."""
         cached = self._digest
         if cached is None or cached[0] != id(self):
-            cached = (id(self), hashlib.blake2b(self.model_dump_json().encode(), digest_size=8).hexdigest())
+            text = json.dumps(_canonical(self.model_dump()), sort_keys=True, default=str)
+            cached = (id(self), hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
             self._digest = cached
         return cached[1]
+
+
+def _canonical(value: Any) -> Any:
+    """`value` (a python-mode dump) with every set as a sorted list, so its JSON is one text."""
+    if isinstance(value, dict):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((_canonical(item) for item in value), key=lambda item: json.dumps(item, default=str))
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    return value.value if isinstance(value, Enum) else value
 
 
 def parse_rules(data: object, origin: str = "<rules>") -> ScoringRules:

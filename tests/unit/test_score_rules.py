@@ -81,3 +81,27 @@ def test_listed_values_match_whatever_their_case_in_the_file(tmp_path: Path) -> 
     bant = bant_from_properties(BantState(), {"budget": "None yet"}, vp, fit, 0.0)
     assert bant.authority is True
     assert bant.budget is False
+
+
+def test_the_rules_digest_is_the_same_in_every_process() -> None:
+    """Workers and restarts must name the same rules alike; a set's order follows each process's
+    string hashing (PYTHONHASHSEED), so a digest of it as dumped differed from process to process."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from services.score.rules import DEFAULT_RULES_FILE, load_rules\n"
+        "print(load_rules(DEFAULT_RULES_FILE).digest)"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert digests == {load_rules(DEFAULT_RULES_FILE).digest}
