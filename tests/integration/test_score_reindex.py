@@ -32,7 +32,7 @@ from services.score.settings import ScoreSettings
 from services.score.state import LeadState
 from tests.eventually import eventually, stopped
 from tests.kafka import consume_until, produce
-from tests.score_indexes import recorded_indexes
+from tests.score_worker import recorded_indexes
 from tests.unit.test_score_helpers import enriched, vp_profile
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from aiokafka import ConsumerRecord
 
-from schemas.stage import StageChange
 from schemas.topics import TopicName
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
@@ -31,7 +30,7 @@ from services.score.settings import ScoreSettings
 from services.score.state import LeadState
 from tests.eventually import eventually, stopped
 from tests.kafka import consume_until, produce
-from tests.score_indexes import recorded_indexes
+from tests.score_worker import changes, cooled, make_warm, raise_warm_threshold, recorded_indexes
 from tests.unit.test_score_helpers import enriched, vp_profile
 
 pytestmark = pytest.mark.integration
@@ -64,10 +63,6 @@ async def score(
         await stopped(service)
 
 
-def changes(records: list[ConsumerRecord[bytes, bytes]]) -> list[StageChange]:
-    return [StageChange.model_validate_json(r.value) for r in records]
-
-
 async def metrics_text(service: StreamService) -> str:
     url = f"http://127.0.0.1:{service.settings.web_port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
@@ -81,40 +76,12 @@ async def test_raised_warm_threshold_cools_every_held_lead_within_seconds(
     bootstrap = broker.bootstrap_servers
     out = service.settings.topic(TopicName.STAGE_CHANGES)
     table = next(t for t in service.tables if t.name == "lead-scores")
-    now = datetime.now(UTC)
-    # fit 65 + a whitepaper's 20 = 85: warm (warm: 80), due to cool in about a half-life
-    downloads = [
-        enriched(
-            "content_download",
-            now,
-            event_id=f"{lead}-wp",
-            properties={"asset_type": "whitepaper"},
-            profile=vp_profile(lead),
-            lead_id=lead,
-        )
-        for lead in LEADS
-    ]
-    await produce(
-        bootstrap,
-        service.settings.topic(TopicName.ENRICHED),
-        [(e.lead_id.encode(), e.model_dump_json().encode()) for e in downloads],
-    )
-
-    def warm(records: list[ConsumerRecord[bytes, bytes]]) -> set[str]:
-        return {c.lead_id for c in changes(records) if c.to_stage == "warm"}
-
-    await consume_until(bootstrap, out, lambda r: warm(r) == set(LEADS), within=30)
+    await make_warm(broker, service.settings, LEADS)
     await asyncio.sleep(0.5)  # every batch committed
 
     caplog.set_level(logging.INFO, logger="services.score.agents")
-    rules_file = service.settings.rules_file  # type: ignore[attr-defined]
-    data = yaml.safe_load(rules_file.read_text())
-    data["thresholds"]["warm"] = 100  # 85 is cold now
     reloaded_at = time.time()
-    rules_file.write_text(yaml.safe_dump(data))
-
-    def cooled(records: list[ConsumerRecord[bytes, bytes]]) -> list[StageChange]:
-        return [c for c in changes(records) if c.from_stage == "warm" and c.to_stage == "cold"]
+    raise_warm_threshold(service.settings.rules_file)  # type: ignore[attr-defined]
 
     got = await consume_until(bootstrap, out, lambda r: len(cooled(r)) >= len(LEADS), within=15)
     moved = cooled(got)
