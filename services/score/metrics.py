@@ -20,6 +20,7 @@ from services.runtime.metrics import Labelled
 # Event time to stage change: milliseconds live, hours or days for a replay or a decay demotion.
 STAGE_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400)
 SCORE_BUCKETS = (-50, 0, 10, 20, 40, 60, 80, 100, 120, 150, 200, 300)
+RULES_CHECK_OUTCOMES = ("moved", "unchanged", "gone")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,15 @@ def score_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
     )
     for campaign in campaigns.campaigns:
         campaign_cost.labels(campaign.id, campaign.channel, campaign.currency).set(campaign.cost)
+    rules_checks = Counter(
+        "leadpipe_score_rules_checks_total",
+        "Leads re-evaluated after the scoring rules changed (a reload, or leads evaluated under other "
+        "rules restored), by outcome: moved (a stage changed), unchanged, gone (erased since).",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in RULES_CHECK_OUTCOMES:  # at zero from the start: rare, and a panel shows them
+        rules_checks.labels(outcome)
     return ScoreMetrics(
         events_scored=Counter(
             "leadpipe_score_events_scored_total",
@@ -115,13 +125,7 @@ def score_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         rules_reloads=Counter(
             "leadpipe_score_rules_reloads_total", "Rules file reloads.", ["result"], registry=registry
         ),
-        rules_checks=Counter(
-            "leadpipe_score_rules_checks_total",
-            "Leads re-evaluated after a rules reload, by outcome: moved (a stage changed), unchanged, "
-            "gone (erased since the reload).",
-            ["outcome"],
-            registry=registry,
-        ),
+        rules_checks=rules_checks,
         due_leads=Gauge(
             "leadpipe_score_due_index_leads", "Leads in this worker's decay index.", registry=registry
         ),
