@@ -14,10 +14,15 @@ Why a case of its own: the service cases measure framework and domain together, 
 hides in their run-to-run spread; this one has none of it (no sockets, no event loop, one core).
 
 `domain.enrich`: enrich's agent path over the demo traffic's interactions (`EnrichRun`).
+
+`domain.score-rebuild`: score's decay index rebuilt from a table of 1M held leads (`DueIndex.rebuild`,
+as after a recovery or a rebalance): the seconds in all, and the longest the event loop waited
+meanwhile, which is how long the worker answers nothing (no hand-offs, no health probes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -37,6 +42,7 @@ from services.enrich.domain import LeadState as EnrichState
 from services.enrich.firmographics import DEFAULT_COMPANIES, LocalProvider, load_companies
 from services.runtime.codec import encode
 from services.score import domain
+from services.score.due import DueIndex
 from services.score.rules import DEFAULT_RULES_FILE, load_rules
 from services.score.state import LeadState
 
@@ -215,3 +221,53 @@ class DomainEnrich(OwnInput):
 
 
 register(DomainEnrich())
+
+
+REBUILD_LEADS = 1_000_000
+
+
+@dataclass(frozen=True)
+class DomainScoreRebuild(OwnInput):
+    name: str = "domain.score-rebuild"
+    description: str = "score's decay index rebuilt over 1M held leads: seconds, longest hold of the loop"
+
+    async def run(self, ctx: BenchContext) -> CaseResult:
+        stored: dict[str, bytes] = {}
+        score_records([event.model_dump_json().encode() for event in enriched_stream(ctx.events)], stored)
+        states = list(stored.values())  # the bench's states, about 3 KB each, repeated under new keys
+        table = {f"rebuild-{n}".encode(): states[n % len(states)] for n in range(REBUILD_LEADS)}
+        index = DueIndex()
+        waits: list[float] = []
+        done = asyncio.Event()
+
+        async def watch() -> None:  # another task of the worker: how long it waits for its turns
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0)
+                now = time.perf_counter()
+                waits.append(now - last)
+                last = now
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        cpu_started, started = time.process_time(), time.perf_counter()
+        await index.rebuild(table, load_rules(DEFAULT_RULES_FILE).digest)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        done.set()
+        await watcher
+        return CaseResult(
+            case=self.name,
+            description=self.description,
+            events=len(table),
+            seconds=seconds,
+            cpu_seconds=cpu,
+            extra={"longest_wait_s": max(waits), "indexed": len(index)},
+            figures={
+                "leads; distinct states (avg bytes)": f"{len(table):,}; {len(states):,} "
+                f"({sum(map(len, states)) / len(states):,.0f})",
+                "longest wait of another task (ms)": f"{1000 * max(waits):.0f}",
+            },
+        )
+
+
+register(DomainScoreRebuild())

@@ -53,6 +53,7 @@ from services.runtime.changelog_catchup import CaughtUpTable
 from services.runtime.codec import Decoder
 from services.runtime.redis_client import redis_client
 from services.runtime.stream_app import StreamService
+from services.runtime.table_rows import rows_in_slices
 
 log = logging.getLogger(__name__)
 
@@ -354,18 +355,18 @@ class EnrichPrivacy:
         raw = self.activity.get(lead_id)
         return retention.decode_activity(raw)[0] if raw else None
 
-    def rebuild(self) -> None:
-        """Index the leads this worker holds (after a rebalance or recovery, not every sweep)."""
+    async def rebuild(self) -> None:
+        """Index the leads this worker holds (after a rebalance or recovery, not every sweep), in
+        slices that give the loop turns; a rebalance meanwhile abandons it for the next sweep's."""
         self.index.clear()
         self.index.needs_rebuild = False
-        for lead_id, raw in list(self.activity.items()):
-            if raw is not None:
-                self.index.touch(lead_id, retention.decode_activity(raw)[0])
+        async for lead_id, raw in rows_in_slices(self.activity, abandoned=lambda: self.index.needs_rebuild):
+            self.index.touch(lead_id, retention.decode_activity(raw)[0])
 
     async def sweep(self) -> int:
         """Request erasure of each lead quiet for longer than the retention period; returns how many."""
         if self.index.needs_rebuild:
-            self.rebuild()
+            await self.rebuild()
         cutoff = time.time() - self.policy.inactive_lead_retention.total_seconds()
         actives = self.service.app.assignor.assigned_actives()
         sent = 0

@@ -181,7 +181,7 @@ class Nurture:
     async def announce_due(self) -> int:
         """Publish a tick for each lead due on a partition this worker owns; returns how many."""
         if self.schedule.needs_rebuild:
-            self.schedule.rebuild(self.due.items())
+            await self.schedule.rebuild(self.due)
         actives = self.service.app.assignor.assigned_actives()
         source = self.settings.topic(TopicName.STAGE_CHANGES)
         due = self.schedule.pop_due(utcnow().timestamp(), lambda partition: TP(source, partition) in actives)

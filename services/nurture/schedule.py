@@ -9,8 +9,9 @@ the table after a rebalance or recovery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 
+from services.runtime.table_rows import rows_in_slices
 from services.runtime.time_index import TimeIndex, read_time_row
 
 
@@ -35,11 +36,12 @@ class DueSchedule:
         self._index.clear()
         self._partitions.clear()
 
-    def rebuild(self, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Index every `due` row this worker holds (once after a rebalance, not every tick)."""
+    async def rebuild(self, rows: Mapping[bytes, bytes | None]) -> None:
+        """Index every `due` row this worker holds (once after a rebalance, not every tick), in
+        slices that give the loop turns; a rebalance meanwhile abandons it for the next tick's."""
         self.invalidate()
         self._index.needs_rebuild = False
-        for key, value in rows:
+        async for key, value in rows_in_slices(rows, abandoned=lambda: self.needs_rebuild):
             if value:
                 at, partition = read_time_row(value)
                 self.set(bytes(key).decode(), at, partition)

@@ -156,7 +156,7 @@ def register_timers(w: ScoreWiring, intervals: Intervals) -> None:
     async def demote_cooled_leads() -> None:
         """Send a check for each lead whose temperature is due to drop; the agent decides."""
         if w.index.needs_rebuild:
-            stale = _rebuild(w)
+            stale = await w.index.rebuild(w.table, w.rules.current.digest)
             if stale:  # evaluated under other rules than this worker's: a restart or a move
                 queued = await send_rules_checks(w, stale, utcnow())
                 log.info("re-evaluating %d leads last evaluated under other scoring rules", queued)
@@ -237,24 +237,6 @@ async def _publish(
         await batch.outbox.send(w.stage_changes, change.lead_id, change)
         w.metrics.observe_stage_change(change)
     batch.stage(update.state, event)  # indexed when stored (ScoreBatch.commit)
-
-
-def _rebuild(w: ScoreWiring) -> list[bytes]:
-    """After recovery or a rebalance: index the leads this worker holds (once, not every tick); the
-    keys of those last evaluated under other rules than the worker's (the file changed while it was
-    down, or another worker had other rules), to evaluate again. A state from before the digest was
-    kept names none: it is evaluated again at its next event, as before."""
-    w.index.clear()
-    w.index.needs_rebuild = False
-    digest = w.rules.current.digest
-    stale: list[bytes] = []
-    for key, raw in w.table.items():
-        if raw is not None:  # only the due time is read: the profiles need not be parsed
-            state = LeadState.loads_without_profile(raw)
-            w.index.set(bytes(key).decode(), state.next_due)
-            if state.rules is not None and state.rules != digest:
-                stale.append(bytes(key))
-    return stale
 
 
 async def queue_rules_checks(w: ScoreWiring, at: datetime) -> int:

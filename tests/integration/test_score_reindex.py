@@ -24,6 +24,7 @@ from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
 from services.runtime.batch import Outbox
 from services.runtime.stream_app import StreamService
+from services.runtime.table_rows import ROWS_PER_SLICE
 from services.runtime.topics import ensure_pipeline_topics
 from services.score import app as score_app
 from services.score.due import DueIndex
@@ -146,3 +147,36 @@ async def test_a_lead_made_hot_while_the_index_is_rebuilt_still_cools(
     ]
     assert ("cold", "hot", "demo_request") in moved
     assert cooled(got), f"still hot 15 s after a one-second hand-raise: {moved}"
+
+
+async def test_the_index_rebuild_gives_the_event_loop_turns_while_it_reads_the_leads(
+    start: Callable[[Path], Any], broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """1M leads read in one go held the loop for 25 s: no hand-offs, no health answers. With more
+    leads than one slice (services/runtime/table_rows.py), other tasks run half-way through."""
+    worker: Worker = await start(rules_file(tmp_path))
+    worker.rebuilt_during_commit.append("not wanted here")  # no forced rebuild during a commit
+    leads = [f"e-slices-{n}" for n in range(ROWS_PER_SLICE + 500)]
+    now = datetime.now(UTC)
+    demos = [
+        enriched("demo_request", now, event_id="d1", profile=vp_profile(lead), lead_id=lead) for lead in leads
+    ]
+    topic = worker.service.settings.topic(TopicName.ENRICHED)
+    await produce(
+        broker.bootstrap_servers, topic, [(d.lead_id.encode(), d.model_dump_json().encode()) for d in demos]
+    )
+    await eventually(lambda: len(worker.index) == len(leads), within=60)  # hot for 3 days: none due
+
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(len(worker.index))
+            await asyncio.sleep(0)
+
+    watching = asyncio.create_task(watch())
+    worker.index.clear()  # what a rebalance does
+    await eventually(lambda: not worker.index.needs_rebuild and len(worker.index) == len(leads), within=30)
+    watching.cancel()
+    part_way = [size for size in seen if 0 < size < len(leads)]
+    assert part_way, "the rebuild read every lead without giving the loop a turn"

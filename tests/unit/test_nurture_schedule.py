@@ -31,14 +31,14 @@ def test_a_due_lead_is_announced_again_only_after_the_retick_unless_its_row_chan
     assert len(schedule) == 1  # "a", kept for its next announcement
 
 
-def test_a_lead_on_a_partition_this_worker_does_not_own_is_dropped_until_the_rebuild() -> None:
+async def test_a_lead_on_a_partition_this_worker_does_not_own_is_dropped_until_the_rebuild() -> None:
     schedule = DueSchedule(RETICK)
     schedule.set("moved", 100.0, 3)
     assert schedule.pop_due(200.0, owned) == []
     assert schedule.pop_due(1_000.0, lambda partition: True) == []  # dropped, not re-armed
     schedule.invalidate()
     assert schedule.needs_rebuild
-    schedule.rebuild([(b"moved", time_row(100.0, 3)), (b"gone", None)])  # the partition came back
+    await schedule.rebuild({b"moved": time_row(100.0, 3), b"gone": None})  # the partition came back
     assert not schedule.needs_rebuild
     assert schedule.pop_due(200.0, lambda partition: True) == ["moved"]
 

@@ -480,7 +480,7 @@ def test_reasons_add_up_when_negative_points_meet_the_floor_at_zero() -> None:
 
 
 def test_each_evaluation_keeps_the_digest_of_its_rules() -> None:
-    """So a worker with other rules knows to evaluate the lead again (agents._rebuild)."""
+    """So a worker with other rules knows to evaluate the lead again (DueIndex.rebuild)."""
     state, _ = run([enriched("page_view", profile=vp_profile())])
     assert state.rules == R.digest == rules().digest  # the same content, the same digest
     warmer = rules(thresholds=R.thresholds.model_copy(update={"warm": 70}))

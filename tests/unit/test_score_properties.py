@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.views.score import EnrichedView
 from services.score import decay, domain
-from services.score.state import LeadState
+from services.score.state import IndexEntry, LeadState
 from tests.unit.test_score_helpers import enriched, rules, vp_profile
 
 R = rules()
@@ -63,6 +63,15 @@ def test_a_state_loaded_without_its_profile_is_the_stored_state_but_the_profile(
     assert without.profile is None
     assert without.model_copy(update={"profile": state.profile}) == state
     assert without.model_copy(update={"profile": state.profile}).dumps() == state.dumps()  # same JSON
+
+
+@given(histories())
+def test_the_index_rebuild_reads_the_due_time_and_rules_the_state_holds(events: list[EnrichedView]) -> None:
+    """The rebuild parses only these two fields (`IndexEntry`), from the same changelog JSON."""
+    state = apply_all(events).model_copy(update={"rules": R.digest})
+    for stored in (state, state.model_copy(update={"next_due": None, "rules": None})):
+        entry = IndexEntry.loads(stored.dumps())
+        assert (entry.next_due, entry.rules) == (stored.next_due, stored.rules)
 
 
 NEXT_PROFILES = {"vp": vp_profile(), "student": vp_profile(seniority="student"), "empty": None}  # None: empty
