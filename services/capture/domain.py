@@ -5,14 +5,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
 
 from schemas.base import new_event_id
 from schemas.interaction import IdentityKind, Interaction, InteractionIn
 
 
+@lru_cache(maxsize=65_536)
 def normalise_email(email: str) -> str:
-    """Same mailbox, same key: trimmed and lower-cased."""
-    return email.strip().lower()
+    """Same mailbox, same key: trimmed and lower-cased, in one form where an address has two. An
+    internationalised domain is written in Unicode or as its `xn--` (IDNA) labels, and a letter such
+    as "ü" composed or as "u" plus a combining mark; email-validator's normal form (Unicode, NFC) makes
+    them one address, as enrich normalises it (`services/enrich/normalise.py`). ASCII addresses keep
+    the key they always had. Remembered per address, as the schema's syntax check is."""
+    text = email.strip()
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:  # a trusted producer's record, not checked by the schema
+        return text.lower()
 
 
 def _digest(text: str) -> str:
