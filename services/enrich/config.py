@@ -61,6 +61,13 @@ class EnrichConfig(BaseModel):
     competitor_domains: frozenset[str] = frozenset()
     customer_domains: frozenset[str] = frozenset()
     max_history: int = Field(200, ge=0, le=10_000)
+    max_history_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        le=524_288,
+        description="The anonymous history's JSON at most: it is stored with the lead and sent in its merge,"
+        " both under the producer's 1 MiB.",
+    )
     max_seen_event_ids: int = Field(1000, ge=10, le=100_000)
 
     @cached_property

@@ -18,6 +18,7 @@ from services.enrich import domain
 from services.enrich.config import ConfigError, load_config
 from services.enrich.domain import LeadState, Lookup, LookupStatus
 from services.enrich.profile import TRACKED, apply_interaction, contact_domain, merge_profiles
+from services.runtime.codec import encode
 from tests.model_tree import none_values_not_defaulting_to_none
 
 CONFIG = load_config()
@@ -291,6 +292,65 @@ def test_anonymous_history_moves_to_the_known_lead_once() -> None:
     # once merged, the known lead stops asking
     later = interaction("form-2", 20, type="form_submit", anonymous_id=anon, contact={"email": "ann@acme.de"})
     assert domain.enrich(merged.state, form.lead_id, later, None, CONFIG).aliases == []
+
+
+PRODUCER_LIMIT = 1_048_576  # the producer's max_request_size: a larger state or merge is never stored
+
+
+def test_a_busy_anonymous_lead_stays_storable_and_mergeable() -> None:
+    """200 page views of 6.5 KB made a state of 1.24 MB: enrich crashed storing it, on every restart.
+    The history keeps the newest views that fit in `max_history_bytes`."""
+    anon = "anon-busy"
+    anon_lead = lead_identity(None, anon)[0]
+    state = None
+    for i in range(CONFIG.max_history):
+        view = interaction(f"pv-{i}", i, anonymous_id=anon, properties={"blob": "x" * 6_500})
+        state = domain.enrich(state, anon_lead, view, None, CONFIG).state
+    assert state is not None
+    assert len(state.dumps()) < PRODUCER_LIMIT
+    kept = [view.event_id for view in state.history]
+    assert kept and kept[-1] == f"pv-{CONFIG.max_history - 1}"  # the newest, in order
+    assert kept == [f"pv-{i}" for i in range(CONFIG.max_history - len(kept), CONFIG.max_history)]
+    assert sum(state.history_sizes) <= CONFIG.max_history_bytes
+    form = interaction("form", 999, type="form_submit", anonymous_id=anon, contact={"email": "ann@acme.de"})
+    request = domain.enrich(None, form.lead_id, form, found(), CONFIG).aliases[0]
+    merge = domain.alias(state, request).merge
+    assert merge is not None and len(encode(merge)) < PRODUCER_LIMIT
+
+
+@settings(max_examples=80)
+@given(
+    st.lists(st.integers(0, 3_000), min_size=1, max_size=40), st.integers(1, 12), st.integers(1_024, 20_000)
+)
+def test_the_history_is_the_newest_interactions_that_fit_both_bounds(
+    blobs: list[int], most: int, max_bytes: int
+) -> None:
+    config = CONFIG.model_copy(update={"max_history": most, "max_history_bytes": max_bytes})
+    anon_lead = lead_identity(None, "anon-bounds")[0]
+    state = None
+    views = [
+        interaction(f"v-{i}", i, anonymous_id="anon-bounds", properties={"b": "y" * n})
+        for i, n in enumerate(blobs)
+    ]
+    for view in views:
+        state = domain.enrich(state, anon_lead, view, None, config).state
+    assert state is not None
+    sizes = [len(encode(view)) for view in views]
+    kept = len(state.history)
+    assert [v.event_id for v in state.history] == [v.event_id for v in views[len(views) - kept :]]
+    assert state.history_sizes == sizes[len(sizes) - kept :]
+    assert kept <= most and sum(state.history_sizes) <= max_bytes
+    if kept < min(most, len(views)):  # the next older one would not have fitted
+        assert sum(sizes[len(sizes) - kept - 1 :]) > max_bytes
+
+
+def test_a_history_stored_before_its_sizes_is_measured_once() -> None:
+    anon_lead = lead_identity(None, "anon-old")[0]
+    views = [interaction(f"o-{i}", i, anonymous_id="anon-old") for i in range(3)]
+    stored = LeadState.new(anon_lead).model_copy(update={"history": views[:2]})  # as an older enrich kept it
+    state = domain.enrich(stored, anon_lead, views[2], None, CONFIG).state
+    assert [v.event_id for v in state.history] == ["o-0", "o-1", "o-2"]
+    assert state.history_sizes == [len(encode(view)) for view in views]
 
 
 def test_a_second_known_lead_cannot_take_an_aliased_anonymous_id_and_stops_waiting_for_it() -> None:
