@@ -94,6 +94,19 @@ class StagedTable:
         return written
 
 
+RECORD_OVERHEAD = 1_024  # a record batch's header and the record's own framing, generously
+
+
+class RecordTooLarge(Exception):
+    """An effect larger than the producer sends: raised before it is handed over, so the record that
+    caused it can be dead-lettered (`StreamService.run_batches`) instead of the producer's error
+    crashing the agent on that record at every restart."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(f"a record of {size:,} bytes for {topic} exceeds the producer's limit of {limit:,}")
+        self.topic, self.size, self.limit = topic, size, limit
+
+
 class Outbox:
     """Effects of one batch: handed to the producer at once, acknowledged together in `flush`.
 
@@ -108,6 +121,7 @@ class Outbox:
         self._metrics = metrics
         self._app = app
         self._pending: list[tuple[str, Awaitable[Any]]] = []
+        self._limit = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD
 
     async def send(
         self,
@@ -122,6 +136,9 @@ class Outbox:
         name = topic.get_topic_name()
         producer = self._app.producer
         listed = None if headers is None else list(headers.items())
+        size = len(value) + len(raw_key or b"") + sum(len(k) + len(v) for k, v in listed or ())
+        if size > self._limit:
+            raise RecordTooLarge(name, size, self._limit + RECORD_OVERHEAD)
         pending = await producer.send(name, raw_key, value, partition=None, timestamp=None, headers=listed)
         self._pending.append((name, pending))
         return pending

@@ -21,10 +21,10 @@ from faust.web import Request, Response, View
 
 from schemas.dead_letter import DeadLetter
 from schemas.topics import TopicName
-from services.runtime.batch import Batch, Outbox, processing
+from services.runtime.batch import Batch, Outbox, RecordTooLarge, processing
 from services.runtime.batch_window import AdaptiveWindow
 from services.runtime.changelog_catchup import CaughtUpTable, ConcurrentTableManager
-from services.runtime.codec import Decoder, Located, encode, origin_of
+from services.runtime.codec import Decoder, Located, dead_letter, encode, origin_of
 from services.runtime.faust_stream import LeadpipeStream
 from services.runtime.faust_transport import LeadpipeApp
 from services.runtime.health import Flag, Health
@@ -259,14 +259,20 @@ class StreamService:
                 await prepare(batch, events)
             for event in events:
                 started = time.perf_counter()
-                with processing(event):
-                    await handle(batch, event)
+                try:
+                    with processing(event):
+                        await handle(batch, event)
+                except RecordTooLarge as exc:  # its other effects stand: they repeat alike if replayed
+                    await self.dead_letter(self._too_large(event, exc))
                 self.observe(event.message.topic, started)
             handled = time.perf_counter()
             await batch.commit()
             metrics.records.observe(len(events))
             metrics.handling.observe(handled - began)
             metrics.commit.observe(time.perf_counter() - handled)
+
+    def _too_large(self, event: faust.EventT[bytes], exc: RecordTooLarge) -> DeadLetter:
+        return dead_letter(self.name, origin_of(event.message), event.value, "record_too_large", str(exc))
 
     def outbox(self) -> Outbox:
         """Effects of one batch, acknowledged together (`Outbox.flush`)."""

@@ -14,6 +14,7 @@ from aiokafka import ConsumerRecord
 from redis.asyncio import Redis
 
 from bench.provider import serving
+from schemas.dead_letter import DeadLetter
 from schemas.enriched import EnrichedInteraction, EnrichmentStatus
 from schemas.interaction import InteractionIn
 from schemas.topics import TopicName
@@ -315,3 +316,37 @@ async def test_a_batchs_lookups_go_to_a_remote_provider_together(
     assert sorted(provider.domains) == sorted(email.split("@")[1] for email in people)  # once each
     assert provider.most_in_flight >= 2
     assert len(letters) == 1
+
+
+async def test_an_event_whose_enriched_record_the_producer_cannot_send_is_dead_lettered_and_enrich_goes_on(
+    enrich: StreamService, broker: EmbeddedBroker
+) -> None:
+    """An interaction under the broker's 1 MiB grows past it with its profile: the producer refused
+    the enriched record, the agent crashed on it, and on the same record after every restart."""
+    settings = enrich.settings
+    huge = event(
+        event_id="huge",
+        type="page_view",
+        occurred_at=T0,
+        anonymous_id="anon-huge",
+        properties={"dom": "x" * 1_030_000},
+    )
+    after = event(event_id="after", type="form_submit", occurred_at=T0, contact={"email": "bo@example.org"})
+    await produce(
+        broker.bootstrap_servers,
+        settings.topic(TopicName.INTERACTIONS),
+        [
+            (lead_identity(None, "anon-huge")[0].encode(), huge),
+            (lead_identity("bo@example.org", None)[0].encode(), after),
+        ],
+    )
+    out = enriched(await until(broker, settings.topic(TopicName.ENRICHED), lambda rs: len(rs) >= 1))
+    assert [record.event_id for record in out] == ["after"]
+    dead = await until(broker, settings.topic(TopicName.DLQ), lambda rs: len(rs) >= 1)
+    letter = DeadLetter.model_validate_json(dead[0].value)
+    assert letter.reason == "record_too_large" and letter.service == "enrich"
+    assert (
+        settings.topic(TopicName.ENRICHED) in letter.detail
+        and "exceeds the producer's limit" in letter.detail
+    )
+    assert letter.origin.topic == settings.topic(TopicName.INTERACTIONS)
