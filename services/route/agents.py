@@ -28,7 +28,7 @@ from services.route.router import Outcome, Router
 from services.route.settings import RouteSettings
 from services.route.store import RedisStore
 from services.runtime.batch import Batch
-from services.runtime.codec import Decoder
+from services.runtime.codec import Decoder, dead_letter, origin_of
 from services.runtime.redis_retry import until_redis_answers
 from services.runtime.stream_app import StreamService
 
@@ -57,6 +57,7 @@ class RouteBatch(Batch):
         super().__init__(outputs.service.outbox())
         self.outputs = outputs
         self.changes: list[StageChange] = []
+        self.sources: list[faust.EventT[bytes]] = []  # each change's record, for a dead letter
         self._outcomes: list[Outcome] = []
         self._handoff_ids: set[str] = set()
 
@@ -73,11 +74,14 @@ class RouteBatch(Batch):
         outputs, metrics = self.outputs, self.outputs.metrics
         if self.changes:
             changes, self.changes = self.changes, []
+            sources, self.sources = self.sources, []
             routed = await until_redis_answers(
                 partial(outputs.router.on_stage_changes, changes), "route stage changes"
             )
-            for outcome in routed:
-                if outcome.erased:
+            for outcome, source in zip(routed, sources, strict=True):
+                if outcome.unusable is not None:  # left out unassigned: the batch goes on without it
+                    await self._dead_letter(source, outcome.unusable)
+                elif outcome.erased:
                     outputs.privacy.dropped_stale()
                 else:
                     self.add(outcome)
@@ -102,6 +106,11 @@ class RouteBatch(Batch):
             metrics.handoffs.labels(handoff.assignee.team, handoff.sla.tier).inc()
             lag = (handoff.handed_off_at - handoff.trigger.occurred_at).total_seconds()
             metrics.speed_to_lead.labels(handoff.sla.tier).observe(max(0.0, lag))
+
+    async def _dead_letter(self, source: faust.EventT[bytes], reason: str) -> None:
+        service = self.outputs.service
+        letter = dead_letter(service.name, origin_of(source.message), source.value, "unroutable", reason)
+        await service.dead_letter(letter)
 
     async def _send(self, outcomes: list[Outcome]) -> tuple[list[Handoff], list[SlaEvent]]:
         """Hand every record to the outbox; the hand-offs, and the breach and reassignment events."""
@@ -141,6 +150,7 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
         change = await service.decode(stage_decoder, event)
         if change is not None:
             batch.changes.append(change)  # routed together at commit
+            batch.sources.append(event)
 
     @service.app.agent(stage_topic)
     async def route_stage_changes(stream: faust.StreamT[bytes]) -> None:

@@ -60,7 +60,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 past `limit` bytes (declared or actually sent, chunked too)."""
     too_large = Refused(413, "body_too_large", f"the body must be at most {limit} bytes")
     declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     stream = cast(web.Request, request).content
     body = bytearray()

@@ -28,6 +28,9 @@ from schemas.stage import LifecycleStage, Temperature
 from services.runtime.config_file import read_yaml, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NAMES = {name: name[:3] for name in (*DAYS, *_FULL_DAYS)}  # as written -> DAYS' name
+_MAX_SLA_MINUTES = 366 * 24 * 60  # a year: beyond it a deadline means nothing (and overflowed)
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 _HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -78,11 +81,21 @@ class WorkingHours(_Model):
     @field_validator("days")
     @classmethod
     def _known_days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        days = tuple(day.lower()[:3] for day in value)
-        unknown = [day for day in days if day not in DAYS]
-        if unknown or not days:
-            raise ValueError(f"days must be a non-empty subset of {list(DAYS)}, got {list(value)}")
-        return days
+        """Day names (`mon` or `monday`, any case) and ranges of them (`mon-fri`; one that runs past
+        Sunday wraps: `fri-mon` is Friday to Monday), as 3-letter names in the week's order. Anything
+        else is refused: `mon-fri` was once read as Monday alone."""
+        weekdays: set[int] = set()
+        for entry in value:
+            found = _weekdays(entry)
+            if found is None:
+                raise ValueError(
+                    f"days must be day names (mon or monday, ...) or ranges of them (mon-fri); "
+                    f"{entry!r} is neither"
+                )
+            weekdays |= found
+        if not weekdays:
+            raise ValueError("days must name at least one day (mon-fri, sat, ...)")
+        return tuple(day for index, day in enumerate(DAYS) if index in weekdays)
 
     @model_validator(mode="after")
     def _start_before_end(self) -> WorkingHours:
@@ -93,6 +106,15 @@ class WorkingHours(_Model):
     @property
     def weekdays(self) -> frozenset[int]:
         return frozenset(DAYS.index(day) for day in self.days)
+
+
+def _weekdays(entry: str) -> set[int] | None:
+    """The weekdays (0 = Monday) a `days` entry names, or None when it names none."""
+    parts = [part.strip().lower() for part in entry.split("-")]
+    if len(parts) > 2 or any(part not in _DAY_NAMES for part in parts):
+        return None
+    first, last = (DAYS.index(_DAY_NAMES[part]) for part in (parts[0], parts[-1]))
+    return {(first + step) % 7 for step in range((last - first) % 7 + 1)}
 
 
 class Absence(_Model):
@@ -249,6 +271,13 @@ class Match(_Model):
     def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(v.upper() for v in value)
 
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Match:
+        low, high = self.min_employees, self.max_employees
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_employees {low} > max_employees {high}: no company matches")
+        return self
+
     @field_validator("industries", "sources", "employee_ranges", "regions")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -265,7 +294,7 @@ class SlaTier(_Model):
     """First matching tier sets the contact deadline."""
 
     name: str = Field(min_length=1)
-    minutes: float = Field(gt=0)
+    minutes: float = Field(gt=0, le=_MAX_SLA_MINUTES, description="At most a year (527,040 minutes).")
     business_hours: bool = Field(False, description="Count only the team's business hours.")
     temperatures: tuple[Temperature, ...] = ()
     lifecycle: tuple[LifecycleStage, ...] = ()
@@ -287,9 +316,20 @@ class SlaPolicy(_Model):
     escalation: tuple[str, ...] = Field(
         (), description="Who is told on the 2nd, 3rd, ... breach, beyond the team lead."
     )
+    activity_clock_skew: timedelta = Field(
+        timedelta(minutes=5),
+        ge=timedelta(0),
+        le=timedelta(hours=1),
+        description="How far a sales tool's clock may run behind route's: an activity dated up to this"
+        " before a hand-off chain began still belongs to it (a rep's first call comes within minutes).",
+    )
 
     @model_validator(mode="after")
     def _default_exists(self) -> SlaPolicy:
+        names = [tier.name for tier in self.tiers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # the first would shadow the others, which never match
+            raise ValueError(f"tier names must be unique: {', '.join(map(repr, repeated))}")
         if self.default_tier not in {tier.name for tier in self.tiers}:
             raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
         return self

@@ -57,10 +57,15 @@ def verify(secret: str, header: str, body: bytes, now: float, tolerance: float =
     `tolerance` seconds of `now`. In leadpipe for its tests and as the reference for receivers."""
     parts = [part.partition("=") for part in header.split(",")]
     stamps = [value for name, _, value in parts if name == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or abs(now - int(stamps[0])) > tolerance:
+    if len(stamps) != 1 or not _ascii_digits(stamps[0]) or abs(now - int(stamps[0])) > tolerance:
         return False
     expected = sign([secret], int(stamps[0]), body).rpartition("v1=")[2]
     return any(name == "v1" and hmac.compare_digest(value, expected) for name, _, value in parts)
+
+
+def _ascii_digits(text: str) -> bool:
+    """HTTP's DIGIT: `str.isdigit` also takes '²', which int() and float() refuse, and other scripts'."""
+    return text.isascii() and text.isdigit()
 
 
 def retry_after(value: str | None, now: datetime) -> float | None:
@@ -69,7 +74,7 @@ def retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _ascii_digits(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -18,8 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from annotated_types import MaxLen
 from pydantic import ValidationError
 
 from schemas.handoff import Assignee, Handoff, SlaEvent, SlaEventKind, SlaTerms
@@ -58,6 +60,21 @@ class RepStatus:
                 update.out_of_office_until if "out_of_office_until" in named else self.out_of_office_until
             ),
         )
+
+
+def status_patch(update: RepStatusUpdate) -> dict[str, Any]:
+    """The fields `update` names, as JSON values: the merge `RepStatus.updated` makes, for the store
+    to apply in one step (two updates at once must not lose either's field)."""
+    named = update.model_fields_set
+    patch: dict[str, Any] = {}
+    if "available" in named:
+        patch["available"] = update.available
+    if "capacity" in named:
+        patch["capacity"] = update.capacity
+    if "out_of_office_until" in named:
+        until = update.out_of_office_until
+        patch["out_of_office_until"] = until.isoformat() if until is not None else None
+    return patch
 
 
 class Unavailable(StrEnum):
@@ -324,7 +341,33 @@ def handoff_id(lead_id: str, trigger_event_id: str, attempt: int = 0) -> str:
     return hashlib.sha256(f"{lead_id}|{trigger_event_id}|{attempt}".encode()).hexdigest()[:32]
 
 
+def _max_lengths() -> dict[str, int]:
+    """The contract's limit per Contact field (the profile and firmographics have none)."""
+    return {
+        name: rule.max_length
+        for name, info in Contact.model_fields.items()
+        for rule in info.metadata
+        if isinstance(rule, MaxLen)
+    }
+
+
+_CONTACT_LIMITS = _max_lengths()
+
+
+def _fitted(name: str, value: str | None) -> str | None:
+    """A text longer than its Contact field allows, cut to its start (a company name a provider gave
+    in full is still the company); an e-mail address is not cut, as a cut one is another address."""
+    limit = _CONTACT_LIMITS.get(name)
+    if name == "email" or limit is None or not isinstance(value, str):
+        return value
+    value = value.strip()
+    return value[:limit].rstrip() if len(value) > limit else value
+
+
 def contact_of(change: StageChange) -> Contact:
+    """The hand-off's contact; an e-mail address it cannot carry is left out (enrich's firmographics
+    have no length limits, the contract has). Raises ValidationError only for a value of the wrong
+    type, which no decoded stage change has (`Router` leaves such a lead out, unassigned)."""
     profile = change.profile
     fields = {
         "email": profile.email,
@@ -335,6 +378,7 @@ def contact_of(change: StageChange) -> Contact:
         "job_title": profile.job_title,
         "country": profile.country or profile.firmographics.country,
     }
+    fields = {name: _fitted(name, value) for name, value in fields.items()}
     try:
         return Contact.model_validate(fields)
     except ValidationError:
@@ -342,8 +386,16 @@ def contact_of(change: StageChange) -> Contact:
 
 
 def build_handoff(
-    change: StageChange, assignee: Assignee, tier: SlaTier, *, due: datetime, now: datetime, hid: str
+    change: StageChange,
+    assignee: Assignee,
+    tier: SlaTier,
+    *,
+    due: datetime,
+    now: datetime,
+    hid: str,
+    contact: Contact | None = None,
 ) -> Handoff:
+    """`contact`: `contact_of(change)`, when the caller built it already."""
     return Handoff(
         event_id=hid,
         occurred_at=now,
@@ -354,7 +406,7 @@ def build_handoff(
         temperature=change.temperature,
         scores=change.scores,
         reasons=change.reasons,
-        contact=contact_of(change),
+        contact=contact if contact is not None else contact_of(change),
         source=change.source,
         trigger=change.trigger,
         handed_off_at=now,
@@ -394,12 +446,25 @@ def sla_event(
 
 @dataclass(frozen=True)
 class LeadState:
-    """One lead's open hand-off, as the store keeps it."""
+    """One lead's open hand-off, as the store keeps it.
+
+    A breach's reassignment continues the chain its first hand-off began (`chain_id`, handed off at
+    `chain_started_at`): a sales activity belongs to the chain open when it occurred, so one made
+    during the first hand-off still counts after a breach moved the lead, and a replay of an earlier
+    chain's activity does not touch a later one. Both default to the hand-off's own."""
 
     handoff: Handoff
     breach_count: int = 0
     contacted: bool = False
     previous_reps: tuple[str, ...] = ()
+    chain_id: str | None = None
+    chain_started_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.chain_id is None:
+            object.__setattr__(self, "chain_id", self.handoff.handoff_id)
+        if self.chain_started_at is None:
+            object.__setattr__(self, "chain_started_at", self.handoff.handed_off_at)
 
     @property
     def rep_id(self) -> str | None:
@@ -417,16 +482,21 @@ class BreachPlan:
     notify: tuple[str, ...]
     reassign: bool
     exclude: tuple[str, ...]
+    rearm: bool = False  # kept, and the next breach would tell someone new: the clock runs again
 
 
 def plan_breach(state: LeadState, policy: SlaPolicy, team: Team) -> BreachPlan:
-    """A breach tells the team lead; each further one escalates a level; reassign while allowed."""
+    """A breach tells the team lead; each further one escalates a level and copies one more entry of
+    the escalation list; reassign while allowed. A breach that keeps the lead arms its clock again
+    (the tier's minutes from the breach) while the list has someone left for the next breach to tell,
+    and stops it once the list is used up: an uncontacted lead is not breached forever."""
     count = state.breach_count + 1
     level = count - 1
     notify = tuple(n for n in (team.lead, *policy.escalation[:level]) if n)
     exclude = tuple(dict.fromkeys((*state.previous_reps, *([state.rep_id] if state.rep_id else []))))
     reassign = policy.reassign_on_breach and count <= policy.max_reassignments
-    return BreachPlan(count, level, notify, reassign, exclude)
+    rearm = not reassign and count <= len(policy.escalation)
+    return BreachPlan(count, level, notify, reassign, exclude, rearm)
 
 
 def breach_events(state: LeadState, plan: BreachPlan, now: datetime) -> list[SlaEvent]:
@@ -500,9 +570,17 @@ class ActivityEffect(StrEnum):
     RELEASE = "release"
 
 
-def activity_effect(state: LeadState | None, activity: SalesActivity) -> ActivityEffect:
-    """Contact stops the clock once; rejected, won or lost free the rep (rejected recycles the lead)."""
+def activity_effect(
+    state: LeadState | None, activity: SalesActivity, skew: timedelta = timedelta(0)
+) -> ActivityEffect:
+    """Contact stops the clock once; rejected, won or lost free the rep (rejected recycles the lead).
+    Only for the hand-off chain open when the activity occurred: one from before it began is an
+    earlier hand-off's (a replay), and must not close or meet this one. `skew`: how far the sales
+    tool's clock may run behind route's (`sla.activity_clock_skew`): a contact seconds after the
+    hand-off, dated by a slow clock, is this chain's and must not be missed (a false breach)."""
     if state is None:
+        return ActivityEffect.IGNORE
+    if state.chain_started_at is not None and activity.occurred_at < state.chain_started_at - skew:
         return ActivityEffect.IGNORE
     if activity.activity in CLOSING_KINDS:
         return ActivityEffect.RELEASE

@@ -20,7 +20,7 @@ from services.route.store import RedisStore
 from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
-NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed", "refused")
+NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed", "refused", "unbuildable")
 CRM_OUTCOMES = ("queued", "delivered", "retried", "dead_lettered")
 SLA_CHECK_FAILURES = ("redis", "error")
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
@@ -138,7 +138,8 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         notices=Counter(
             "leadpipe_route_sla_notices_total",
             "SLA breach notices: sent, duplicate (sent before a replay), unaddressed (no address to use), "
-            "refused (the SMTP server refused it for good: an address it rejects; logged, not retried).",
+            "refused (the SMTP server refused it for good: an address it rejects; logged, not retried), "
+            "unbuildable (no valid mail could be made of it, e.g. an address with a line break; logged).",
             ["outcome"],
             registry=registry,
         ),

@@ -9,6 +9,7 @@ it published the breach: reassigned to whom, kept, contacted or closed meanwhile
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,6 +17,16 @@ from zoneinfo import ZoneInfo
 from schemas.handoff import Assignee, SlaEvent, SlaEventKind
 from services.route.config import RoutingConfig
 from services.route.domain import LeadState
+
+# Control characters (CR and LF among them) and line or paragraph separators, with the spaces around.
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str) -> str:
+    """`text` for a header or a line of the notice: what a lead's data may carry (a company name from
+    an enrichment provider with a line break in it) would break the header, which EmailMessage then
+    refuses, or forge a line of the notice. Each run of them is one space."""
+    return _BREAKS.sub(" ", text).strip()
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,7 @@ class Notice:
     to: tuple[str, ...]  # the team lead, or the first address reachable
     cc: tuple[str, ...]  # the escalation chain so far
     unaddressed: tuple[str, ...]  # notify entries without an address (a rep since removed)
-    subject: str
+    subject: str  # one line (`one_line`)
     text: str
 
 
@@ -75,7 +86,7 @@ def breach_notice(
         lines.append(f"Open:     {lead_url.replace('{lead_id}', event.lead_id)}")
     lines += ["", "You get this as the team's lead or on the SLA's escalation list (config/routing.yaml)."]
     tag = "SLA escalated" if event.escalation_level else "SLA missed"
-    subject = f"[{tag}] {who or event.lead_id}: not contacted within the {event.tier} SLA"
+    subject = one_line(f"[{tag}] {who or event.lead_id}: not contacted within the {event.tier} SLA")
     return Notice(
         message_id=event.event_id,
         lead_id=event.lead_id,
@@ -111,7 +122,8 @@ def _assignee(config: RoutingConfig, assignee: Assignee) -> str:
 
 
 def _person(first: str | None, last: str | None, company: str | None) -> str | None:
-    name = " ".join(part for part in (first, last) if part)
+    name = one_line(" ".join(part for part in (first, last) if part))
+    company = one_line(company) if company else None
     if name and company:
         return f"{name}, {company}"
     return name or company
@@ -119,7 +131,7 @@ def _person(first: str | None, last: str | None, company: str | None) -> str | N
 
 def _details(title: str | None, email: str | None, phone: str | None) -> list[str]:
     labelled = (("Title:    ", title), ("E-mail:   ", email), ("Phone:    ", phone))
-    return [f"{label}{value}" for label, value in labelled if value]
+    return [f"{label}{one_line(value)}" for label, value in labelled if value]
 
 
 def _zone(config: RoutingConfig, team_name: str) -> ZoneInfo:

@@ -22,7 +22,7 @@ from schemas.handoff import SlaEvent
 from schemas.topics import TopicName
 from services.route.config import RoutingConfig
 from services.route.metrics import RouteMetrics
-from services.route.notices import Notice, breach_notice, gives_notice
+from services.route.notices import Notice, breach_notice, gives_notice, one_line
 from services.route.settings import RouteSettings
 from services.route.store import RedisStore
 from services.runtime.redis_retry import until_redis_answers
@@ -43,7 +43,7 @@ def notice_message(notice: Notice, sender: str) -> EmailMessage:
         message["Cc"] = ", ".join(notice.cc)
     message["Subject"] = notice.subject
     message["Message-ID"] = f"<{notice.message_id}@leadpipe.route>"
-    message["X-Leadpipe-Lead"] = notice.lead_id
+    message["X-Leadpipe-Lead"] = one_line(notice.lead_id)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies to it
     message.set_content(notice.text)
     return message
@@ -65,7 +65,8 @@ class SlaNotifier:
         self.claims, self.transport, self.metrics = claims, transport, metrics
 
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """One fetch of leads.sla, in order; a notice waits until the server took it."""
+        """One fetch of leads.sla, in order; a notice waits until the server took it, and one that
+        cannot be built is skipped (`notify`), as the consumer would start again at it for ever."""
         for record in records:
             event = await self.decode(record)  # an unreadable one is dead-lettered
             if event is not None and gives_notice(event):
@@ -73,8 +74,16 @@ class SlaNotifier:
 
     async def notify(self, event: SlaEvent) -> Delivery | None:
         state = await until_redis_answers(partial(self.store.state, event.lead_id), "notice lead state")
-        notice = breach_notice(event, state, self.config, self.settings.notify_lead_url)
-        if notice is None:
+        try:
+            notice = breach_notice(event, state, self.config, self.settings.notify_lead_url)
+            message = None if notice is None else notice_message(notice, self.settings.notify_from)
+        except (ValueError, TypeError, LookupError):  # an address no header can carry, say
+            log.exception(
+                "SLA notice for breach %s of lead %s cannot be built: skipped", event.event_id, event.lead_id
+            )
+            self.metrics.notices.labels("unbuildable").inc()
+            return None
+        if notice is None or message is None:
             return None
         for entry in notice.unaddressed:
             log.warning(
@@ -87,7 +96,7 @@ class SlaNotifier:
             self.claims,
             notice.message_id,
             self.transport,
-            partial(notice_message, notice, self.settings.notify_from),
+            lambda: message,
             retry_max_seconds=self.settings.smtp_retry_max_seconds,
             failed=lambda _: self.metrics.notice_failures.inc(),
         )

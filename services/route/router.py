@@ -18,20 +18,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from schemas import interaction
 from schemas.base import utcnow
 from schemas.handoff import Assignee, Handoff, SlaEventKind
 from schemas.sales import RepStatusUpdate, SalesActivity
 from schemas.stage import StageChange
 from services.route import domain
 from services.route.config import RoutingConfig, SlaTier
-from services.route.store import Assignment, AssignRequest, BreachSave, Contact, PendingBreach, RedisStore
+from services.route.store import (
+    Assignment,
+    AssignRequest,
+    BreachSave,
+    Closed,
+    Contact,
+    PendingBreach,
+    RedisStore,
+)
+from services.runtime.errors import field_problems, summarise
 
 log = logging.getLogger(__name__)
 
 Output = domain.Output
-_CONTACT_READS = 3  # a contact reads the lead again when a breach moved it after the read, this often
+# An activity reads the lead again when a breach moved it after the read, this often.
+_ACTIVITY_READS = 3
 
 
 @dataclass
@@ -44,6 +56,8 @@ class Outcome:
     erased: bool = False  # a stage change from before the lead's erasure: dropped, and counted
     # Breaches whose records these are: settled by `Router.published` once the broker acknowledged them.
     breaches: list[PendingBreach] = field(default_factory=list)
+    # Why a sales-ready change was left out, unassigned: its hand-off could not carry its contact.
+    unusable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class _Plan:
     hid: str
     tier: SlaTier
     due: datetime
+    contact: interaction.Contact
 
 
 class Router:
@@ -74,22 +89,36 @@ class Router:
         few milliseconds old picks no one wrong)."""
         now = now or utcnow()
         plans = [self._plan(change, now) if domain.wants_handoff(change) else None for change in changes]
-        sales_ready = [plan for plan in plans if plan is not None]
+        sales_ready = [plan for plan in plans if isinstance(plan, _Plan)]
         if not sales_ready:
-            return [Outcome() for _ in changes]
+            return [Outcome(unusable=plan if isinstance(plan, str) else None) for plan in plans]
         statuses = await self.store.statuses()
         requests = [self._request(plan, statuses, now) for plan in sales_ready]
         answers = iter(zip(requests, await self.store.assign_many(requests), strict=True))
         return [
-            Outcome() if plan is None else await self._resolve(plan, *next(answers), now) for plan in plans
+            await self._resolve(plan, *next(answers), now)
+            if isinstance(plan, _Plan)
+            else Outcome(unusable=plan)
+            for plan in plans
         ]
 
-    def _plan(self, change: StageChange, now: datetime) -> _Plan:
+    def _plan(self, change: StageChange, now: datetime) -> _Plan | str:
+        """The change's plan; or, when its hand-off could not carry its contact, why: decided before
+        any assignment, so that one lead costs the batch nothing (the caller dead-letters it)."""
+        try:
+            contact = domain.contact_of(change)
+        except ValidationError as exc:
+            log.warning(
+                "stage change %s of lead %s left out: its contact is unusable",
+                change.event_id,
+                change.lead_id,
+            )
+            return f"contact unusable: {summarise(field_problems(exc))}"
         decision = domain.route(change, self.config)
         tier = domain.sla_tier(change, self.config.sla)
         due = domain.due_at(now, tier, self.config.team(decision.team))
         hid = domain.handoff_id(change.lead_id, change.event_id)
-        return _Plan(change, decision, hid, tier, due)
+        return _Plan(change, decision, hid, tier, due, contact)
 
     def _request(self, plan: _Plan, statuses: dict[str, domain.RepStatus], now: datetime) -> AssignRequest:
         """The assign script's input: the candidate groups, each with the deadline its team's hours give."""
@@ -118,7 +147,9 @@ class Router:
             return Outcome(erased=result.outcome == "erased")
         rep_id = result.pick.rep_id if result.pick else None
         assignee = Assignee(rep_id=rep_id, team=result.team or plan.decision.team)
-        handoff = domain.build_handoff(plan.change, assignee, plan.tier, due=due, now=now, hid=plan.hid)
+        handoff = domain.build_handoff(
+            plan.change, assignee, plan.tier, due=due, now=now, hid=plan.hid, contact=plan.contact
+        )
         started = domain.sla_event(handoff, SlaEventKind.STARTED, now)
         return Outcome([handoff, started], states=[domain.LeadState(handoff=handoff)])
 
@@ -147,29 +178,43 @@ class Router:
         await self.store.mark_published([(h.lead_id, h.handoff_id) for h in handoffs], breaches)
 
     async def on_activity(self, activity: SalesActivity, now: datetime | None = None) -> Outcome:
-        """A contact stops the clock once (the `met`), a closing activity frees the rep.
+        """A contact stops the clock once (the `met`), a closing activity frees the rep; each once per
+        event id, and only on the hand-off chain open when it occurred (`domain.activity_effect`).
+
+        Either one read the lead before a breach moved it reads it again, and applies to the hand-off
+        the breach moved it to: the reassignment continues the chain (same `chain_id`). A chain begun
+        anew since the first read (closed, then handed off again) is not the activity's, and gets
+        nothing.
 
         A contact while a breach is under way counts as made after the breach, on the hand-off the
         breach leaves the lead with: the deadline had passed and the breach script has moved the lead
         already (the rotation moved on), so it cannot be undone. Half-way (moved, its state not
         stored yet), the contact is handed to the breach (`RedisStore.contact`), which stores the lead
         as contacted, stops the clock and publishes the one `met`, of the new hand-off, after its own
-        records. A kept breach publishes none: it stops the clock, and a contact after it finds none
-        running, as before. While a breach's records wait for the broker, the contact's `met` goes out
-        after them, so the SLA events of a lead stay in order; a closing activity publishes them too,
-        as they go with the lead's hash."""
+        records. A kept breach publishes none for a contact during it; a contact after it stops the
+        clock it armed again (`domain.plan_breach`) with a `met`, or finds none running. While a
+        breach's records wait for the broker, the contact's `met` goes out after them, so the SLA events
+        of a lead stay in order; a closing activity publishes them too, as they go with the lead's
+        hash."""
         now = now or utcnow()
-        for _ in range(_CONTACT_READS):
+        chain: str | None = None
+        for _ in range(_ACTIVITY_READS):
             state = await self.store.state(activity.lead_id)
-            effect = domain.activity_effect(state, activity)
-            if state is None or effect is domain.ActivityEffect.IGNORE:
+            if state is None or (chain is not None and state.chain_id != chain):
+                return Outcome()
+            chain = state.chain_id
+            effect = domain.activity_effect(state, activity, self.config.sla.activity_clock_skew)
+            if effect is domain.ActivityEffect.IGNORE:
                 return Outcome()
             if effect is domain.ActivityEffect.RELEASE:
-                return await self._release(state, activity, now)
-            contact = await self.store.contact(state)
+                closed = await self.store.close(activity.lead_id, state.handoff.handoff_id, activity.event_id)
+                if closed.outcome == "stale":
+                    continue
+                return self._released(state, activity, closed, now)
+            contact = await self.store.contact(state, activity.event_id)
             if contact.outcome != "moved":
                 return self._contacted(state, activity, contact, now)
-        log.warning("contact on lead %s not stored: its hand-off changed at each read", activity.lead_id)
+        log.warning("activity on lead %s not stored: its hand-off changed at each read", activity.lead_id)
         return Outcome()
 
     def _contacted(
@@ -185,18 +230,17 @@ class Router:
         outcome.first_contact_seconds = max(0.0, elapsed)
         return outcome
 
-    async def _release(self, state: domain.LeadState, activity: SalesActivity, now: datetime) -> Outcome:
-        pending = await self.store.close(activity.lead_id, state.handoff.handoff_id)
-        if pending is None:
+    def _released(
+        self, state: domain.LeadState, activity: SalesActivity, closed: Closed, now: datetime
+    ) -> Outcome:
+        if closed.outcome != "released":  # a replay of an activity that closed the lead before
             return Outcome()
         event = domain.release_event(state, activity, now)
-        return Outcome([*pending, *([event] if event else [])])
+        return Outcome([*closed.records, *([event] if event else [])])
 
     async def on_rep_status(self, update: RepStatusUpdate) -> domain.RepStatus:
-        current = (await self.store.statuses()).get(update.rep_id, domain.RepStatus())
-        status = current.updated(update)
-        await self.store.set_status(update.rep_id, status)
-        return status
+        """Merged in Redis in one step (`RedisStore.update_status`): two updates at once keep both."""
+        return await self.store.update_status(update.rep_id, domain.status_patch(update))
 
     async def on_due(self, now: datetime, lease_seconds: float) -> Outcome:
         """Breach every claimed deadline: tell people, reassign or keep; the caller publishes the
@@ -257,9 +301,11 @@ class Router:
         if result.outcome == "stale":
             return None
         events: list[Output] = list(domain.breach_events(state, plan, now))
-        if result.outcome == "kept":  # the clock stops, and a contact meanwhile gets no `met`
+        if result.outcome == "kept":  # a contact meanwhile gets no `met`
             kept = replace(state, breach_count=plan.breach_count)
-            return await self.store.save_breach(BreachSave(kept, previous.handoff_id, events, None))
+            # The clock runs again while the next breach would escalate to someone new, else it stops.
+            rearmed = queued if plan.rearm else None
+            return await self.store.save_breach(BreachSave(kept, previous.handoff_id, events, rearmed))
         queue = result.team or team.name
         # A retry of a move made before (the script answers it again) may name a team no group has now.
         due = (

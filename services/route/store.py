@@ -15,10 +15,13 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
                         and pending_breach (its breach count) until the broker acknowledged them
                         (_SAVE_BREACH, _BREACH_PUBLISHED)
   seen:<handoff_id> str   a hand-off id already made (replays are dropped)
+  activity:<event_id> str a sales activity that closed a lead or took effect as its contact
+                        (_RELEASE, _CONTACT): its replay is dropped, whatever hand-off the lead has now
   sla               zset  lead_id -> deadline in epoch ms (durable timers): the deadline of the
                         candidate group the rep came from, else of the primary team's queue; while
                         a breach is under way, its claim's lease (services/runtime/due_claims.py)
-  status            hash  rep -> JSON of run-time availability, capacity and out-of-office
+  status            hash  rep -> JSON of run-time availability, capacity and out-of-office, merged
+                        in one step per update (_SET_STATUS)
 `erase` removes a lead from `lead:`, `sla` and its rep's `load`; no other key names a lead.
 """
 
@@ -169,28 +172,32 @@ end
 return 1
 """
 
-# ARGV: prefix, lead_id, the handoff_id of the state the caller read, that state as contacted (JSON).
-# A rep's contact, in one step: stores the contacted state and stops the clock. While a breach is
-# half-way (its script moved the lead, `breach_of`, its state is not stored yet) the contact is left
-# to it ('deferred': _SAVE_BREACH stores it, and the breach's retry still comes due, as the clock
-# stays). While a breach's records wait for the broker, its clock is their retry: the contact stops
-# it by clearing `pending_due` (stopped once they are published) and gets the records to publish
+# ARGV: prefix, lead_id, the handoff_id of the state the caller read, that state as contacted (JSON),
+# the activity's event id ('' for none) and how long to remember it (s). A rep's contact, in one step:
+# stores the contacted state and stops the clock; 'duplicate' for an activity that took effect before.
+# While a breach is half-way (its script moved the lead, `breach_of`, its state is not stored yet) the
+# contact is left to it ('deferred': _SAVE_BREACH stores it, and the breach's retry still comes due, as
+# the clock stays). While a breach's records wait for the broker, its clock is their retry: the contact
+# stops it by clearing `pending_due` (stopped once they are published) and gets the records to publish
 # ahead of its `met`. 'moved' when the lead holds another hand-off than the one read (a breach
 # finished in between: read again), 'gone' when it holds none. Else 'stopped' (this contact stopped a
 # running clock) or 'idle' (none ran), each with the pending breach's count and records, if any.
 _CONTACT = """
 local prefix, lead, hid = ARGV[1], ARGV[2], ARGV[3]
+local seen = prefix .. 'activity:' .. ARGV[5]
+if ARGV[5] ~= '' and redis.call('EXISTS', seen) == 1 then return {'duplicate'} end
 local lead_key = prefix .. 'lead:' .. lead
 local held = redis.call(
   'HMGET', lead_key, 'handoff_id', 'breach_of', 'pending_breach', 'pending_due', 'pending'
 )
 if not held[1] then return {'gone'} end
+if held[2] and held[2] ~= hid then return {'moved'} end
+if not held[2] and held[1] ~= hid then return {'moved'} end
+if ARGV[5] ~= '' then redis.call('SET', seen, '1', 'EX', tonumber(ARGV[6])) end
 if held[2] then
-  if held[2] ~= hid then return {'moved'} end
   redis.call('HSET', lead_key, 'contact', '1')
   return {'deferred'}
 end
-if held[1] ~= hid then return {'moved'} end
 redis.call('HSET', lead_key, 'state', ARGV[4])
 if held[3] then
   if held[4] == '' then return {'idle', held[3], held[5]} end
@@ -210,23 +217,41 @@ end
 return 1
 """
 
-# ARGV: prefix, lead_id, expected handoff_id. Also while a breach of that hand-off is half-way (moved,
-# `breach_of`, its state not stored: the caller read the old one): the rep the breach moved the lead
-# to is freed, and the breach finds the lead gone. Answers the records of a breach still waiting for
-# the broker, which go with the lead's hash: the caller publishes them.
+# ARGV: prefix, lead_id, expected handoff_id, the closing activity's event id ('' for none) and how long
+# to remember it (s). Also while a breach of that hand-off is half-way (moved, `breach_of`, its state
+# not stored: the caller read the old one): the rep the breach moved the lead to is freed, and the
+# breach finds the lead gone. Answers the records of a breach still waiting for the broker, which go
+# with the lead's hash: the caller publishes them. 'stale' when the lead holds another hand-off (a
+# breach finished since the caller read it: read again), 'duplicate' for an activity seen before.
 _RELEASE = (
     _PICK
     + """
 local prefix, lead = ARGV[1], ARGV[2]
+local seen = prefix .. 'activity:' .. ARGV[4]
+if ARGV[4] ~= '' and redis.call('EXISTS', seen) == 1 then return {'duplicate'} end
 local lead_key = prefix .. 'lead:' .. lead
 local held = redis.call('HMGET', lead_key, 'handoff_id', 'rep', 'pending', 'breach_of')
 if held[1] ~= ARGV[3] and held[4] ~= ARGV[3] then return {'stale'} end
+if ARGV[4] ~= '' then redis.call('SET', seen, '1', 'EX', tonumber(ARGV[5])) end
 release(prefix, held[2])
 redis.call('DEL', lead_key)
 redis.call('ZREM', prefix .. 'sla', lead)
 return {'released', held[3]}
 """
 )
+
+# ARGV: prefix, rep_id, the fields an update names (a JSON object; null resets one). Merged into the
+# rep's status in one step, so two updates at once each keep their field; answers the merged JSON.
+_SET_STATUS = """
+local key = ARGV[1] .. 'status'
+local raw = redis.call('HGET', key, ARGV[2])
+local status = raw and cjson.decode(raw) or {}
+for name, value in pairs(cjson.decode(ARGV[3])) do status[name] = value end
+local merged = cjson.encode(status)
+if merged == '[]' then merged = '{}' end
+redis.call('HSET', key, ARGV[2], merged)
+return merged
+"""
 
 # ARGV: prefix, then (lead_id, handoff_id, state JSON) per state. A state is stored only while the
 # lead still holds that hand-off: an erasure (or a newer hand-off) since the assign or breach script
@@ -300,17 +325,38 @@ def _state_json(state: LeadState) -> str:
         "breach_count": state.breach_count,
         "contacted": state.contacted,
         "previous_reps": list(state.previous_reps),
+        "chain_id": state.chain_id,
+        "chain_started_at": state.chain_started_at.isoformat() if state.chain_started_at else None,
     }
     return json.dumps(data)
 
 
 def _state_of(raw: Any) -> LeadState:
+    """A stored state; one stored before chains were kept begins its own, unless a breach moved it:
+    then its chain began before this hand-off, at the latest when the lead became sales-ready."""
     data = json.loads(raw)
+    handoff = Handoff.model_validate(data["handoff"])
+    started = data.get("chain_started_at")
+    if started is None and "chain_started_at" not in data and data["breach_count"]:
+        started = handoff.trigger.occurred_at.isoformat()
     return LeadState(
-        handoff=Handoff.model_validate(data["handoff"]),
+        handoff=handoff,
         breach_count=data["breach_count"],
         contacted=data["contacted"],
         previous_reps=tuple(data["previous_reps"]),
+        chain_id=data.get("chain_id"),
+        chain_started_at=datetime.fromisoformat(started) if started else None,
+    )
+
+
+def _status_of(raw: Any) -> RepStatus:
+    data = json.loads(raw)
+    until = data.get("out_of_office_until")
+    capacity = data.get("capacity")
+    return RepStatus(
+        available=data.get("available"),
+        capacity=int(capacity) if capacity is not None else None,
+        out_of_office_until=datetime.fromisoformat(until) if until else None,
     )
 
 
@@ -366,8 +412,16 @@ class BreachSave:
 class Contact:
     """What `_CONTACT` did: see the script."""
 
-    outcome: str  # stopped | idle | deferred | moved | gone
+    outcome: str  # stopped | idle | deferred | moved | gone | duplicate
     pending: PendingBreach | None = None
+
+
+@dataclass(frozen=True)
+class Closed:
+    """What `_RELEASE` did: see the script."""
+
+    outcome: str  # released | stale | duplicate
+    records: tuple[Output, ...] = ()  # released: the breach records that waited for the broker
 
 
 @dataclass(frozen=True)
@@ -442,6 +496,7 @@ class RedisStore:
         self._save_breach = redis.register_script(_SAVE_BREACH)
         self._breach_published = redis.register_script(_BREACH_PUBLISHED)
         self._contact = redis.register_script(_CONTACT)
+        self._set_status = redis.register_script(_SET_STATUS)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -497,22 +552,26 @@ class RedisStore:
         return _assignment(cast(list[Any], await self._breach(keys=[], args=args)))
 
     async def release(self, lead_id: str, hid: str) -> bool:
-        return await self.close(lead_id, hid) is not None
+        return (await self.close(lead_id, hid)).outcome == "released"
 
-    async def close(self, lead_id: str, hid: str) -> tuple[Output, ...] | None:
-        """Free the rep and forget the lead, while it holds `hid`; None when it does not. Else the
-        records of a breach still waiting for the broker, gone with the lead's hash: publish them."""
-        reply = cast(list[Any], await self._release(keys=[], args=[self.prefix, lead_id, hid]))
-        if text_of(reply[0]) != "released":
-            return None
-        return _records_of(reply[1]) if len(reply) > 1 and reply[1] is not None else ()
+    async def close(self, lead_id: str, hid: str, activity_id: str = "") -> Closed:
+        """Free the rep and forget the lead, while it holds `hid` (`_RELEASE`), once per closing
+        activity; released, with the records of a breach still waiting for the broker, gone with the
+        lead's hash: publish them."""
+        args: list[str | int] = [self.prefix, lead_id, hid, activity_id, self.seen_ttl]
+        reply = cast(list[Any], await self._release(keys=[], args=args))
+        outcome = text_of(reply[0])
+        if outcome != "released":
+            return Closed(outcome)
+        return Closed(outcome, _records_of(reply[1]) if len(reply) > 1 and reply[1] is not None else ())
 
-    async def contact(self, state: LeadState) -> Contact:
+    async def contact(self, state: LeadState, activity_id: str = "") -> Contact:
         """A rep contacted the lead whose `state` was read: store it as contacted and stop its clock in
-        one step (`_CONTACT` says what happens while a breach is under way)."""
+        one step, once per activity (`_CONTACT` says what happens while a breach is under way)."""
         handoff = state.handoff
         contacted = _state_json(replace(state, contacted=True))
-        args = [self.prefix, handoff.lead_id, handoff.handoff_id, contacted]
+        args: list[str | int] = [self.prefix, handoff.lead_id, handoff.handoff_id, contacted, activity_id]
+        args.append(self.seen_ttl)
         reply = cast(list[Any], await self._contact(keys=[], args=args))
         outcome = text_of(reply[0])
         if len(reply) < 3:
@@ -605,16 +664,13 @@ class RedisStore:
 
     async def statuses(self) -> dict[str, RepStatus]:
         raw = cast(dict[Any, Any], await self.redis.hgetall(self._key("status")))
-        result: dict[str, RepStatus] = {}
-        for rep, value in raw.items():
-            data = json.loads(value)
-            until = data.get("out_of_office_until")
-            result[text_of(rep)] = RepStatus(
-                available=data.get("available"),
-                capacity=data.get("capacity"),
-                out_of_office_until=datetime.fromisoformat(until) if until else None,
-            )
-        return result
+        return {text_of(rep): _status_of(value) for rep, value in raw.items()}
+
+    async def update_status(self, rep_id: str, patch: Mapping[str, Any]) -> RepStatus:
+        """Merge the fields an update names (`domain.status_patch`) into the rep's status in one step;
+        the status merged."""
+        args = [self.prefix, rep_id, json.dumps(patch)]
+        return _status_of(await self._set_status(keys=[], args=args))
 
     async def set_status(self, rep_id: str, status: RepStatus) -> None:
         data = {

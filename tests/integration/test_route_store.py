@@ -11,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.handoff import Handoff
+from schemas.sales import RepStatusUpdate
+from schemas.stage import StageChange
 from services.route import domain
 from services.route.router import Outcome, Router
 from services.route.store import AssignRequest, RedisStore
@@ -282,3 +284,52 @@ async def test_a_replay_after_a_crash_before_the_state_was_stored_hands_off_the_
     assert stored.records[0] == replayed and stored.states == []  # the stored hand-off, as it is
     await router.published([replayed])
     assert (await router.on_stage_change(change, now=NOW + timedelta(seconds=90))).records == []
+
+
+async def test_concurrent_rep_status_updates_each_keep_their_field(store: RedisStore) -> None:
+    """A PUT and a rep_status record at once: both merge, neither overwrites the other's field."""
+    router = Router(route_config(), store)
+    for round_ in range(20):
+        await store.redis.hdel(store._key("status"), "anna")
+        off = RepStatusUpdate(event_id=f"off-{round_}", occurred_at=NOW, rep_id="anna", available=False)
+        cap = RepStatusUpdate(event_id=f"cap-{round_}", occurred_at=NOW, rep_id="anna", capacity=1)
+        until = NOW + timedelta(days=1)
+        away = RepStatusUpdate(
+            event_id=f"away-{round_}", occurred_at=NOW, rep_id="anna", out_of_office_until=until
+        )
+        answers = await asyncio.gather(*(router.on_rep_status(u) for u in (off, cap, away)))
+        assert (await store.statuses())["anna"] == domain.RepStatus(False, 1, until), f"round {round_}"
+        assert answers[0].available is False and answers[1].capacity == 1
+    back = RepStatusUpdate.model_validate(
+        {"event_id": "back", "occurred_at": NOW.isoformat(), "rep_id": "anna", "capacity": None}
+    )
+    assert await router.on_rep_status(back) == domain.RepStatus(False, None, NOW + timedelta(days=1))
+    assert (await store.statuses())["anna"] == domain.RepStatus(False, None, NOW + timedelta(days=1))
+
+
+async def test_one_lead_without_a_usable_contact_costs_the_batch_nothing(store: RedisStore) -> None:
+    """Its contact could not be built after the assign script ran for the whole batch: every lead got
+    a rep and a clock, none a hand-off, and the replay raised again. Now that lead is left out before
+    any assignment (the agent dead-letters it) and the others are handed off."""
+    router = Router(route_config(), store)
+    good = make_change("lead-ok", email="x@other.example", occurred_at=NOW)
+    long_name = make_change("lead-long", email="y@other.example", occurred_at=NOW)
+    data = long_name.model_dump(mode="json")
+    data["profile"]["company"] = None
+    data["profile"]["firmographics"]["company_name"] = "Acme " + "Holding " * 40
+    long_name = StageChange.model_validate(data)
+    odd = make_change("lead-odd", email="z@other.example", occurred_at=NOW)
+    # Not what a decoder makes, but what a contact may still fail on: a value of the wrong type.
+    odd = odd.model_copy(update={"profile": odd.profile.model_copy(update={"first_name": 42})})
+
+    outcomes = await router.on_stage_changes([good, odd, long_name], now=NOW)
+
+    assert [len(o.records) for o in outcomes] == [2, 0, 2]
+    assert outcomes[1].unusable is not None and "first_name" in outcomes[1].unusable
+    assert outcomes[0].unusable is None and outcomes[2].unusable is None
+    shortened = outcomes[2].records[0]
+    assert isinstance(shortened, Handoff) and shortened.contact.company is not None
+    assert shortened.contact.company.startswith("Acme Holding") and len(shortened.contact.company) == 256
+    assert sum((await store.loads()).values()) == 2
+    assert await store.redis.exists(store._key("lead", "lead-odd")) == 0
+    assert await store.open_clocks() == 2

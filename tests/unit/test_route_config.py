@@ -232,3 +232,59 @@ def test_an_absence_written_as_a_number_is_refused_not_read_as_unix_time(
     assert text.startswith(f"{path}: teams.0.reps.0.{key}: ") and problem in text
     if key.endswith(("start", "end")):
         assert "write a date (YYYY-MM-DD) or an ISO time" in text
+
+
+@pytest.mark.parametrize(
+    ("days", "weekdays"),
+    [
+        (["mon-fri"], {0, 1, 2, 3, 4}),
+        (["Monday", "Wednesday", "FRI"], {0, 2, 4}),
+        (["monday-thursday", "sat"], {0, 1, 2, 3, 5}),
+        (["sun-thu"], {6, 0, 1, 2, 3}),
+        (["fri-mon"], {4, 5, 6, 0}),  # wraps past Sunday
+        ([" tue - wed "], {1, 2}),
+    ],
+)
+def test_working_days_take_names_and_ranges(days: list[str], weekdays: set[int]) -> None:
+    """`mon-fri` was read as Monday alone (the first three letters of whatever was written)."""
+    hours = WorkingHours.model_validate({"days": days})
+    assert hours.weekdays == frozenset(weekdays)
+    assert set(hours.days) <= {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+
+
+@pytest.mark.parametrize("entry", ["monkey", "Friday-ish", "mon-", "mon-fri-sat", "mo", "1", "weekdays"])
+def test_an_unknown_working_day_is_refused_naming_the_entry_and_key(entry: str) -> None:
+    teams = [{"name": "a", "working_hours": {"days": ["tue", entry]}}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"teams": teams, "fallback_team": "a"}, "routing.yaml")
+    text = str(caught.value)
+    assert "teams.0.working_hours.days" in text and repr(entry) in text and "days must be" in text
+
+
+@pytest.mark.parametrize(
+    ("sla", "message"),
+    [
+        (
+            {"tiers": [{"name": "hot", "minutes": 5}, {"name": "hot", "minutes": 10}], "default_tier": "hot"},
+            "tier names must be unique: 'hot'",
+        ),
+        ({"tiers": [{"name": "hot", "minutes": ".inf"}], "default_tier": "hot"}, "sla.tiers.0.minutes"),
+        ({"tiers": [{"name": "hot", "minutes": 1e12}], "default_tier": "hot"}, "sla.tiers.0.minutes"),
+    ],
+)
+def test_sla_tiers_that_cannot_work_are_refused(sla: dict[str, Any], message: str) -> None:
+    """A duplicate tier name shadowed the second; `.inf` or a huge deadline raised OverflowError at
+    the first hand-off instead of at start-up."""
+    raw = yaml.safe_dump({**CONFIG, "sla": sla}).replace("'.inf'", ".inf")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(yaml.safe_load(raw), "routing.yaml")
+    assert message in str(caught.value)
+
+
+def test_a_rule_whose_employee_bounds_cross_is_refused() -> None:
+    rules = [{"name": "r", "team": "dach", "match": {"min_employees": 500, "max_employees": 50}}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**CONFIG, "rules": rules}, "routing.yaml")
+    assert "rules.0.match" in str(caught.value) and "min_employees 500 > max_employees 50" in str(
+        caught.value
+    )

@@ -180,3 +180,10 @@ def test_each_webhook_team_signs_with_its_own_secret_or_the_default() -> None:
 def test_a_secret_variable_needs_a_webhook_and_a_variable_s_name(team: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         _config({"name": "queue", **team})
+
+
+@pytest.mark.parametrize("value", ["²", "1²", "\u0663", "\uff11\uff12"])
+def test_retry_after_with_non_ascii_digits_is_unreadable_not_an_error(value: str) -> None:
+    """`str.isdigit` says yes to '²' and other digits float() and int() refuse."""
+    assert retry_after(value, NOW) is None
+    assert not verify("secret", f"t={value},v1=00", b"{}", now=1)

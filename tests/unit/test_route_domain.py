@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -411,3 +412,76 @@ def test_each_candidate_team_has_its_own_deadline() -> None:
         "dach": datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
         "queue": evening + timedelta(hours=4),
     }
+
+
+def test_an_activity_from_before_the_chain_began_is_ignored() -> None:
+    """A replay of an earlier hand-off's activity must not close or meet the lead's new hand-off."""
+    state = domain.LeadState(handoff=handoff())
+    earlier = activity(SalesActivityKind.WON).model_copy(update={"occurred_at": WED - timedelta(seconds=1)})
+    assert domain.activity_effect(state, earlier) == domain.ActivityEffect.IGNORE
+    contact = activity(SalesActivityKind.CONTACTED).model_copy(
+        update={"occurred_at": WED - timedelta(days=1)}
+    )
+    assert domain.activity_effect(state, contact) == domain.ActivityEffect.IGNORE
+    assert domain.activity_effect(state, contact, timedelta(minutes=5)) == domain.ActivityEffect.IGNORE
+
+
+def test_a_contact_dated_by_a_sales_tool_clock_a_little_behind_is_the_new_hand_offs() -> None:
+    """A rep calls within seconds of the hand-off; the CRM's clock runs 30 s behind route's."""
+    state = domain.LeadState(handoff=handoff())
+    call = activity(SalesActivityKind.CONTACTED).model_copy(
+        update={"occurred_at": WED - timedelta(seconds=20)}
+    )
+    skew = SlaPolicy().activity_clock_skew
+    assert domain.activity_effect(state, call, skew) == domain.ActivityEffect.SLA_MET
+    assert domain.activity_effect(state, call.model_copy(update={"occurred_at": WED - skew * 2}), skew) == (
+        domain.ActivityEffect.IGNORE
+    )
+
+
+def test_a_reassignment_continues_the_chain_of_the_first_hand_off() -> None:
+    """An activity made during the first hand-off still counts once a breach moved the lead on."""
+    state = domain.LeadState(handoff=handoff())
+    plan = domain.plan_breach(state, SlaPolicy(), config().team("dach"))
+    later = WED + timedelta(minutes=6)
+    moved = domain.reassigned(state, plan, None, queue="dach", hid="h2", now=later, due=later)
+    assert moved.chain_started_at == WED and moved.chain_id == state.handoff.handoff_id
+    during_first = activity(SalesActivityKind.LOST).model_copy(update={"occurred_at": WED})
+    assert domain.activity_effect(moved, during_first) == domain.ActivityEffect.RELEASE
+
+
+def test_a_company_name_longer_than_the_contract_is_shortened_not_refused() -> None:
+    change = make_change()
+    data = change.model_dump(mode="json")
+    data["profile"]["company"] = None
+    data["profile"]["firmographics"]["company_name"] = "Acme " + "Holding " * 40
+    data["profile"]["job_title"] = "Head of " + "x" * 400
+    contact = domain.contact_of(StageChange.model_validate(data))
+    assert contact.company is not None and contact.company.startswith("Acme Holding")
+    assert len(contact.company) == 256
+    assert contact.job_title is not None and contact.job_title.startswith("Head of ")
+    assert len(contact.job_title) == 256
+    assert contact.email == "jane@acme.example" and contact.first_name == "Jane"
+
+
+def test_a_kept_breach_rearms_the_clock_while_escalation_steps_remain() -> None:
+    """From the second breach on the escalation list is told, one more entry per breach: a breach
+    that keeps the lead arms its clock again until the list is used up."""
+    team = config().team("dach")
+    policy = SlaPolicy(reassign_on_breach=False, escalation=("head@example.com", "vp@example.com"))
+    state = domain.LeadState(handoff=handoff())
+    plans = []
+    for _ in range(4):
+        plan = domain.plan_breach(state, policy, team)
+        plans.append(plan)
+        state = replace(state, breach_count=plan.breach_count)
+    assert [(p.breach_count, p.reassign, p.rearm) for p in plans] == [
+        (1, False, True),
+        (2, False, True),
+        (3, False, False),
+        (4, False, False),
+    ]
+    assert plans[2].notify == ("lead-dach@example.com", "head@example.com", "vp@example.com")
+    assert not domain.plan_breach(
+        domain.LeadState(handoff=handoff()), SlaPolicy(reassign_on_breach=False), team
+    ).rearm

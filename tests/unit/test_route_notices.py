@@ -14,6 +14,7 @@ from schemas.handoff import Assignee, SlaEvent, SlaEventKind
 from services.route import domain
 from services.route.config import ConfigError, RoutingConfig, SlaPolicy, parse_config
 from services.route.notices import breach_notice
+from services.route.notifier import notice_message
 from tests.unit.test_route_domain import CONFIG, WED, handoff
 
 
@@ -198,3 +199,21 @@ def test_a_rep_with_an_email_may_be_a_team_lead() -> None:
     assert parsed.address("anna") == "anna@example.com"
     assert parsed.address("someone@example.com") == "someone@example.com"
     assert parsed.address("nobody") is None
+
+
+def test_line_breaks_and_control_characters_in_lead_data_are_spaces_in_the_notice() -> None:
+    """A company name from a provider may carry a line break: no header may, and the body's lines
+    must stay the lines the notice writes."""
+    cfg = config()
+    contact = handoff().contact.model_copy(
+        update={"company": "Acme\r\nHoldings\x00\u2028Europe", "job_title": "CEO\nLead id:  forged"}
+    )
+    state = domain.LeadState(handoff=handoff().model_copy(update={"contact": contact}))
+    event, _ = breach(state, cfg)
+    notice = breach_notice(event, state, cfg)
+    assert notice is not None
+    assert notice.subject == "[SLA missed] Jane Doe, Acme Holdings Europe: not contacted within the hot SLA"
+    lines = notice.text.splitlines()
+    assert "Lead:     Jane Doe, Acme Holdings Europe" in lines and "Title:    CEO Lead id: forged" in lines
+    assert [line for line in lines if line.startswith("Lead id:")] == ["Lead id:  lead-1"]
+    notice_message(notice, "sla@example.com")  # builds
