@@ -31,7 +31,7 @@ from services.capture.keys import (
     REDIS,
     SETTINGS,
 )
-from services.capture.metrics import capture_metrics
+from services.capture.metrics import FETCH_PLATFORMS, capture_metrics
 from services.capture.middleware import cors_middleware, errors_and_metrics, rate_limit_middleware
 from services.capture.openapi import openapi_view
 from services.capture.publisher import KafkaPublisher, Publisher
@@ -64,7 +64,9 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
         ],
     )
     app[SETTINGS] = settings
-    app[PUBLISHER] = publisher or KafkaPublisher(settings.bootstrap_servers, settings.publish_timeout)
+    app[PUBLISHER] = publisher or KafkaPublisher(
+        settings.bootstrap_servers, settings.publish_timeout, settings.max_record_bytes
+    )
     app[METRICS] = metrics
     app[CONSUMER_LAGS] = {}
     app[CAPTURE_METRICS] = capture_metrics(metrics.registry)
@@ -76,7 +78,9 @@ def create_app(settings: CaptureSettings, publisher: Publisher | None = None) ->
         pending_seconds=int(settings.publish_timeout * 2) + 5,
         namespace=settings.topic_suffix,
     )
-    app[INGESTOR] = Ingestor(app[PUBLISHER], dedupe, app[CAPTURE_METRICS], metrics)
+    app[INGESTOR] = Ingestor(
+        app[PUBLISHER], dedupe, app[CAPTURE_METRICS], metrics, max_record_bytes=settings.max_record_bytes
+    )
     app[RATE_LIMITER] = RateLimiter(
         redis, per_minute=settings.rate_limit_per_minute, namespace=settings.topic_suffix
     )
@@ -107,7 +111,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(_ensure_topics_until_done(settings))
     http = app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
     app[FETCHER] = ContactFetcher(
-        FetchQueue(app[REDIS], namespace=settings.topic_suffix),
+        FetchQueue(
+            app[REDIS],
+            namespace=settings.topic_suffix,
+            on_set_aside=lambda job: (
+                app[CAPTURE_METRICS].contact_fetches.labels(_platform_of(job), "set_aside").inc()
+            ),
+        ),
         fetches={"meta": meta_fetch(http, settings), "linkedin": linkedin_fetch(http, settings)},
         ingestor=app[INGESTOR],
         topic=settings.topic(TopicName.INTERACTIONS),
@@ -121,6 +131,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await app[HTTP].close()
     await app[PUBLISHER].close()
     await app[REDIS].aclose()
+
+
+def _platform_of(job_id: str) -> str:
+    """A job's platform label (its id is `<platform>:<ref>`), "unknown" for one unreadable there too."""
+    platform = job_id.split(":", 1)[0]
+    return platform if platform in FETCH_PLATFORMS else "unknown"
 
 
 async def _ensure_topics_until_done(settings: CaptureSettings) -> None:

@@ -27,7 +27,7 @@ from schemas.base import utcnow
 from schemas.interaction import Interaction
 from services.capture import platforms
 from services.capture.fetch_queue import FetchJob, FetchQueue, Platform, job_id
-from services.capture.ingest import Ingestor
+from services.capture.ingest import Ingestor, Status
 from services.capture.metrics import CaptureMetrics
 from services.capture.settings import CaptureSettings
 from services.runtime.backoff import retry_delay
@@ -72,7 +72,9 @@ def meta_fetch(http: aiohttp.ClientSession, settings: CaptureSettings) -> Platfo
             params["access_token"] = settings.meta_access_token.get_secret_value()
         body = await _get_json(http, f"{settings.graph_url.rstrip('/')}/{lead.leadgen_id}", params, {})
         field_data = body.get("field_data", []) if isinstance(body, dict) else []
-        return platforms.meta_contact_interaction(lead, field_data, utcnow())
+        return platforms.meta_contact_interaction(
+            lead, field_data, utcnow(), max_ahead=settings.max_clock_ahead
+        )
 
     return fetch
 
@@ -103,7 +105,9 @@ def linkedin_fetch(http: aiohttp.ClientSession, settings: CaptureSettings) -> Pl
                 form = platforms.LinkedInForm.model_validate(
                     await _get_json(http, f"{base}/leadForms/{form_id}", {}, headers)
                 )
-        return platforms.linkedin_contact_interaction(note, lead, form, utcnow())
+        return platforms.linkedin_contact_interaction(
+            note, lead, form, utcnow(), max_ahead=settings.max_clock_ahead
+        )
 
     return fetch
 
@@ -303,6 +307,10 @@ class ContactFetcher:
             error, permanent = f"unexpected answer: {exc.errors()[:3]}", True
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # an answer the mapping did not foresee: a failed try like the others
+            # (raised on, it left the job leased and tried again forever, never counted or given up)
+            log.exception("contact fetch of %s failed unexpectedly", job.id)
+            error = f"{type(exc).__name__}: {exc}"
         else:
             if still_queued is not None and not await still_queued(job):
                 self._count(job, "discarded")
@@ -313,7 +321,10 @@ class ContactFetcher:
             if outcome.ok:
                 self._count(job, "published")
                 return Tried(job, published=True)
-            error, outcome_name = f"broker unavailable ({outcome.status})", "broker_unavailable"
+            if outcome.status is Status.TOO_LARGE:  # the same answers make the same record: give up
+                error, permanent = str(outcome.answer["message"]), True
+            else:
+                error, outcome_name = f"broker unavailable ({outcome.status})", "broker_unavailable"
         failed = job.failed(error)
         if permanent or failed.attempts >= self._settings.contact_fetch_attempts:
             self._count(job, "gave_up")

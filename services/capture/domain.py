@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
+from annotated_types import MaxLen
 from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
 
-from schemas.base import new_event_id
-from schemas.interaction import IdentityKind, Interaction, InteractionIn
+from schemas.base import LeadEvent, new_event_id
+from schemas.interaction import Contact, IdentityKind, Interaction, InteractionIn
+
+# The envelope's limit, read from the contract so the two cannot drift apart.
+EVENT_ID_MAX = next(
+    limit.max_length for limit in LeadEvent.model_fields["event_id"].metadata if isinstance(limit, MaxLen)
+)
 
 
 @lru_cache(maxsize=65_536)
@@ -40,18 +47,35 @@ def lead_identity(email: str | None, anonymous_id: str | None) -> tuple[str, Ide
     raise ValueError("an event needs either anonymous_id or contact.email")
 
 
+def published_event_id(event_id: str, client: str | None) -> str:
+    """The event id capture publishes for a sender's `event_id`: scoped to the API client that sent
+    it, as its idempotency key is (`sender_id`) and as Segment scopes messageId per source. Unscoped,
+    two clients' different events with one id reached enrich as one event, which dropped the second
+    as a duplicate (its consent record too). `<client>:<event_id>` while it fits the envelope's 128
+    characters, else `<client>#<digest of event_id>`: the two forms never collide, and a retry by the
+    same client gets the same id. Without a client (no API key) the sender's id is kept as given."""
+    if client is None:
+        return event_id
+    readable = f"{client}:{event_id}"
+    if len(readable) <= EVENT_ID_MAX:
+        return readable
+    return f"{client}#{hashlib.blake2b(event_id.encode(), digest_size=16).hexdigest()}"
+
+
 def to_interaction(
     event: InteractionIn,
     *,
     received_at: datetime,
     make_event_id: Callable[[], str] = new_event_id,
+    client: str | None = None,
 ) -> Interaction:
+    """The record for a public event; `client`: the API client that sent it (`published_event_id`)."""
     lead_id, identity = lead_identity(event.contact.email, event.anonymous_id)
     contact = event.contact
     if contact.email:
         contact = contact.model_copy(update={"email": normalise_email(contact.email)})
     return Interaction(
-        event_id=event.event_id or make_event_id(),
+        event_id=published_event_id(event.event_id, client) if event.event_id else make_event_id(),
         occurred_at=event.occurred_at,
         lead_id=lead_id,
         type=event.type,
@@ -72,6 +96,40 @@ def sender_id(event: InteractionIn, client: str | None = None) -> str | None:
     if not event.event_id:
         return None
     return f"event:{client}:{event.event_id}" if client else f"event:{event.event_id}"
+
+
+def clock_ahead_problem(occurred_at: datetime, received_at: datetime, max_ahead: timedelta) -> str | None:
+    """Why `occurred_at` is too far after the receive time, or None. A future date would win enrich's
+    newest-value-wins over every correct event until then, and move score's clocks ahead; a little
+    is a sender's clock running fast. Past dates are fine (an import of old leads)."""
+    ahead = occurred_at - received_at
+    if ahead <= max_ahead:
+        return None
+    return (
+        f"{duration_text(ahead)} after capture received it;"
+        f" a sender's clock may run at most {duration_text(max_ahead)} ahead"
+    )
+
+
+def duration_text(span: timedelta) -> str:
+    """`13149 d 3 h`, `1 h`, `45 s`: the two largest units, for people reading a refusal."""
+    seconds = int(span.total_seconds())
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
+def email_problem(address: str) -> str | None:
+    """Why `address` is refused where an event's `contact.email` is (the schema's own check), or None:
+    every endpoint that takes an address refuses the same ones."""
+    try:
+        Contact.model_validate({"email": address})
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return None
 
 
 def json_depth(value: object) -> int:

@@ -12,13 +12,17 @@ webhook the platform delivers late or again.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from redis.asyncio import Redis
 
 from services.runtime.due_claims import DueClaims
+
+log = logging.getLogger(__name__)
 
 Platform = Literal["meta", "linkedin"]
 
@@ -146,9 +150,18 @@ class FetchJob(BaseModel):
 class FetchQueue:
     """The jobs of one pipeline (keys namespaced by the topic suffix, as capture's other keys)."""
 
-    def __init__(self, redis: Redis, namespace: str = "", keep_failed: int = 10_000) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str = "",
+        keep_failed: int = 10_000,
+        on_set_aside: Callable[[str], None] = lambda job_id: None,
+    ) -> None:
+        """`on_set_aside(job id)`: told of each job `claim` could not read and set aside."""
         prefix = f"leadpipe:capture{namespace}:fetch:"
         self.jobs_key, self.due_key, self.failed_key = prefix + "jobs", prefix + "due", prefix + "failed"
+        self.unreadable_key = prefix + "unreadable"  # job id -> the job as stored, for someone to look at
+        self._on_set_aside = on_set_aside
         self.failed_index_key = prefix + "failed_ids"  # job id -> its entry in the failed set
         self._dropped_prefix = prefix + "dropped:"
         self._redis = redis
@@ -172,7 +185,9 @@ class FetchQueue:
         return self._dropped_prefix + job_id
 
     async def claim(self, now: float, lease_seconds: float, limit: int) -> list[FetchJob]:
-        """Due jobs, each out of the others' reach for `lease_seconds`."""
+        """Due jobs, each out of the others' reach for `lease_seconds`. A job that cannot be read (an
+        older or newer capture's shape, a hand edit) is set aside under `unreadable_key`, logged and
+        reported (`on_set_aside`): raised, it failed every round and no fetch was made any more."""
         ids = await self._claim(self.due_key, now, lease_seconds, limit)
         if not ids:
             return []
@@ -180,7 +195,24 @@ class FetchQueue:
         orphans = [job_id for job_id, raw in zip(ids, stored, strict=True) if raw is None]
         if orphans:  # finished by another capture after this one's claim read the set
             await self._redis.zrem(self.due_key, *orphans)
-        return [FetchJob.model_validate_json(raw) for raw in stored if raw is not None]
+        jobs: list[FetchJob] = []
+        for job_id, raw in zip(ids, stored, strict=True):
+            if raw is None:
+                continue
+            try:
+                jobs.append(FetchJob.model_validate_json(raw))
+            except ValidationError as exc:
+                await self._set_aside(job_id.decode() if isinstance(job_id, bytes) else str(job_id), raw, exc)
+        return jobs
+
+    async def _set_aside(self, job_id: str, raw: bytes | str, exc: ValidationError) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.unreadable_key, job_id, raw)
+            pipe.hdel(self.jobs_key, job_id)
+            pipe.zrem(self.due_key, job_id)
+            await pipe.execute()
+        log.error("contact fetch %s cannot be read, set aside in %s: %s", job_id, self.unreadable_key, exc)
+        self._on_set_aside(job_id)
 
     async def done(self, job: FetchJob) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

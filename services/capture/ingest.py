@@ -12,7 +12,13 @@ from schemas.base import LeadEvent
 from schemas.interaction import Interaction
 from services.capture.guard import Claim, ClaimState, Deduplicator
 from services.capture.metrics import CaptureMetrics
-from services.capture.publisher import Acknowledgement, BrokerUnavailable, Publisher
+from services.capture.publisher import (
+    Acknowledgement,
+    BrokerUnavailable,
+    Publisher,
+    RecordTooLarge,
+    record_size,
+)
 from services.runtime.codec import encode
 from services.runtime.metrics import CommonMetrics, Labelled
 
@@ -24,6 +30,7 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
     IN_FLIGHT = "in_flight"
     UNAVAILABLE = "unavailable"
+    TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,11 @@ class Ingestor:
         dedupe: Deduplicator,
         metrics: CaptureMetrics,
         common: CommonMetrics,
+        *,
+        max_record_bytes: int,
     ) -> None:
         self._publisher = publisher
+        self._max_record_bytes = max_record_bytes
         self._dedupe = dedupe
         self._metrics = metrics
         self._common = common
@@ -75,9 +85,11 @@ class Ingestor:
         *,
         started: float | None = None,
         window_seconds: int | None = None,
+        values: Sequence[bytes] | None = None,
     ) -> list[Outcome]:
         """`submit` for several records, in order: their claims and marks each share one Redis round
-        trip (a batch's events cost no Redis round trip of their own) and their publishes one timeout."""
+        trip (a batch's events cost no Redis round trip of their own) and their publishes one timeout.
+        `values`: the records encoded already (`too_large` needed them), so none is encoded twice."""
         started = time.perf_counter() if started is None else started
         claimed = iter(await self._dedupe.claim([sid for _, sid in records if sid]))
         claims = [next(claimed) if sid else None for _, sid in records]
@@ -85,7 +97,10 @@ class Ingestor:
             self._refusal(r, c) for (r, _), c in zip(records, claims, strict=True)
         ]
         due = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        handed = [(records[i][0].lead_id.encode(), encode(records[i][0])) for i in due]
+        handed = [
+            (records[i][0].lead_id.encode(), values[i] if values is not None else encode(records[i][0]))
+            for i in due
+        ]
         acks = await self._publisher.publish_many(topic, handed) if handed else []
         failed: list[Claim] = []
         marks: list[tuple[Claim, dict[str, object]]] = []
@@ -94,6 +109,9 @@ class Ingestor:
             record, claim = records[i][0], claims[i]
             if isinstance(ack, BaseException):
                 failed.extend([claim] if claim is not None else [])
+                if isinstance(ack, RecordTooLarge):  # never stored, whatever the retries: said at once
+                    outcomes[i] = self.refuse_too_large(ack)
+                    continue
                 if not isinstance(ack, BrokerUnavailable):
                     error = error or ack  # raised once the others are marked or released
                     continue
@@ -110,6 +128,20 @@ class Ingestor:
         if error is not None:
             raise error
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def too_large(self, record: LeadEvent, value: bytes) -> RecordTooLarge | None:
+        """Why the producer would refuse `record` (encoded as `value`) for its size, or None: asked
+        before a record that must go first (an event's consent) is published for one that cannot."""
+        size = record_size(record.lead_id.encode(), value)
+        return RecordTooLarge(size, self._max_record_bytes) if size > self._max_record_bytes else None
+
+    def refuse_too_large(self, error: RecordTooLarge) -> Outcome:
+        """Count a record refused for its size; its answer names the size and the limit."""
+        self._metrics.rejected.labels("record_too_large").inc()
+        return Outcome(
+            Status.TOO_LARGE,
+            {"error": "record_too_large", "message": str(error), "size": error.size, "limit": error.limit},
+        )
 
     def _refusal(self, record: LeadEvent, claim: Claim | None) -> Outcome | None:
         """The answer for a record that must not be published again, or None to publish it."""

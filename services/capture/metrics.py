@@ -23,7 +23,16 @@ class CaptureMetrics:
 
 
 FETCH_PLATFORMS = ("meta", "linkedin")
-FETCH_OUTCOMES = ("published", "failed", "broker_unavailable", "gave_up", "unqueued", "dropped", "discarded")
+FETCH_OUTCOMES = (
+    "published",
+    "failed",
+    "broker_unavailable",
+    "gave_up",
+    "unqueued",
+    "dropped",
+    "discarded",
+    "set_aside",  # a queued job capture cannot read (`FetchQueue.claim`)
+)
 
 
 def capture_metrics(registry: CollectorRegistry) -> CaptureMetrics:

@@ -6,14 +6,14 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.interaction import Contact, IdentityKind, Interaction, InteractionType, Source
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
-from services.capture.domain import lead_identity, normalise_email
+from services.capture.domain import clock_ahead_problem, lead_identity, normalise_email
 
 
 def _id_digest(platform_id: str) -> str:
@@ -27,11 +27,17 @@ def _hmac_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _same_hex(presented: str, expected: str) -> bool:
+    """Constant-time, as bytes: `compare_digest` raises TypeError for a str with a non-ASCII character,
+    which a header may carry (answered 500 instead of 401)."""
+    return hmac.compare_digest(presented.lower().encode("utf-8", "surrogateescape"), expected.encode())
+
+
 def meta_signature_ok(raw_body: bytes, header: str | None, app_secret: str) -> bool:
     """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>`."""
     if not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(header.removeprefix("sha256=").lower(), _hmac_hex(app_secret, raw_body))
+    return _same_hex(header.removeprefix("sha256="), _hmac_hex(app_secret, raw_body))
 
 
 def linkedin_challenge_response(challenge_code: str, client_secret: str) -> str:
@@ -47,7 +53,7 @@ def linkedin_signature_ok(raw_body: bytes, header: str | None, client_secret: st
     if not header:
         return False
     expected = _hmac_hex(client_secret, b"hmacsha256=" + raw_body)
-    return hmac.compare_digest(header.removeprefix("hmacsha256=").lower(), expected)
+    return _same_hex(header.removeprefix("hmacsha256="), expected)
 
 
 def google_key_ok(presented: str | None, configured: str) -> bool:
@@ -106,20 +112,38 @@ def _time(seconds: int | None, fallback: datetime) -> datetime:
     return datetime.fromtimestamp(seconds, UTC) if seconds else fallback
 
 
-def meta_lead_interaction(lead: MetaLeadgen, received_at: datetime) -> Interaction:
+def platform_time(
+    at: datetime, received_at: datetime, max_ahead: timedelta | None, field: str, raw: object
+) -> tuple[datetime, dict[str, object]]:
+    """A platform's time for a lead, or the receive time when it lies more than `max_ahead` later
+    (None: no limit), with the properties that keep what the platform said and why it was not taken.
+    An ad lead is never refused for a bad field (`_ad_contact_event`); refused, it would be lost,
+    as the platform delivers the same time again."""
+    problem = None if max_ahead is None else clock_ahead_problem(at, received_at, max_ahead)
+    if problem is None:
+        return at, {}
+    return received_at, {"invalid_fields": {field: raw}, "invalid_reasons": {field: problem}}
+
+
+def meta_lead_interaction(
+    lead: MetaLeadgen, received_at: datetime, *, max_ahead: timedelta | None = None
+) -> Interaction:
     """Published at once, before the contact is fetched: the lead id is never lost."""
     anonymous_id = f"meta:{lead.leadgen_id}"
     lead_id, identity = lead_identity(None, anonymous_id)
     ids = {k: v for k, v in lead.model_dump().items() if k.endswith("_id") and v}
+    occurred_at, invalid = platform_time(
+        _time(lead.created_time, received_at), received_at, max_ahead, "created_time", lead.created_time
+    )
     return Interaction(
         event_id=f"meta-lead-{lead.leadgen_id}",
-        occurred_at=_time(lead.created_time, received_at),
+        occurred_at=occurred_at,
         lead_id=lead_id,
         type=InteractionType.AD_LEAD,
         identity=identity,
         anonymous_id=anonymous_id,
         source=Source(channel="meta_ads", utm_source="facebook", utm_medium="paid_social"),
-        properties={"platform": "meta", **ids},
+        properties={"platform": "meta", **ids, **invalid},
         received_at=received_at,
     )
 
@@ -140,7 +164,11 @@ META_FIELDS = {
 
 
 def meta_contact_interaction(
-    lead: MetaLeadgen, field_data: Iterable[Mapping[str, object]], received_at: datetime
+    lead: MetaLeadgen,
+    field_data: Iterable[Mapping[str, object]],
+    received_at: datetime,
+    *,
+    max_ahead: timedelta | None = None,
 ) -> Interaction:
     """The identify event linking `meta:<leadgen_id>` to the contact from the Graph API."""
     values: dict[str, str] = {}
@@ -152,15 +180,18 @@ def meta_contact_interaction(
     full_name = extra.pop("full_name", None)
     if full_name is not None and "first_name" not in mapped:
         mapped.update(_split_name(full_name))
+    occurred_at, invalid = platform_time(
+        _time(lead.created_time, received_at), received_at, max_ahead, "created_time", lead.created_time
+    )
     return _ad_contact_event(
         event_id=f"meta-contact-{lead.leadgen_id}",
         anonymous_id=f"meta:{lead.leadgen_id}",
         mapped=mapped,
         fallbacks=_next_best(extra, META_FIELDS),
-        properties={"platform": "meta", "leadgen_id": lead.leadgen_id, "answers": extra},
+        properties={"platform": "meta", "leadgen_id": lead.leadgen_id, "answers": extra, **invalid},
         source=Source(channel="meta_ads", utm_source="facebook", utm_medium="paid_social"),
         interaction_type=InteractionType.IDENTIFY,
-        occurred_at=_time(lead.created_time, received_at),
+        occurred_at=occurred_at,
         received_at=received_at,
     )
 
@@ -193,7 +224,9 @@ def _ad_contact_event(
         usable = {k: v for k, v in mapped.items() if k not in bad}
         usable |= {k: v for k, v in (fallbacks or {}).items() if k in bad and _usable(k, v)}
         contact = Contact.model_validate(usable)
-        properties = {**properties, "invalid_fields": {k: mapped[k] for k in sorted(bad)}}
+        given = properties.get("invalid_fields")
+        invalid = {**(given if isinstance(given, dict) else {}), **{k: mapped[k] for k in sorted(bad)}}
+        properties = {**properties, "invalid_fields": invalid}
     if contact.email:
         contact = contact.model_copy(update={"email": normalise_email(contact.email)})
     lead_id, identity = lead_identity(contact.email, anonymous_id)
@@ -325,12 +358,21 @@ def _linkedin_digest(note: LinkedInNotification) -> str:
     return _id_digest(note.leadGenFormResponse)
 
 
-def linkedin_record(note: LinkedInNotification, received_at: datetime) -> Interaction | PrivacyRecord:
+def linkedin_record(
+    note: LinkedInNotification, received_at: datetime, *, max_ahead: timedelta | None = None
+) -> Interaction | PrivacyRecord:
     """CREATED is an ad lead (its answers fetched afterwards, `linkedin_contact_interaction`);
-    DELETED is an erasure request."""
+    DELETED is an erasure request. A time more than `max_ahead` after receipt is replaced by the
+    receive time (`platform_time`)."""
     anonymous_id = f"linkedin:{note.leadGenFormResponse}"
     lead_id, identity = lead_identity(None, anonymous_id)
-    occurred_at = datetime.fromtimestamp(note.occuredAt / 1000, UTC) if note.occuredAt else received_at
+    occurred_at, invalid = platform_time(
+        datetime.fromtimestamp(note.occuredAt / 1000, UTC) if note.occuredAt else received_at,
+        received_at,
+        max_ahead,
+        "occuredAt",
+        note.occuredAt,
+    )
     digest = _linkedin_digest(note)
     if note.leadAction.upper() == "DELETED":
         return PrivacyRecord(
@@ -355,6 +397,7 @@ def linkedin_record(note: LinkedInNotification, received_at: datetime) -> Intera
             "form_response_urn": note.leadGenFormResponse,
             **({"form_urn": note.leadGenForm} if note.leadGenForm else {}),
             **({"lead_type": note.leadType} if note.leadType else {}),
+            **invalid,
         },
         received_at=received_at,
     )
@@ -439,15 +482,20 @@ _FIELD_RANK = {name: rank for rank, name in enumerate(LINKEDIN_FIELDS)}
 
 def _linkedin_answer(answer: LinkedInAnswer, question: LinkedInQuestion | None) -> str | None:
     """A text answer as given; a multiple-choice answer as its options' texts, comma-separated."""
-    text = answer.answerDetails.get("textQuestionAnswer", {}).get("answer")
+    text = _object(answer.answerDetails.get("textQuestionAnswer")).get("answer")
     if isinstance(text, str):
         return text
-    chosen = answer.answerDetails.get("multipleChoiceAnswer", {}).get("options")
+    chosen = _object(answer.answerDetails.get("multipleChoiceAnswer")).get("options")
     if not isinstance(chosen, list):
         return None
     details = (question.questionDetails if question else {}).get("multipleChoiceQuestionDetails", {})
     labels = {option.get("id"): _localized(option.get("text")) for option in details.get("options", [])}
     return ", ".join(labels.get(option) or str(option) for option in chosen)
+
+
+def _object(value: object) -> dict[str, Any]:
+    """`value` when a JSON object, else empty: LinkedIn may send `"textQuestionAnswer": null`."""
+    return value if isinstance(value, dict) else {}
 
 
 def _localized(text: object) -> str | None:
@@ -458,7 +506,12 @@ def _localized(text: object) -> str | None:
 
 
 def linkedin_contact_interaction(
-    note: LinkedInNotification, lead: LinkedInLead, form: LinkedInForm | None, received_at: datetime
+    note: LinkedInNotification,
+    lead: LinkedInLead,
+    form: LinkedInForm | None,
+    received_at: datetime,
+    *,
+    max_ahead: timedelta | None = None,
 ) -> Interaction:
     """The identify event linking `linkedin:<response URN>` to the answers of the form response.
     Predefined questions fill the contact; the others, the hidden fields and the consent boxes go to
@@ -501,6 +554,10 @@ def linkedin_contact_interaction(
     if consents:
         properties["consents"] = consents
     submitted = datetime.fromtimestamp(lead.submittedAt / 1000, UTC) if lead.submittedAt else None
+    occurred_at, invalid = platform_time(
+        submitted or received_at, received_at, max_ahead, "submittedAt", lead.submittedAt
+    )
+    properties.update(invalid)
     return _ad_contact_event(
         event_id=f"linkedin-contact-{_linkedin_digest(note)}",
         anonymous_id=f"linkedin:{note.leadGenFormResponse}",
@@ -509,7 +566,7 @@ def linkedin_contact_interaction(
         properties=properties,
         source=Source(channel="linkedin_ads", utm_source="linkedin", utm_medium="paid_social"),
         interaction_type=InteractionType.IDENTIFY,
-        occurred_at=submitted or received_at,
+        occurred_at=occurred_at,
         received_at=received_at,
         is_test=lead.testLead,
     )

@@ -46,6 +46,7 @@ from schemas.base import utcnow
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.topics import TopicName
 from services.capture import consent, domain
+from services.capture.api_models import checked_email
 from services.capture.auth import CLIENT
 from services.capture.guard import seen_key
 from services.capture.keys import CONSUMER_LAGS, METRICS, PUBLISHER, REDIS, SETTINGS
@@ -88,6 +89,13 @@ class SubjectIn(BaseModel):
     def _blank_is_missing(cls, value: str | None) -> str | None:
         """Whitespace names nobody: left as given, it reached the lead id's digest and answered 500."""
         return value.strip() or None if value is not None else None
+
+    @field_validator("email", mode="after")
+    @classmethod
+    def _email_syntax(cls, value: str | None) -> str | None:
+        """As `POST /v1/events` checks it: a mistyped address names no lead, and erasing or exporting
+        its lead id reported success for nobody."""
+        return checked_email(value)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SubjectIn:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from services.runtime.partitioner import KafkaPartitioner
 
@@ -17,6 +18,23 @@ log = logging.getLogger(__name__)
 
 class BrokerUnavailable(Exception):
     """The broker did not acknowledge in time; the caller answers 503 and the sender retries."""
+
+
+class RecordTooLarge(Exception):
+    """A record over the producer's (or the broker's) size limit: no retry can store it, so the caller
+    answers 413 instead of the 503 a broker outage gets. `limit` is None when the broker refused it."""
+
+    def __init__(self, size: int, limit: int | None) -> None:
+        self.size = size
+        self.limit = limit
+        within = f"the limit of {limit} bytes" if limit is not None else "the broker's limit"
+        super().__init__(f"the record is {size} bytes, over {within}")
+
+
+def record_size(key: bytes, value: bytes) -> int:
+    """A record's size as the producer counts it against `max_request_size` (aiokafka's own estimate)."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [])
+    return size
 
 
 class Acknowledgement(Protocol):
@@ -34,11 +52,13 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    """An aiokafka producer (acks=all), started lazily: capture runs and answers 503 while no broker."""
+    """An aiokafka producer (acks=all), started lazily: capture runs and answers 503 while no broker.
+    `max_record_bytes`: the producer's `max_request_size`, the largest record it hands to the broker."""
 
-    def __init__(self, bootstrap_servers: str, timeout: float) -> None:
+    def __init__(self, bootstrap_servers: str, timeout: float, max_record_bytes: int = 1048576) -> None:
         self._bootstrap = bootstrap_servers
         self._timeout = timeout
+        self._max_record_bytes = max_record_bytes
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -53,6 +73,7 @@ class KafkaPublisher:
                     linger_ms=1,
                     request_timeout_ms=int(self._timeout * 1000),
                     metadata_max_age_ms=30000,
+                    max_request_size=self._max_record_bytes,
                     partitioner=KafkaPartitioner(),
                 )
                 try:
@@ -74,7 +95,8 @@ class KafkaPublisher:
         self, topic: str, records: Sequence[tuple[bytes, bytes]]
     ) -> list[Acknowledgement | BaseException]:
         """Each (key, value)'s acknowledgement, in order, or why it has none: `BrokerUnavailable`
-        when the broker did not acknowledge within the timeout, any other error as raised.
+        when the broker did not acknowledge within the timeout, `RecordTooLarge` for a record over the
+        producer's or the broker's size limit (the others go on), any other error as raised.
 
         The records go to the producer together and share one timeout, with no task of their own:
         a task and a timer per record (`wait_for` under `gather`) cost capture 14-22 µs per record.
@@ -90,6 +112,8 @@ class KafkaPublisher:
                 for key, value in records:
                     try:
                         handed.append(await producer.send(topic, value=value, key=key))
+                    except MessageSizeTooLargeError:  # raised by the producer before it is sent
+                        handed.append(RecordTooLarge(record_size(key, value), self._max_record_bytes))
                     except (KafkaError, OSError) as exc:
                         handed.append(_unavailable(exc))
                     except Exception as exc:  # this record's own fault (the caller raises it)
@@ -99,7 +123,8 @@ class KafkaPublisher:
                     await asyncio.wait(futures)
         except TimeoutError:
             pass
-        return [_outcome(f) for f in handed] + [
+        outcomes = [_outcome(f, record) for f, record in zip(handed, records, strict=False)]
+        return outcomes + [
             BrokerUnavailable(f"not handed to the producer within {self._timeout} s")
             for _ in records[len(handed) :]
         ]
@@ -123,8 +148,11 @@ def _unavailable(exc: BaseException) -> BrokerUnavailable:
     return BrokerUnavailable(str(exc) or type(exc).__name__)
 
 
-def _outcome(handed: asyncio.Future[Any] | BaseException) -> Acknowledgement | BaseException:
-    """A record's acknowledgement, or its error (Kafka's and the network's as `BrokerUnavailable`)."""
+def _outcome(
+    handed: asyncio.Future[Any] | BaseException, record: tuple[bytes, bytes]
+) -> Acknowledgement | BaseException:
+    """A record's acknowledgement, or its error (Kafka's and the network's as `BrokerUnavailable`, but
+    the broker's MESSAGE_TOO_LARGE, a topic's `max.message.bytes` below ours, as `RecordTooLarge`)."""
     if isinstance(handed, BaseException):
         return handed
     if not handed.done():  # not acknowledged within the timeout; its error, if any, is dropped
@@ -134,6 +162,8 @@ def _outcome(handed: asyncio.Future[Any] | BaseException) -> Acknowledgement | B
     if exc is None:
         ack: Acknowledgement = handed.result()
         return ack
+    if isinstance(exc, MessageSizeTooLargeError):
+        return RecordTooLarge(record_size(*record), None)
     return _unavailable(exc) if isinstance(exc, KafkaError | OSError) else exc
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -63,14 +64,19 @@ def _body_problem(reason: str) -> FieldProblem:
     return {"field": "(body)", "reason": reason}
 
 
-def validate_event(request: web.Request, data: object) -> InteractionIn | list[FieldProblem]:
+def validate_event(
+    request: web.Request, data: object, received_at: datetime
+) -> InteractionIn | list[FieldProblem]:
     try:
         event = InteractionIn.model_validate(data)
     except ValidationError as exc:
         return field_problems(exc)
-    limit = request.app[SETTINGS].max_properties
-    if len(event.properties) > limit:
-        return [{"field": "properties", "reason": f"more than {limit} keys"}]
+    settings = request.app[SETTINGS]
+    if len(event.properties) > settings.max_properties:
+        return [{"field": "properties", "reason": f"more than {settings.max_properties} keys"}]
+    ahead = domain.clock_ahead_problem(event.occurred_at, received_at, settings.max_clock_ahead)
+    if ahead is not None:
+        return [{"field": "occurred_at", "reason": ahead}]
     return event
 
 
@@ -80,6 +86,17 @@ def unavailable(request: web.Request) -> web.Response:
         "broker_unavailable",
         "the event was not stored; retry later with the same event_id",
         headers={"Retry-After": str(request.app[SETTINGS].retry_after_seconds)},
+    )
+
+
+def too_large(outcome: Outcome) -> web.Response:
+    """413: no retry can store a record over the size limit; the sender must send less."""
+    reason = str(outcome.answer["message"])
+    return problem(
+        413,
+        "record_too_large",
+        f"the event was not stored and cannot be: {reason}; send a smaller event",
+        fields=[_body_problem(reason)],
     )
 
 
@@ -94,6 +111,8 @@ def answer(request: web.Request, outcome: Outcome, status: int = 202) -> web.Res
         return unavailable(request)
     if outcome.status is Status.IN_FLIGHT:
         return in_flight()
+    if outcome.status is Status.TOO_LARGE:
+        return too_large(outcome)
     return web.json_response(outcome.answer, status=status)
 
 
@@ -101,7 +120,8 @@ async def post_event(request: web.Request) -> web.Response:
     data = parse_json(request, await request.read())
     if isinstance(data, web.Response):
         return data
-    event = validate_event(request, data)
+    received_at = utcnow()
+    event = validate_event(request, data, received_at)
     if isinstance(event, list):
         request.app[CAPTURE_METRICS].rejected.labels("validation_failed").inc()
         return problem(422, "validation_failed", "the event is not valid", fields=event)
@@ -109,7 +129,7 @@ async def post_event(request: web.Request) -> web.Response:
         request.app[INGESTOR],
         request.app[SETTINGS],
         event,
-        utcnow(),
+        received_at,
         ip_hash=client_ip_hash(request),
         client=request.get(CLIENT),
     )
@@ -134,11 +154,12 @@ async def post_batch(request: web.Request) -> web.Response:
         metrics.rejected.labels("batch_too_large").inc()
         return problem(413, "batch_too_large", f"a batch holds at most {settings.max_batch} events")
     received_at = utcnow()
+    client = request.get(CLIENT)
     results: list[dict[str, object] | None] = [None] * len(items)
     pending: list[tuple[int, InteractionIn]] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(items):
-        event = validate_event(request, item)
+        event = validate_event(request, item, received_at)
         if isinstance(event, list):
             metrics.rejected.labels("validation_failed").inc()
             results[index] = {
@@ -148,7 +169,8 @@ async def post_batch(request: web.Request) -> web.Response:
                 "fields": event,
             }
         elif event.event_id and event.event_id in first_index:
-            results[index] = {"index": index, "status": "duplicate", "event_id": event.event_id}
+            published = domain.published_event_id(event.event_id, client)
+            results[index] = {"index": index, "status": "duplicate", "event_id": published}
         else:
             if event.event_id:
                 first_index[event.event_id] = index
@@ -159,9 +181,18 @@ async def post_batch(request: web.Request) -> web.Response:
         [(event, None) for _, event in pending],
         received_at,
         ip_hash=client_ip_hash(request),
-        client=request.get(CLIENT),
+        client=client,
     )
     for (index, _), outcome in zip(pending, outcomes, strict=True):
+        if outcome.status is Status.TOO_LARGE:  # refused like an invalid event: no retry helps
+            reason = str(outcome.answer["message"])
+            results[index] = {
+                "index": index,
+                "status": "rejected",
+                "error": "record_too_large",
+                "fields": [{"field": "(event)", "reason": reason}],
+            }
+            continue
         status = "duplicate" if outcome.answer.get("duplicate") else outcome.status.value
         results[index] = {
             "index": index,
@@ -225,9 +256,10 @@ async def post_form(request: web.Request) -> web.StreamResponse:
     if forms.is_bot(form, submitted):
         metrics.rejected.labels("honeypot").inc()
         return _form_done(form.redirect, wants_json, {"status": "accepted"})
+    received_at = utcnow()
     try:
-        event = forms.form_event(form_id, form, submitted, utcnow())
-        problems = validate_event(request, event.model_dump(mode="json"))
+        event = forms.form_event(form_id, form, submitted, received_at)
+        problems = validate_event(request, event.model_dump(mode="json"), received_at)
     except ValidationError as exc:
         problems = field_problems(exc)
     if isinstance(problems, list):
@@ -242,7 +274,7 @@ async def post_form(request: web.Request) -> web.StreamResponse:
         request.app[INGESTOR],
         settings,
         event,
-        utcnow(),
+        received_at,
         sender,
         ip_hash=client_ip_hash(request),
         window_seconds=settings.form_resubmit_seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,21 @@ class CaptureSettings(ServiceSettings):
     publish_timeout: float = Field(5.0, gt=0, description="Seconds to wait for the broker's acknowledgement.")
     retry_after_seconds: int = Field(5, ge=1)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_record_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="Largest record capture publishes (the producer's max_request_size). A record over it "
+        "is answered 413: no retry could store it. Half the services' own limit (faust's 1,000,000 bytes), "
+        "as enrich adds the profile to each event and keeps an anonymous lead's history beside it: an "
+        "event taken at 1 MiB reached no one, dead-lettered downstream after its 202.",
+    )
+    max_clock_ahead_seconds: int = Field(
+        3600,
+        ge=0,
+        description="How far a sender's occurred_at may lie after capture received the event. Later is "
+        "refused (422; an ad platform's time is replaced by the receive time): a future date would win "
+        "enrich's newest-value-wins and move score's clocks ahead until that date. Past dates are taken.",
+    )
     ready_peers: dict[str, str] = Field(
         default_factory=dict,
         description="name -> readyz URL of other services; capture's /readyz waits for all of them.",
@@ -153,6 +169,10 @@ class CaptureSettings(ServiceSettings):
             key = secret.get_secret_value()
             hashes.add(key if key.startswith("sha256:") else hash_api_key(key))
         return frozenset(hashes)
+
+    @property
+    def max_clock_ahead(self) -> timedelta:
+        return timedelta(seconds=self.max_clock_ahead_seconds)
 
     @property
     def api_key_hashes(self) -> frozenset[str]:

@@ -90,7 +90,7 @@ async def meta_webhook(request: web.Request) -> web.Response:
         return problem(422, "validation_failed", "unexpected leadgen value", fields=field_problems(exc))
     outcomes: list[Outcome] = []
     for lead in leads:
-        record = platforms.meta_lead_interaction(lead, utcnow())
+        record = platforms.meta_lead_interaction(lead, utcnow(), max_ahead=settings.max_clock_ahead)
         outcome = await request.app[INGESTOR].submit(
             settings.topic(TopicName.INTERACTIONS), record, f"meta:{lead.leadgen_id}"
         )
@@ -153,7 +153,7 @@ async def linkedin_webhook(request: web.Request) -> web.Response:
     note = _payload(platforms.LinkedInNotification, data)
     if isinstance(note, web.Response):
         return note
-    record = platforms.linkedin_record(note, utcnow())
+    record = platforms.linkedin_record(note, utcnow(), max_ahead=settings.max_clock_ahead)
     erase = record.record_type == "privacy"
     dropped = True
     if erase:

@@ -12,6 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from schemas import Interaction, TopicName
 from services.capture.app import create_app
+from services.capture.auth import client_of
+from services.capture.domain import published_event_id
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
@@ -45,7 +47,8 @@ async def test_frozen_broker_means_503_and_every_202_survives(
                     "anonymous_id": f"anon-{n}",
                 }
                 response = await client.post("/v1/events", json=event, headers={"X-API-Key": "k"})
-                return event["event_id"], response.status
+                # the id consumers see: the sender's, within its API client's ids
+                return published_event_id(event["event_id"], client_of("k")), response.status
 
             before = [await send(n) for n in range(5)]
             os.kill(broker.process.pid, signal.SIGSTOP)

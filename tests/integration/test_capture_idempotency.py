@@ -10,6 +10,8 @@ from redis.asyncio import Redis
 
 from schemas import Interaction, TopicName
 from services.capture.app import create_app
+from services.capture.auth import client_of
+from services.capture.domain import published_event_id
 from services.capture.guard import ClaimState, Deduplicator
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
@@ -54,6 +56,12 @@ def _key(settings: CaptureSettings) -> dict[str, str]:
     return {"X-API-Key": f"test-key{settings.topic_suffix}"}
 
 
+def _published(event_id: str, key: str) -> str:
+    """The event id consumers see: the sender's, within the ids of its API client (`key`), as its
+    idempotency key is; two clients' same id are two events (`domain.published_event_id`)."""
+    return published_event_id(event_id, client_of(key))
+
+
 async def _interactions(
     broker: EmbeddedBroker, settings: CaptureSettings, at_least: int
 ) -> list[Interaction]:
@@ -82,7 +90,10 @@ async def test_a_repeated_event_id_is_acknowledged_but_published_once(
     )
     assert (await other.json())["duplicate"] is False
     stored = await _interactions(broker, settings, 3)
-    assert sorted(i.event_id for i in stored) == [event_id, event_id + "-2"]
+    key = _key(settings)["X-API-Key"]
+    assert sorted(i.event_id for i in stored) == sorted(
+        _published(e, key) for e in (event_id, event_id + "-2")
+    )
     metrics = await (await client.get("/metrics")).text()
     assert 'leadpipe_capture_duplicates_total{record="interaction"} 1.0' in metrics
 
@@ -142,7 +153,9 @@ async def test_a_503_does_not_swallow_the_retry(redis_url: str, suffix: str, bro
         assert (await response.json())["duplicate"] is False
     finally:
         await client.close()
-    assert [i.event_id for i in await _interactions(broker, up, 1)] == [f"retry{suffix}"]
+    assert [i.event_id for i in await _interactions(broker, up, 1)] == [
+        _published(f"retry{suffix}", "test-key")
+    ]
 
 
 async def test_redis_down_fails_open_and_counts_it(broker: EmbeddedBroker, suffix: str) -> None:
@@ -247,7 +260,8 @@ async def test_a_repeated_batch_is_published_once(
         r["lead_id"] for r in (await first.json())["results"]
     ]
     stored = await _interactions(broker, settings, 5)
-    assert sorted(i.event_id for i in stored) == sorted(e["event_id"] for e in again)
+    key = _key(settings)["X-API-Key"]
+    assert sorted(i.event_id for i in stored) == sorted(_published(e["event_id"], key) for e in again)
 
 
 async def test_a_batch_refused_with_503_is_accepted_when_retried(
@@ -268,7 +282,7 @@ async def test_a_batch_refused_with_503_is_accepted_when_retried(
     finally:
         await client.close()
     assert sorted(i.event_id for i in await _interactions(broker, up, 3)) == sorted(
-        e["event_id"] for e in events
+        _published(e["event_id"], "test-key") for e in events
     )
 
 
