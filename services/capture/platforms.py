@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from schemas.interaction import Contact, IdentityKind, Interaction, InteractionType, Source
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from services.capture.domain import clock_ahead_problem, lead_identity, normalise_email
+from services.runtime.errors import FieldProblem, field_problems
 
 
 def _id_digest(platform_id: str) -> str:
@@ -91,16 +92,23 @@ class MetaWebhook(_Payload):
     entry: list[MetaEntry]
 
 
-def meta_leads(payload: MetaWebhook) -> list[MetaLeadgen]:
-    """The leadgen changes of a page webhook; other fields and objects are ignored."""
+def meta_leads(payload: MetaWebhook) -> tuple[list[MetaLeadgen], list[FieldProblem]]:
+    """The leadgen changes of a page webhook, and what is wrong with those that cannot be read (each
+    problem's field is its path in the delivery); other fields and objects are ignored. One change
+    that cannot be read no longer refuses the delivery: Meta sent it again whole, with the others."""
     if payload.object != "page":
-        return []
+        return [], []
     leads: list[MetaLeadgen] = []
-    for entry in payload.entry:
-        for change in entry.changes:
-            if change.field == "leadgen":
+    problems: list[FieldProblem] = []
+    for e, entry in enumerate(payload.entry):
+        for c, change in enumerate(entry.changes):
+            if change.field != "leadgen":
+                continue
+            try:
                 leads.append(MetaLeadgen.model_validate(_stringify_ids(change.value)))
-    return leads
+            except ValidationError as exc:
+                problems += field_problems(exc, root=f"entry.{e}.changes.{c}.value", prefix=True)
+    return leads, problems
 
 
 def _stringify_ids(value: Mapping[str, object]) -> dict[str, object]:

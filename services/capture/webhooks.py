@@ -17,7 +17,7 @@ from services.capture.ingest import Outcome, Status
 from services.capture.keys import CAPTURE_METRICS, FETCHER, INGESTOR, SETTINGS
 from services.capture.responses import problem
 from services.capture.routes import answer, parse_json
-from services.runtime.errors import field_problems
+from services.runtime.errors import FieldProblem, field_problems, summarise
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,14 @@ def _payload(model: type[M], data: object) -> M | web.Response:
         return problem(422, "validation_failed", "unexpected payload shape", fields=field_problems(exc))
 
 
-def _ack(outcomes: list[Outcome]) -> web.Response:
+def _ack(outcomes: list[Outcome], refused: list[FieldProblem] | None = None) -> web.Response:
+    """What a delivery published; `refused`: the parts of it that could not be read, and why."""
     published = sum(1 for o in outcomes if o.status is Status.ACCEPTED)
-    return web.json_response(
-        {"status": "ok", "published": published, "duplicates": len(outcomes) - published}
-    )
+    duplicates = len(outcomes) - published
+    body: dict[str, object] = {"status": "ok", "published": published, "duplicates": duplicates}
+    if refused:
+        body["refused"] = refused
+    return web.json_response(body)
 
 
 async def meta_handshake(request: web.Request) -> web.Response:
@@ -84,10 +87,10 @@ async def meta_webhook(request: web.Request) -> web.Response:
     payload = _payload(platforms.MetaWebhook, data)
     if isinstance(payload, web.Response):
         return payload
-    try:
-        leads = platforms.meta_leads(payload)
-    except ValidationError as exc:
-        return problem(422, "validation_failed", "unexpected leadgen value", fields=field_problems(exc))
+    leads, refused = platforms.meta_leads(payload)
+    if refused:  # answered 200 with the rest: refused, Meta would send them all again, for ever
+        log.error("meta webhook: leadgen changes left out: %s", summarise(refused))
+        request.app[CAPTURE_METRICS].rejected.labels("invalid_platform_lead").inc(len(refused))
     outcomes: list[Outcome] = []
     for lead in leads:
         record = platforms.meta_lead_interaction(lead, utcnow(), max_ahead=settings.max_clock_ahead)
@@ -99,7 +102,7 @@ async def meta_webhook(request: web.Request) -> web.Response:
         # a duplicate too: the delivery before may have died between its publish and this
         await _fetch_contact(request.app, "meta", lead.leadgen_id, lead)
         outcomes.append(outcome)
-    return _ack(outcomes)
+    return _ack(outcomes, refused)
 
 
 async def google_webhook(request: web.Request) -> web.Response:

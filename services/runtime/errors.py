@@ -12,10 +12,13 @@ class FieldProblem(TypedDict):
     reason: str
 
 
-def field_problems(exc: ValidationError, *, root: str = "(body)") -> list[FieldProblem]:
+def field_problems(exc: ValidationError, *, root: str = "(body)", prefix: bool = False) -> list[FieldProblem]:
+    """Each problem with its field's path; `root` names the whole value (and, with `prefix`, starts
+    every path: the value validated was part of a larger one)."""
     problems: list[FieldProblem] = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"]) or root
+        location = ".".join(str(part) for part in error["loc"])
+        location = f"{root}.{location}" if prefix and location else (location or root)
         problems.append({"field": location, "reason": error["msg"]})
     return problems
 

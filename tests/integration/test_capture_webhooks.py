@@ -157,6 +157,29 @@ async def test_meta_lead_is_published_then_its_contact_and_a_replay_is_published
     assert graph[1] == ["444444444444", "444444444444"]  # the first fetch failed and was retried
 
 
+async def test_a_meta_change_that_cannot_be_read_leaves_the_rest_of_its_delivery_published(
+    client: Client, settings: CaptureSettings, broker: EmbeddedBroker, graph: tuple[str, list[str]]
+) -> None:
+    """One leadgen change without a `leadgen_id` refused the whole delivery (422), and Meta sent it
+    again, whole, for ever: the good lead beside it was never taken."""
+    delivery = json.loads(meta_body("666666"))
+    delivery["entry"][0]["changes"].append({"field": "leadgen", "value": {"page_id": "153125381133"}})
+    body = json.dumps(delivery).encode()
+    headers = {"X-Hub-Signature-256": "sha256=" + sign(APP_SECRET, body), "Content-Type": "application/json"}
+    response = await client.post("/v1/webhooks/meta", data=body, headers=headers)
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    assert answer["published"] == 1
+    assert [problem["field"] for problem in answer["refused"]] == ["entry.0.changes.1.value.leadgen_id"]
+    stored = [
+        Interaction.model_validate_json(v)
+        for v in await _read(broker, settings.topic(TopicName.INTERACTIONS), 1)
+    ]
+    assert [i.anonymous_id for i in stored if i.type.value == "ad_lead"] == ["meta:666666"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'leadpipe_capture_events_rejected_total{reason="invalid_platform_lead"} 1.0' in metrics
+
+
 async def test_meta_wrong_signature_publishes_nothing(
     client: Client, settings: CaptureSettings, broker: EmbeddedBroker
 ) -> None:

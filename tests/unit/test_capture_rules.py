@@ -59,16 +59,22 @@ def test_linkedin_challenge_response_is_hex_hmac_of_the_code() -> None:
 
 def test_meta_ignores_other_objects_and_fields() -> None:
     change = {"field": "feed", "value": {"leadgen_id": "1"}}
-    assert (
-        platforms.meta_leads(
-            platforms.MetaWebhook.model_validate({"object": "page", "entry": [{"changes": [change]}]})
-        )
-        == []
-    )
+    assert platforms.meta_leads(
+        platforms.MetaWebhook.model_validate({"object": "page", "entry": [{"changes": [change]}]})
+    ) == ([], [])
     user = {"object": "user", "entry": [{"changes": [{"field": "leadgen", "value": {"leadgen_id": "1"}}]}]}
-    assert platforms.meta_leads(platforms.MetaWebhook.model_validate(user)) == []
+    assert platforms.meta_leads(platforms.MetaWebhook.model_validate(user)) == ([], [])
     numeric = {"object": "page", "entry": [{"changes": [{"field": "leadgen", "value": {"leadgen_id": 77}}]}]}
-    assert platforms.meta_leads(platforms.MetaWebhook.model_validate(numeric))[0].leadgen_id == "77"
+    assert platforms.meta_leads(platforms.MetaWebhook.model_validate(numeric))[0][0].leadgen_id == "77"
+
+
+def test_a_meta_change_that_cannot_be_read_is_reported_and_the_others_kept() -> None:
+    good = {"field": "leadgen", "value": {"leadgen_id": "1"}}
+    bad = {"field": "leadgen", "value": {"leadgen_id": ["not", "an", "id"]}}
+    delivery = {"object": "page", "entry": [{"changes": [good]}, {"changes": [good, bad]}]}
+    leads, problems = platforms.meta_leads(platforms.MetaWebhook.model_validate(delivery))
+    assert [lead.leadgen_id for lead in leads] == ["1", "1"]
+    assert [problem["field"] for problem in problems] == ["entry.1.changes.1.value.leadgen_id"]
 
 
 def test_meta_contact_links_the_anonymous_lead_and_keeps_bad_emails_out() -> None:
