@@ -38,7 +38,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
 from schemas.topics import TopicName
-from services.capture.domain import lead_identity
+from services.capture.auth import client_of
+from services.capture.domain import lead_identity, published_event_id
 from services.nurture.domain import command_id
 from services.runtime.cancellation import cancel_and_wait
 from services.runtime.codec import encode
@@ -94,11 +95,13 @@ def workload(run: str, leads: int) -> list[Lead]:
     return made
 
 
-def expected_effects(leads: Iterable[Lead]) -> dict[str, set[Identity]]:
-    """What the workload must produce (the scoring, routing and nurture rules of the fault stack)."""
+def expected_effects(leads: Iterable[Lead], client: str | None = None) -> dict[str, set[Identity]]:
+    """What the workload must produce (the scoring, routing and nurture rules of the fault stack);
+    `client`: the API client that sends it, whose events capture publishes under ids of its own
+    (`published_event_id`)."""
     out: dict[str, set[Identity]] = {name: set() for name in EFFECTS}
     for lead in leads:
-        ids = {event["event_id"] for event in lead.events}
+        ids = {published_event_id(event["event_id"], client) for event in lead.events}
         out["interaction"] |= ids
         out["enriched"] |= ids
         if lead.kind == HOT:
@@ -353,7 +356,7 @@ class Run:
         self.bootstrap = bootstrap
         self.run_id = uuid.uuid4().hex[:8]
         self.leads = workload(self.run_id, leads)
-        self.expected = expected_effects(self.leads)
+        self.expected = expected_effects(self.leads, client_of(api_key))
         self.mailbox = mailbox  # (command id, recipient) of every e-mail delivered
         self.crm = crm  # (lead id, hand-off id) of every CRM post taken
         self.sender = Sender(capture_url, api_key, rate=rate)
