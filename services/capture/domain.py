@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from annotated_types import MaxLen
-from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 
 from schemas.base import LeadEvent, new_event_id
@@ -20,18 +18,9 @@ EVENT_ID_MAX = next(
 )
 
 
-@lru_cache(maxsize=65_536)
 def normalise_email(email: str) -> str:
-    """Same mailbox, same key: trimmed and lower-cased, in one form where an address has two. An
-    internationalised domain is written in Unicode or as its `xn--` (IDNA) labels, and a letter such
-    as "ü" composed or as "u" plus a combining mark; email-validator's normal form (Unicode, NFC) makes
-    them one address, as enrich normalises it (`services/enrich/normalise.py`). ASCII addresses keep
-    the key they always had. Remembered per address, as the schema's syntax check is."""
-    text = email.strip()
-    try:
-        return validate_email(text, check_deliverability=False).normalized.lower()
-    except EmailNotValidError:  # a trusted producer's record, not checked by the schema
-        return text.lower()
+    """Same mailbox, same key: trimmed and lower-cased."""
+    return email.strip().lower()
 
 
 def _digest(text: str) -> str:

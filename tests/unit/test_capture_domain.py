@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import IdentityKind, InteractionIn
@@ -34,33 +33,6 @@ def test_lead_id_does_not_contain_the_email(local: str, domain: str) -> None:
     # the id is 24 hex digits of a hash: a short all-hex local part ("0ff") turns up in one by
     # chance (found by hypothesis in CI); eight or more characters will not (17 in 16**8)
     assert local.lower() not in lead_id or len(local) < 8
-
-
-@given(st.emails())
-def test_an_ascii_address_keeps_the_lead_id_it_always_had(email: str) -> None:
-    """Leads stored before the internationalised forms were made one keep their ids; only a domain
-    written as IDNA labels (`xn--`) now names the lead its Unicode form names."""
-    assume("xn--" not in email.lower())
-    before = "e-" + hashlib.blake2b(email.strip().lower().encode(), digest_size=12).hexdigest()
-    assert lead_identity(email, None)[0] == before
-
-
-@pytest.mark.parametrize(
-    "other",
-    [
-        "anna@xn--bcher-kva.de",  # the domain's IDNA labels, as some ad platforms send it
-        "ANNA@XN--BCHER-KVA.DE",
-        "anna@bu\u0308cher.de",  # "u" and a combining diaeresis (NFD), as macOS may type it
-        " Anna@BÜCHER.de ",
-    ],
-)
-def test_the_forms_of_an_internationalised_address_are_one_lead(other: str) -> None:
-    assert lead_identity(other, None) == lead_identity("anna@bücher.de", None)
-    assert normalise_email(other) == "anna@bücher.de"
-
-
-def test_a_composed_or_decomposed_local_part_is_one_lead() -> None:
-    assert lead_identity("jo\u0308rg@example.com", None) == lead_identity("jörg@example.com", None)
 
 
 def test_anonymous_id_is_used_only_without_an_email() -> None:
