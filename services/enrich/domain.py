@@ -254,19 +254,22 @@ def _kept_history(
 ) -> tuple[list[Interaction], list[int]]:
     """The anonymous lead's history with `interaction` added: the newest `max_history` that fit in
     `max_history_bytes`. By count alone, 200 page views of 6.5 KB made a state over the producer's
-    1 MiB: enrich crashed writing it, and again on every restart. The sizes are kept beside the
-    history (a state stored before they were is measured once)."""
+    1 MiB: enrich crashed writing it, and again on every restart. An interaction larger than the
+    whole budget is left out alone (kept, it would have pushed out all the others). The sizes are
+    kept beside the history (a state stored before they were is measured once)."""
     sizes = state.history_sizes
     if len(sizes) != len(state.history):
         sizes = [len(encode(item)) for item in state.history]
-    history, sizes = [*state.history, interaction], [*sizes, len(encode(interaction))]
-    start, total = len(history), 0
-    while start > 0 and len(history) - start < config.max_history:
-        if total + sizes[start - 1] > config.max_history_bytes:
+    pairs = [*zip(state.history, sizes, strict=True), (interaction, len(encode(interaction)))]
+    fitting = [(item, size) for item, size in pairs if size <= config.max_history_bytes]
+    start, total = len(fitting), 0
+    while start > 0 and len(fitting) - start < config.max_history:
+        if total + fitting[start - 1][1] > config.max_history_bytes:
             break
         start -= 1
-        total += sizes[start]
-    return history[start:], sizes[start:]
+        total += fitting[start][1]
+    kept = fitting[start:]
+    return [item for item, _ in kept], [size for _, size in kept]
 
 
 def _alias_requests(state: LeadState, interaction: Interaction) -> list[AliasRequest]:

@@ -335,13 +335,28 @@ def test_the_history_is_the_newest_interactions_that_fit_both_bounds(
     for view in views:
         state = domain.enrich(state, anon_lead, view, None, config).state
     assert state is not None
-    sizes = [len(encode(view)) for view in views]
+    fitting = [(view, len(encode(view))) for view in views if len(encode(view)) <= max_bytes]
+    sizes = [size for _, size in fitting]
     kept = len(state.history)
-    assert [v.event_id for v in state.history] == [v.event_id for v in views[len(views) - kept :]]
+    assert [v.event_id for v in state.history] == [v.event_id for v, _ in fitting[len(fitting) - kept :]]
     assert state.history_sizes == sizes[len(sizes) - kept :]
     assert kept <= most and sum(state.history_sizes) <= max_bytes
-    if kept < min(most, len(views)):  # the next older one would not have fitted
+    if kept < min(most, len(fitting)):  # the next older one would not have fitted
         assert sum(sizes[len(sizes) - kept - 1 :]) > max_bytes
+
+
+def test_one_interaction_larger_than_the_budget_leaves_the_others_in_the_history() -> None:
+    """Kept from the newest end until one did not fit, a single 300 KB page view emptied the history
+    of 150 small ones, and the merge then gave the known lead none of that activity."""
+    anon_lead = lead_identity(None, "anon-big")[0]
+    state = None
+    for i in range(150):
+        state = domain.enrich(
+            state, anon_lead, interaction(f"s-{i}", i, anonymous_id="anon-big"), None, CONFIG
+        ).state
+    big = interaction("big", 200, anonymous_id="anon-big", properties={"dom": "x" * 300_000})
+    state = domain.enrich(state, anon_lead, big, None, CONFIG).state
+    assert [v.event_id for v in state.history] == [f"s-{i}" for i in range(150)]
 
 
 def test_a_history_stored_before_its_sizes_is_measured_once() -> None:
