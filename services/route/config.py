@@ -29,7 +29,9 @@ from services.runtime.config_file import read_yaml, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_DAY_NAMES = {name: name[:3] for name in (*DAYS, *_FULL_DAYS)}  # as written -> DAYS' name
+# As written -> DAYS' name: each day's name shortened to any length from three letters (mon, tues,
+# thurs, ...), as entries were read before ranges were, and the usual "weds".
+_DAY_NAMES = {full[:n]: full[:3] for full in _FULL_DAYS for n in range(3, len(full) + 1)} | {"weds": "wed"}
 _MAX_SLA_MINUTES = 366 * 24 * 60  # a year: beyond it a deadline means nothing (and overflowed)
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
 _HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -81,7 +83,7 @@ class WorkingHours(_Model):
     @field_validator("days")
     @classmethod
     def _known_days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        """Day names (`mon` or `monday`, any case) and ranges of them (`mon-fri`; one that runs past
+        """Day names (`mon`, `tues` or `monday`, any case) and ranges of them (`mon-fri`; one that runs past
         Sunday wraps: `fri-mon` is Friday to Monday), as 3-letter names in the week's order. Anything
         else is refused: `mon-fri` was once read as Monday alone."""
         weekdays: set[int] = set()
@@ -89,7 +91,7 @@ class WorkingHours(_Model):
             found = _weekdays(entry)
             if found is None:
                 raise ValueError(
-                    f"days must be day names (mon or monday, ...) or ranges of them (mon-fri); "
+                    f"days must be day names (mon, tues, monday, ...) or ranges of them (mon-fri); "
                     f"{entry!r} is neither"
                 )
             weekdays |= found

@@ -243,6 +243,8 @@ def test_an_absence_written_as_a_number_is_refused_not_read_as_unix_time(
         (["sun-thu"], {6, 0, 1, 2, 3}),
         (["fri-mon"], {4, 5, 6, 0}),  # wraps past Sunday
         ([" tue - wed "], {1, 2}),
+        (["Tues", "Thurs", "thur", "weds"], {1, 2, 3}),  # forms taken before ranges were: still taken
+        (["tues-thurs"], {1, 2, 3}),
     ],
 )
 def test_working_days_take_names_and_ranges(days: list[str], weekdays: set[int]) -> None:
