@@ -116,8 +116,19 @@ def _stringify_ids(value: Mapping[str, object]) -> dict[str, object]:
     return {k: str(v) if k.endswith("_id") and isinstance(v, int) else v for k, v in value.items()}
 
 
-def _time(seconds: int | None, fallback: datetime) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC) if seconds else fallback
+_BEYOND = datetime.max.replace(tzinfo=UTC)  # no date: later than any clock allows (`platform_time`)
+
+
+def _time(seconds: float | None, fallback: datetime) -> datetime:
+    """A platform's epoch seconds as a time; one past the calendar (milliseconds sent as seconds)
+    reads as later than any allowed, which `platform_time` replaces by the receive time: raised, it
+    answered the delivery 500, and the platform sent it, and the lead, again for ever."""
+    if not seconds:
+        return fallback
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        return _BEYOND
 
 
 def platform_time(
@@ -127,7 +138,10 @@ def platform_time(
     (None: no limit), with the properties that keep what the platform said and why it was not taken.
     An ad lead is never refused for a bad field (`_ad_contact_event`); refused, it would be lost,
     as the platform delivers the same time again."""
-    problem = None if max_ahead is None else clock_ahead_problem(at, received_at, max_ahead)
+    if at == _BEYOND:
+        problem: str | None = "no date on the calendar (milliseconds sent as seconds?)"
+    else:
+        problem = None if max_ahead is None else clock_ahead_problem(at, received_at, max_ahead)
     if problem is None:
         return at, {}
     return received_at, {"invalid_fields": {field: raw}, "invalid_reasons": {field: problem}}
@@ -375,7 +389,7 @@ def linkedin_record(
     anonymous_id = f"linkedin:{note.leadGenFormResponse}"
     lead_id, identity = lead_identity(None, anonymous_id)
     occurred_at, invalid = platform_time(
-        datetime.fromtimestamp(note.occuredAt / 1000, UTC) if note.occuredAt else received_at,
+        _time(note.occuredAt / 1000 if note.occuredAt else None, received_at),
         received_at,
         max_ahead,
         "occuredAt",
@@ -561,9 +575,12 @@ def linkedin_contact_interaction(
     }
     if consents:
         properties["consents"] = consents
-    submitted = datetime.fromtimestamp(lead.submittedAt / 1000, UTC) if lead.submittedAt else None
     occurred_at, invalid = platform_time(
-        submitted or received_at, received_at, max_ahead, "submittedAt", lead.submittedAt
+        _time(lead.submittedAt / 1000 if lead.submittedAt else None, received_at),
+        received_at,
+        max_ahead,
+        "submittedAt",
+        lead.submittedAt,
     )
     properties.update(invalid)
     return _ad_contact_event(

@@ -70,6 +70,24 @@ def test_a_platforms_future_time_is_replaced_by_the_receive_time_and_kept() -> N
     assert kept.occurred_at == NOW - timedelta(seconds=60) and "invalid_fields" not in kept.properties
 
 
+@pytest.mark.parametrize("max_ahead", [HOUR, None])
+def test_a_platform_time_past_the_calendar_is_replaced_not_an_error(max_ahead: timedelta | None) -> None:
+    """Milliseconds sent as seconds (year 58904): `fromtimestamp` raised, the delivery was answered
+    500, and the platform sent it, and its lead, again for ever."""
+    millis = int(NOW.timestamp() * 1000)
+    lead = platforms.MetaLeadgen(leadgen_id="4473", created_time=millis)
+    record = platforms.meta_lead_interaction(lead, NOW, max_ahead=max_ahead)
+    assert record.occurred_at == NOW and record.properties["invalid_fields"] == {"created_time": millis}
+    note = platforms.LinkedInNotification(
+        leadGenFormResponse="urn:li:leadGenFormResponse:2", leadAction="CREATED", occuredAt=millis * 1000
+    )
+    assert platforms.linkedin_record(note, NOW, max_ahead=max_ahead).occurred_at == NOW
+    late = platforms.LinkedInLead(submittedAt=millis * 1000)
+    assert (
+        platforms.linkedin_contact_interaction(note, late, None, NOW, max_ahead=max_ahead).occurred_at == NOW
+    )
+
+
 @pytest.mark.parametrize("header", ["sha256=\u00e9", "sha256=\u00c3\u00a9", "sha256=\udce9", "\u2603"])
 def test_a_signature_header_with_non_ascii_characters_is_wrong_not_an_error(header: str) -> None:
     assert platforms.meta_signature_ok(b"{}", header, "secret") is False
