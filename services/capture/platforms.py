@@ -116,34 +116,25 @@ def _stringify_ids(value: Mapping[str, object]) -> dict[str, object]:
     return {k: str(v) if k.endswith("_id") and isinstance(v, int) else v for k, v in value.items()}
 
 
-_BEYOND = datetime.max.replace(tzinfo=UTC)  # no date: later than any clock allows (`platform_time`)
-
-
-def _time(seconds: float | None, fallback: datetime) -> datetime:
-    """A platform's epoch seconds as a time; one past the calendar (milliseconds sent as seconds)
-    reads as later than any allowed, which `platform_time` replaces by the receive time: raised, it
-    answered the delivery 500, and the platform sent it, and the lead, again for ever."""
-    if not seconds:
-        return fallback
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (ValueError, OverflowError, OSError):
-        return _BEYOND
-
-
 def platform_time(
-    at: datetime, received_at: datetime, max_ahead: timedelta | None, field: str, raw: object
+    raw: int | None, field: str, received_at: datetime, max_ahead: timedelta | None, *, per_second: int = 1
 ) -> tuple[datetime, dict[str, object]]:
-    """A platform's time for a lead, or the receive time when it lies more than `max_ahead` later
-    (None: no limit), with the properties that keep what the platform said and why it was not taken.
-    An ad lead is never refused for a bad field (`_ad_contact_event`); refused, it would be lost,
-    as the platform delivers the same time again."""
-    if at == _BEYOND:
+    """The lead's time from a platform's epoch `raw` (`per_second` units a second: LinkedIn counts
+    milliseconds), with the properties that keep what the platform said and why it was not taken.
+    None or 0 is the receive time. So is a time more than `max_ahead` after it (None: no limit), or
+    past the calendar (milliseconds sent as seconds; `fromtimestamp` raised, the delivery was
+    answered 500 and sent again for ever). An ad lead is never refused for a bad field
+    (`_ad_contact_event`); refused, it would be lost, as the platform delivers the same time again."""
+    if not raw:
+        return received_at, {}
+    try:
+        at = datetime.fromtimestamp(raw / per_second, UTC)
+    except (ValueError, OverflowError, OSError):
         problem: str | None = "no date on the calendar (milliseconds sent as seconds?)"
     else:
         problem = None if max_ahead is None else clock_ahead_problem(at, received_at, max_ahead)
-    if problem is None:
-        return at, {}
+        if problem is None:
+            return at, {}
     return received_at, {"invalid_fields": {field: raw}, "invalid_reasons": {field: problem}}
 
 
@@ -154,9 +145,7 @@ def meta_lead_interaction(
     anonymous_id = f"meta:{lead.leadgen_id}"
     lead_id, identity = lead_identity(None, anonymous_id)
     ids = {k: v for k, v in lead.model_dump().items() if k.endswith("_id") and v}
-    occurred_at, invalid = platform_time(
-        _time(lead.created_time, received_at), received_at, max_ahead, "created_time", lead.created_time
-    )
+    occurred_at, invalid = platform_time(lead.created_time, "created_time", received_at, max_ahead)
     return Interaction(
         event_id=f"meta-lead-{lead.leadgen_id}",
         occurred_at=occurred_at,
@@ -202,9 +191,7 @@ def meta_contact_interaction(
     full_name = extra.pop("full_name", None)
     if full_name is not None and "first_name" not in mapped:
         mapped.update(_split_name(full_name))
-    occurred_at, invalid = platform_time(
-        _time(lead.created_time, received_at), received_at, max_ahead, "created_time", lead.created_time
-    )
+    occurred_at, invalid = platform_time(lead.created_time, "created_time", received_at, max_ahead)
     return _ad_contact_event(
         event_id=f"meta-contact-{lead.leadgen_id}",
         anonymous_id=f"meta:{lead.leadgen_id}",
@@ -388,13 +375,7 @@ def linkedin_record(
     receive time (`platform_time`)."""
     anonymous_id = f"linkedin:{note.leadGenFormResponse}"
     lead_id, identity = lead_identity(None, anonymous_id)
-    occurred_at, invalid = platform_time(
-        _time(note.occuredAt / 1000 if note.occuredAt else None, received_at),
-        received_at,
-        max_ahead,
-        "occuredAt",
-        note.occuredAt,
-    )
+    occurred_at, invalid = platform_time(note.occuredAt, "occuredAt", received_at, max_ahead, per_second=1000)
     digest = _linkedin_digest(note)
     if note.leadAction.upper() == "DELETED":
         return PrivacyRecord(
@@ -576,11 +557,7 @@ def linkedin_contact_interaction(
     if consents:
         properties["consents"] = consents
     occurred_at, invalid = platform_time(
-        _time(lead.submittedAt / 1000 if lead.submittedAt else None, received_at),
-        received_at,
-        max_ahead,
-        "submittedAt",
-        lead.submittedAt,
+        lead.submittedAt, "submittedAt", received_at, max_ahead, per_second=1000
     )
     properties.update(invalid)
     return _ad_contact_event(
