@@ -9,20 +9,14 @@ import hashlib
 import hmac
 from datetime import UTC, datetime
 
-from annotated_types import MaxLen
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.base import LeadEvent
 from schemas.interaction import Interaction
 from schemas.privacy import IMPORTED_CONSENT, PrivacyRecord, PrivacyRequestKind
+from services.capture.domain import EVENT_ID_MAX
 from services.runtime.consent_tokens import ConsentClaim, token_id
 
 IMPORT_LINE = "import_line"  # the property `leadpipe import` gives each row (services/capture/importer.py)
-
-# The envelope's limit, read from the contract so the two cannot drift apart.
-_EVENT_ID_MAX = next(
-    limit.max_length for limit in LeadEvent.model_fields["event_id"].metadata if isinstance(limit, MaxLen)
-)
 
 
 def consent_record_id(event_id: str) -> str:
@@ -30,7 +24,7 @@ def consent_record_id(event_id: str) -> str:
     may be as long as the envelope allows. Either way a retried event gives the same id, so its consent
     record is deduplicated too; the digest form never ends in "-consent", so the two never collide."""
     readable = f"{event_id}-consent"
-    if len(readable) <= _EVENT_ID_MAX:
+    if len(readable) <= EVENT_ID_MAX:
         return readable
     return "consent-" + hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
 

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from schemas.base import LeadEvent, new_event_id
 from schemas.interaction import Contact, IdentityKind, Interaction, InteractionIn
 
-# The envelope's limit, read from the contract so the two cannot drift apart.
+# The envelope's limit, read from the contract so the two cannot drift apart: the ids capture makes
+# (published event ids here, consent record ids in `consent`) fit it.
 EVENT_ID_MAX = next(
     limit.max_length for limit in LeadEvent.model_fields["event_id"].metadata if isinstance(limit, MaxLen)
 )
