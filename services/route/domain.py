@@ -49,22 +49,12 @@ class RepStatus:
     capacity: int | None = None
     out_of_office_until: datetime | None = None
 
-    def updated(self, update: RepStatusUpdate) -> RepStatus:
-        """Fields the update names replace ours, an explicit null included (back to the configured
-        value, or no absence); fields it leaves out keep theirs, as in a JSON merge patch."""
-        named = update.model_fields_set
-        return RepStatus(
-            available=update.available if "available" in named else self.available,
-            capacity=update.capacity if "capacity" in named else self.capacity,
-            out_of_office_until=(
-                update.out_of_office_until if "out_of_office_until" in named else self.out_of_office_until
-            ),
-        )
-
 
 def status_patch(update: RepStatusUpdate) -> dict[str, Any]:
-    """The fields `update` names, as JSON values: the merge `RepStatus.updated` makes, for the store
-    to apply in one step (two updates at once must not lose either's field)."""
+    """The fields `update` names, as JSON values, for the store to merge into the rep's status in one
+    step (two updates at once must not lose either's field): fields it names replace the stored ones,
+    an explicit null included (back to the configured value, or no absence); fields it leaves out
+    keep theirs, as in a JSON merge patch."""
     named = update.model_fields_set
     patch: dict[str, Any] = {}
     if "available" in named:

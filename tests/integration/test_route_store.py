@@ -307,6 +307,33 @@ async def test_concurrent_rep_status_updates_each_keep_their_field(store: RedisS
     assert (await store.statuses())["anna"] == domain.RepStatus(False, None, NOW + timedelta(days=1))
 
 
+async def merged(store: RedisStore, status: domain.RepStatus, update: RepStatusUpdate) -> domain.RepStatus:
+    """`status` stored for anna, then `update` merged into it as route merges it (in Redis)."""
+    await store.set_status("anna", status)
+    return await store.update_status("anna", domain.status_patch(update))
+
+
+async def test_rep_status_update_overrides_only_what_it_sets(store: RedisStore) -> None:
+    status = domain.RepStatus(available=False, capacity=5)
+    update = RepStatusUpdate(event_id="e", occurred_at=NOW, rep_id="anna", capacity=9)
+    assert await merged(store, status, update) == domain.RepStatus(available=False, capacity=9)
+
+
+async def test_an_explicit_null_resets_a_rep_status_field(store: RedisStore) -> None:
+    """A rep back early clears the absence; null capacity or availability returns to the config."""
+    away = datetime(2026, 12, 1, tzinfo=UTC)
+    status = domain.RepStatus(available=False, capacity=5, out_of_office_until=away)
+    back = RepStatusUpdate.model_validate_json(
+        '{"event_id": "e", "occurred_at": "2026-11-25T10:00:00Z", "rep_id": "anna",'
+        ' "out_of_office_until": null, "capacity": null}'
+    )
+    assert await merged(store, status, back) == domain.RepStatus(available=False)
+    rep, team = route_config().team("dach").reps[0], route_config().team("dach")
+    assert domain.unavailable_reason(rep, team, await merged(store, status, back), NOW) == "unavailable"
+    omitted = RepStatusUpdate(event_id="e", occurred_at=NOW, rep_id="anna")
+    assert await merged(store, status, omitted) == status
+
+
 async def test_one_lead_without_a_usable_contact_costs_the_batch_nothing(store: RedisStore) -> None:
     """Its contact could not be built after the assign script ran for the whole batch: every lead got
     a rep and a clock, none a hand-off, and the replay raised again. Now that lead is left out before

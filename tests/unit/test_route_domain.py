@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.handoff import Assignee, SlaEventKind
-from schemas.sales import RepStatusUpdate, SalesActivity, SalesActivityKind
+from schemas.sales import SalesActivity, SalesActivityKind
 from schemas.stage import StageChange
 from services.route import domain
 from services.route.config import RoutingConfig, SlaPolicy, SlaTier, Team, WorkingHours, parse_config
@@ -210,27 +210,9 @@ def test_configured_absence() -> None:
     assert domain.unavailable_reason(team.reps[0], team, domain.RepStatus(), WED) == "out_of_office"
 
 
-def test_rep_status_update_overrides_only_what_it_sets() -> None:
-    status = domain.RepStatus(available=False, capacity=5)
-    update = RepStatusUpdate(event_id="e", occurred_at=WED, rep_id="anna", capacity=9)
-    assert status.updated(update) == domain.RepStatus(available=False, capacity=9)
+def test_a_configured_capacity_gives_way_to_a_run_time_one() -> None:
     capacity = domain.capacity(config().team("dach").reps[0], domain.RepStatus(capacity=7))
     assert capacity == 7
-
-
-def test_an_explicit_null_resets_a_rep_status_field() -> None:
-    """A rep back early clears the absence; null capacity or availability returns to the config."""
-    away = datetime(2026, 12, 1, tzinfo=UTC)
-    status = domain.RepStatus(available=False, capacity=5, out_of_office_until=away)
-    back = RepStatusUpdate.model_validate_json(
-        '{"event_id": "e", "occurred_at": "2026-11-25T10:00:00Z", "rep_id": "anna",'
-        ' "out_of_office_until": null, "capacity": null}'
-    )
-    assert status.updated(back) == domain.RepStatus(available=False)
-    rep, team = config().team("dach").reps[0], config().team("dach")
-    assert domain.unavailable_reason(rep, team, status.updated(back), WED) == "unavailable"
-    omitted = RepStatusUpdate(event_id="e", occurred_at=WED, rep_id="anna")
-    assert status.updated(omitted) == status
 
 
 # --- SLA ----------------------------------------------------------------------------------------
