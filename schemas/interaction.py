@@ -121,7 +121,9 @@ class InteractionIn(Contract):
         max_length=128,
         description=(
             "Sender's id for idempotent retries: the same id sent again with the same API key within"
-            " the dedupe window is answered as a duplicate; generated when absent."
+            " the dedupe window is answered as a duplicate; generated when absent. The published"
+            " record's id is scoped to the API client (`<client>:<event_id>`), and the 202 answer"
+            " names it."
         ),
     )
     type: InteractionType = Field(examples=["page_view"])

@@ -122,16 +122,19 @@ class Enricher:
             return Lookup(company_domain, LookupStatus.UNAVAILABLE, None, self.provider.name)
 
     async def publish(self, outcome: Outcome, kind: str) -> None:
+        """Alias requests go first: an enriched record too large to send ends the record's effects
+        (`RecordTooLarge`, dead-lettered), and a request left unsent after it was lost for good, the
+        stored state saying it had been asked."""
         if outcome.duplicate:
             self.metrics.duplicates.inc()
         outbox = self.batch.outbox
+        for request in outcome.aliases:
+            await outbox.send(self.inbox, request.lead_id, request)
         for record in outcome.records:
             await outbox.send(self.sink, record.lead_id, record)
             self.metrics.published(str(record.enrichment), _kind(record, kind)).inc()
             if record.merged_from:
                 self.metrics.merges.inc(len(record.merged_from))
-        for request in outcome.aliases:
-            await outbox.send(self.inbox, request.lead_id, request)
 
     def stale(self, lead_id: str, occurred_at: datetime) -> bool:
         """Did this record about the lead happen before the lead's erasure (`ErasureGuard`)?"""

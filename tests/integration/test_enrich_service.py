@@ -350,3 +350,32 @@ async def test_an_event_whose_enriched_record_the_producer_cannot_send_is_dead_l
         and "exceeds the producer's limit" in letter.detail
     )
     assert letter.origin.topic == settings.topic(TopicName.INTERACTIONS)
+
+
+async def test_an_identifying_event_too_large_to_enrich_still_merges_the_visitors_history(
+    enrich: StreamService, broker: EmbeddedBroker
+) -> None:
+    """The alias request went out after the enriched record: when that record was too large to send,
+    the request was never sent, while the lead's state said it had been asked, so the visitor's
+    history never reached the known lead."""
+    settings = enrich.settings
+    source, sink = settings.topic(TopicName.INTERACTIONS), settings.topic(TopicName.ENRICHED)
+    anon_lead, _ = lead_identity(None, "anon-big-form")
+    known_lead, _ = lead_identity("big@example.org", None)
+    view = event(event_id="pv-0", type="page_view", occurred_at=T0, anonymous_id="anon-big-form")
+    await produce(broker.bootstrap_servers, source, [(anon_lead.encode(), view)])
+    await until(broker, sink, lambda rs: len(rs) >= 1)
+    form = event(
+        event_id="big-form",
+        type="form_submit",
+        occurred_at=T0 + timedelta(minutes=1),
+        anonymous_id="anon-big-form",
+        contact={"email": "big@example.org"},
+        properties={"dom": "x" * 1_030_000},
+    )
+    await produce(broker.bootstrap_servers, source, [(known_lead.encode(), form)])
+
+    dead = await until(broker, settings.topic(TopicName.DLQ), lambda rs: len(rs) >= 1)
+    assert DeadLetter.model_validate_json(dead[0].value).reason == "record_too_large"
+    merged = await until(broker, sink, lambda rs: any(r.lead_id == known_lead for r in enriched(rs)))
+    assert [(r.lead_id, r.event_id) for r in enriched(merged)] == [(anon_lead, "pv-0"), (known_lead, "pv-0")]
