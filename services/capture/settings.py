@@ -10,16 +10,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.capture.fetch_queue import DROPPED_TTL_SECONDS
-from services.runtime.api_keys import hash_api_key
+from services.runtime.api_keys import keys_setting, split_keys
 from services.runtime.settings import ServiceSettings
 
 _FORMS_FILE = Path(__file__).resolve().parents[2] / "config" / "forms.yaml"
-
-
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
 
 
 class CaptureSettings(ServiceSettings):
@@ -157,18 +151,22 @@ class CaptureSettings(ServiceSettings):
         "and the erasure log. Off only for tests that do not need it.",
     )
 
-    @field_validator("api_keys", "admin_keys", "cors_origins", "privacy_services", mode="before")
+    @field_validator("cors_origins", "privacy_services", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
-        return _split(value)
+        return split_keys(value)
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _hash_keys(cls, value: object) -> object:
+        """Hashed as they are read, as route's are: a placeholder `sha256:` value (the Kubernetes
+        Secret's) or one in upper case was kept as given and matched no key, answering every sender
+        403, where it now stops capture at start-up naming the setting."""
+        return keys_setting(value)
 
     @staticmethod
     def _hashes(keys: tuple[SecretStr, ...]) -> frozenset[str]:
-        hashes = set()
-        for secret in keys:
-            key = secret.get_secret_value()
-            hashes.add(key if key.startswith("sha256:") else hash_api_key(key))
-        return frozenset(hashes)
+        return frozenset(key.get_secret_value() for key in keys)
 
     @property
     def max_clock_ahead(self) -> timedelta:

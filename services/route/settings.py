@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.privacy.policy import DEFAULT_POLICY_FILE
-from services.runtime.api_keys import hashed_keys, split_keys
+from services.runtime.api_keys import keys_setting, split_keys
 from services.runtime.send_once import lease_problem
 from services.runtime.settings import ServiceSettings
 from services.runtime.smtp import SmtpSettings
@@ -37,6 +37,12 @@ class RouteSettings(ServiceSettings, SmtpSettings):
     sla_check_interval: float = Field(1.0, gt=0, description="Seconds between checks for due SLA deadlines.")
     sla_claim_seconds: float = Field(
         30.0, gt=0, description="A claimed deadline comes due again after this if its worker died."
+    )
+    sla_reminder_keep_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long past its deadline a deadline's reminder is remembered: longer than the "
+        "workers' clocks disagree, or a worker whose clock runs behind publishes it again (mailed once).",
     )
     redis_timeout: float = Field(2.0, gt=0, description="Seconds per Redis call.")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
@@ -92,10 +98,7 @@ class RouteSettings(ServiceSettings, SmtpSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _hash_keys(cls, value: object) -> object:
-        parts = split_keys(value)
-        if isinstance(parts, (tuple, list)) and all(isinstance(p, (str, SecretStr)) for p in parts):
-            return hashed_keys(parts)
-        return parts
+        return keys_setting(value)
 
     @field_validator("crm_webhook_secret", mode="before")
     @classmethod

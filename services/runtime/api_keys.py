@@ -55,6 +55,15 @@ def hashed_keys(keys: Iterable[SecretStr | str]) -> tuple[SecretStr, ...]:
     return tuple(SecretStr(digest) for digest in hashes)
 
 
+def keys_setting(value: object) -> object:
+    """A keys setting's value as read (a comma-separated environment value, or a list), hashed: for a
+    `mode="before"` validator. Anything else is left to the field's own validation."""
+    parts = split_keys(value)
+    if isinstance(parts, (tuple, list)) and all(isinstance(p, (str, SecretStr)) for p in parts):
+        return hashed_keys(parts)
+    return parts
+
+
 def key_is_valid(presented: str, known_hashes: Iterable[str]) -> bool:
     digest = hash_api_key(presented)
     # Compare against every known hash so timing does not reveal which one matched.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
+from services.capture.settings import CaptureSettings
 from services.route.settings import RouteSettings
 from services.runtime.api_keys import hash_api_key, hashed_keys, key_is_valid
 
@@ -40,3 +42,31 @@ def test_every_listed_key_is_valid_and_nothing_else() -> None:
     assert not key_is_valid("", known)
     assert not key_is_valid(hash_api_key("old"), known)  # the hash itself is not a key
     assert not key_is_valid("old", set())
+
+
+KEY_SETTINGS = [
+    (CaptureSettings, "CAPTURE_API_KEYS", "api_key_hashes"),
+    (CaptureSettings, "CAPTURE_ADMIN_KEYS", "admin_key_hashes"),
+    (RouteSettings, "ROUTE_API_KEYS", "api_key_hashes"),
+]
+
+
+@pytest.mark.parametrize(("settings", "variable", "hashes"), KEY_SETTINGS)
+def test_every_keys_setting_refuses_a_placeholder_hash_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, settings: type[BaseSettings], variable: str, hashes: str
+) -> None:
+    """Capture kept `sha256:replace-with-the-sha256-of-your-key` (the Kubernetes Secret's placeholder)
+    as given: it started, and answered every sender 403."""
+    monkeypatch.setenv(variable, "sha256:replace-with-the-sha256-of-your-key")
+    with pytest.raises(ValidationError) as caught:
+        settings()
+    assert "64 hex digits" in str(caught.value)
+
+
+@pytest.mark.parametrize(("settings", "variable", "hashes"), KEY_SETTINGS)
+def test_every_keys_setting_takes_a_hash_in_upper_case(
+    monkeypatch: pytest.MonkeyPatch, settings: type[BaseSettings], variable: str, hashes: str
+) -> None:
+    """Capture kept an upper-case digest as given, which no presented key's hash ever equals."""
+    monkeypatch.setenv(variable, "sha256:" + hash_api_key("alpha").removeprefix("sha256:").upper())
+    assert key_is_valid("alpha", getattr(settings(), hashes))
