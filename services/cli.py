@@ -51,7 +51,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit code; 2 when it could not run (settings refused, Redis not answering), with
+    one line saying why: a traceback's exit 1 read as the command's own outcome (`requeue-crm`'s
+    "deliveries kept")."""
     args = _parser().parse_args(argv)
+    from pydantic import ValidationError
+    from redis.exceptions import RedisError
+
+    from services.runtime.errors import describe
+
+    try:
+        return _run(args)
+    except ValidationError as exc:
+        print(f"leadpipe {args.command}: settings refused: {describe(exc)}", file=sys.stderr)
+    except RedisError as exc:
+        print(f"leadpipe {args.command}: Redis did not answer (REDIS_URL): {exc}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "dev":
         missing = [name for name in DEV_STACK_MODULES if importlib.util.find_spec(name) is None]
         if missing:

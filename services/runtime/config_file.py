@@ -23,6 +23,8 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # saved by an editor in Latin-1, say
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from None
     return {} if data is None else data

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _env(name: str) -> AliasChoices:
@@ -56,7 +57,11 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LEADPIPE_BROKER_SESSION_TIMEOUT"),
         description="Seconds. Tansu holds a group join for half of it, so keep it short in dev and tests.",
     )
-    log_level: str = Field("INFO", validation_alias=_env("LEADPIPE_LOG_LEVEL"))
+    log_level: str = Field(
+        "INFO",
+        validation_alias=_env("LEADPIPE_LOG_LEVEL"),
+        description=f"One of {', '.join(LOG_LEVELS)} (any case).",
+    )
     producer_max_batch_bytes: int = Field(
         256 * 1024,
         ge=1,
@@ -111,6 +116,15 @@ class ServiceSettings(BaseSettings):
     )
     web_host: str = "127.0.0.1"
     web_port: int = Field(0, ge=0, le=65535)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """faust's worker takes the level as given: an unknown one stopped the service with "Unable
+        to configure handler 'default'", naming neither the variable nor the value."""
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @field_validator("broker_url")
     @classmethod

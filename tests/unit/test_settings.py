@@ -105,3 +105,15 @@ def test_a_refused_window_names_the_variables_of_its_service(monkeypatch: pytest
         ValidationError, match=r"NURTURE_BATCH_WINDOW_MAX_MS \(50.0\) is below NURTURE_BATCH_WINDOW_MS"
     ):
         NurtureSettings()
+
+
+def test_the_log_level_is_one_of_the_names_and_the_error_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust's worker took any text and stopped the service with "Unable to configure handler"."""
+    monkeypatch.setenv("LEADPIPE_LOG_LEVEL", "debug")
+    assert ServiceSettings().log_level == "DEBUG"
+    monkeypatch.setenv("LEADPIPE_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError) as caught:
+        ServiceSettings()
+    assert "LEADPIPE_LOG_LEVEL" in str(caught.value) and "'verbose' is not a log level" in str(caught.value)

@@ -187,6 +187,10 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
     broken.write_text("topics: [\n")
     with pytest.raises(TopicConfigError, match=r"broken\.yaml: not valid YAML"):
         TopicPlan.load(broken, 1)
+    latin = tmp_path / "latin.yaml"  # an editor's Latin-1: a bare UnicodeDecodeError named no file
+    latin.write_bytes("# Aufbewahrung für Leads\ntopics: {}\n".encode("latin-1"))
+    with pytest.raises(TopicConfigError, match=r"latin\.yaml: not UTF-8 text \(byte 19\): save it as UTF-8"):
+        TopicPlan.load(latin, 1)
 
 
 def test_replication_factor_and_file_come_from_the_environment(
