@@ -189,7 +189,7 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
         TopicPlan.load(broken, 1)
     latin = tmp_path / "latin.yaml"  # an editor's Latin-1: a bare UnicodeDecodeError named no file
     latin.write_bytes("# Aufbewahrung für Leads\ntopics: {}\n".encode("latin-1"))
-    with pytest.raises(TopicConfigError, match=r"latin\.yaml: not UTF-8 text \(byte 19\): save it as UTF-8"):
+    with pytest.raises(TopicConfigError, match=r"latin\.yaml: not UTF-8 text \(byte 16\): save it as UTF-8"):
         TopicPlan.load(latin, 1)
 
 
