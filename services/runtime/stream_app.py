@@ -116,6 +116,7 @@ class StreamService:
         self.health = Health(name)
         self.consuming = Flag()  # set when the first rebalance ended: tables recovered, streams resumed
         self.health.add("consumer_group", self.consuming)
+        self.health.add("broker", self._broker_answers)
         self.app = faust_app(name, settings, **app_overrides)
         self.dlq = self.topic(TopicName.DLQ)
         self.tables: list[CaughtUpTable] = []
@@ -125,6 +126,16 @@ class StreamService:
         self.app.rebalance_ended.append(self.consuming.set)
         self._install_pages()
         self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
+
+    async def _broker_answers(self) -> bool:
+        """Does the broker answer a metadata request now? `consuming` stays set once the first
+        rebalance ended: with the broker gone, faust starts no rebalance, and `/readyz` (and so
+        `leadpipe status`) went on answering ready while nothing was consumed or published."""
+        producer = getattr(self.app.producer, "_producer", None)  # faust's aiokafka producer, once started
+        if producer is None:
+            return False
+        await producer.client.fetch_all_metadata()  # raises when no broker answers (Health: not ready)
+        return True
 
     def topic(self, name: str) -> faust.TopicT:
         """A catalogue topic carrying raw JSON bytes (decoded by pydantic in the agent, not by faust)."""
