@@ -3,6 +3,7 @@ anonymous leads, export answers, and the retention sweep that requests erasure o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -183,6 +184,43 @@ async def test_leads_quiet_beyond_the_retention_period_are_erased(
     assert done.in_reply_to == requests[0].event_id
     assert done.erased["leads_table"] == 1 and done.erased["activity_table"] == 1
     assert rows(enrich, lead) == {}
+
+
+async def test_one_sweep_requests_erasure_of_every_lead_past_retention(
+    *,
+    broker: EmbeddedBroker,
+    redis_url: str,
+    suffix: str,
+    tmp_path: Path,
+    started: list[StreamService],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sweep took its first 1,000 quiet leads only, and the next came an hour later: an import of
+    1M leads that all fell quiet on one day stayed six weeks past its retention. The leads here were
+    all active at one moment, so they fall quiet together: every one must go in the same sweep."""
+    caplog.set_level(logging.INFO, logger="services.enrich.agents")
+    enrich = await start_enrich(broker, redis_url, suffix, tmp_path, "5")  # quiet after five seconds
+    started.append(enrich)
+    count = 2500
+    now = datetime.now(UTC)
+    events = [
+        interaction(event_id=f"bulk-{i}", type="page_view", occurred_at=now, anonymous_id=f"anon-bulk-{i}")
+        for i in range(count)
+    ]
+    await produce(broker.bootstrap_servers, enrich.settings.topic(TopicName.INTERACTIONS), events)
+
+    def sweeps() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention sweep:")]
+
+    await eventually(sweeps, within=60)
+    assert datetime.now(UTC) < now + timedelta(seconds=30), "too slow to tell one sweep from several"
+    assert (
+        sweeps()[0] == f"retention sweep: erasure requested for {count} leads quiet past the retention period"
+    )
+    requests = await privacy_records(
+        broker, enrich, lambda rs: len({r.lead_id for r in rs if r.kind is PrivacyRequestKind.ERASE}) >= count
+    )
+    assert {r.requested_by for r in requests if r.kind is PrivacyRequestKind.ERASE} == {"retention"}
 
 
 async def test_a_person_s_erasure_of_an_anonymous_lead_erases_the_known_lead_it_became(
