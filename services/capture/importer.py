@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -164,19 +165,46 @@ class CaptureClient:
         for attempt in range(RETRIES):
             async with self._session.post(self._url, data=body, headers=self._headers) as response:
                 if response.status in (429, 503) and attempt < RETRIES - 1:
-                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    await asyncio.sleep(_retry_after(response.headers.get("Retry-After")))
                     continue
-                answer = await response.json(content_type=None)
+                text = await response.text()
+                try:
+                    answer = orjson.loads(text)
+                except orjson.JSONDecodeError:  # a proxy's page, say
+                    raise ImportFailed(
+                        f"capture answered {response.status} without JSON: {text[:200]!r}"
+                    ) from None
                 if response.status != 200:
-                    detail = answer.get("detail") if isinstance(answer, dict) else answer
-                    raise ImportFailed(f"capture answered {response.status}: {detail}")
+                    raise _refusal(response.status, answer)
                 results: list[dict[str, object]] = answer["results"]
                 return results
         raise ImportFailed("capture stayed unavailable")  # pragma: no cover - loop always returns
 
 
+def _retry_after(value: str | None) -> float:
+    """Retry-After in seconds; 1 when absent or not a number (an HTTP date, say)."""
+    try:
+        return max(0.0, float(value or 1))
+    except ValueError:
+        return 1.0
+
+
+def _refusal(status: int, answer: object) -> ImportFailed:
+    """Capture's problem answer (`error` and `message`) as the import's error."""
+    problem = answer if isinstance(answer, dict) else {}
+    error, message = problem.get("error"), problem.get("message")
+    text = (
+        f"capture answered {status} {error}: {message}" if error else f"capture answered {status}: {answer}"
+    )
+    return BodyTooLarge(text) if error == "body_too_large" else ImportFailed(text)
+
+
 class ImportFailed(Exception):
     """Capture refused the whole request (wrong key, unreachable, ...)."""
+
+
+class BodyTooLarge(ImportFailed):
+    """The request was over capture's body limit (`CAPTURE_MAX_BODY_BYTES`): fewer rows fit."""
 
 
 async def publish(
@@ -188,19 +216,48 @@ async def publish(
     imported_at: datetime,
     progress: Callable[[int], None] = lambda done: None,
 ) -> Report:
-    report = Report(total=len(rows))
+    batches = _Batches(
+        client,
+        Report(total=len(rows)),
+        partial(to_event, source=source, campaign=campaign, imported_at=imported_at),
+    )
     for start in range(0, len(rows), BATCH_SIZE):
         chunk = rows[start : start + BATCH_SIZE]
-        pending = {i: row for i, row in enumerate(chunk)}
+        await batches.publish_fitting(chunk)
+        progress(start + len(chunk))
+    return batches.report
+
+
+@dataclass(frozen=True)
+class _Batches:
+    client: CaptureClient
+    report: Report
+    event: Callable[[Row], dict[str, object]]
+
+    async def publish_fitting(self, rows: list[Row]) -> None:
+        """`rows` in one request, or in halves while capture finds the request too large; a row too
+        large alone is refused. A hundred wide rows (12 KB each) over capture's 1 MiB stopped the
+        whole import, though each row on its own was taken."""
+        try:
+            await self.publish(rows)
+        except BodyTooLarge as exc:
+            if len(rows) == 1:
+                self.report.refused.append(Refusal(rows[0].line, f"too large for one request: {exc}"))
+                return
+            half = len(rows) // 2
+            await self.publish_fitting(rows[:half])
+            await self.publish_fitting(rows[half:])
+
+    async def publish(self, rows: list[Row]) -> None:
+        """One request for `rows`, then again for those capture could not store yet (same ids)."""
+        report = self.report
+        pending = dict(enumerate(rows))
         for attempt in range(RETRIES):
             order = list(pending)
-            events = [
-                to_event(pending[i], source=source, campaign=campaign, imported_at=imported_at) for i in order
-            ]
             retry: dict[int, Row] = {}
-            for result in await client.send(events):
-                row = pending[order[int(str(result["index"]))]]
-                status = result["status"]
+            for result in await self.client.send([self.event(pending[i]) for i in order]):
+                index = order[int(str(result["index"]))]
+                row, status = pending[index], result["status"]
                 if status == "accepted":
                     report.published += 1
                 elif status == "duplicate":
@@ -208,15 +265,13 @@ async def publish(
                 elif status == "rejected":
                     report.refused.append(Refusal(row.line, _problems(result)))
                 elif attempt < RETRIES - 1:  # unavailable / in_flight: same ids, safe to resend
-                    retry[order[int(str(result["index"]))]] = row
+                    retry[index] = row
                 else:
                     report.failed.append(Refusal(row.line, f"not stored: {status}"))
             pending = retry
             if not pending:
                 break
             await asyncio.sleep(0.5 * 2**attempt)
-        progress(start + len(chunk))
-    return report
 
 
 class Progress:

@@ -9,6 +9,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from schemas import Interaction, PrivacyRecord, TopicName
@@ -114,7 +115,70 @@ async def test_clean_import_exits_zero_and_wrong_key_exits_two(
     assert (await _run(*base, "--api-key", "k"))[0] == 0
     code, _, err = await _run(*base, "--api-key", "wrong")
     assert code == 2
-    assert "capture answered 403" in err
+    # capture's problem, not "capture answered 403: None" (the import read a `detail` it never sends)
+    assert "import stopped: capture answered 403 invalid_api_key: " in err and "None" not in err
+
+
+async def test_rows_over_captures_body_limit_together_go_in_smaller_requests(
+    broker: EmbeddedBroker, redis_url: str, suffix: str, tmp_path: Path
+) -> None:
+    """A hundred rows of 2 KB over a 64 KiB body limit answered 413 and stopped the whole import,
+    though each row alone was taken. Now the rows go in halves until they fit; a row too large on its
+    own is refused with its line, and the rest are published."""
+    settings = CaptureSettings(
+        broker_url=broker.url,
+        redis_url=redis_url,
+        topic_suffix=f"{suffix}-wide",
+        api_keys="k",
+        max_body_bytes=64 * 1024,
+    )
+    await ensure_pipeline_topics(settings)
+    leads = tmp_path / "wide.csv"
+    rows = [f"wide{i}@example.com,{'n' * 2000}" for i in range(150)]
+    rows.insert(40, f"huge@example.com,{'h' * 70_000}")  # line 42
+    leads.write_text("email,notes\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("/")).rstrip("/")
+        code, out, _ = await _run("import", str(leads), "--url", url, "--api-key", "k", "--campaign", "wide")
+    finally:
+        await server.close()
+
+    assert code == 1
+    assert out.splitlines()[0] == "150 published, 0 already imported, 1 refused, 0 failed (of 151 rows)"
+    assert out.splitlines()[1].startswith(
+        "line 42: too large for one request: capture answered 413 body_too_large"
+    )
+    records = await consume_until(
+        broker.bootstrap_servers, settings.topic(TopicName.INTERACTIONS), lambda r: len(r) >= 150, within=20
+    )
+    emails = {Interaction.model_validate_json(r.value).contact.email for r in records}
+    assert emails == {f"wide{i}@example.com" for i in range(150)}
+
+
+async def test_an_answer_that_is_not_capture_s_stops_the_import_with_exit_two(tmp_path: Path) -> None:
+    """A proxy's 502 page made the import end in a JSONDecodeError traceback with exit 1, the code
+    that says rows were refused."""
+
+    async def bad_gateway(_: web.Request) -> web.Response:
+        return web.Response(
+            status=502, text="<html><body>Bad Gateway</body></html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/events:batch", bad_gateway)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    leads = tmp_path / "one.csv"
+    leads.write_text("email\nzoe@example.com\n", encoding="utf-8")
+    try:
+        url = str(server.make_url("/")).rstrip("/")
+        code, _, err = await _run("import", str(leads), "--url", url, "--api-key", "k", "--campaign", "c")
+    finally:
+        await server.close()
+    assert code == 2
+    assert "import stopped: capture answered 502 without JSON: '<html><body>Bad Gateway" in err
 
 
 def test_rows_keep_their_file_line_numbers() -> None:
