@@ -367,7 +367,7 @@ def add_routes(app: web.Application) -> None:
         settings=settings,
         redis=app[REDIS],
         publisher=app[PUBLISHER],
-        policy=load_policy(settings.privacy_file),
+        policy=load_policy(settings.privacy_file, settings.topics_file),
         metrics=privacy_metrics(SERVICE, app[METRICS].registry),
     )
     app.router.add_post("/v1/privacy/erase", post_erase)

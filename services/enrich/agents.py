@@ -480,7 +480,7 @@ def install_privacy(enricher: Enricher) -> EnrichPrivacy:
         help="When erased leads were erased (and, apart, erased at the person's request), by lead digest: "
         "records from before are dropped.",
     )
-    policy = load_policy(settings.privacy_file)
+    policy = load_policy(settings.privacy_file, settings.topics_file)
     redis = redis_client(settings.redis_url, 2.0)
     metrics = privacy_metrics(service.name, service.metrics.registry)
     privacy = EnrichPrivacy(

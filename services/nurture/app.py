@@ -25,7 +25,7 @@ def create_app(settings: NurtureSettings) -> StreamService:
     app = service.app
     ledger = ledger_for(settings)
     metrics = nurture_metrics(service.metrics.registry)
-    policy = load_policy(settings.privacy_file)
+    policy = load_policy(settings.privacy_file, settings.topics_file)
     privacy = privacy_metrics(service.name, service.metrics.registry)
     # bytes keys and values: faust picks the raw codec for the changelog (recovery decodes the same way)
     table: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes, "value_type": bytes}

@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from services.runtime.config_file import load_yaml_model
+from services.runtime.topic_config import TopicConfigError, TopicsFile
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "privacy.yaml"
+
+
+_DURATION = TypeAdapter(timedelta)
 
 
 class PrivacyConfigError(ValueError):
@@ -48,6 +52,36 @@ class PrivacyPolicy(BaseModel):
         return value
 
 
-def load_policy(path: Path = DEFAULT_POLICY_FILE) -> PrivacyPolicy:
-    """The validated policy; the error names the file, the key and the problem."""
-    return load_yaml_model(path, PrivacyPolicy, PrivacyConfigError)
+def load_policy(path: Path = DEFAULT_POLICY_FILE, topics_file: Path | None = None) -> PrivacyPolicy:
+    """The validated policy; the error names the file, the key and the problem. With `topics_file`
+    (the deployment's topics, LEADPIPE_TOPICS_FILE), also refused when its erasure guard is shorter
+    than a lead record can stay on a topic (`guard_problem`)."""
+    policy = load_yaml_model(path, PrivacyPolicy, PrivacyConfigError)
+    if topics_file is not None:
+        problem = guard_problem(policy, load_yaml_model(topics_file, TopicsFile, TopicConfigError))
+        if problem:
+            raise PrivacyConfigError(f"{path}: erasure_guard: {problem} in {topics_file}")
+    return policy
+
+
+def guard_problem(policy: PrivacyPolicy, topics: TopicsFile) -> str | None:
+    """Why the erasure guard is too short for these topics, or None. A consumer replaying a topic
+    from its start must find every erased lead still guarded, or a retained record from before the
+    erasure brings the lead back; only a test of the shipped files checked this, so a shortened
+    guard (P1D against the lead topics' six days) was taken silently."""
+    guard = _iso(policy.erasure_guard)
+    for name, config in topics.replayed_lead_topics().items():
+        stay = config.longest_stay()
+        if stay is None:
+            return f"{guard} is shorter than {name}'s records stay: they are kept for ever"
+        if stay > policy.erasure_guard:
+            return (
+                f"{guard} is shorter than {name}'s records can stay ({_iso(stay)}: retention plus "
+                "one segment): a replay of it would bring erased leads back"
+            )
+    return None
+
+
+def _iso(duration: timedelta) -> str:
+    """As the files write it (P7D)."""
+    return str(_DURATION.dump_python(duration, mode="json"))

@@ -49,6 +49,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+KAFKA_DEFAULT_SEGMENT = timedelta(days=7)
+"""segment.ms when a topic sets none (Kafka's default)."""
+
+
 class TopicConfig(_Strict):
     """One topic's Kafka configs, with durations as ISO 8601 (P6D) or seconds."""
 
@@ -116,6 +120,13 @@ class TopicConfig(_Strict):
             configs[key] = str(value).lower() if isinstance(value, bool) else str(value)
         return configs
 
+    def longest_stay(self) -> timedelta | None:
+        """How long a record can stay: its retention plus one segment (Kafka deletes whole segments);
+        None when it stays for ever (compacted only, or no retention)."""
+        if self.retention is None or "delete" not in self.cleanup_policy:
+            return None
+        return self.retention + (self.segment or KAFKA_DEFAULT_SEGMENT)
+
 
 class TopicsFile(_Strict):
     """The whole file: every catalogue topic, the services' own topics, changelogs, a default."""
@@ -163,6 +174,14 @@ class TopicsFile(_Strict):
         if name in self.topics:
             return self.topics[TopicName(name)]
         return self.internal.get(name, self.default)
+
+    def replayed_lead_topics(self) -> dict[str, TopicConfig]:
+        """The topics whose records a consumer replays from their start (a new group, expired offsets)
+        and which would bring an erased lead back: all but the dead letters (an operator looks at the
+        erasure log before replaying one) and privacy.requests (an erase request is safe to replay)."""
+        kept = {TopicName.DLQ, TopicName.PRIVACY}
+        topics = {name.value: config for name, config in self.topics.items() if name not in kept}
+        return {**topics, **self.internal, "default": self.default}
 
     def min_insync(self, replication_factor: int) -> int | None:
         """min.insync.replicas for this replication factor; None leaves the broker's default."""

@@ -32,7 +32,7 @@ def create_app(settings: ScoreSettings) -> StreamService:
     channel = service.raw_topic(*names.values())
     # bytes keys and values use the raw codec; the state's JSON is (de)serialised by LeadState
     index = DueIndex()
-    policy = load_policy(settings.privacy_file)
+    policy = load_policy(settings.privacy_file, settings.topics_file)
     erased = service.table(
         "erased-leads", default=None, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions
     )
