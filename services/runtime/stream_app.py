@@ -40,6 +40,7 @@ from services.runtime.metrics import (
 )
 from services.runtime.partitioner import KafkaPartitioner
 from services.runtime.raw_schema import RawBytesSchema
+from services.runtime.redis_retry import RedisRefused
 from services.runtime.settings import ServiceSettings
 from services.runtime.topics import changelog_topic_configs, ensure_configured_topics, ensure_pipeline_topics
 
@@ -275,12 +276,18 @@ class StreamService:
                         await handle(batch, event)
                 except RecordTooLarge as exc:  # its other effects stand: they repeat alike if replayed
                     await self.dead_letter(self._too_large(event, exc))
+                except RedisRefused as exc:  # the same again on every retry (redis_retry.py)
+                    await self.dead_letter(self.refused_letter(event.message, event.value, exc))
                 self.observe(event.message.topic, started)
             handled = time.perf_counter()
             await batch.commit()
             metrics.records.observe(len(events))
             metrics.handling.observe(handled - began)
             metrics.commit.observe(time.perf_counter() - handled)
+
+    def refused_letter(self, message: Located, value: bytes | None, exc: RedisRefused) -> DeadLetter:
+        """The dead letter of a record Redis refused a command for (`RedisRefused`)."""
+        return dead_letter(self.name, origin_of(message), value, "redis_refused", str(exc))
 
     def _too_large(self, event: faust.EventT[bytes], exc: RecordTooLarge) -> DeadLetter:
         return dead_letter(self.name, origin_of(event.message), event.value, "record_too_large", str(exc))
