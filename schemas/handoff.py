@@ -39,6 +39,7 @@ class Handoff(LeadEvent):
 
 class SlaEventKind(StrEnum):
     STARTED = "started"
+    DUE_SOON = "due_soon"  # the deadline is near and nobody has contacted the lead: its rep is reminded
     MET = "met"
     BREACHED = "breached"
     REASSIGNED = "reassigned"
@@ -57,7 +58,8 @@ class SlaEvent(LeadEvent):
     reason: str | None = None
     notify: list[str] = Field(
         default_factory=list,
-        description="Who should be told: the team lead on a breach, more people as it escalates.",
+        description="Who should be told: the team lead on a breach, more people as it escalates; on"
+        " due_soon the assigned rep (the team lead while the lead waits in the team's queue).",
         examples=[["lead-emea@example.com"]],
     )
     record_type: Literal["sla_event"] = "sla_event"

@@ -34,6 +34,9 @@ from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
 
+# The SLA events RouteBatch counts once the broker acknowledged them.
+_COUNTED = frozenset({SlaEventKind.BREACHED, SlaEventKind.REASSIGNED, SlaEventKind.DUE_SOON})
+
 
 @dataclass(frozen=True)
 class RouteOutputs:
@@ -92,11 +95,10 @@ class RouteBatch(Batch):
             outputs.privacy.dropped_stale()
         handoffs, events = await self._send(outcomes)
         await super().commit()
-        for event in events:  # counted once acknowledged: a breach whose publish failed goes out again
-            if event.kind == SlaEventKind.BREACHED:
-                metrics.breaches.labels(event.assignee.team, event.tier).inc()
-            else:
-                metrics.reassignments.labels(event.assignee.team).inc()
+        self._count(events)
+        reminded = [deadline for outcome in outcomes for deadline in outcome.reminded]
+        if reminded:  # only now: a reminder whose publish failed is found again by the next tick
+            await until_redis_answers(partial(outputs.router.reminded, reminded), "mark reminded")
         breaches = [breach for outcome in outcomes for breach in outcome.breaches]
         if not handoffs and not breaches:
             return
@@ -107,13 +109,24 @@ class RouteBatch(Batch):
             lag = (handoff.handed_off_at - handoff.trigger.occurred_at).total_seconds()
             metrics.speed_to_lead.labels(handoff.sla.tier).observe(max(0.0, lag))
 
+    def _count(self, events: list[SlaEvent]) -> None:
+        """Counted once acknowledged: a breach or reminder whose publish failed goes out again."""
+        metrics = self.outputs.metrics
+        for event in events:
+            if event.kind == SlaEventKind.BREACHED:
+                metrics.breaches.labels(event.assignee.team, event.tier).inc()
+            elif event.kind == SlaEventKind.DUE_SOON:
+                metrics.reminders.labels(event.assignee.team, event.tier).inc()
+            else:
+                metrics.reassignments.labels(event.assignee.team).inc()
+
     async def _dead_letter(self, source: faust.EventT[bytes], reason: str) -> None:
         service = self.outputs.service
         letter = dead_letter(service.name, origin_of(source.message), source.value, "unroutable", reason)
         await service.dead_letter(letter)
 
     async def _send(self, outcomes: list[Outcome]) -> tuple[list[Handoff], list[SlaEvent]]:
-        """Hand every record to the outbox; the hand-offs, and the breach and reassignment events."""
+        """Hand every record to the outbox; the hand-offs, and the SLA events counted once acknowledged."""
         outputs = self.outputs
         handoffs: list[Handoff] = []
         events: list[SlaEvent] = []
@@ -123,7 +136,7 @@ class RouteBatch(Batch):
                 handoffs.append(record)
                 continue
             await self.outbox.send(outputs.sla, record.lead_id, record)
-            if record.kind in (SlaEventKind.BREACHED, SlaEventKind.REASSIGNED):
+            if record.kind in _COUNTED:
                 events.append(record)
         return handoffs, events
 
@@ -175,7 +188,9 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
 
     @service.app.timer(settings.sla_check_interval)  # type: ignore[untyped-decorator]
     async def check_sla_deadlines() -> None:
-        """Every worker checks; the claim script hands each due deadline to exactly one of them.
+        """Every worker checks; the claim script hands each due deadline to exactly one of them. Then
+        each looks for reminders due (`Router.on_reminders`): two workers may publish one reminder
+        twice, with the same event id, which the notices mail once.
 
         Nothing but cancellation may escape: faust ends a timer at its first exception and crashes the
         whole worker with it (mode's `Service._execute_task` calls `crash`). A failed tick is logged
@@ -185,6 +200,10 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
         try:
             outcome = await router.on_due(utcnow(), settings.sla_claim_seconds)
             await publish(outcome)
+            # After the breaches, so a failing reminder holds up none of them.
+            reminders = await router.on_reminders(utcnow())
+            if reminders.records:
+                await publish(reminders)
             await update_open_leads(router, metrics)
         except (RedisError, OSError) as exc:
             metrics.sla_check_failures.labels("redis").inc()

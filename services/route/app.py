@@ -41,7 +41,10 @@ class RouteService(StreamService):
         self.redis: Redis = redis_client(settings.redis_url, settings.redis_timeout)
         guard = load_policy(settings.privacy_file).erasure_guard
         self.store = RedisStore(
-            self.redis, settings.redis_prefix, erasure_guard_seconds=int(guard.total_seconds())
+            self.redis,
+            settings.redis_prefix,
+            erasure_guard_seconds=int(guard.total_seconds()),
+            reminder_keep_seconds=settings.sla_reminder_keep_seconds,
         )
         self.router = Router(self.config, self.store)
         self.route_metrics: RouteMetrics = route_metrics(self.metrics.registry)

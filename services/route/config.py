@@ -34,6 +34,7 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 _DAY_NAMES = {full[:n]: full[:3] for full in _FULL_DAYS for n in range(3, len(full) + 1)} | {"weds": "wed"}
 _MAX_SLA_MINUTES = 366 * 24 * 60  # a year: beyond it a deadline means nothing (and overflowed)
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -185,7 +186,9 @@ class Rep(_Model):
     id: str = Field(min_length=1)
     name: str | None = None
     email: str | None = Field(
-        None, description="Where SLA notices go when a team's `lead` or the `escalation` names this rep."
+        None,
+        description="Where SLA notices go: the rep's reminders before a deadline (a tier's remind_before), "
+        "and breaches when a team's `lead` or the `escalation` names this rep.",
     )
     weight: int = Field(1, ge=1, le=1000, description="Relative share of the team's leads.")
     capacity: int = Field(20, ge=0, description="Most open leads at once.")
@@ -300,6 +303,28 @@ class SlaTier(_Model):
     business_hours: bool = Field(False, description="Count only the team's business hours.")
     temperatures: tuple[Temperature, ...] = ()
     lifecycle: tuple[LifecycleStage, ...] = ()
+    remind_before: timedelta | None = Field(
+        None,
+        description="Remind the rep (the team lead while the lead is queued) this long before the "
+        "deadline, in wall-clock time, while nobody has contacted the lead; an ISO-8601 duration "
+        "(PT2M). None: no reminder for this tier.",
+    )
+
+    @model_validator(mode="after")
+    def _reminder_inside_the_deadline(self) -> SlaTier:
+        """A reminder at or before the hand-off (or never, for zero) would only be noise."""
+        remind = self.remind_before
+        if remind is None:
+            return self
+        written = _DURATION.dump_python(remind, mode="json")  # as the file writes it: PT5M
+        if remind <= timedelta(0):
+            raise ValueError(f"tier {self.name!r}: remind_before must be positive, not {written}")
+        if remind >= timedelta(minutes=self.minutes):
+            raise ValueError(
+                f"tier {self.name!r}: remind_before ({written}) must be shorter than the tier's "
+                f"{self.minutes:g} minutes, else the reminder would go out at the hand-off"
+            )
+        return self
 
 
 class SlaPolicy(_Model):
@@ -335,6 +360,12 @@ class SlaPolicy(_Model):
         if self.default_tier not in {tier.name for tier in self.tiers}:
             raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
         return self
+
+    @property
+    def longest_reminder(self) -> timedelta | None:
+        """How far ahead of now the SLA timer looks for deadlines to remind of; None: no tier reminds."""
+        reminders = [tier.remind_before for tier in self.tiers if tier.remind_before is not None]
+        return max(reminders, default=None)
 
 
 class RoutingConfig(_Model):

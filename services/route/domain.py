@@ -586,3 +586,53 @@ def release_event(state: LeadState, activity: SalesActivity, now: datetime) -> S
     reason = f"{activity.activity.value}: {activity.reason}" if activity.reason else activity.activity.value
     count = state.breach_count
     return sla_event(state.handoff, SlaEventKind.CANCELLED, now, breach_count=count, reason=reason)
+
+
+# --- reminders before the deadline --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderCheck:
+    """What the SLA timer does about one running deadline: publish `event` (its reminder is due), look
+    again at `later` (not yet), or neither: this deadline gets no reminder."""
+
+    event: SlaEvent | None = None
+    later: datetime | None = None
+
+
+def reminder_at(handoff: Handoff, policy: SlaPolicy) -> datetime | None:
+    """When the hand-off's reminder is due: its tier's `remind_before` ahead of its deadline, in
+    wall-clock time; None when the tier has none, or is no longer configured (the deadline was made
+    under a tier the file dropped: it is not for another tier's reminder to speak for it)."""
+    tier = next((tier for tier in policy.tiers if tier.name == handoff.sla.tier), None)
+    if tier is None or tier.remind_before is None:
+        return None
+    return handoff.sla.due_at - tier.remind_before
+
+
+def check_reminder(
+    state: LeadState | None, config: RoutingConfig, now: datetime, *, pending: bool = False
+) -> ReminderCheck:
+    """Remind while `reminder_at <= now < due_at` of a hand-off nobody has contacted. Never for a
+    closed or erased lead, a contacted one, or one whose breach waits for the broker (`pending`): its
+    deadline passed, and the breach tells the team lead. The state's deadline decides, not the clock's
+    score in Redis: a claim moves that out by its lease, and a kept breach re-arms it to escalate, not
+    to remind the rep again."""
+    if state is None or state.contacted or pending:
+        return ReminderCheck()
+    at = reminder_at(state.handoff, config.sla)
+    if at is None or now >= state.handoff.sla.due_at:
+        return ReminderCheck()
+    if now < at:
+        return ReminderCheck(later=at)
+    return ReminderCheck(event=due_soon_event(state, config, now))
+
+
+def due_soon_event(state: LeadState, config: RoutingConfig, now: datetime) -> SlaEvent:
+    """The reminder: for the assigned rep, or the team lead while the lead waits in the queue. Its id
+    is the hand-off's and the kind's, so two workers, or a retry, publish the same event."""
+    handoff = state.handoff
+    rep = handoff.assignee.rep_id
+    lead = team_named(config, handoff.assignee.team).lead
+    notify = [rep] if rep else [lead] if lead else []
+    return sla_event(handoff, SlaEventKind.DUE_SOON, now, breach_count=state.breach_count, notify=notify)

@@ -20,7 +20,7 @@ from services.route.store import RedisStore
 from services.runtime.campaigns import CampaignsConfig, load_campaigns
 
 # Speed to lead spans milliseconds (automatic hand-off) to hours (business-hour tiers, queues).
-NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed", "refused", "unbuildable")
+NOTICE_OUTCOMES = ("sent", "duplicate", "unaddressed", "refused", "unbuildable", "stale")
 CRM_OUTCOMES = ("queued", "delivered", "retried", "dead_lettered")
 SLA_CHECK_FAILURES = ("redis", "error")
 SPEED_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
@@ -33,6 +33,7 @@ class RouteMetrics:
     first_contact: Histogram
     lead_response: Histogram
     breaches: Counter
+    reminders: Counter
     reassignments: Counter
     open_leads: Gauge
     open_slas: Gauge
@@ -85,6 +86,7 @@ class RouteMetrics:
             for tier in tiers:
                 self.handoffs.labels(team, tier)
                 self.breaches.labels(team, tier)
+                self.reminders.labels(team, tier)
 
 
 def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None = None) -> RouteMetrics:
@@ -117,6 +119,12 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         breaches=Counter(
             "leadpipe_route_sla_breaches_total", "SLA deadlines missed.", ["team", "tier"], registry=registry
         ),
+        reminders=Counter(
+            "leadpipe_route_sla_reminders_total",
+            "Reminders (`due_soon`) published before a contact deadline (the tier's remind_before).",
+            ["team", "tier"],
+            registry=registry,
+        ),
         reassignments=Counter(
             "leadpipe_route_reassignments_total", "Leads moved after a breach.", ["team"], registry=registry
         ),
@@ -137,9 +145,11 @@ def route_metrics(registry: CollectorRegistry, campaigns: CampaignsConfig | None
         ),
         notices=Counter(
             "leadpipe_route_sla_notices_total",
-            "SLA breach notices: sent, duplicate (sent before a replay), unaddressed (no address to use), "
-            "refused (the SMTP server refused it for good: an address it rejects; logged, not retried), "
-            "unbuildable (no valid mail could be made of it, e.g. an address with a line break; logged).",
+            "SLA breach notices and due-soon reminders: sent, duplicate (sent before a replay), "
+            "unaddressed (no address to use), refused (the SMTP server refused it for good: an address "
+            "it rejects; logged, not retried), unbuildable (no valid mail could be made of it, e.g. an "
+            "address with a line break; logged), stale (a reminder whose lead was contacted, closed or "
+            "handed on since, or whose deadline passed: not sent).",
             ["outcome"],
             registry=registry,
         ),

@@ -1,5 +1,6 @@
-"""What an SLA breach tells people: the notice for a `breached` event on leads.sla. Pure, like
-domain.py: the notifier (notifier.py) reads the lead's state and sends what this returns.
+"""What an SLA breach tells people: the notice for a `breached` event on leads.sla, and the reminder
+for a `due_soon` one. Pure, like domain.py: the notifier (notifier.py) reads the lead's state and
+sends what this returns.
 
 One notice per breach, on its `breached` event: the `escalated` and `reassigned` events of the same
 breach carry the same people, and three e-mails for one missed deadline teach people to ignore
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from schemas.handoff import Assignee, SlaEvent, SlaEventKind
@@ -51,14 +52,7 @@ def breach_notice(
     """The notice for a breach event with people to tell; None for any other event."""
     if not gives_notice(event):
         return None
-    addresses: list[str] = []
-    unaddressed: list[str] = []
-    for entry in dict.fromkeys(event.notify):
-        address = config.address(entry)
-        if address is None:
-            unaddressed.append(entry)
-        elif address not in addresses:
-            addresses.append(address)
+    addresses, unaddressed = _addresses(event.notify, config)
     zone = _zone(config, event.assignee.team)
     # Personal data only while the lead is open: an erased or closed lead leaves none in route.
     contact = state.handoff.contact if state is not None else None
@@ -96,6 +90,97 @@ def breach_notice(
         subject=subject,
         text="\n".join(lines) + "\n",
     )
+
+
+def is_reminder(event: SlaEvent) -> bool:
+    """A reminder before the deadline with someone to remind."""
+    return event.kind is SlaEventKind.DUE_SOON and bool(event.notify)
+
+
+def reminder_stale(event: SlaEvent, state: LeadState | None, now: datetime) -> str | None:
+    """Why a reminder must no longer go out, or None: it is read when the mail would go, which an
+    SMTP outage may have delayed, and nobody should be urged to contact a lead that was contacted,
+    closed or handed on to someone else since, nor by a deadline that has passed (the breach notice
+    speaks for it then)."""
+    if state is None:
+        return "closed"
+    if state.handoff.handoff_id != event.handoff_id:
+        return "handed on"
+    if state.contacted:
+        return "contacted"
+    if now >= event.due_at:
+        return "past its deadline"
+    return None
+
+
+def reminder_notice(
+    event: SlaEvent,
+    state: LeadState | None,
+    config: RoutingConfig,
+    now: datetime,
+    lead_url: str | None = None,
+) -> Notice | None:
+    """The reminder for a `due_soon` event with someone to tell, while it is not stale
+    (`reminder_stale`); None otherwise."""
+    if not is_reminder(event) or state is None or reminder_stale(event, state, now) is not None:
+        return None
+    addresses, unaddressed = _addresses(event.notify, config)
+    zone = _zone(config, event.assignee.team)
+    contact = state.handoff.contact
+    who = _person(contact.first_name, contact.last_name, contact.company)
+    deadline = _at(event.due_at, zone)
+    left = _left(event.due_at - now)
+    first = (
+        f"Please contact this lead by {deadline}, its {event.tier} SLA deadline: {left} left."
+        if event.assignee.rep_id
+        else f"This lead waits in the {event.assignee.team} queue: someone must contact it by "
+        f"{deadline}, its {event.tier} SLA deadline: {left} left."
+    )
+    lines = [first, "", f"Lead:     {who or 'not named'}"]
+    lines += _details(contact.job_title, contact.email, contact.phone)
+    lines += [
+        f"Deadline: {deadline}",
+        f"Left:     {left}",
+        f"Lead id:  {event.lead_id}",
+    ]
+    if lead_url:
+        lines.append(f"Open:     {lead_url.replace('{lead_id}', event.lead_id)}")
+    lines += [
+        "",
+        "You get this as the lead's rep (as the team's lead while it waits in the queue): a missed "
+        "deadline is reported to the team's lead (remind_before in config/routing.yaml).",
+    ]
+    return Notice(
+        message_id=event.event_id,
+        lead_id=event.lead_id,
+        to=tuple(addresses[:1]),
+        cc=tuple(addresses[1:]),
+        unaddressed=tuple(unaddressed),
+        subject=one_line(f"[SLA due soon] {who or event.lead_id}: contact by {deadline}"),
+        text="\n".join(lines) + "\n",
+    )
+
+
+def _addresses(notify: list[str], config: RoutingConfig) -> tuple[list[str], list[str]]:
+    """The addresses the notify entries resolve to, each once, and the entries without one."""
+    addresses: list[str] = []
+    unaddressed: list[str] = []
+    for entry in dict.fromkeys(notify):
+        address = config.address(entry)
+        if address is None:
+            unaddressed.append(entry)
+        elif address not in addresses:
+            addresses.append(address)
+    return addresses, unaddressed
+
+
+def _left(remaining: timedelta) -> str:
+    """Time left to the deadline, in whole minutes (rounded down: never more than there is)."""
+    minutes = int(remaining.total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
 def _now(event: SlaEvent, state: LeadState | None, config: RoutingConfig, zone: ZoneInfo) -> str:

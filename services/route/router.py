@@ -29,13 +29,16 @@ from schemas.stage import StageChange
 from services.route import domain
 from services.route.config import RoutingConfig, SlaTier
 from services.route.store import (
+    REMINDED,
     Assignment,
     AssignRequest,
     BreachSave,
     Closed,
     Contact,
+    Deadline,
     PendingBreach,
     RedisStore,
+    held_of,
 )
 from services.runtime.errors import field_problems, summarise
 
@@ -58,6 +61,8 @@ class Outcome:
     breaches: list[PendingBreach] = field(default_factory=list)
     # Why a sales-ready change was left out, unassigned: its hand-off could not carry its contact.
     unusable: str | None = None
+    # The deadlines whose reminders these records are: marked reminded once the broker acknowledged them.
+    reminded: list[Deadline] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -275,6 +280,43 @@ class Router:
                 log.exception("SLA breach of lead %s failed; retried in %.0f s", lead_id, lease_seconds)
         return outcome
 
+    async def on_reminders(self, now: datetime) -> Outcome:
+        """The `due_soon` reminders due now (`domain.check_reminder`); the caller publishes them and,
+        once the broker acknowledged them, marks them (`reminded`). A deadline that gets none, or
+        not yet, is marked here. Round trips: none while no tier reminds; else one for the deadlines
+        within the longest `remind_before` and one for their marks, plus, only when some are new or
+        their reminder time came, one to read those leads and one to mark them."""
+        horizon = self.config.sla.longest_reminder
+        if horizon is None:
+            return Outcome()
+        deadlines = await self.store.deadlines_within(now, horizon)
+        marks = await self.store.reminders.marks(deadlines)
+        ripe = [d for d, mark in zip(deadlines, marks, strict=True) if _ripe(mark, now)]
+        if not ripe:
+            return Outcome()
+        raw = await self.store.held_raw([deadline.lead_id for deadline in ripe])
+        outcome = Outcome()
+        settled: list[tuple[Deadline, datetime | None]] = []
+        for deadline, fields in zip(ripe, raw, strict=True):
+            try:
+                held = held_of(deadline.lead_id, fields)
+            except Exception:  # a state no version of route wrote: its breach will say so too
+                log.exception("no reminder for lead %s: its state cannot be read", deadline.lead_id)
+                settled.append((deadline, None))
+                continue
+            check = domain.check_reminder(held.state, self.config, now, pending=held.pending is not None)
+            if check.event is not None:
+                outcome.records.append(check.event)
+                outcome.reminded.append(deadline)
+            else:
+                settled.append((deadline, check.later))
+        await self.store.reminders.mark(settled, now)
+        return outcome
+
+    async def reminded(self, deadlines: Sequence[Deadline], now: datetime | None = None) -> None:
+        """The broker acknowledged these deadlines' reminders: no tick publishes them again."""
+        await self.store.reminders.mark([(deadline, None) for deadline in deadlines], now or utcnow())
+
     async def _breach(self, state: domain.LeadState, now: datetime) -> PendingBreach | None:
         """The breach of `state`'s deadline, stored with its records; None when there is none to
         publish (a contact stopped the clock, or the lead was erased since the breach script ran)."""
@@ -326,3 +368,10 @@ class Router:
         met = domain.sla_event(handoff, SlaEventKind.MET, now, breach_count=plan.breach_count)
         save = BreachSave(new_state, previous.handoff_id, [*events, handoff, reassigned], due, met=met)
         return await self.store.save_breach(save)
+
+
+def _ripe(mark: bytes | None, now: datetime) -> bool:
+    """A deadline to look at: not seen yet, or its reminder's time (the mark's ms) has come."""
+    if mark is None:
+        return True
+    return mark != REMINDED and int(mark) <= int(now.timestamp() * 1000)

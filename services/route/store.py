@@ -22,15 +22,19 @@ Keys (all under the configured prefix; not cluster-safe, the scripts build key n
                         a breach is under way, its claim's lease (services/runtime/due_claims.py)
   status            hash  rep -> JSON of run-time availability, capacity and out-of-office, merged
                         in one step per update (_SET_STATUS)
+  remind:<digest>   str   a running deadline (lead id, deadline ms; an opaque digest) the SLA timer
+                        has dealt with: `done` (reminded, or no reminder due), or the ms of its
+                        reminder still to come; expires a little after the deadline (`Reminders`)
 `erase` removes a lead from `lead:`, `sla` and its rep's `load`; no other key names a lead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -397,6 +401,62 @@ class Held:
     pending: PendingBreach | None  # its last breach, still to publish
 
 
+_HELD_FIELDS = ["state", "handoff_id", "pending_breach", "pending"]
+
+
+def held_of(lead_id: str, raw: list[Any]) -> Held:
+    """A lead's `_HELD_FIELDS` as read: raises on a state that cannot be read."""
+    state, hid, count, records = raw
+    return Held(None if state is None else _state_of(state), _pending(lead_id, hid, count, records))
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A running SLA clock as the `sla` sorted set holds it: the lead and its score (epoch ms)."""
+
+    lead_id: str
+    due_ms: int
+
+
+REMINDED = b"done"
+
+
+class Reminders:
+    """Which running deadlines the SLA timer has dealt with (`remind:<digest>`), so each costs one
+    read of its lead's state, not one per tick: a busy window is one MGET a tick. Keyed by (lead,
+    deadline ms), so a new deadline (a reassignment's hand-off) is a new entry, and by a digest, so no
+    key names a lead (an erasure need not find them); each expires `keep_seconds` after its deadline,
+    which covers workers whose clocks disagree a little."""
+
+    def __init__(self, redis: Redis, prefix: str, *, keep_seconds: float) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.keep_ms = int(keep_seconds * 1000)
+
+    def key(self, deadline: Deadline) -> str:
+        digest = hashlib.sha256(f"{deadline.lead_id}|{deadline.due_ms}".encode()).hexdigest()[:32]
+        return f"{self.prefix}remind:{digest}"
+
+    async def marks(self, deadlines: Sequence[Deadline]) -> list[bytes | None]:
+        """Each deadline's mark: None (not seen yet), `REMINDED`, or its reminder's ms; one round trip."""
+        if not deadlines:
+            return []
+        return cast(list[bytes | None], await self.redis.mget([self.key(d) for d in deadlines]))
+
+    async def mark(self, marks: Sequence[tuple[Deadline, datetime | None]], now: datetime) -> None:
+        """Remember each deadline as dealt with (None), or to look at again at the time given (its
+        reminder's); one round trip. The expiry is relative to `now`, the worker's clock the deadline
+        was read by, not Redis's."""
+        if not marks:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for deadline, later in marks:
+                value = REMINDED if later is None else str(_ms(later)).encode()
+                keep = max(deadline.due_ms - _ms(now), 0) + self.keep_ms
+                pipe.set(self.key(deadline), value, px=keep)
+            await pipe.execute()
+
+
 @dataclass(frozen=True)
 class BreachSave:
     """A breach's outcome, to store after the breach script moved (or kept) the lead."""
@@ -481,11 +541,13 @@ class RedisStore:
         *,
         seen_ttl_seconds: int = 90 * 24 * 3600,
         erasure_guard_seconds: int = 7 * 24 * 3600,
+        reminder_keep_seconds: float = 60.0,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.seen_ttl = seen_ttl_seconds
         self.erasure_guard = erasure_guard_seconds  # config/privacy.yaml's erasure_guard
+        self.reminders = Reminders(redis, prefix, keep_seconds=reminder_keep_seconds)
         self._assign = redis.register_script(_ASSIGN)
         self._breach = redis.register_script(_BREACH)
         self._release = redis.register_script(_RELEASE)
@@ -632,10 +694,28 @@ class RedisStore:
 
     async def held(self, lead_id: str) -> Held:
         """The lead's state and its breach still waiting for the broker, if any, in one round trip."""
-        fields = ["state", "handoff_id", "pending_breach", "pending"]
-        raw, hid, count, records = await self.redis.hmget(self._key("lead", lead_id), fields)
-        state = None if raw is None else _state_of(raw)
-        return Held(state, _pending(lead_id, hid, count, records))
+        raw = cast(list[Any], await self.redis.hmget(self._key("lead", lead_id), _HELD_FIELDS))
+        return held_of(lead_id, raw)
+
+    async def held_raw(self, lead_ids: Sequence[str]) -> list[list[Any]]:
+        """`held` of many leads in one round trip, unparsed: `held_of` each, so one unreadable lead
+        costs the caller only that lead."""
+        if not lead_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lead_id in lead_ids:
+                pipe.hmget(self._key("lead", lead_id), _HELD_FIELDS)
+            return cast(list[list[Any]], await pipe.execute())
+
+    async def deadlines_within(self, now: datetime, horizon: timedelta) -> list[Deadline]:
+        """The running clocks whose score lies in (now, now + horizon], soonest first: the deadlines
+        a reminder may be due for (and claimed ones, moved out by their lease, which get none)."""
+        start, end = _ms(now), _ms(now + horizon)
+        found = cast(
+            list[tuple[Any, float]],
+            await self.redis.zrangebyscore(self._key("sla"), f"({start}", end, withscores=True),
+        )
+        return [Deadline(text_of(lead), int(score)) for lead, score in found]
 
     async def mark_published(
         self, handoffs: Sequence[tuple[str, str]], breaches: Sequence[PendingBreach] = ()

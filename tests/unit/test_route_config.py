@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +21,8 @@ def test_the_shipped_routing_file_is_valid() -> None:
     config = load_config(ROUTING)
     assert config.team(config.fallback_team).reps
     assert {tier.name: tier.minutes for tier in config.sla.tiers} == {"hot": 5, "mql": 240}
+    reminders = {tier.name: tier.remind_before for tier in config.sla.tiers}
+    assert reminders == {"hot": timedelta(minutes=2), "mql": timedelta(minutes=30)}
     assert "NO" in config.regions["emea"]
 
 
@@ -290,3 +292,45 @@ def test_a_rule_whose_employee_bounds_cross_is_refused() -> None:
     assert "rules.0.match" in str(caught.value) and "min_employees 500 > max_employees 50" in str(
         caught.value
     )
+
+
+def _tier(**tier: Any) -> dict[str, Any]:
+    return {**CONFIG, "sla": {"tiers": [{"name": "hot", "minutes": 5, **tier}], "default_tier": "hot"}}
+
+
+@pytest.mark.parametrize(
+    ("remind_before", "problem"),
+    [
+        ("PT0S", "tier 'hot': remind_before must be positive, not PT0S"),
+        ("-PT1M", "tier 'hot': remind_before must be positive, not -PT1M"),
+        ("PT5M", "tier 'hot': remind_before (PT5M) must be shorter than the tier's 5 minutes"),
+        ("PT1H", "tier 'hot': remind_before (PT1H) must be shorter than the tier's 5 minutes"),
+    ],
+)
+def test_a_reminder_that_would_go_out_at_once_or_never_is_refused_naming_the_tier(
+    remind_before: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_tier(remind_before=remind_before), "routing.yaml")
+    assert str(caught.value).startswith("routing.yaml: ") and "sla.tiers.0" in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_remind_before_is_optional_per_tier_and_the_timer_looks_as_far_ahead_as_the_longest() -> None:
+    assert parse_config(_tier()).sla.tiers[0].remind_before is None
+    assert parse_config(_tier()).sla.longest_reminder is None
+    sla = {
+        "tiers": [
+            {"name": "hot", "minutes": 5, "remind_before": "PT4M59S"},
+            {"name": "warm", "minutes": 60},
+            {"name": "mql", "minutes": 240, "remind_before": "PT30M"},
+        ],
+        "default_tier": "mql",
+    }
+    parsed = parse_config({**CONFIG, "sla": sla}).sla
+    assert [tier.remind_before for tier in parsed.tiers] == [
+        timedelta(minutes=4, seconds=59),
+        None,
+        timedelta(minutes=30),
+    ]
+    assert parsed.longest_reminder == timedelta(minutes=30)

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.handoff import Assignee, SlaEventKind
 from schemas.sales import SalesActivity, SalesActivityKind
@@ -467,3 +469,101 @@ def test_a_kept_breach_rearms_the_clock_while_escalation_steps_remain() -> None:
     assert not domain.plan_breach(
         domain.LeadState(handoff=handoff()), SlaPolicy(reassign_on_breach=False), team
     ).rearm
+
+
+# --- reminders before the deadline --------------------------------------------------------------
+
+REMINDING_SLA: dict[str, Any] = {
+    "tiers": [
+        {"name": "hot", "minutes": 5, "temperatures": ["hot"], "remind_before": "PT2M"},
+        {"name": "mql", "minutes": 240, "lifecycle": ["mql"]},
+    ],
+    "default_tier": "mql",
+}
+DUE = WED + timedelta(minutes=5)  # handoff()'s deadline
+REMIND_AT = DUE - timedelta(minutes=2)
+
+
+def reminding() -> RoutingConfig:
+    return config(sla=REMINDING_SLA)
+
+
+def test_a_reminder_is_due_from_remind_before_ahead_of_the_deadline_until_it() -> None:
+    state = domain.LeadState(handoff=handoff())
+    tick = timedelta(microseconds=1)
+    assert domain.check_reminder(state, reminding(), REMIND_AT - tick) == domain.ReminderCheck(
+        later=REMIND_AT
+    )
+    for now in (REMIND_AT, DUE - tick):
+        event = domain.check_reminder(state, reminding(), now).event
+        assert event is not None and event.kind is SlaEventKind.DUE_SOON
+        assert event.handoff_id == state.handoff.handoff_id and event.due_at == DUE
+        assert event.tier == "hot" and event.assignee == Assignee(rep_id="anna", team="dach")
+        assert event.notify == ["anna"]
+    assert domain.check_reminder(state, reminding(), DUE) == domain.ReminderCheck()  # the breach's turn
+
+
+def test_no_reminder_once_contacted_closed_or_breached_nor_for_a_tier_without_one() -> None:
+    state = domain.LeadState(handoff=handoff())
+    assert (
+        domain.check_reminder(replace(state, contacted=True), reminding(), REMIND_AT)
+        == domain.ReminderCheck()
+    )
+    assert domain.check_reminder(None, reminding(), REMIND_AT) == domain.ReminderCheck()
+    # A breach waiting for the broker: its deadline passed, the team lead is told of that instead.
+    assert domain.check_reminder(state, reminding(), REMIND_AT, pending=True) == domain.ReminderCheck()
+    assert domain.check_reminder(state, config(), REMIND_AT) == domain.ReminderCheck()  # no remind_before
+    renamed = {
+        **REMINDING_SLA,
+        "tiers": [{**REMINDING_SLA["tiers"][0], "name": "urgent"}, REMINDING_SLA["tiers"][1]],
+    }
+    # A tier the file no longer has: the default tier's reminder does not speak for it.
+    assert domain.check_reminder(state, config(sla=renamed), REMIND_AT) == domain.ReminderCheck()
+
+
+def test_a_kept_breach_rearmed_for_escalation_does_not_remind_the_rep_again() -> None:
+    """Its clock runs again (a new score in Redis), but the hand-off's own deadline has passed."""
+    kept = domain.LeadState(handoff=handoff(), breach_count=1)
+    later = DUE + timedelta(minutes=4)  # within the re-armed clock's last two minutes
+    assert domain.check_reminder(kept, reminding(), later) == domain.ReminderCheck()
+
+
+def test_a_queued_lead_reminds_the_team_lead_and_the_event_id_is_the_hand_offs() -> None:
+    queued = domain.LeadState(handoff=handoff(rep=None))
+    event = domain.check_reminder(queued, reminding(), REMIND_AT).event
+    assert event is not None and event.notify == ["lead-dach@example.com"]
+    again = domain.check_reminder(queued, reminding(), REMIND_AT + timedelta(seconds=30)).event
+    assert again is not None and again.event_id == event.event_id  # two workers: one id
+    started = domain.sla_event(queued.handoff, SlaEventKind.STARTED, WED)
+    assert started.event_id != event.event_id
+    teams = [{**team, "lead": None} if team["name"] == "dach" else team for team in CONFIG["teams"]]
+    leaderless = config(teams=teams, sla=REMINDING_SLA)
+    nobody = domain.check_reminder(queued, leaderless, REMIND_AT).event
+    assert nobody is not None and nobody.notify == []
+
+
+@given(
+    offset=st.timedeltas(min_value=timedelta(minutes=-10), max_value=timedelta(minutes=10)),
+    remind_seconds=st.integers(1, 5 * 60 - 1),
+    contacted=st.booleans(),
+    pending=st.booleans(),
+    queued=st.booleans(),
+)
+def test_a_reminder_is_due_exactly_inside_its_window_for_an_uncontacted_hand_off(
+    offset: timedelta, remind_seconds: int, contacted: bool, pending: bool, queued: bool
+) -> None:
+    remind_before = timedelta(seconds=remind_seconds)
+    tier = {"name": "hot", "minutes": 5, "remind_before": remind_before.total_seconds()}
+    cfg = config(sla={"tiers": [tier], "default_tier": "hot"})
+    state = domain.LeadState(handoff=handoff(rep=None if queued else "anna"), contacted=contacted)
+    now = DUE + offset
+    check = domain.check_reminder(state, cfg, now, pending=pending)
+    in_window = DUE - remind_before <= now < DUE
+    assert (check.event is not None) == (in_window and not contacted and not pending)
+    if not contacted and not pending and now < DUE - remind_before:
+        assert check.later == DUE - remind_before  # looked at again then, not every tick
+    else:
+        assert check.later is None
+    if check.event is not None:
+        assert check.event.due_at == DUE and check.event.kind is SlaEventKind.DUE_SOON
+        assert check.event.notify == (["lead-dach@example.com"] if queued else ["anna"])

@@ -1,4 +1,4 @@
-"""SLA breach notices (services/route/notices.py): who is told, once per breach, and what they read."""
+"""SLA notices (services/route/notices.py): who is told, once per breach or reminder, and what they read."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.handoff import Assignee, SlaEvent, SlaEventKind
 from services.route import domain
+from services.route import notices as route_notices
 from services.route.config import ConfigError, RoutingConfig, SlaPolicy, parse_config
 from services.route.notices import breach_notice
 from services.route.notifier import notice_message
@@ -217,3 +218,115 @@ def test_line_breaks_and_control_characters_in_lead_data_are_spaces_in_the_notic
     assert "Lead:     Jane Doe, Acme Holdings Europe" in lines and "Title:    CEO Lead id: forged" in lines
     assert [line for line in lines if line.startswith("Lead id:")] == ["Lead id:  lead-1"]
     notice_message(notice, "sla@example.com")  # builds
+
+
+# --- reminders before the deadline --------------------------------------------------------------
+
+REMIND_AT = WED + timedelta(minutes=3)  # handoff() is due at WED + 5 min
+
+
+def due_soon(state: domain.LeadState, cfg: RoutingConfig) -> SlaEvent:
+    event = domain.due_soon_event(state, cfg, REMIND_AT)
+    assert event.kind is SlaEventKind.DUE_SOON
+    return event
+
+
+def test_a_reminder_tells_the_rep_whom_to_contact_by_when_in_the_teams_zone() -> None:
+    cfg = config()
+    state = domain.LeadState(handoff=handoff())
+    event = due_soon(state, cfg)
+    now = REMIND_AT + timedelta(seconds=10)  # the notifier sends a little after the timer published
+    notice = route_notices.reminder_notice(event, state, cfg, now, "https://crm.example/leads/{lead_id}")
+    assert notice is not None
+    assert notice.to == ("anna@example.com",) and notice.cc == () and notice.unaddressed == ()
+    assert notice.message_id == event.event_id and notice.lead_id == "lead-1"
+    assert notice.subject == "[SLA due soon] Jane Doe, Acme: contact by 2026-11-25 11:05 Europe/Berlin"
+    lines = notice.text.splitlines()
+    assert lines[0] == (
+        "Please contact this lead by 2026-11-25 11:05 Europe/Berlin, its hot SLA deadline: 1 min left."
+    )
+    assert "Lead:     Jane Doe, Acme" in lines and "Title:    VP Marketing" in lines
+    assert "E-mail:   jane@acme.example" in lines and "Phone:    +49301234567" in lines
+    assert "Deadline: 2026-11-25 11:05 Europe/Berlin" in lines and "Left:     1 min" in lines
+    assert "Lead id:  lead-1" in lines and "Open:     https://crm.example/leads/lead-1" in lines
+    assert notice_message(notice, "sla@example.com")["To"] == "anna@example.com"
+    # Only a reminder gives a reminder, and a reminder gives no breach notice.
+    assert breach_notice(event, state, cfg) is None
+    started = domain.sla_event(state.handoff, SlaEventKind.STARTED, WED, notify=["anna"])
+    assert route_notices.reminder_notice(started, state, cfg, now) is None
+
+
+def test_a_queued_leads_reminder_goes_to_the_team_lead_and_a_rep_without_email_is_unaddressed() -> None:
+    cfg = config()
+    queued = domain.LeadState(handoff=handoff(rep=None))
+    notice = route_notices.reminder_notice(due_soon(queued, cfg), queued, cfg, REMIND_AT)
+    assert notice is not None and notice.to == ("lead-dach@example.com",)
+    assert notice.text.startswith("This lead waits in the dach queue: someone must contact it by ")
+    assert "Left:     2 min" in notice.text.splitlines()
+    jonas = domain.LeadState(handoff=handoff(rep="jonas"))  # no email in the config
+    unaddressed = route_notices.reminder_notice(due_soon(jonas, cfg), jonas, cfg, REMIND_AT)
+    assert unaddressed is not None and unaddressed.to == () and unaddressed.unaddressed == ("jonas",)
+
+
+def test_a_reminder_is_stale_once_contacted_closed_handed_on_or_past_its_deadline() -> None:
+    cfg = config()
+    state = domain.LeadState(handoff=handoff())
+    event = due_soon(state, cfg)
+    plan = domain.plan_breach(state, cfg.sla, cfg.team("dach"))
+    moved = domain.reassigned(
+        state,
+        plan,
+        domain.Pick("dach", "jonas"),
+        queue="dach",
+        hid="h2",
+        now=WED,
+        due=WED + timedelta(hours=1),
+    )
+    stale = {
+        "contacted": replace(state, contacted=True),
+        "closed": None,
+        "handed on": moved,
+    }
+    for reason, now_state in stale.items():
+        assert route_notices.reminder_stale(event, now_state, REMIND_AT) == reason
+        assert route_notices.reminder_notice(event, now_state, cfg, REMIND_AT) is None
+    assert route_notices.reminder_stale(event, state, event.due_at) == "past its deadline"
+    assert route_notices.reminder_notice(event, state, cfg, event.due_at) is None
+    assert route_notices.reminder_stale(event, state, event.due_at - timedelta(seconds=1)) is None
+    last = route_notices.reminder_notice(event, state, cfg, event.due_at - timedelta(seconds=1))
+    assert last is not None and "Left:     less than a minute" in last.text.splitlines()
+
+
+def test_line_breaks_in_lead_data_are_spaces_in_the_reminder() -> None:
+    cfg = config()
+    contact = handoff().contact.model_copy(
+        update={"company": "Acme\r\nHoldings\u2028Europe", "phone": "+49 30\nLead id:  forged"}
+    )
+    state = domain.LeadState(handoff=handoff().model_copy(update={"contact": contact}))
+    notice = route_notices.reminder_notice(due_soon(state, cfg), state, cfg, REMIND_AT)
+    assert notice is not None
+    assert notice.subject == (
+        "[SLA due soon] Jane Doe, Acme Holdings Europe: contact by 2026-11-25 11:05 Europe/Berlin"
+    )
+    lines = notice.text.splitlines()
+    assert "Lead:     Jane Doe, Acme Holdings Europe" in lines and "Phone:    +49 30 Lead id: forged" in lines
+    assert [line for line in lines if line.startswith("Lead id:")] == ["Lead id:  lead-1"]
+    assert notice_message(notice, "sla@example.com")["Subject"] == notice.subject  # builds
+
+
+@pytest.mark.parametrize(
+    ("left", "text"),
+    [
+        (timedelta(seconds=59), "less than a minute"),
+        (timedelta(minutes=2, seconds=59), "2 min"),
+        (timedelta(minutes=59, seconds=59), "59 min"),
+        (timedelta(hours=1, minutes=5), "1 h 05 min"),
+        (timedelta(hours=26), "26 h 00 min"),
+    ],
+)
+def test_time_left_is_rounded_down_to_the_minute(left: timedelta, text: str) -> None:
+    cfg = config()
+    state = domain.LeadState(handoff=handoff())
+    event = due_soon(state, cfg)
+    notice = route_notices.reminder_notice(event, state, cfg, event.due_at - left)
+    assert notice is not None and f"Left:     {text}" in notice.text.splitlines()
