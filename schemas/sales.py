@@ -9,6 +9,10 @@ from pydantic import AwareDatetime, Field, JsonValue
 
 from schemas.base import Contract, LeadEvent
 
+MAX_CAPACITY = 100_000
+"""Most open leads a rep may hold: a capacity of 400 digits failed route's status script (Redis's
+cjson reads it as infinity) for ever."""
+
 
 class SalesActivityKind(StrEnum):
     ACCEPTED = "accepted"
@@ -40,7 +44,7 @@ class RepStatusUpdate(Contract):
     occurred_at: AwareDatetime
     rep_id: str
     available: bool | None = None
-    capacity: int | None = Field(None, ge=0)
+    capacity: int | None = Field(None, ge=0, le=MAX_CAPACITY)
     out_of_office_until: AwareDatetime | None = None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError
 from schemas.base import utcnow
 from schemas.handoff import Handoff, SlaEvent, SlaEventKind
 from schemas.privacy import PrivacyRecord, PrivacyRequestKind
-from schemas.sales import RepStatusUpdate, SalesRecord
+from schemas.sales import RepStatusUpdate, SalesActivity, SalesRecord
 from schemas.stage import StageChange
 from schemas.topics import TopicName
 from services.privacy import exports, records
@@ -29,7 +30,7 @@ from services.route.settings import RouteSettings
 from services.route.store import RedisStore
 from services.runtime.batch import Batch
 from services.runtime.codec import Decoder, dead_letter, origin_of
-from services.runtime.redis_retry import until_redis_answers
+from services.runtime.redis_retry import RedisRefused, until_redis_answers
 from services.runtime.stream_app import StreamService
 
 log = logging.getLogger(__name__)
@@ -169,22 +170,39 @@ def install(service: StreamService, router: Router, metrics: RouteMetrics, setti
     async def route_stage_changes(stream: faust.StreamT[bytes]) -> None:
         await service.run_batches(stream, lambda: RouteBatch(outputs), on_stage_change)
 
+    async def on_sales_record(record: SalesActivity | RepStatusUpdate) -> None:
+        if isinstance(record, RepStatusUpdate):
+            await until_redis_answers(partial(router.on_rep_status, record), "rep status")
+            return
+        outcome = await until_redis_answers(partial(router.on_activity, record), "activity")
+        await publish(outcome)
+        if outcome.first_contact_seconds is not None:
+            state = await until_redis_answers(partial(router.store.state, record.lead_id), "first contact")
+            metrics.observe_first_contact(outcome, state, record)
+
     @service.app.agent(activity_topic)
     async def track_sales_activity(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             record = await service.decode(sales_decoder, event)
-            if isinstance(record, RepStatusUpdate):
-                await until_redis_answers(partial(router.on_rep_status, record), "rep status")
-            elif record is not None:
-                outcome = await until_redis_answers(partial(router.on_activity, record), "activity")
-                await publish(outcome)
-                if outcome.first_contact_seconds is not None:
-                    state = await until_redis_answers(
-                        partial(router.store.state, record.lead_id), "first contact"
-                    )
-                    metrics.observe_first_contact(outcome, state, record)
+            if record is not None:
+                try:
+                    await on_sales_record(record)
+                except RedisRefused as exc:  # the same on every retry: held, it stopped the agent for good
+                    await service.dead_letter(service.refused_letter(event.message, event.value, exc))
             service.observe(activity_topic.get_topic_name(), started)
+
+    install_sla_timer(service, router, metrics, settings, publish)
+
+
+def install_sla_timer(
+    service: StreamService,
+    router: Router,
+    metrics: RouteMetrics,
+    settings: RouteSettings,
+    publish: Callable[[Outcome], Awaitable[None]],
+) -> None:
+    """Breaches and reminders, every `ROUTE_SLA_CHECK_INTERVAL`."""
 
     @service.app.timer(settings.sla_check_interval)  # type: ignore[untyped-decorator]
     async def check_sla_deadlines() -> None:

@@ -6,9 +6,8 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.sales import MAX_CAPACITY
 from services.route.domain import Unavailable
-
-MAX_CAPACITY = 100_000
 
 
 class RepStatusIn(BaseModel):

@@ -39,7 +39,7 @@ class RouteService(StreamService):
             raise ConfigError(f"{settings.rules_file}: {exc}") from None
         crm_teams = list(self.crm_secrets)
         self.redis: Redis = redis_client(settings.redis_url, settings.redis_timeout)
-        guard = load_policy(settings.privacy_file).erasure_guard
+        guard = load_policy(settings.privacy_file, settings.topics_file).erasure_guard
         self.store = RedisStore(
             self.redis,
             settings.redis_prefix,

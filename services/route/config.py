@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.sales import MAX_CAPACITY
 from schemas.stage import LifecycleStage, Temperature
 from services.runtime.config_file import read_yaml, validate
 
@@ -191,7 +192,7 @@ class Rep(_Model):
         "and breaches when a team's `lead` or the `escalation` names this rep.",
     )
     weight: int = Field(1, ge=1, le=1000, description="Relative share of the team's leads.")
-    capacity: int = Field(20, ge=0, description="Most open leads at once.")
+    capacity: int = Field(20, ge=0, le=MAX_CAPACITY, description="Most open leads at once.")
     timezone: str = "UTC"
     working_hours: WorkingHours | None = Field(None, description="None: the team's hours.")
     out_of_office: tuple[Absence, ...] = Field(

@@ -18,6 +18,7 @@ import yaml
 from redis.asyncio import Redis
 
 from schemas.base import utcnow
+from schemas.dead_letter import DeadLetter
 from schemas.handoff import Handoff, SlaEvent, SlaEventKind
 from schemas.stage import StageChange
 from schemas.topics import TopicName
@@ -253,10 +254,13 @@ async def test_rep_api_and_status_updates_steer_assignment(
             "rep_id": "ben",
             "capacity": 1,
         }
+        # A capacity of 400 digits failed route's status script for ever, and every status and
+        # activity behind it waited: now the contract refuses it, and the next one applies.
+        poison = {**status, "event_id": "rs-0", "capacity": 10**400}
         await produce(
             broker.bootstrap_servers,
             route.settings.topic(TopicName.SALES_ACTIVITY),
-            [(b"ben", json.dumps(status).encode())],
+            [(b"ben", json.dumps(poison).encode()), (b"ben", json.dumps(status).encode())],
         )
         for _ in range(100):
             async with session.get(f"{base}/reps/ben") as response:
@@ -265,6 +269,11 @@ async def test_rep_api_and_status_updates_steer_assignment(
                 break
             await asyncio.sleep(0.1)
         assert ben["capacity"] == 1
+        dead = await consume_until(
+            broker.bootstrap_servers, route.settings.topic(TopicName.DLQ), lambda rs: len(rs) >= 1, within=10
+        )
+        letter = DeadLetter.model_validate_json(dead[0].value)
+        assert letter.reason == "validation_failed" and "capacity" in letter.detail
         # anna is away and ben takes one lead: the second DE lead overflows to the fallback queue.
         changes = [
             make_change(f"lead-{n}", email=f"x{n}@other.example", occurred_at=utcnow()) for n in range(2)
