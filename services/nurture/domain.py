@@ -372,10 +372,13 @@ def quiet_until(quiet: QuietHours | None, timezone: str | None, now: datetime) -
 
 
 def _zone(name: str | None, default: str) -> ZoneInfo:
+    """The lead's zone, else `default`. A profile's text is anyone's: "Europe" names a directory of
+    the zone database (IsADirectoryError) and a long one is too long a path (OSError), both of
+    which crashed the agent, and every lead's mail on the worker with it."""
     if name:
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
     return ZoneInfo(default)
 
@@ -503,8 +506,10 @@ def _ask_confirmation(out: Outcome, rules: NurtureRules, now: datetime) -> None:
         return
     s.consent_pending = None
     policy = rules.double_opt_in
-    if s.confirmation_sent_at is not None and now - s.confirmation_sent_at < policy.resend_after:
-        return  # the link of the last one still works
+    if s.confirmation_sent_at is not None and now - s.confirmation_sent_at < min(
+        policy.resend_after, rules.link_lifetime
+    ):
+        return  # the link of the last one still works (not once it expired: a shorter token lifetime)
     s.confirmation_sent_at = now
     out.commands.append(
         NurtureCommand(

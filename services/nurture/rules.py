@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from schemas.sales import SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
 from services.runtime.config_file import load_yaml_model
 
 SEGMENT_FIELDS = ("industry", "employee_range", "country", "department", "seniority", "email_kind")
+NAME_MAX = 128
+"""Longest sequence name or template id: a mail's signed links carry both (tracking_tokens.py), and
+a longer one was taken here and then failed every mail of its sequence, holding the outbox."""
+LONGEST = timedelta(days=3650)
+"""Longest duration a rule may give: ten years is "never" enough, and a larger one overflowed the
+date of the step or link it was added to, crashing the agent."""
 
 
 class _Rule(BaseModel):
@@ -46,9 +60,9 @@ class Enrolment(_Rule):
 
 
 class Step(_Rule):
-    template_id: str = Field(min_length=1)
+    template_id: str = Field(min_length=1, max_length=NAME_MAX)
     channel: Literal["email"] = "email"
-    delay: timedelta = Field(description="ISO 8601 duration or seconds, counted from `after`.")
+    delay: timedelta = Field(le=LONGEST, description="ISO 8601 duration or seconds, counted from `after`.")
     after: Literal["enrolment", "previous"] = "previous"
     skip_if: tuple[str, ...] = Field((), description="Skip the step when any of these facts is known.")
 
@@ -70,7 +84,9 @@ class Exit(_Rule):
 
 class Reenrolment(_Rule):
     allowed: bool = False
-    cooldown: timedelta = Field(timedelta(days=90), description="Time after the last enrolment ended.")
+    cooldown: timedelta = Field(
+        timedelta(days=90), le=LONGEST, description="Time after the last enrolment ended."
+    )
 
 
 class Sequence(_Rule):
@@ -85,7 +101,7 @@ class FrequencyCap(_Rule):
     """At most `max_messages` to one lead within any `window`, across all sequences."""
 
     max_messages: int = Field(ge=1)
-    window: timedelta = Field(gt=timedelta(0))
+    window: timedelta = Field(gt=timedelta(0), le=LONGEST)
 
 
 class QuietHours(_Rule):
@@ -100,7 +116,7 @@ class QuietHours(_Rule):
     def _zone_exists(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe", a directory
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
@@ -110,10 +126,11 @@ class DoubleOptIn(_Rule):
     signed link to capture's confirmation page. Transactional: neither the frequency cap nor quiet
     hours hold it, since the person is waiting for it."""
 
-    template_id: str = Field("consent-confirm", min_length=1)
+    template_id: str = Field("consent-confirm", min_length=1, max_length=NAME_MAX)
     resend_after: timedelta = Field(
         timedelta(days=7),
         gt=timedelta(0),
+        le=LONGEST,
         description="A consent given again sooner (another form, the same form sent twice) mails no "
         "second request: the first link still works (NURTURE_CONSENT_TOKEN_TTL_SECONDS, 7 days), and "
         "nobody can flood an inbox through a form.",
@@ -121,7 +138,9 @@ class DoubleOptIn(_Rule):
 
 
 class NurtureRules(_Rule):
-    sequences: dict[str, Sequence] = Field(min_length=1)
+    sequences: dict[Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)], Sequence] = Field(
+        min_length=1
+    )
     frequency_cap: FrequencyCap
     double_opt_in: DoubleOptIn = Field(default_factory=DoubleOptIn)
     quiet_hours: QuietHours | None = None

@@ -70,7 +70,10 @@ class NurtureSettings(ServiceSettings, SmtpSettings):
         description="HMAC key of confirmation links; the same value as CAPTURE_CONSENT_SECRET.",
     )
     consent_token_ttl_seconds: int = Field(
-        7 * 24 * 3600, ge=60, description="How long a confirmation link works after its mail was due."
+        7 * 24 * 3600,
+        ge=60,
+        le=3650 * 24 * 3600,
+        description="How long a confirmation link works after its mail was due (at most ten years).",
     )
     sent_ttl_seconds: int = Field(60 * 24 * 3600, ge=60, description="How long a sent command id is kept.")
     stop_ttl_seconds: int = Field(400 * 24 * 3600, ge=60, description="How long a stop marker is kept.")

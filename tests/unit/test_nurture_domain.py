@@ -792,3 +792,70 @@ def test_the_link_lifetime_comes_from_the_setting() -> None:
     sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
     sim.advance(timedelta(hours=2))
     assert Suppression.NO_CONSENT in sim.suppressed()  # the hour's link expired: the step was skipped
+
+
+def test_a_consent_given_again_once_a_shorter_lived_link_expired_mails_a_new_one() -> None:
+    """With links working a day (NURTURE_CONSENT_TOKEN_TTL_SECONDS) and `resend_after` a week, a
+    person signing up again on day two got no new link: the first had expired, and they could not
+    confirm at all until day seven."""
+    sim = Sim(rules=RULES.with_link_lifetime(timedelta(days=1)))
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    assert len(confirmations(sim.event(consent_given()).commands)) == 1
+    sim.now += timedelta(hours=23)
+    assert confirmations(sim.event(consent_given()).commands) == []  # the first link still works
+    sim.now += timedelta(hours=2)
+    assert len(confirmations(sim.event(consent_given()).commands)) == 1
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "x" * 300, "../../etc/passwd", "Not/AZone"])
+def test_a_profile_time_zone_that_names_no_zone_falls_back_to_the_default(zone: str) -> None:
+    """ "Europe" is a directory of the zone database and 300 characters too long a path: ZoneInfo
+    raised OSError, which crashed nurture's agent, and every lead's mail on the worker stopped."""
+    evening = datetime(2026, 11, 24, 18, 58, tzinfo=UTC)  # 19:58 Berlin: quiet hours from 20:00
+    sim = Sim(now=evening)
+    sim.event(privacy(PrivacyRequestKind.CONSENT_CONFIRMED))
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD, tz=zone))
+    [first] = sim.advance(timedelta(hours=14))
+    assert first.occurred_at.astimezone(ZoneInfo("Europe/Berlin")).hour == 8  # Berlin's quiet hours
+
+
+def _changed_rules(change: dict[str, object]) -> dict[str, object]:
+    data: dict[str, object] = yaml.safe_load((ROOT / "config" / "nurture.yaml").read_text())
+    welcome = data["sequences"]["welcome"]  # type: ignore[index]
+    for key, value in change.items():
+        if key == "name":
+            data["sequences"] = {value: welcome}
+        elif key == "template_id":
+            welcome["steps"][0]["template_id"] = value
+        elif key == "delay":
+            welcome["steps"][0]["delay"] = value
+        elif key == "cooldown":
+            welcome["reenrolment"] = {"allowed": True, "cooldown": value}
+        elif key == "window":
+            data["frequency_cap"]["window"] = value  # type: ignore[index]
+        elif key == "default_timezone":
+            data["quiet_hours"]["default_timezone"] = value  # type: ignore[index]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "w" * 129}, "at most 128 characters"),
+        ({"template_id": "t" * 129}, "at most 128 characters"),
+        ({"delay": 10**12}, "less than or equal to 3650 days"),
+        ({"cooldown": "P20000D"}, "less than or equal to 3650 days"),
+        ({"window": 10**12}, "less than or equal to 3650 days"),
+        ({"default_timezone": "Europe"}, "unknown time zone 'Europe'"),
+    ],
+)
+def test_rules_a_mail_or_its_date_could_not_carry_are_refused_at_start_up(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    """A sequence name or template id over 128 characters was taken, then every mail of it failed
+    its signed links, holding the outbox; a duration of 10**12 s overflowed the date it was added
+    to; "Europe" as the default zone raised a bare IsADirectoryError."""
+    path = tmp_path / "nurture.yaml"
+    path.write_text(yaml.safe_dump(_changed_rules(change)))
+    with pytest.raises(NurtureConfigError, match=message):
+        load_rules(path)
