@@ -20,7 +20,7 @@ import base64
 import hashlib
 import html
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -62,9 +62,15 @@ def add_routes(app: web.Application) -> None:
 # --- pure: what a verified link publishes ---------------------------------------------------------
 
 
-def tracking_event_id(claim: TrackingClaim) -> str:
-    """One event per lead, message, kind and (for clicks) target: repeats share the id."""
+def tracking_event_id(claim: TrackingClaim, now: datetime) -> str:
+    """One event per lead, message, kind and (for clicks) target: repeats share the id. An
+    unsubscribe's id also names the minute it came in: the page's POST and the mail client's
+    one-click POST are one event (two across a minute's turn, which unsubscribe twice). With one
+    id for ever, a lead that signed up again and unsubscribed through the same old mail later sent
+    a repeat that enrich and nurture dropped: it stayed subscribed, while this page said otherwise."""
     text = f"{claim.kind.value}|{claim.lead_id}|{claim.message_id}|{claim.url or ''}"
+    if claim.kind is TokenKind.UNSUBSCRIBE:
+        text += f"|{now.astimezone(UTC):%Y-%m-%dT%H:%M}"
     return "trk-" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -79,7 +85,7 @@ def tracking_interaction(claim: TrackingClaim, now: datetime) -> Interaction:
     if claim.url is not None:
         properties["url"] = claim.url
     return Interaction(
-        event_id=tracking_event_id(claim),
+        event_id=tracking_event_id(claim, now),
         occurred_at=now,
         lead_id=claim.lead_id,
         type=_TYPES[claim.kind],

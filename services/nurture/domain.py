@@ -108,6 +108,13 @@ class LeadState(BaseModel):
     unsubscribed_at: AwareDatetime | None = Field(
         None, description="When the lead unsubscribed: only a consent given after it may lift it."
     )
+    resubscribed_at: AwareDatetime | None = Field(
+        None,
+        description="When the lead last signed up again after unsubscribing: an older unsubscribe is past.",
+    )
+    withdrawn_at: AwareDatetime | None = Field(
+        None, description="When consent was last withdrawn: a link mailed before it confirms nothing."
+    )
     bounced: bool = False
     erased: bool = False
     facts: list[str] = Field(default_factory=list, description="Engagement facts for conditions.")
@@ -175,6 +182,8 @@ def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, n
     _absorb_profile(s, event.profile)
     kind = event.interaction.type
     if kind == InteractionType.UNSUBSCRIBE:
+        if s.resubscribed_at is not None and event.occurred_at <= s.resubscribed_at:
+            return out  # from before the lead signed up again (a replay, or reported late): lifted
         # The later of two: an unsubscribe reported late must not date an earlier one back, which
         # would let a consent from between the two lift it.
         since = _unsubscribed_since(s)
@@ -225,13 +234,16 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
         s.consent_pending = PendingConsent(event_id=record.event_id, text_version=version)
         _ask_confirmation(out, rules, now)
     elif record.kind == PrivacyRequestKind.CONSENT_CONFIRMED and not s.erased:
+        if _mailed_before_the_withdrawal(s, record, rules):
+            return out
         s.consent_proof = record.event_id
         s.consent_pending = None
         if s.unsubscribed and _from_the_last_mail(s, record, rules):
-            _resubscribe(out, rules, now)
+            _resubscribe(out, rules, now, record.occurred_at)
         _release_held(out, now)
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
         s.consent_proof = None
+        s.withdrawn_at = max(s.withdrawn_at, record.occurred_at) if s.withdrawn_at else record.occurred_at
         _stop(out, ExitReason.CONSENT_WITHDRAWN, now)
     elif record.kind == PrivacyRequestKind.ERASE:
         _stop(out, ExitReason.ERASED, now)
@@ -485,11 +497,25 @@ def _from_the_last_mail(s: LeadState, record: PrivacyRecord, rules: NurtureRules
     return record.link_expires_at >= s.confirmation_sent_at + rules.link_lifetime - timedelta(seconds=1)
 
 
-def _resubscribe(out: Outcome, rules: NurtureRules, now: datetime) -> None:
+def _mailed_before_the_withdrawal(s: LeadState, record: PrivacyRecord, rules: NurtureRules) -> bool:
+    """Whether a confirmation came through a link mailed before consent was last withdrawn: such a
+    link still works for its lifetime, and its confirmation (posted again, or replayed once its id
+    left `seen`) restored the withdrawn consent with the old proof. A confirmation without its
+    link's expiry (from a capture before it was recorded) is judged by its own time."""
+    if s.withdrawn_at is None:
+        return False
+    if record.link_expires_at is None:
+        return record.occurred_at <= s.withdrawn_at
+    return record.link_expires_at - rules.link_lifetime <= s.withdrawn_at
+
+
+def _resubscribe(out: Outcome, rules: NurtureRules, now: datetime, confirmed_at: datetime) -> None:
     """A consent given after the unsubscribe is confirmed through the mail asking for it (`_stop`
-    cleared any earlier one's send time, so the link is from after the unsubscribe)."""
+    cleared any earlier one's send time, so the link is from after the unsubscribe). An unsubscribe
+    dated before `confirmed_at` is past from now on (`resubscribed_at`)."""
     s = out.state
     s.unsubscribed, s.unsubscribed_at = False, None
+    s.resubscribed_at = max(s.resubscribed_at, confirmed_at) if s.resubscribed_at else confirmed_at
     out.resubscribed = True
     _enrol_matching(out, rules, now)
 

@@ -859,3 +859,49 @@ def test_rules_a_mail_or_its_date_could_not_carry_are_refused_at_start_up(
     path.write_text(yaml.safe_dump(_changed_rules(change)))
     with pytest.raises(NurtureConfigError, match=message):
         load_rules(path)
+
+
+def _at(record: PrivacyRecord, when: datetime) -> PrivacyRecord:
+    return record.model_copy(update={"occurred_at": when})
+
+
+def test_a_confirmation_link_mailed_before_a_withdrawal_does_not_restore_consent() -> None:
+    """The link works for a week and capture forgets a repeat after 36 h: posted again after the
+    withdrawal (its id gone from `seen`, or not), it restored the consent with the old proof."""
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    [first_mail] = confirmations(sim.event(consent_given()).commands)
+    old_link = confirmed_through(first_mail.occurred_at)
+    assert sim.event(old_link).commands == [] and sim.state.consent_proof == old_link.event_id
+    sim.now += timedelta(hours=1)
+    assert sim.event(_at(privacy(PrivacyRequestKind.CONSENT_WITHDRAWN), sim.now)).stopped
+    sim.now += timedelta(days=2)
+    again = _at(old_link, sim.now).model_copy(update={"event_id": _id("replayed")})
+    sim.event(again)
+    assert sim.state.consent_proof is None
+    assert sim.advance(timedelta(days=30), tick=timedelta(hours=6)) == []
+    # Consent given anew is asked for anew, and its own link restores it.
+    [new_mail] = confirmations(sim.event(_at(consent_given(), sim.now)).commands)
+    new_link = _at(confirmed_through(new_mail.occurred_at), sim.now)
+    sim.event(new_link)
+    assert sim.state.consent_proof == new_link.event_id
+
+
+def test_an_unsubscribe_after_signing_up_again_stops_mail_and_an_older_one_does_not() -> None:
+    """Capture gave one event id to every unsubscribe through one mail: a lead that signed up again
+    and then unsubscribed through the old mail once more stayed subscribed. Now a later unsubscribe
+    is its own event; a replay of the first, from before the lead signed up again, changes nothing."""
+    sim = Sim()
+    sim.event(stage(LifecycleStage.IQL, Temperature.COLD))
+    first = interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": T0})
+    assert sim.event(first).stopped
+    sim.now += timedelta(hours=2)
+    [mail] = confirmations(sim.event(_at(consent_given(), sim.now)).commands)
+    assert sim.event(_at(confirmed_through(mail.occurred_at), sim.now)).resubscribed
+    assert sim.state.resubscribed_at == sim.now
+    replayed = first.model_copy(update={"event_id": _id("replayed-unsubscribe")})  # `seen` forgot it
+    assert not sim.event(replayed).stopped and not sim.state.unsubscribed
+    sim.now += timedelta(days=7)
+    later = interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": sim.now})
+    assert sim.event(later).stopped and sim.state.unsubscribed
+    assert sim.advance(timedelta(days=120), tick=timedelta(hours=6)) == []

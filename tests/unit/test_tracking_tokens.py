@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -168,11 +168,24 @@ def test_the_dev_secrets_of_nurture_and_capture_match() -> None:
 
 
 def test_repeats_share_an_event_id_and_different_links_do_not() -> None:
-    first_open = tracking_event_id(claim(TokenKind.OPEN))
-    assert first_open == tracking_event_id(claim(TokenKind.OPEN, issued_at=1_790_000_999))
-    assert first_open != tracking_event_id(claim(TokenKind.OPEN, message_id="cmd-2"))
-    assert first_open != tracking_event_id(claim(TokenKind.CLICK))
-    assert tracking_event_id(claim()) != tracking_event_id(claim(url="https://leadpipe.example/other"))
+    now, later = datetime(2026, 11, 21, 9, 30, tzinfo=UTC), datetime(2026, 12, 21, 9, 30, tzinfo=UTC)
+    first_open = tracking_event_id(claim(TokenKind.OPEN), now)
+    assert first_open == tracking_event_id(claim(TokenKind.OPEN, issued_at=1_790_000_999), later)
+    assert first_open != tracking_event_id(claim(TokenKind.OPEN, message_id="cmd-2"), now)
+    assert first_open != tracking_event_id(claim(TokenKind.CLICK), now)
+    assert tracking_event_id(claim(), now) != tracking_event_id(
+        claim(url="https://leadpipe.example/other"), now
+    )
+
+
+def test_an_unsubscribe_through_an_old_mail_on_another_day_is_a_new_event() -> None:
+    """The page's POST and the mail client's one-click POST within the minute are one event; the same
+    old mail's link followed again after the lead signed up again must not be dropped as a repeat."""
+    unsubscribe = claim(TokenKind.UNSUBSCRIBE)
+    at = datetime(2026, 11, 21, 9, 5, 10, tzinfo=UTC)
+    first = tracking_event_id(unsubscribe, at)
+    assert first == tracking_event_id(unsubscribe, at + timedelta(seconds=45))
+    assert first != tracking_event_id(unsubscribe, at + timedelta(days=9))
 
 
 def test_the_interaction_carries_the_lead_and_the_message_but_no_contact() -> None:
