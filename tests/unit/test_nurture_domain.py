@@ -905,3 +905,16 @@ def test_an_unsubscribe_after_signing_up_again_stops_mail_and_an_older_one_does_
     later = interaction(InteractionType.UNSUBSCRIBE).model_copy(update={"occurred_at": sim.now})
     assert sim.event(later).stopped and sim.state.unsubscribed
     assert sim.advance(timedelta(days=120), tick=timedelta(hours=6)) == []
+
+
+def test_a_lead_keeps_its_newest_facts_within_a_bound() -> None:
+    """Asset ids are the sender's text: 20,000 downloads made a 942 KB row, and three asset ids of
+    400 KB a row over the producer's limit, which no commit of the lead's table could store."""
+    sim = Sim()
+    for n in range(1000):
+        sim.event(interaction(InteractionType.CONTENT_DOWNLOAD, asset_id=f"asset-{n}"))
+    sim.event(interaction(InteractionType.CONTENT_DOWNLOAD, asset_id="x" * 400_000))
+    facts = sim.state.facts
+    assert len(facts) == domain.MAX_FACTS and "content:asset-999" in facts
+    assert "content:asset-0" not in facts and all(len(f) <= domain.MAX_FACT_LENGTH for f in facts)
+    assert len(sim.state.model_dump_json()) < 20_000
