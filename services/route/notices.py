@@ -80,16 +80,8 @@ def breach_notice(
         lines.append(f"Open:     {lead_url.replace('{lead_id}', event.lead_id)}")
     lines += ["", "You get this as the team's lead or on the SLA's escalation list (config/routing.yaml)."]
     tag = "SLA escalated" if event.escalation_level else "SLA missed"
-    subject = one_line(f"[{tag}] {who or event.lead_id}: not contacted within the {event.tier} SLA")
-    return Notice(
-        message_id=event.event_id,
-        lead_id=event.lead_id,
-        to=tuple(addresses[:1]),
-        cc=tuple(addresses[1:]),
-        unaddressed=tuple(unaddressed),
-        subject=subject,
-        text="\n".join(lines) + "\n",
-    )
+    subject = f"[{tag}] {who or event.lead_id}: not contacted within the {event.tier} SLA"
+    return _notice(event, addresses, unaddressed, subject, lines)
 
 
 def is_reminder(event: SlaEvent) -> bool:
@@ -150,13 +142,21 @@ def reminder_notice(
         "You get this as the lead's rep (as the team's lead while it waits in the queue): a missed "
         "deadline is reported to the team's lead (remind_before in config/routing.yaml).",
     ]
+    subject = f"[SLA due soon] {who or event.lead_id}: contact by {deadline}"
+    return _notice(event, addresses, unaddressed, subject, lines)
+
+
+def _notice(
+    event: SlaEvent, addresses: list[str], unaddressed: list[str], subject: str, lines: list[str]
+) -> Notice:
+    """To the first address, the others in copy; the subject on one line (`one_line`)."""
     return Notice(
         message_id=event.event_id,
         lead_id=event.lead_id,
         to=tuple(addresses[:1]),
         cc=tuple(addresses[1:]),
         unaddressed=tuple(unaddressed),
-        subject=one_line(f"[SLA due soon] {who or event.lead_id}: contact by {deadline}"),
+        subject=one_line(subject),
         text="\n".join(lines) + "\n",
     )
 
