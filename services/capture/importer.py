@@ -230,6 +230,8 @@ async def publish(
 
 @dataclass(frozen=True)
 class _Batches:
+    """The import's requests to capture, and its report of what capture answered."""
+
     client: CaptureClient
     report: Report
     event: Callable[[Row], dict[str, object]]
