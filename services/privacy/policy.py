@@ -5,15 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.runtime.config_file import load_yaml_model
+from services.runtime.config_file import iso_duration, load_yaml_model
 from services.runtime.topic_config import TopicConfigError, TopicsFile
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "config" / "privacy.yaml"
-
-
-_DURATION = TypeAdapter(timedelta)
 
 
 class PrivacyConfigError(ValueError):
@@ -69,19 +66,14 @@ def guard_problem(policy: PrivacyPolicy, topics: TopicsFile) -> str | None:
     from its start must find every erased lead still guarded, or a retained record from before the
     erasure brings the lead back; only a test of the shipped files checked this, so a shortened
     guard (P1D against the lead topics' six days) was taken silently."""
-    guard = _iso(policy.erasure_guard)
+    guard = iso_duration(policy.erasure_guard)
     for name, config in topics.replayed_lead_topics().items():
         stay = config.longest_stay()
         if stay is None:
             return f"{guard} is shorter than {name}'s records stay: they are kept for ever"
         if stay > policy.erasure_guard:
             return (
-                f"{guard} is shorter than {name}'s records can stay ({_iso(stay)}: retention plus "
+                f"{guard} is shorter than {name}'s records can stay ({iso_duration(stay)}: retention plus "
                 "one segment): a replay of it would bring erased leads back"
             )
     return None
-
-
-def _iso(duration: timedelta) -> str:
-    """As the files write it (P7D)."""
-    return str(_DURATION.dump_python(duration, mode="json"))

@@ -26,7 +26,7 @@ from pydantic import (
 
 from schemas.sales import MAX_CAPACITY
 from schemas.stage import LifecycleStage, Temperature
-from services.runtime.config_file import read_yaml, validate
+from services.runtime.config_file import iso_duration, read_yaml, validate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -35,7 +35,6 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 _DAY_NAMES = {full[:n]: full[:3] for full in _FULL_DAYS for n in range(3, len(full) + 1)} | {"weds": "wed"}
 _MAX_SLA_MINUTES = 366 * 24 * 60  # a year: beyond it a deadline means nothing (and overflowed)
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
-_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _HH_MM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -317,7 +316,7 @@ class SlaTier(_Model):
         remind = self.remind_before
         if remind is None:
             return self
-        written = _DURATION.dump_python(remind, mode="json")  # as the file writes it: PT5M
+        written = iso_duration(remind)
         if remind <= timedelta(0):
             raise ValueError(f"tier {self.name!r}: remind_before must be positive, not {written}")
         if remind >= timedelta(minutes=self.minutes):

@@ -6,15 +6,17 @@ see which file, which key and what is wrong, the same way for all of them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.runtime.errors import describe
 
 M = TypeVar("M", bound=BaseModel)
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def read_yaml(path: Path, error: type[Exception]) -> Any:
@@ -41,3 +43,8 @@ def validate(model: type[M], data: Any, source: str, error: type[Exception]) -> 
 def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
     """Read and validate a YAML configuration file."""
     return validate(model, read_yaml(path, error), str(path), error)
+
+
+def iso_duration(duration: timedelta) -> str:
+    """A duration as the files write it (P7D, PT5M), for an error that quotes a file's value."""
+    return str(_DURATION.dump_python(duration, mode="json"))
