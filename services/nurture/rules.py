@@ -20,11 +20,9 @@ from pydantic import (
 from schemas.sales import SalesActivityKind
 from schemas.stage import LifecycleStage, Temperature
 from services.runtime.config_file import load_yaml_model
+from services.runtime.tracking_tokens import NAME_MAX
 
 SEGMENT_FIELDS = ("industry", "employee_range", "country", "department", "seniority", "email_kind")
-NAME_MAX = 128
-"""Longest sequence name or template id: a mail's signed links carry both (tracking_tokens.py), and
-a longer one was taken here and then failed every mail of its sequence, holding the outbox."""
 LONGEST = timedelta(days=3650)
 """Longest duration a rule may give: ten years is "never" enough, and a larger one overflowed the
 date of the step or link it was added to, crashing the agent."""
@@ -60,6 +58,8 @@ class Enrolment(_Rule):
 
 
 class Step(_Rule):
+    # NAME_MAX, here and for sequence names: a mail's signed links carry both, and a longer one was
+    # taken here and then failed every mail of its sequence, holding the outbox.
     template_id: str = Field(min_length=1, max_length=NAME_MAX)
     channel: Literal["email"] = "email"
     delay: timedelta = Field(le=LONGEST, description="ISO 8601 duration or seconds, counted from `after`.")

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.nurture.rules import LONGEST
 from services.privacy.policy import DEFAULT_POLICY_FILE
 from services.runtime.send_once import lease_problem
 from services.runtime.settings import ServiceSettings
@@ -72,7 +73,7 @@ class NurtureSettings(ServiceSettings, SmtpSettings):
     consent_token_ttl_seconds: int = Field(
         7 * 24 * 3600,
         ge=60,
-        le=3650 * 24 * 3600,
+        le=int(LONGEST.total_seconds()),
         description="How long a confirmation link works after its mail was due (at most ten years).",
     )
     sent_ttl_seconds: int = Field(60 * 24 * 3600, ge=60, description="How long a sent command id is kept.")

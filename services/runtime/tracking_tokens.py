@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 _DOMAIN = b"leadpipe-tracking-v1."
 # Longer than any real link needs; bounds the work an attacker's token costs.
 MAX_TOKEN_CHARS = 4096
+NAME_MAX = 128
+"""Longest sequence name or template id a link carries (nurture's rules are held to it)."""
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
@@ -45,9 +47,9 @@ class TrackingClaim(BaseModel):
     kind: TokenKind = Field(alias="k")
     lead_id: str = Field(alias="l", min_length=1, max_length=128)
     message_id: str = Field(alias="m", min_length=1, max_length=128, description="The nurture command id.")
-    sequence: str = Field(alias="q", max_length=128)
+    sequence: str = Field(alias="q", max_length=NAME_MAX)
     step: int = Field(alias="n", ge=0)
-    template_id: str = Field(alias="t", max_length=128)
+    template_id: str = Field(alias="t", max_length=NAME_MAX)
     issued_at: int = Field(alias="i", ge=0, description="Unix seconds; capture refuses to count old links.")
     url: str | None = Field(None, alias="u", max_length=2048, description="A click's target.")
 
