@@ -192,11 +192,7 @@ def on_interaction(state: LeadState, event: EnrichedView, rules: NurtureRules, n
             return out  # from before the lead signed up again (a replay, or reported late): lifted
         # The later of two: an unsubscribe reported late must not date an earlier one back, which
         # would let a consent from between the two lift it.
-        since = _unsubscribed_since(s)
-        s.unsubscribed, s.unsubscribed_at = (
-            True,
-            max(since, event.occurred_at) if since else event.occurred_at,
-        )
+        s.unsubscribed, s.unsubscribed_at = True, _later(_unsubscribed_since(s), event.occurred_at)
         _stop(out, ExitReason.UNSUBSCRIBED, now)
         return out
     if kind == InteractionType.EMAIL_BOUNCE:
@@ -249,7 +245,7 @@ def on_privacy(state: LeadState, record: PrivacyRecord, rules: NurtureRules, now
         _release_held(out, now)
     elif record.kind == PrivacyRequestKind.CONSENT_WITHDRAWN:
         s.consent_proof = None
-        s.withdrawn_at = max(s.withdrawn_at, record.occurred_at) if s.withdrawn_at else record.occurred_at
+        s.withdrawn_at = _later(s.withdrawn_at, record.occurred_at)
         _stop(out, ExitReason.CONSENT_WITHDRAWN, now)
     elif record.kind == PrivacyRequestKind.ERASE:
         _stop(out, ExitReason.ERASED, now)
@@ -521,7 +517,7 @@ def _resubscribe(out: Outcome, rules: NurtureRules, now: datetime, confirmed_at:
     dated before `confirmed_at` is past from now on (`resubscribed_at`)."""
     s = out.state
     s.unsubscribed, s.unsubscribed_at = False, None
-    s.resubscribed_at = max(s.resubscribed_at, confirmed_at) if s.resubscribed_at else confirmed_at
+    s.resubscribed_at = _later(s.resubscribed_at, confirmed_at)
     out.resubscribed = True
     _enrol_matching(out, rules, now)
 
@@ -615,6 +611,12 @@ def _absorb_profile(s: LeadState, profile: ProfileView) -> None:
         "email_kind": profile.email_kind.value,
     }
     s.segment |= {k: v.lower() for k, v in values.items() if v}
+
+
+def _later(stored: datetime | None, at: datetime) -> datetime:
+    """The later of a time kept and a new one: records come late and out of order, and one dated
+    before what is kept must not move it back."""
+    return at if stored is None else max(stored, at)
 
 
 def _add_fact(s: LeadState, fact: str) -> None:
