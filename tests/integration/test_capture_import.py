@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -16,9 +14,9 @@ from schemas import Interaction, PrivacyRecord, TopicName
 from services.capture.app import create_app
 from services.capture.importer import read_rows
 from services.capture.settings import CaptureSettings
-from services.cli import main
 from services.devstack.broker import EmbeddedBroker
 from services.runtime.topics import ensure_pipeline_topics
+from tests.cli import run_cli
 from tests.kafka import consume_until
 
 pytestmark = pytest.mark.integration
@@ -48,18 +46,6 @@ async def capture(broker: EmbeddedBroker, redis_url: str, suffix: str) -> AsyncI
         await server.close()
 
 
-async def _run(*argv: str) -> tuple[int, str, str]:
-    """The real CLI in a thread (it runs its own event loop), output captured."""
-    out, err = io.StringIO(), io.StringIO()
-
-    def call() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
-            return main(list(argv))
-
-    code = await asyncio.to_thread(call)
-    return code, out.getvalue(), err.getvalue()
-
-
 async def test_import_publishes_good_rows_reports_bad_ones_and_is_idempotent(
     capture: tuple[str, str], broker: EmbeddedBroker, tmp_path: Path, suffix: str
 ) -> None:
@@ -68,7 +54,7 @@ async def test_import_publishes_good_rows_reports_bad_ones_and_is_idempotent(
     leads.write_text(MESSY, encoding="utf-8")
     argv = ("import", str(leads), "--source", "event", "--campaign", "fair-2026", "--url", url)
 
-    code, out, err = await _run(*argv, "--api-key", "k")
+    code, out, err = await run_cli(*argv, "--api-key", "k")
 
     assert code == 1, out + err
     assert "3 published, 0 already imported, 2 refused" in out
@@ -91,7 +77,7 @@ async def test_import_publishes_good_rows_reports_bad_ones_and_is_idempotent(
     assert by_email["bob@example.com"].consent.marketing_email is False
     assert sorted(r.key for r in records) == sorted(e.lead_id.encode() for e in events)
 
-    again, out, _ = await _run(*argv, "--api-key", "k")
+    again, out, _ = await run_cli(*argv, "--api-key", "k")
 
     assert again == 1
     assert "0 published, 3 already imported, 2 refused" in out
@@ -112,8 +98,8 @@ async def test_clean_import_exits_zero_and_wrong_key_exits_two(
     leads = tmp_path / "clean.csv"
     leads.write_text("email,firstname\nzoe@example.com,Zoe\n", encoding="utf-8")
     base = ("import", str(leads), "--campaign", "partner-q1", "--url", url)
-    assert (await _run(*base, "--api-key", "k"))[0] == 0
-    code, _, err = await _run(*base, "--api-key", "wrong")
+    assert (await run_cli(*base, "--api-key", "k"))[0] == 0
+    code, _, err = await run_cli(*base, "--api-key", "wrong")
     assert code == 2
     # capture's problem, not "capture answered 403: None" (the import read a `detail` it never sends)
     assert "import stopped: capture answered 403 invalid_api_key: " in err and "None" not in err
@@ -141,7 +127,8 @@ async def test_rows_over_captures_body_limit_together_go_in_smaller_requests(
     await server.start_server()
     try:
         url = str(server.make_url("/")).rstrip("/")
-        code, out, _ = await _run("import", str(leads), "--url", url, "--api-key", "k", "--campaign", "wide")
+        argv = ("import", str(leads), "--url", url, "--api-key", "k", "--campaign", "wide")
+        code, out, _ = await run_cli(*argv)
     finally:
         await server.close()
 
@@ -174,7 +161,7 @@ async def test_an_answer_that_is_not_capture_s_stops_the_import_with_exit_two(tm
     leads.write_text("email\nzoe@example.com\n", encoding="utf-8")
     try:
         url = str(server.make_url("/")).rstrip("/")
-        code, _, err = await _run("import", str(leads), "--url", url, "--api-key", "k", "--campaign", "c")
+        code, _, err = await run_cli("import", str(leads), "--url", url, "--api-key", "k", "--campaign", "c")
     finally:
         await server.close()
     assert code == 2

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import io
 import json
 from collections.abc import AsyncIterator
-from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,9 +22,9 @@ from services.capture.auth import client_of
 from services.capture.keys import SETTINGS
 from services.capture.publisher import BrokerUnavailable, KafkaPublisher, RecordTooLarge
 from services.capture.settings import CaptureSettings
-from services.cli import main
 from services.devstack.broker import EmbeddedBroker
 from services.runtime.topics import ensure_pipeline_topics
+from tests.cli import run_cli
 from tests.kafka import consume_until
 
 pytestmark = pytest.mark.integration
@@ -153,17 +151,6 @@ async def test_a_webhook_lead_too_large_to_publish_is_413(small: Client) -> None
     assert (await response.json())["error"] == "record_too_large"
 
 
-async def _run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-
-    def call() -> int:
-        with redirect_stdout(out), redirect_stderr(err):
-            return main(list(argv))
-
-    code = await asyncio.to_thread(call)
-    return code, out.getvalue(), err.getvalue()
-
-
 async def test_an_import_row_too_large_or_dated_far_ahead_is_a_row_error(
     small: Client, broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -179,7 +166,7 @@ async def test_an_import_row_too_large_or_dated_far_ahead_is_a_row_error(
         encoding="utf-8",
     )
     url = str(small.make_url("/")).rstrip("/")
-    code, out, err = await _run_cli(
+    code, out, err = await run_cli(
         "import", str(leads), "--source", "event", "--campaign", "fair", "--url", url, "--api-key", "key-a"
     )
     assert code == 1, out + err
