@@ -16,7 +16,7 @@ from services.capture.guard import ClaimState, Deduplicator
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
 from services.devstack.processes import free_port
-from services.runtime.topics import ensure_pipeline_topics
+from tests.capture_client import Client, started_client
 from tests.kafka import consume_until
 
 pytestmark = pytest.mark.integration
@@ -28,14 +28,6 @@ EVENT = {
     "anonymous_id": "anon-1",
     "source": {"channel": "web"},
 }
-Client = TestClient[object, object]
-
-
-async def _client(settings: CaptureSettings) -> TestClient[object, object]:
-    await ensure_pipeline_topics(settings)
-    client: Client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    return client
 
 
 @pytest.fixture
@@ -47,7 +39,7 @@ async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str) -> Captu
 
 @pytest.fixture
 async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
-    client = await _client(settings)
+    client = await started_client(settings)
     yield client
     await client.close()
 
@@ -109,7 +101,7 @@ async def test_two_clients_may_send_the_same_event_id(
         topic_suffix=suffix,
         api_keys=f"site-a{suffix},site-b{suffix}",
     )
-    client = await _client(settings)
+    client = await started_client(settings)
     try:
         event_id = f"ev{suffix}"
         a = {**EVENT, "event_id": event_id, "anonymous_id": "visitor-of-a"}
@@ -146,7 +138,7 @@ async def test_a_503_does_not_swallow_the_retry(redis_url: str, suffix: str, bro
     async with TestClient(TestServer(create_app(_without_broker(redis_url, suffix)))) as dead:
         assert (await dead.post("/v1/events", json=event, headers=KEY)).status == 503
     up = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="test-key")
-    client = await _client(up)
+    client = await started_client(up)
     try:
         response = await client.post("/v1/events", json=event, headers=KEY)
         assert response.status == 202
@@ -165,7 +157,7 @@ async def test_redis_down_fails_open_and_counts_it(broker: EmbeddedBroker, suffi
         topic_suffix=suffix,
         api_keys="test-key",
     )
-    client = await _client(settings)
+    client = await started_client(settings)
     try:
         for _ in range(2):
             response = await client.post("/v1/events", json={**EVENT, "event_id": "same"}, headers=KEY)
@@ -275,7 +267,7 @@ async def test_a_batch_refused_with_503_is_accepted_when_retried(
         response = await dead.post("/v1/events:batch", json={"events": events}, headers=KEY)
         assert response.status == 503
     up = CaptureSettings(broker_url=broker.url, redis_url=redis_url, topic_suffix=suffix, api_keys="test-key")
-    client = await _client(up)
+    client = await started_client(up)
     try:
         response = await client.post("/v1/events:batch", json={"events": events}, headers=KEY)
         assert [r["status"] for r in (await response.json())["results"]] == ["accepted"] * 3
@@ -302,7 +294,7 @@ async def test_rate_limit_per_key_answers_429_with_retry_after(
         api_keys=f"a{suffix},b{suffix}",
         rate_limit_per_minute=2,
     )
-    client = await _client(settings)
+    client = await started_client(settings)
     try:
         statuses = [
             (await client.post("/v1/events", json=EVENT, headers={"X-API-Key": f"a{suffix}"})).status

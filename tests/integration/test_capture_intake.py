@@ -13,23 +13,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from schemas import Interaction, PrivacyRecord, TopicName
 from services.capture import domain
-from services.capture.app import create_app
 from services.capture.auth import client_of
 from services.capture.keys import SETTINGS
 from services.capture.publisher import BrokerUnavailable, KafkaPublisher, RecordTooLarge
 from services.capture.settings import CaptureSettings
 from services.devstack.broker import EmbeddedBroker
-from services.runtime.topics import ensure_pipeline_topics
+from tests.capture_client import Client, started_client
 from tests.cli import run_cli
 from tests.kafka import consume_until
 
 pytestmark = pytest.mark.integration
 
-Client = TestClient[object, object]
 EVENT = {"type": "page_view", "occurred_at": "2026-11-21T09:30:00Z", "anonymous_id": "anon-1"}
 META_SECRET, LI_SECRET, GOOGLE_KEY = "meta-secret", "li-secret", "g-key"
 
@@ -50,13 +47,6 @@ def _settings(broker: EmbeddedBroker, redis_url: str, suffix: str, **overrides: 
     return CaptureSettings(**{**base, **overrides})  # type: ignore[arg-type]
 
 
-async def _client(settings: CaptureSettings) -> Client:
-    await ensure_pipeline_topics(settings)
-    client: Client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    return client
-
-
 @pytest.fixture
 async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str) -> CaptureSettings:
     return _settings(broker, redis_url, suffix)
@@ -64,7 +54,7 @@ async def settings(broker: EmbeddedBroker, redis_url: str, suffix: str) -> Captu
 
 @pytest.fixture
 async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
-    client = await _client(settings)
+    client = await started_client(settings)
     yield client
     await client.close()
 
@@ -72,7 +62,7 @@ async def client(settings: CaptureSettings) -> AsyncIterator[Client]:
 @pytest.fixture
 async def small(broker: EmbeddedBroker, redis_url: str, suffix: str) -> AsyncIterator[Client]:
     """A capture that publishes records of at most 4 KiB, its bodies up to the usual 1 MiB."""
-    client = await _client(_settings(broker, redis_url, suffix, max_record_bytes=4096))
+    client = await started_client(_settings(broker, redis_url, suffix, max_record_bytes=4096))
     yield client
     await client.close()
 
@@ -267,7 +257,7 @@ async def test_an_occurred_at_far_ahead_is_refused_naming_the_field(client: Clie
 
 async def test_the_clock_tolerance_is_a_setting(broker: EmbeddedBroker, redis_url: str, suffix: str) -> None:
     soon = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
-    client = await _client(_settings(broker, redis_url, suffix, max_clock_ahead_seconds=60))
+    client = await started_client(_settings(broker, redis_url, suffix, max_clock_ahead_seconds=60))
     try:
         response = await client.post(
             "/v1/events", json={**EVENT, "occurred_at": soon}, headers={"X-API-Key": "key-a"}
